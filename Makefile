@@ -1,0 +1,61 @@
+# customer-value: `make` lists the targets. Every target bootstraps .venv on first use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed-stamp
+UV_VERSION := 0.9.18
+
+# Demo data and training inputs (override on the command line: make train ORDERS=my.csv ...)
+CUSTOMERS ?= 50000
+SEED ?= 7
+DATA_DIR ?= data/demo
+ORDERS ?=
+EVENTS ?=
+COLUMNS ?=
+HORIZON_DAYS ?= 365
+
+.PHONY: help install data train test test-fast lint format bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --quiet --python $(PY) -c constraints.txt -e '.[dev,spark]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with the versions in constraints.txt
+
+lock: $(STAMP) ## Re-resolve constraints.txt from pyproject.toml (then commit it)
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --extra spark -o constraints.txt
+
+$(DATA_DIR)/orders.parquet: | $(STAMP)
+	$(PY) -m features.synth --customers $(CUSTOMERS) --seed $(SEED) --out $(DATA_DIR)
+
+data: $(DATA_DIR)/orders.parquet ## Generate the synthetic storefront under data/demo (CUSTOMERS=50000 SEED=7)
+
+train: $(STAMP) ## Train, evaluate, track in MLflow, register and promote (ORDERS= EVENTS= COLUMNS= HORIZON_DAYS=)
+	@echo "make train: not implemented yet (training issue)"; exit 1
+
+test: $(STAMP) ## Run the whole test suite (fast tests + server/slow suites)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP) ## Run only the fast offline tests
+	$(PY) -m pytest -q -m "not slow and not server and not spark"
+
+lint: $(STAMP) ## ruff lint + format check
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(STAMP) ## ruff format + autofix
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+bench: $(STAMP) ## Feature-building benchmark (50k, 200k, 1M customers); writes bench/RESULTS.md figures to stdout
+	$(PY) bench/features_bench.py
+
+clean: ## Remove .venv, generated data and model artifacts
+	rm -rf $(VENV) data models/mlflow.db models/mlartifacts models/bentoml models/scores

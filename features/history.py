@@ -1,0 +1,55 @@
+"""Point-in-time slicing shared by the feature and label builders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+DAY = np.timedelta64(1, "D")
+
+
+def as_cutoff(cutoff: object) -> pd.Timestamp:
+    """Return ``cutoff`` as a naive UTC timestamp, refusing a missing one.
+
+    There is deliberately no default cutoff (and never ``now()``): every feature is computed
+    as of an explicit point in time.
+    """
+    if cutoff is None:
+        raise ValueError("cutoff is required (a date or timestamp); there is no default cutoff")
+    try:
+        ts = pd.Timestamp(cutoff)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"cutoff {cutoff!r} is not a date; expected e.g. '2025-06-30'") from err
+    if ts is pd.NaT:
+        raise ValueError(f"cutoff {cutoff!r} is not a date; expected e.g. '2025-06-30'")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.as_unit("ns")
+
+
+def rows_before(frame: pd.DataFrame, column: str, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Rows whose ``column`` is strictly before ``cutoff`` (the point-in-time rule)."""
+    return frame.loc[frame[column].to_numpy() < cutoff.to_datetime64()]
+
+
+def days_before(times: pd.Series, cutoff: pd.Timestamp) -> np.ndarray:
+    """Fractional days from each time to ``cutoff`` (positive for the past)."""
+    return (cutoff.to_datetime64() - times.to_numpy(dtype="datetime64[ns]")) / DAY
+
+
+def customer_codes(ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer code per row and the customer ids they stand for (sorted, for stable output)."""
+    codes, uniques = pd.factorize(ids, sort=True)
+    return codes, pd.Index(uniques, name="customer_id", dtype="str")
+
+
+def per_customer_sum(codes: np.ndarray, values: np.ndarray | None, size: int) -> np.ndarray:
+    """Sum (or count, with ``values=None``) per customer code; bincount is the fast path."""
+    return np.bincount(codes, weights=values, minlength=size).astype("float64")
+
+
+def safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``numerator / denominator`` with NaN where the denominator is zero (no data, not zero)."""
+    out = np.full(numerator.shape, np.nan)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out

@@ -1,0 +1,436 @@
+"""Load and validate orders and service events: the only module that reads input files."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.spec import ORDER_STATUSES
+
+logger = logging.getLogger(__name__)
+
+ORDER_REQUIRED: tuple[str, ...] = ("customer_id", "ordered_at", "amount")
+ORDER_OPTIONAL: tuple[str, ...] = ("order_id", "status", "promised_at", "delivered_at")
+EVENT_REQUIRED: tuple[str, ...] = ("customer_id", "occurred_at", "kind")
+EVENT_OPTIONAL: tuple[str, ...] = ("order_id", "score", "resolution_hours", "amount")
+CANONICAL_COLUMNS: frozenset[str] = frozenset(
+    ORDER_REQUIRED + ORDER_OPTIONAL + EVENT_REQUIRED + EVENT_OPTIONAL
+)
+
+
+class DataValidationError(ValueError):
+    """Raised when an input cannot be used as it is; the message says what and how to fix it."""
+
+
+@dataclass
+class LoadResult:
+    """A validated table plus everything that was set aside on the way.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        The usable rows, canonical column names and dtypes.
+    quarantine : pandas.DataFrame
+        The unusable rows as read, plus ``reason`` and ``source_row`` (0-based row in the file).
+    problems : list of str
+        One message per problem found (quarantined rows and values treated as missing).
+    rows_read : int
+        Rows in the input; always ``len(frame) + len(quarantine)``.
+    """
+
+    frame: pd.DataFrame
+    quarantine: pd.DataFrame
+    problems: list[str] = field(default_factory=list)
+    rows_read: int = 0
+
+    @property
+    def rows_loaded(self) -> int:
+        """Rows kept."""
+        return len(self.frame)
+
+    @property
+    def rows_quarantined(self) -> int:
+        """Rows set aside."""
+        return len(self.quarantine)
+
+    def write_quarantine(self, directory: str | Path, name: str) -> Path | None:
+        """Write the quarantined rows to ``directory/<name>.quarantine.csv`` if there are any.
+
+        Returns
+        -------
+        pathlib.Path or None
+            The file written, or None when nothing was quarantined.
+        """
+        if self.quarantine.empty:
+            return None
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{name}.quarantine.csv"
+        self.quarantine.to_csv(path, index=False)
+        logger.warning("%d %s row(s) quarantined to %s", len(self.quarantine), name, path)
+        return path
+
+
+def parse_column_mapping(text: str | None) -> dict[str, str]:
+    """Parse ``"customer_id=cust,ordered_at=date"`` into ``{"cust": "customer_id", ...}``.
+
+    Parameters
+    ----------
+    text : str or None
+        Comma-separated ``canonical=yours`` pairs; empty or None means no renaming.
+
+    Returns
+    -------
+    dict
+        Maps the file's column name to the canonical name (ready for ``DataFrame.rename``).
+    """
+    if not text or not text.strip():
+        return {}
+    mapping: dict[str, str] = {}
+    for pair in text.split(","):
+        if not pair.strip():
+            continue
+        canonical, sep, source = (part.strip() for part in pair.partition("="))
+        if not sep or not canonical or not source:
+            raise DataValidationError(
+                f"column mapping entry {pair.strip()!r} is not 'canonical=your_column'; "
+                "example: customer_id=cust,ordered_at=date,amount=spend"
+            )
+        if canonical not in CANONICAL_COLUMNS:
+            raise DataValidationError(
+                f"column mapping names unknown column {canonical!r}; "
+                f"known columns: {', '.join(sorted(CANONICAL_COLUMNS))}"
+            )
+        if source in mapping:
+            raise DataValidationError(
+                f"column mapping uses your column {source!r} twice "
+                f"({mapping[source]!r} and {canonical!r})"
+            )
+        mapping[source] = canonical
+    return mapping
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file as it is written (CSV: every column as text).
+
+    Reading CSV as text keeps ids exactly as written (``00042`` stays ``00042``); types are
+    decided by validation, which can then say which rows did not parse.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input file {str(path)!r} does not exist")
+    suffix = "".join(path.suffixes[-2:]).lower()
+    if path.suffix.lower() in {".parquet", ".pq"} or path.is_dir():
+        return pd.read_parquet(path)
+    if path.suffix.lower() in {".csv", ".txt", ".tsv"} or suffix.endswith((".csv.gz", ".csv.zip")):
+        sep = "\t" if path.suffix.lower() == ".tsv" else ","
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], sep=sep)
+    raise DataValidationError(
+        f"input file {str(path)!r} has an unknown format; expected .csv, .tsv or .parquet"
+    )
+
+
+def load_orders(
+    path: str | Path, *, columns: str | dict[str, str] | None = None, strict: bool = False
+) -> LoadResult:
+    """Read and validate an orders file.
+
+    Parameters
+    ----------
+    path : str or Path
+        CSV or Parquet file.
+    columns : str or dict, optional
+        Column mapping, as text (``"customer_id=cust,amount=spend"``) or parsed.
+    strict : bool
+        Raise :class:`DataValidationError` instead of quarantining unusable rows.
+    """
+    raw = _rename(read_table(path), columns, f"orders file {str(path)!r}")
+    return validate_orders(raw, source=f"orders file {str(path)!r}", strict=strict)
+
+
+def load_events(
+    path: str | Path, *, columns: str | dict[str, str] | None = None, strict: bool = False
+) -> LoadResult:
+    """Read and validate a service-events file; see :func:`load_orders`."""
+    raw = _rename(read_table(path), columns, f"service events file {str(path)!r}")
+    return validate_events(raw, source=f"service events file {str(path)!r}", strict=strict)
+
+
+def validate_orders(
+    raw: pd.DataFrame, *, source: str = "orders", strict: bool = False
+) -> LoadResult:
+    """Validate orders already in memory with canonical column names.
+
+    Unusable rows (missing customer_id, unparseable ordered_at, missing, non-numeric or negative
+    amount, unknown status, repeated order_id) are quarantined with a reason; unparseable
+    optional dates become missing and are reported.
+    """
+    _require(raw, ORDER_REQUIRED, ORDER_OPTIONAL, source)
+    checker = _Checker(raw, source)
+    checker.ids("customer_id")
+    checker.timestamps("ordered_at", required=True)
+    checker.numbers("amount", required=True, minimum=0.0)
+    if "order_id" in raw.columns:
+        checker.ids("order_id", required=False)
+    if "status" in raw.columns:
+        checker.categories("status", ORDER_STATUSES)
+    for name in ("promised_at", "delivered_at"):
+        if name in raw.columns:
+            checker.timestamps(name, required=False)
+    if "order_id" in raw.columns:
+        checker.unique("order_id")
+    result = checker.finish(strict)
+    frame = result.frame
+    if "order_id" not in frame.columns:
+        # Synthesised from the row position in the file so it is stable across reloads.
+        frame["order_id"] = "row-" + frame.index.astype(str)
+    if "status" not in frame.columns:
+        # Unknown status: counted as a paid order, and the status-based quality features are NaN.
+        frame["status"] = pd.Series(None, index=frame.index, dtype="str")
+    for name in ("promised_at", "delivered_at"):
+        if name not in frame.columns:
+            frame[name] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    result.frame = frame.reset_index(drop=True)[list(ORDER_REQUIRED + ORDER_OPTIONAL)]
+    return result
+
+
+def validate_events(
+    raw: pd.DataFrame, *, source: str = "service events", strict: bool = False
+) -> LoadResult:
+    """Validate service events already in memory with canonical column names.
+
+    Unusable rows (missing customer_id or kind, unparseable occurred_at, score outside 1-5,
+    negative resolution_hours or amount) are quarantined with a reason.
+    """
+    _require(raw, EVENT_REQUIRED, EVENT_OPTIONAL, source)
+    checker = _Checker(raw, source)
+    checker.ids("customer_id")
+    checker.timestamps("occurred_at", required=True)
+    checker.ids("kind")
+    if "order_id" in raw.columns:
+        checker.ids("order_id", required=False)
+    if "score" in raw.columns:
+        checker.numbers("score", required=False, minimum=1.0, maximum=5.0)
+    for name in ("resolution_hours", "amount"):
+        if name in raw.columns:
+            checker.numbers(name, required=False, minimum=0.0)
+    result = checker.finish(strict)
+    frame = result.frame
+    frame["kind"] = frame["kind"].str.strip().str.lower()
+    for name in EVENT_OPTIONAL:
+        if name not in frame.columns:
+            frame[name] = pd.Series(
+                None if name == "order_id" else np.nan,
+                index=frame.index,
+                dtype="str" if name == "order_id" else "float64",
+            )
+    result.frame = frame.reset_index(drop=True)[list(EVENT_REQUIRED + EVENT_OPTIONAL)]
+    return result
+
+
+def empty_events() -> pd.DataFrame:
+    """An events table with no rows and the canonical columns (for order-only data)."""
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Series([], dtype="str"),
+            "occurred_at": pd.Series([], dtype="datetime64[ns]"),
+            "kind": pd.Series([], dtype="str"),
+            "order_id": pd.Series([], dtype="str"),
+            "score": pd.Series([], dtype="float64"),
+            "resolution_hours": pd.Series([], dtype="float64"),
+            "amount": pd.Series([], dtype="float64"),
+        }
+    )
+
+
+def _rename(raw: pd.DataFrame, columns: str | dict[str, str] | None, source: str) -> pd.DataFrame:
+    mapping = (
+        parse_column_mapping(columns) if isinstance(columns, str) or columns is None else columns
+    )
+    # A mapping is shared by the orders and events files, so a pair whose column is absent from
+    # this file is simply not for it.
+    present = {src: dst for src, dst in mapping.items() if src in raw.columns}
+    clashes = [dst for dst in present.values() if dst in raw.columns and dst not in present]
+    if clashes:
+        raise DataValidationError(
+            f"{source}: mapping renames a column to {clashes[0]!r} but the file already has a "
+            f"column {clashes[0]!r}; drop one of them from the mapping or the file"
+        )
+    return raw.rename(columns=present)
+
+
+def _require(
+    raw: pd.DataFrame, required: tuple[str, ...], optional: tuple[str, ...], source: str
+) -> None:
+    missing = [c for c in required if c not in raw.columns]
+    if missing:
+        have = ", ".join(map(str, raw.columns)) or "(none)"
+        example = ",".join(f"{c}=<your column>" for c in missing)
+        raise DataValidationError(
+            f"{source} is missing required column(s) {', '.join(map(repr, missing))}; "
+            f"the file has columns: {have}. Rename them with a mapping, e.g. --columns {example}"
+        )
+    unknown = [c for c in raw.columns if c not in required + optional]
+    if unknown:
+        logger.info("%s: ignoring column(s) not in the contract: %s", source, unknown)
+
+
+class _Checker:
+    """Collects per-row problems column by column; the first reason found for a row wins."""
+
+    def __init__(self, raw: pd.DataFrame, source: str) -> None:
+        self.raw = raw.reset_index(drop=True)
+        self.source = source
+        self.out: dict[str, pd.Series] = {}
+        self.reason = pd.Series(pd.NA, index=self.raw.index, dtype="object")
+        self.problems: list[str] = []
+
+    def _flag(self, mask: pd.Series, reason: str, message: str) -> None:
+        count = int(mask.sum())
+        if count:
+            self.reason = self.reason.mask(mask & self.reason.isna(), reason)
+            self.problems.append(f"{self.source}: {message.format(n=count)}")
+
+    def ids(self, name: str, required: bool = True) -> None:
+        values = self.raw[name]
+        text = values.astype("str").str.strip() if values.dtype != "str" else values.str.strip()
+        text = text.where(values.notna())
+        if pd.api.types.is_float_dtype(values):
+            # Parquet/pandas float ids (1.0) would otherwise become "1.0".
+            whole = values.notna() & (values == np.floor(values))
+            text = text.mask(whole, values[whole].astype("int64").astype("str"))
+        empty = text.isna() | (text == "")
+        if required:
+            self._flag(
+                empty,
+                f"missing {name}",
+                f"column '{name}' has {{n}} empty values; expected a non-empty {name} on every row",
+            )
+        self.out[name] = text.mask(empty, None).astype("str")
+
+    def timestamps(self, name: str, required: bool) -> None:
+        values = self.raw[name]
+        parsed = parse_timestamps(values)
+        bad = parsed.isna() & values.notna()
+        if required:
+            self._flag(
+                parsed.isna(),
+                f"unparseable {name}",
+                f"column '{name}' has {{n}} missing or unparseable values; expected ISO 8601 "
+                "dates/timestamps (2024-03-31, 2024-03-31T12:00:00Z) or yyyymmdd integers",
+            )
+        elif bad.any():
+            self.problems.append(
+                f"{self.source}: column '{name}' has {int(bad.sum())} unparseable values; "
+                "treated as missing (expected ISO 8601 or yyyymmdd)"
+            )
+        self.out[name] = parsed
+
+    def numbers(
+        self, name: str, required: bool, minimum: float | None = None, maximum: float | None = None
+    ) -> None:
+        values = self.raw[name]
+        numeric = pd.to_numeric(values, errors="coerce").astype("float64")
+        non_numeric = numeric.isna() & values.notna()
+        if required:
+            self._flag(
+                numeric.isna(),
+                f"non-numeric {name}",
+                f"column '{name}' has {{n}} missing or non-numeric values; expected a number",
+            )
+        else:
+            self._flag(
+                non_numeric,
+                f"non-numeric {name}",
+                f"column '{name}' has {{n}} non-numeric values; expected a number or empty",
+            )
+        if minimum is not None:
+            self._flag(
+                numeric < minimum,
+                f"negative {name}" if minimum == 0 else f"{name} below {minimum:g}",
+                f"column '{name}' has {{n}} values below {minimum:g}; expected {name} >= "
+                f"{minimum:g}"
+                if minimum != 0
+                else f"column '{name}' has {{n}} negative values; expected {name} >= 0",
+            )
+        if maximum is not None:
+            self._flag(
+                numeric > maximum,
+                f"{name} above {maximum:g}",
+                f"column '{name}' has {{n}} values above {maximum:g}; expected {name} between "
+                f"{minimum:g} and {maximum:g}",
+            )
+        self.out[name] = numeric
+
+    def categories(self, name: str, allowed: tuple[str, ...]) -> None:
+        values = self.raw[name].astype("str").str.strip().str.lower().where(self.raw[name].notna())
+        bad = values.notna() & ~values.isin(allowed)
+        examples = ", ".join(repr(v) for v in pd.unique(values[bad])[:3])
+        self._flag(
+            bad,
+            f"unknown {name}",
+            f"column '{name}' has {{n}} unknown values ({examples}); expected one of "
+            f"{', '.join(allowed)} or empty",
+        )
+        self.out[name] = values.mask(bad).astype("str")
+
+    def unique(self, name: str) -> None:
+        values = self.out[name]
+        # Only rows still usable compete for an id, so a bad row cannot shadow a good one.
+        usable = self.reason.isna() & values.notna()
+        repeated = values.where(usable).duplicated(keep="first") & usable
+        self._flag(
+            repeated,
+            f"duplicate {name}",
+            f"column '{name}' has {{n}} repeated values; expected each {name} once "
+            "(the first occurrence is kept)",
+        )
+
+    def finish(self, strict: bool) -> LoadResult:
+        bad = self.reason.notna()
+        if strict and bad.any():
+            raise DataValidationError(
+                f"{int(bad.sum())} of {len(self.raw)} rows are unusable:\n  "
+                + "\n  ".join(self.problems)
+            )
+        frame = pd.DataFrame(self.out, index=self.raw.index)[~bad].copy()
+        quarantine = self.raw[bad].copy()
+        quarantine.insert(0, "source_row", quarantine.index)
+        quarantine.insert(0, "reason", self.reason[bad].astype("str"))
+        for message in self.problems:
+            logger.warning(message)
+        return LoadResult(
+            frame=frame,
+            quarantine=quarantine.reset_index(drop=True),
+            problems=list(self.problems),
+            rows_read=len(self.raw),
+        )
+
+
+def parse_timestamps(values: pd.Series) -> pd.Series:
+    """Parse ISO 8601 strings, datetimes or yyyymmdd integers into naive UTC ``datetime64[ns]``.
+
+    Tz-aware values are converted to UTC, naive ones are taken as UTC. What does not parse
+    becomes ``NaT`` (the caller counts and reports it).
+    """
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    elif pd.api.types.is_numeric_dtype(values):
+        parsed = pd.to_datetime(
+            values.astype("Int64").astype("str"), format="%Y%m%d", errors="coerce", utc=True
+        )
+    else:
+        text = values.astype("str").str.strip().where(values.notna())
+        compact = text.str.fullmatch(r"\d{8}", na=False)
+        parsed = pd.to_datetime(text.mask(compact), format="ISO8601", errors="coerce", utc=True)
+        if compact.any():
+            parsed = parsed.mask(
+                compact, pd.to_datetime(text[compact], format="%Y%m%d", errors="coerce", utc=True)
+            )
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed.astype("datetime64[ns]")

@@ -1,0 +1,188 @@
+"""Service-quality features at a cutoff: deliveries, cancellations, returns, tickets, reviews."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.history import (
+    DAY,
+    as_cutoff,
+    customer_codes,
+    days_before,
+    per_customer_sum,
+    rows_before,
+    safe_ratio,
+)
+from features.spec import FeatureSpec
+
+#: A ticket counts as badly resolved when it took longer than this or got a CSAT of 2 or less.
+BAD_RESOLUTION_HOURS = 72.0
+BAD_CSAT = 2.0
+
+
+def quality_feature_names(spec: FeatureSpec) -> list[str]:
+    """Column names :func:`quality_features` returns, in order."""
+    return _order_quality_names(spec) + _event_quality_names(spec)
+
+
+def _order_quality_names(spec: FeatureSpec) -> list[str]:
+    q = spec.quality_days
+    return [
+        f"late_deliveries_{q}d",
+        f"late_delivery_rate_{q}d",
+        f"mean_days_late_{q}d",
+        f"cancellation_rate_{q}d",
+        f"returns_{q}d",
+        f"returned_value_share_{q}d",
+    ]
+
+
+def _event_quality_names(spec: FeatureSpec) -> list[str]:
+    q = spec.quality_days
+    return [
+        "tickets_90d",
+        f"tickets_{q}d",
+        f"bad_tickets_{q}d",
+        f"mean_resolution_hours_{q}d",
+        f"mean_ticket_csat_{q}d",
+        "open_tickets",
+        "days_since_last_ticket",
+        "mean_review_score",
+        "last_review_score",
+    ]
+
+
+def quality_features(
+    orders: pd.DataFrame, events: pd.DataFrame | None, *, cutoff: object, spec: FeatureSpec
+) -> pd.DataFrame:
+    """Service-quality features for every customer with an order strictly before ``cutoff``.
+
+    Only what was known before the cutoff counts: a delivery is judged once it has been
+    delivered, a ticket's resolution once it was resolved. Where the data has no such
+    information (no delivery dates, no status, no events file) the features are NaN, not 0.
+
+    Parameters
+    ----------
+    orders : pandas.DataFrame
+        Validated orders.
+    events : pandas.DataFrame or None
+        Validated service events; None when the business has none (features become NaN).
+    cutoff : date-like
+        The point in time.
+    spec : FeatureSpec
+        ``quality_days`` sets the look-back window.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``customer_id``, columns :func:`quality_feature_names`.
+    """
+    cutoff = as_cutoff(cutoff)
+    past = rows_before(orders, "ordered_at", cutoff)
+    codes, index = customer_codes(past["customer_id"])
+    out = _order_quality(past, codes, len(index), cutoff, spec)
+    out.update(_event_quality(events, index, cutoff, spec))
+    return pd.DataFrame(out, index=index)[quality_feature_names(spec)]
+
+
+def _order_quality(
+    past: pd.DataFrame, codes: np.ndarray, n: int, cutoff: pd.Timestamp, spec: FeatureSpec
+) -> dict[str, np.ndarray]:
+    q = spec.quality_days
+    recent = days_before(past["ordered_at"], cutoff) < q
+    status = past["status"]
+    known_status = status.notna().to_numpy() & recent
+    cancelled = (status == "cancelled").to_numpy(dtype=bool, na_value=False) & recent
+    returned = (status == "returned").to_numpy(dtype=bool, na_value=False) & recent
+    amount = past["amount"].to_numpy(dtype="float64")
+
+    cut = cutoff.to_datetime64()
+    delivered_at = past["delivered_at"].to_numpy(dtype="datetime64[ns]")
+    promised_at = past["promised_at"].to_numpy(dtype="datetime64[ns]")
+    # A delivery is judged only once it happened before the cutoff (point in time).
+    judged = recent & ~np.isnat(delivered_at) & ~np.isnat(promised_at) & (delivered_at < cut)
+    days_late = np.where(judged, (delivered_at - promised_at) / DAY, 0.0)
+    late = judged & (days_late > 0)
+
+    judged_count = per_customer_sum(codes[judged], None, n)
+    status_count = per_customer_sum(codes[known_status], None, n)
+    placed_value = per_customer_sum(
+        codes[known_status & ~cancelled], amount[known_status & ~cancelled], n
+    )
+    has_delivery_data = judged_count > 0
+    has_status = status_count > 0
+    late_count = per_customer_sum(codes[late], None, n)
+    return {
+        f"late_deliveries_{q}d": np.where(has_delivery_data, late_count, np.nan),
+        f"late_delivery_rate_{q}d": safe_ratio(late_count, judged_count),
+        f"mean_days_late_{q}d": safe_ratio(
+            per_customer_sum(codes[late], days_late[late], n), judged_count
+        ),
+        f"cancellation_rate_{q}d": safe_ratio(
+            per_customer_sum(codes[cancelled], None, n), status_count
+        ),
+        f"returns_{q}d": np.where(has_status, per_customer_sum(codes[returned], None, n), np.nan),
+        f"returned_value_share_{q}d": safe_ratio(
+            per_customer_sum(codes[returned], amount[returned], n), placed_value
+        ),
+    }
+
+
+def _event_quality(
+    events: pd.DataFrame | None, index: pd.Index, cutoff: pd.Timestamp, spec: FeatureSpec
+) -> dict[str, np.ndarray]:
+    q = spec.quality_days
+    n = len(index)
+    if events is None:
+        return {name: np.full(n, np.nan) for name in _event_quality_names(spec)}
+    past = rows_before(events, "occurred_at", cutoff)
+    # Events of customers outside the population (no order before the cutoff) are ignored.
+    codes = index.get_indexer(past["customer_id"])
+    known = codes >= 0
+    past, codes = past.loc[known], codes[known]
+    age = days_before(past["occurred_at"], cutoff)
+    kind = past["kind"].to_numpy(dtype=object)
+    score = past["score"].to_numpy(dtype="float64")
+    hours = past["resolution_hours"].to_numpy(dtype="float64")
+
+    ticket = kind == "ticket"
+    # A resolution is known at occurred_at + resolution_hours; until then the ticket is open.
+    resolved = ticket & ~np.isnan(hours) & (age * 24.0 - np.nan_to_num(hours) > 0)
+    open_ = ticket & ~resolved
+    window = age < q
+    resolved_recent = resolved & window
+    bad = resolved_recent & ((hours > BAD_RESOLUTION_HOURS) | (score <= BAD_CSAT))
+    rated = resolved_recent & ~np.isnan(score)
+    review = (kind == "review") & ~np.isnan(score)
+
+    last_ticket_age = np.full(n, np.nan)
+    if ticket.any():
+        ticket_age = pd.Series(age[ticket]).groupby(codes[ticket]).min()
+        last_ticket_age[ticket_age.index.to_numpy()] = ticket_age.to_numpy()
+    last_review = np.full(n, np.nan)
+    if review.any():
+        # The last review is the one with the smallest age; ties resolve to the file order.
+        frame = pd.DataFrame({"code": codes[review], "age": age[review], "score": score[review]})
+        latest = frame.sort_values(["code", "age"], kind="stable").drop_duplicates("code")
+        last_review[latest["code"].to_numpy()] = latest["score"].to_numpy()
+
+    return {
+        "tickets_90d": per_customer_sum(codes[ticket & (age < 90)], None, n),
+        f"tickets_{q}d": per_customer_sum(codes[ticket & window], None, n),
+        f"bad_tickets_{q}d": per_customer_sum(codes[bad], None, n),
+        f"mean_resolution_hours_{q}d": safe_ratio(
+            per_customer_sum(codes[resolved_recent], hours[resolved_recent], n),
+            per_customer_sum(codes[resolved_recent], None, n),
+        ),
+        f"mean_ticket_csat_{q}d": safe_ratio(
+            per_customer_sum(codes[rated], score[rated], n), per_customer_sum(codes[rated], None, n)
+        ),
+        "open_tickets": per_customer_sum(codes[open_], None, n),
+        "days_since_last_ticket": last_ticket_age,
+        "mean_review_score": safe_ratio(
+            per_customer_sum(codes[review], score[review], n),
+            per_customer_sum(codes[review], None, n),
+        ),
+        "last_review_score": last_review,
+    }

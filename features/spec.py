@@ -1,0 +1,62 @@
+"""The feature specification: horizon and windows, stored with every trained model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Order statuses the contract knows. Orders with another status are quarantined on load.
+ORDER_STATUSES: tuple[str, ...] = ("completed", "cancelled", "returned")
+#: Statuses that bring no revenue: a cancelled order was never paid, a returned one was refunded.
+NON_REVENUE_STATUSES: tuple[str, ...] = ("cancelled", "returned")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How features and labels are built; travels with the registered model.
+
+    Parameters
+    ----------
+    horizon_days : int
+        Length of the label window ``[cutoff, cutoff + horizon)``: CLV is the revenue in it and
+        a customer has churned when they place no order in it.
+    windows : tuple of int
+        Look-back windows, in days, for order counts and revenue (``orders_90d``, ...).
+    trend_days : int
+        Window compared with the one before it for the recent-vs-previous trend features.
+    quality_days : int
+        Look-back window, in days, for the service-quality rates and counts.
+    """
+
+    horizon_days: int = 365
+    windows: tuple[int, ...] = (30, 90, 365)
+    trend_days: int = 90
+    quality_days: int = 365
+    version: int = field(default=1)
+
+    def __post_init__(self) -> None:
+        if self.horizon_days <= 0:
+            raise ValueError(f"horizon_days must be > 0 days; got {self.horizon_days}")
+        if not self.windows or any(int(w) <= 0 for w in self.windows):
+            raise ValueError(f"windows must be positive day counts; got {self.windows!r}")
+        if self.trend_days <= 0 or self.quality_days <= 0:
+            raise ValueError(
+                f"trend_days and quality_days must be > 0; got {self.trend_days}, "
+                f"{self.quality_days}"
+            )
+        # Normalise so that a spec read back from JSON (lists) compares equal.
+        object.__setattr__(self, "windows", tuple(sorted(int(w) for w in self.windows)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (stored with the model)."""
+        out = asdict(self)
+        out["windows"] = list(self.windows)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
+        """Rebuild a spec from :meth:`to_dict` output; unknown keys are an error."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown FeatureSpec field(s): {sorted(unknown)}")
+        return cls(**data)
