@@ -90,7 +90,7 @@ def _order_quality(
     past: pd.DataFrame, codes: np.ndarray, n: int, cutoff: pd.Timestamp, spec: FeatureSpec
 ) -> dict[str, np.ndarray]:
     q = spec.quality_days
-    recent = days_before(past["ordered_at"], cutoff) < q
+    recent = days_before(past["ordered_at"], cutoff) <= q
     status = past["status"]
     known_status = status.notna().to_numpy() & recent
     cancelled = (status == "cancelled").to_numpy(dtype=bool, na_value=False) & recent
@@ -150,7 +150,7 @@ def _event_quality(
     # A resolution is known at occurred_at + resolution_hours; until then the ticket is open.
     resolved = ticket & ~np.isnan(hours) & (age * 24.0 - np.nan_to_num(hours) > 0)
     open_ = ticket & ~resolved
-    window = age < q
+    window = age <= q
     resolved_recent = resolved & window
     bad = resolved_recent & ((hours > BAD_RESOLUTION_HOURS) | (score <= BAD_CSAT))
     rated = resolved_recent & ~np.isnan(score)
@@ -168,7 +168,7 @@ def _event_quality(
         last_review[latest["code"].to_numpy()] = latest["score"].to_numpy()
 
     return {
-        "tickets_90d": per_customer_sum(codes[ticket & (age < 90)], None, n),
+        "tickets_90d": per_customer_sum(codes[ticket & (age <= 90)], None, n),
         f"tickets_{q}d": per_customer_sum(codes[ticket & window], None, n),
         f"bad_tickets_{q}d": per_customer_sum(codes[bad], None, n),
         f"mean_resolution_hours_{q}d": safe_ratio(

@@ -80,11 +80,11 @@ def rfm_features(
     out["days_since_first_order"] = by_customer.max().to_numpy()
     out["days_since_last_order"] = by_customer.min().to_numpy()
     for w in spec.windows:
-        inside = placed & (age < w)
+        inside = placed & (age <= w)
         out[f"orders_{w}d"] = per_customer_sum(codes[inside], None, n)
     out["orders_total"] = per_customer_sum(codes[placed], None, n)
     for w in spec.windows:
-        inside = age < w
+        inside = age <= w
         out[f"revenue_{w}d"] = per_customer_sum(codes[inside], revenue[inside], n)
     out["revenue_total"] = per_customer_sum(codes, revenue, n)
     paid_count = per_customer_sum(codes[paid], None, n)
@@ -100,8 +100,8 @@ def rfm_features(
         )
     )
     t = spec.trend_days
-    recent = placed & (age < t)
-    previous = placed & (age >= t) & (age < 2 * t)
+    recent = placed & (age <= t)
+    previous = placed & (age > t) & (age <= 2 * t)
     out[f"orders_trend_{t}d"] = per_customer_sum(codes[recent], None, n) - per_customer_sum(
         codes[previous], None, n
     )

@@ -21,7 +21,8 @@ class FeatureSpec:
         Length of the label window ``[cutoff, cutoff + horizon)``: CLV is the revenue in it and
         a customer has churned when they place no order in it.
     windows : tuple of int
-        Look-back windows, in days, for order counts and revenue (``orders_90d``, ...).
+        Look-back windows, in days, for order counts and revenue (``orders_90d``, ...). A window
+        of ``w`` days is ``[cutoff - w days, cutoff)``, the mirror of the label window.
     trend_days : int
         Window compared with the one before it for the recent-vs-previous trend features.
     quality_days : int

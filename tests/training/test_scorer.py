@@ -1,0 +1,76 @@
+"""The scorer's fit/predict contract."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from features import FeatureSpec, feature_names
+from training.scorer import CustomerValueModel, ModelParams
+
+SPEC = FeatureSpec()
+NAMES = feature_names(SPEC)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    n = 3000
+    X = pd.DataFrame(rng.random((n, len(NAMES))), columns=NAMES)
+    churned = (rng.random(n) < X["days_since_last_order"]).astype(int)
+    value = np.where(churned == 1, 0.0, rng.gamma(2.0, 50.0, n) * (0.2 + X["revenue_365d"]))
+    return X, pd.Series(value), pd.Series(churned)
+
+
+def fitted(data, seed=1):
+    X, value, churned = data
+    return CustomerValueModel(SPEC, ModelParams(n_estimators=60), seed=seed).fit(
+        X[:2000],
+        value[:2000],
+        churned[:2000],
+        early_stopping=(X[2000:2500], value[2000:2500], churned[2000:2500]),
+        calibration=(X[2500:], churned[2500:]),
+    )
+
+
+def test_not_fitted_error(data):
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        CustomerValueModel(SPEC).predict(data[0])
+
+
+def test_feature_name_diff_lists_missing_and_unexpected(data):
+    model = fitted(data)
+    bad = data[0].drop(columns=["T", "frequency"]).assign(shoe_size=1.0)
+    with pytest.raises(
+        ValueError,
+        match=r"Missing features \(2\): \['frequency', 'T'\]\n"
+        r"Unexpected features \(1\): \['shoe_size'\]",
+    ):
+        model.predict(bad)
+
+
+def test_column_order_does_not_matter_and_outputs_are_in_range(data):
+    model = fitted(data)
+    X = data[0]
+    shuffled = X[list(reversed(NAMES))]
+    pd.testing.assert_frame_equal(model.predict(X), model.predict(shuffled))
+    pred = model.predict(X)
+    assert (pred["clv"] >= 0).all() and pred["p_churn"].between(0, 1).all()
+    assert model.calibrator_ is not None
+
+
+def test_same_seed_same_model_and_save_load_round_trip(data, tmp_path):
+    a, b = fitted(data, seed=3), fitted(data, seed=3)
+    pd.testing.assert_frame_equal(a.predict(data[0]), b.predict(data[0]))
+    loaded = CustomerValueModel.load(a.save(tmp_path / "m"))
+    pd.testing.assert_frame_equal(a.predict(data[0]), loaded.predict(data[0]))
+    assert loaded.spec == SPEC and loaded.feature_names_in_ == NAMES
+
+
+def test_contributions_sum_to_the_margin(data):
+    model = fitted(data)
+    X = data[0][:50]
+    contrib = model.contributions(X, approximate=False)
+    margin = model.churn_model_.predict(X.to_numpy("float32"), output_margin=True)
+    np.testing.assert_allclose(contrib["churn"].sum(axis=1), margin, rtol=1e-4, atol=1e-4)
+    assert list(contrib["clv"].columns) == [*NAMES, "bias"]

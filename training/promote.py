@@ -1,0 +1,71 @@
+"""`make promote`: show the latest candidate against the champion, and promote on request."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from training import tracking
+from training.gate import REPORT_METRICS
+
+ROLES = ("model", "champion", "simple", "bgnbd")
+
+
+def comparison_table(version: tracking.RegisteredVersion) -> pd.DataFrame:
+    """The holdout metrics a version's training run logged for itself, the champion of the
+    time and both baselines (all on that run's holdout)."""
+    logged = tracking.version_metrics(version)
+    table = pd.DataFrame(
+        {
+            ("candidate" if role == "model" else role): [
+                logged.get(f"holdout.{role}.{metric}", float("nan")) for metric in REPORT_METRICS
+            ]
+            for role in ROLES
+        },
+        index=pd.Index(REPORT_METRICS, name="metric"),
+    )
+    return table.dropna(axis=1, how="all")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the comparison; with ``--force`` move ``champion`` to the chosen version."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.promote",
+        description="Compare a registered version with the champion; --force promotes it.",
+    )
+    parser.add_argument("--version", help="version to show/promote (default: alias candidate)")
+    parser.add_argument(
+        "--force", action="store_true", help="point alias champion at it, whatever the gate said"
+    )
+    args = parser.parse_args(argv)
+    tracking.configure()
+    if args.version:
+        version = tracking.RegisteredVersion(
+            tracking.MODEL_NAME, args.version, "", f"models:/{tracking.MODEL_NAME}/{args.version}"
+        )
+        version = tracking.with_run(version)
+    else:
+        version = tracking.alias_version(tracking.CANDIDATE)
+    if version is None:
+        print("no candidate registered yet; run `make train` first", file=sys.stderr)
+        return 2
+    champion = tracking.alias_version(tracking.CHAMPION)
+    print(f"candidate: {version.name} v{version.version} (run {version.run_id})")
+    print(f"champion:  {'v' + champion.version if champion else 'none'}")
+    print(comparison_table(version).to_string(float_format=lambda v: f"{v:,.4f}"))
+    gate = tracking.run_tags(version).get("gate_reasons", "")
+    if gate:
+        print(f"gate said: {gate}")
+    if args.force:
+        tracking.set_alias(tracking.CHAMPION, version.version)
+        print(f"champion -> v{version.version} (forced by a person)")
+        tracking.tag_version(version, "forced_promotion", "true")
+    elif champion is None or champion.version != version.version:
+        print("not promoting: re-run with --force to promote this version anyway")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
