@@ -62,20 +62,29 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_one(args.one, args.cache)))
         return
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
-          f"python {platform.python_version()}, cutoff {CUTOFF}\n")
-    print("| customers | order rows | event rows | features at cutoff (s) | rows/s | "
-          "customers/s | peak RSS (GiB) |")
+    print(
+        f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
+        f"python {platform.python_version()}, cutoff {CUTOFF}\n"
+    )
+    print(
+        "| customers | order rows | event rows | features at cutoff (s) | rows/s | "
+        "customers/s | peak RSS (GiB) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes:
         out = subprocess.run(
             [sys.executable, __file__, "--one", str(size), "--cache", str(args.cache)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"| {size:,} | {r['order_rows']:,} | {r['event_rows']:,} | {r['seconds']:.1f} | "
-              f"{r['rows_per_s']:,.0f} | {r['customers_per_s']:,.0f} | "
-              f"{r['peak_rss_gib']:.2f} |", flush=True)
+        print(
+            f"| {size:,} | {r['order_rows']:,} | {r['event_rows']:,} | {r['seconds']:.1f} | "
+            f"{r['rows_per_s']:,.0f} | {r['customers_per_s']:,.0f} | "
+            f"{r['peak_rss_gib']:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -50,15 +50,15 @@ class ModelParams:
     heavy-tailed for the rest, which a Tweedie (compound Poisson-gamma) loss models directly.
     """
 
-    n_estimators: int = 600
-    learning_rate: float = 0.05
+    n_estimators: int = 500
+    learning_rate: float = 0.08
     max_depth: int = 6
     min_child_weight: float = 5.0
     subsample: float = 0.8
     colsample_bytree: float = 0.8
     reg_lambda: float = 1.0
     tweedie_variance_power: float = 1.4
-    early_stopping_rounds: int = 40
+    early_stopping_rounds: int = 30
     clv_objective: str = "reg:tweedie"
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -1,0 +1,408 @@
+"""Batch scoring: the whole customer base at a cutoff -> scores file + the online feature table."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from features import build_features
+from features.io import load_events, load_orders
+from serving.explain import top_reasons
+from serving.segments import assign_segments, value_thresholds
+from training import tracking
+from training.config import DEMO_DIR
+from training.scorer import CustomerValueModel
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_URI = f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}"
+DEFAULT_OUT = Path("models/scores/scores.parquet")
+DEFAULT_FEATURES_OUT = Path("models/scores/online_features.parquet")
+SCORE_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "cutoff",
+    "horizon_days",
+    "clv",
+    "p_churn",
+    "value_segment",
+    "risk_segment",
+    "action",
+    "reasons",
+    "value_reasons",
+    "model_name",
+    "model_version",
+)
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """What to score, with which model, and where to write it."""
+
+    orders: Path = DEMO_DIR / "orders.parquet"
+    events: Path | None = DEMO_DIR / "service_events.parquet"
+    columns: str = ""
+    cutoff: str = "latest"
+    out: Path = DEFAULT_OUT
+    features_out: Path | None = DEFAULT_FEATURES_OUT
+    model_uri: str = DEFAULT_MODEL_URI
+    chunk_customers: int = 200_000
+    exact_reasons: bool = False
+    strict: bool = False
+
+
+@dataclass
+class BatchSummary:
+    """What a batch run did; the row counts always add up."""
+
+    cutoff: pd.Timestamp
+    model_name: str
+    model_version: str
+    input_customers: int
+    scored: int
+    rejected: dict[str, int] = field(default_factory=dict)
+    total_clv: float = 0.0
+    segments: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    out: Path | None = None
+
+    @property
+    def rejected_total(self) -> int:
+        """Customers not scored, all reasons."""
+        return sum(self.rejected.values())
+
+
+class CustomerChunks:
+    """Orders and events sorted by customer once, sliced into chunks of whole customers.
+
+    Each customer's whole history lands in exactly one chunk, so features built per chunk are
+    the same as features built on everything at once.
+    """
+
+    def __init__(self, orders: pd.DataFrame, events: pd.DataFrame | None, size: int) -> None:
+        if size <= 0:
+            raise ValueError(f"chunk size must be > 0 customers; got {size}")
+        codes, self.customers = pd.factorize(orders["customer_id"], sort=True)
+        order = np.argsort(codes, kind="stable")
+        self.orders = orders.iloc[order].reset_index(drop=True)
+        self.order_bounds = np.searchsorted(codes[order], np.arange(len(self.customers) + 1))
+        self.events = None
+        if events is not None:
+            event_codes = pd.Index(self.customers).get_indexer(events["customer_id"])
+            known = event_codes >= 0  # events of customers without orders cannot be scored
+            event_order = np.argsort(event_codes[known], kind="stable")
+            self.events = events.loc[known].iloc[event_order].reset_index(drop=True)
+            self.event_bounds = np.searchsorted(
+                event_codes[known][event_order], np.arange(len(self.customers) + 1)
+            )
+        self.size = size
+
+    def __len__(self) -> int:
+        return -(-len(self.customers) // self.size)
+
+    def __iter__(self) -> Iterator[tuple[pd.DataFrame, pd.DataFrame | None]]:
+        for start in range(0, len(self.customers), self.size):
+            stop = min(start + self.size, len(self.customers))
+            orders = self.orders.iloc[self.order_bounds[start] : self.order_bounds[stop]]
+            events = None
+            if self.events is not None:
+                events = self.events.iloc[self.event_bounds[start] : self.event_bounds[stop]]
+            yield orders, events
+
+
+def resolve_cutoff(cutoff: str, orders: pd.DataFrame) -> pd.Timestamp:
+    """``latest`` -> the day after the last order (everything known is used); else the date."""
+    if cutoff == "latest":
+        return orders["ordered_at"].max().normalize() + pd.Timedelta(days=1)
+    try:
+        return pd.Timestamp(cutoff)
+    except ValueError as err:
+        raise ValueError(
+            f"--cutoff {cutoff!r} is not a date; expected YYYY-MM-DD or 'latest'"
+        ) from err
+
+
+def score_frame(
+    model: CustomerValueModel,
+    features: pd.DataFrame,
+    *,
+    exact_reasons: bool = False,
+) -> pd.DataFrame:
+    """Predictions and reasons for a feature table (index customer_id).
+
+    Shared by batch and online scoring so both give the same numbers and the same words.
+    """
+    pred = model.predict(features[model.feature_names_in_])
+    contrib = model.contributions(features[model.feature_names_in_], approximate=not exact_reasons)
+    pred["reasons"] = top_reasons(contrib["churn"], features, direction="risk")
+    pred["value_reasons"] = top_reasons(contrib["clv"], features, direction="value")
+    return pred
+
+
+def run(config: BatchConfig) -> BatchSummary:
+    """Score every customer with an order before the cutoff; see the module docstring."""
+    timings: dict[str, float] = {}
+    tick = time.perf_counter()
+    model = tracking.load_model(config.model_uri)
+    info = tracking.version_info(config.model_uri)
+    timings["load_model"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    orders_result = load_orders(config.orders, columns=config.columns, strict=config.strict)
+    events_result = (
+        load_events(config.events, columns=config.columns, strict=config.strict)
+        if config.events is not None
+        else None
+    )
+    quarantine_dir = config.out.parent
+    rejected: dict[str, int] = {}
+    orders = orders_result.frame
+    for name, result in (("orders", orders_result), ("service_events", events_result)):
+        if result is not None:
+            result.write_quarantine(quarantine_dir, f"{config.out.stem}.{name}")
+    # Customers that exist only in quarantined rows are rejected, with that reason.
+    lost = set(orders_result.quarantine.get("customer_id", pd.Series(dtype="str")).dropna())
+    lost -= set(orders["customer_id"].unique())
+    if lost:
+        rejected["all order rows quarantined"] = len(lost)
+    if orders.empty:
+        raise ValueError(f"no usable orders in {config.orders}; see the quarantine file")
+    cutoff = resolve_cutoff(config.cutoff, orders)
+    timings["load_data"] = time.perf_counter() - tick
+
+    input_customers = int(orders["customer_id"].nunique()) + len(lost)
+    chunks = CustomerChunks(
+        orders, events_result.frame if events_result else None, config.chunk_customers
+    )
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".scoring-", dir=config.out.parent))
+    try:
+        parts, feature_parts = [], []
+        clv_all = []
+        seconds = {"features": 0.0, "predict": 0.0}
+        for i, (chunk_orders, chunk_events) in enumerate(
+            tqdm(chunks, desc="scoring", unit="chunk", total=len(chunks))
+        ):
+            tick = time.perf_counter()
+            features = build_features(chunk_orders, chunk_events, cutoff=cutoff, spec=model.spec)
+            seconds["features"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            scored = score_frame(model, features, exact_reasons=config.exact_reasons)
+            seconds["predict"] += time.perf_counter() - tick
+            clv_all.append(scored["clv"].to_numpy())
+            part = work / f"part-{i:05d}.parquet"
+            scored.reset_index().to_parquet(part, index=False)
+            parts.append(part)
+            if config.features_out is not None:
+                fpart = work / f"features-{i:05d}.parquet"
+                features.reset_index().to_parquet(fpart, index=False)
+                feature_parts.append(fpart)
+        timings.update(seconds)
+        scored_count = int(sum(len(c) for c in clv_all))
+        no_history = int(orders["customer_id"].nunique()) - scored_count
+        if no_history:
+            rejected["no order before the cutoff"] = no_history
+
+        tick = time.perf_counter()
+        thresholds = value_thresholds(np.concatenate(clv_all) if clv_all else np.array([]))
+        summary = BatchSummary(
+            cutoff,
+            info["model_name"],
+            info["model_version"],
+            input_customers,
+            scored_count,
+            rejected,
+        )
+        _write_scores(parts, thresholds, cutoff, model, info, config, summary)
+        if config.features_out is not None:
+            _write_feature_table(feature_parts, cutoff, info, config.features_out)
+        timings["write"] = time.perf_counter() - tick
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary.seconds = timings
+    summary.out = config.out
+    if summary.scored + summary.rejected_total != summary.input_customers:
+        raise RuntimeError(
+            f"row accounting failed: {summary.scored} scored + {summary.rejected_total} rejected "
+            f"!= {summary.input_customers} input customers"
+        )
+    return summary
+
+
+def _write_scores(
+    parts: list[Path],
+    thresholds: dict[str, float],
+    cutoff: pd.Timestamp,
+    model: CustomerValueModel,
+    info: dict[str, str],
+    config: BatchConfig,
+    summary: BatchSummary,
+) -> None:
+    """Second pass: add segments (which need the whole base) and write atomically."""
+    fmt = "csv" if config.out.suffix.lower() == ".csv" else "parquet"
+    tmp = config.out.with_name(f".{config.out.name}.tmp")
+    writer = None
+    segment_counts: dict[str, dict[str, int]] = {
+        "value_segment": {},
+        "risk_segment": {},
+        "action": {},
+    }
+    try:
+        for index, part in enumerate(parts):
+            frame = pd.read_parquet(part)
+            segments = assign_segments(frame["clv"], frame["p_churn"], thresholds)
+            frame = pd.concat([frame, segments], axis=1)
+            frame["cutoff"] = cutoff
+            frame["horizon_days"] = model.spec.horizon_days
+            frame["model_name"] = info["model_name"]
+            frame["model_version"] = info["model_version"]
+            frame = frame[list(SCORE_COLUMNS)]
+            summary.total_clv += float(frame["clv"].sum())
+            for column, counts in segment_counts.items():
+                for key, count in frame[column].value_counts().items():
+                    counts[key] = counts.get(key, 0) + int(count)
+            if fmt == "csv":
+                frame.to_csv(tmp, mode="a" if index else "w", header=index == 0, index=False)
+            else:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+        if writer is not None:
+            writer.close()
+            writer = None
+        if not parts:
+            pd.DataFrame(columns=list(SCORE_COLUMNS)).to_parquet(tmp) if fmt == "parquet" else (
+                pd.DataFrame(columns=list(SCORE_COLUMNS)).to_csv(tmp, index=False)
+            )
+        # Rename last: a crash before this line leaves the previous scores untouched.
+        os.replace(tmp, config.out)
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp.exists():
+            tmp.unlink()
+    summary.segments = segment_counts
+
+
+def _write_feature_table(
+    parts: list[Path], cutoff: pd.Timestamp, info: dict[str, str], out: Path
+) -> None:
+    """The online feature table the service reads: features per customer at the cutoff."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    metadata = {
+        b"customer_value.cutoff": str(cutoff).encode(),
+        b"customer_value.model_name": info["model_name"].encode(),
+        b"customer_value.model_version": info["model_version"].encode(),
+    }
+    writer = None
+    try:
+        for part in parts:
+            table = pq.read_table(part)
+            if writer is None:
+                schema = table.schema.with_metadata({**(table.schema.metadata or {}), **metadata})
+                writer = pq.ParquetWriter(tmp, schema)
+            writer.write_table(table.cast(writer.schema))
+    finally:
+        if writer is not None:
+            writer.close()
+    if tmp.exists():
+        os.replace(tmp, out)
+
+
+def parse_args(argv: list[str] | None = None) -> BatchConfig:
+    """Build a :class:`BatchConfig` from flags (defaults score the demo data)."""
+    d = BatchConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.batch", description="Score the whole customer base at a cutoff."
+    )
+    parser.add_argument("--orders", type=Path, default=d.orders)
+    parser.add_argument(
+        "--events",
+        type=Path,
+        default=None,
+        help="service events file (default: the demo events with the demo orders)",
+    )
+    parser.add_argument("--columns", default="", help="column mapping canonical=yours,...")
+    parser.add_argument("--cutoff", default="latest", help="YYYY-MM-DD or 'latest'")
+    parser.add_argument("--out", type=Path, default=d.out, help=".parquet (default) or .csv")
+    parser.add_argument(
+        "--features-out",
+        type=Path,
+        default=d.features_out,
+        help="online feature table for the service",
+    )
+    parser.add_argument("--model-uri", default=d.model_uri)
+    parser.add_argument("--chunk-customers", type=int, default=d.chunk_customers)
+    parser.add_argument(
+        "--exact-reasons",
+        action="store_true",
+        help="exact SHAP contributions (about 100x slower) instead of approximate",
+    )
+    parser.add_argument("--strict", action="store_true", help="fail on any unusable input row")
+    args = parser.parse_args(argv)
+    events = args.events
+    if events is None and args.orders == d.orders:
+        events = d.events
+    return BatchConfig(
+        orders=args.orders,
+        events=events,
+        columns=args.columns,
+        cutoff=args.cutoff,
+        out=args.out,
+        features_out=args.features_out,
+        model_uri=args.model_uri,
+        chunk_customers=args.chunk_customers,
+        exact_reasons=args.exact_reasons,
+        strict=args.strict,
+    )
+
+
+def print_summary(summary: BatchSummary) -> None:
+    """Human-readable summary of a batch run."""
+    print(
+        f"scored {summary.scored:,} of {summary.input_customers:,} customers at cutoff "
+        f"{summary.cutoff.date()} with {summary.model_name} v{summary.model_version}"
+    )
+    for reason, count in summary.rejected.items():
+        print(f"  rejected {count:,}: {reason}")
+    print(f"total predicted value over the horizon: {summary.total_clv:,.0f}")
+    for column, counts in summary.segments.items():
+        print(f"  {column}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary.seconds.items()))
+    print(f"wrote {summary.out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point (``python -m serving.batch``)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    config = parse_args(argv)
+    try:
+        tracking.configure()
+        summary = run(config)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print_summary(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

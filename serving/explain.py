@@ -1,0 +1,124 @@
+"""Readable reasons: the top drivers of each prediction from XGBoost's feature contributions."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+#: Plain-language templates; ``{v}`` is the customer's value of the feature, ``{w}`` the window.
+_TEMPLATES: dict[str, str] = {
+    "days_since_first_order": "customer for {v:.0f} days",
+    "days_since_last_order": "last order {v:.0f} days ago",
+    "orders_{w}d": "{v:.0f} orders in the last {w} days",
+    "orders_total": "{v:.0f} orders in total",
+    "revenue_{w}d": "{v:,.0f} spent in the last {w} days",
+    "revenue_total": "{v:,.0f} spent in total",
+    "avg_order_value": "average order value {v:,.0f}",
+    "repeat_order_value_mean": "repeat orders average {v:,.0f}",
+    "days_between_orders_mean": "orders every {v:.0f} days on average",
+    "days_between_orders_std": "order rhythm varies by {v:.0f} days",
+    "orders_trend_{w}d": "{v:+.0f} orders vs the previous {w} days",
+    "revenue_trend_{w}d": "{v:+,.0f} spend vs the previous {w} days",
+    "frequency": "bought on {v:.0f} repeat days",
+    "recency": "{v:.0f} days between first and last purchase",
+    "T": "first purchase {v:.0f} days ago",
+    "late_deliveries_{w}d": "{v:.0f} late deliveries in the last {w} days",
+    "late_delivery_rate_{w}d": "{v:.0%} of deliveries late in the last {w} days",
+    "mean_days_late_{w}d": "deliveries {v:.1f} days late on average (last {w} days)",
+    "cancellation_rate_{w}d": "{v:.0%} of orders cancelled in the last {w} days",
+    "returns_{w}d": "{v:.0f} returns in the last {w} days",
+    "returned_value_share_{w}d": "{v:.0%} of order value returned in the last {w} days",
+    "tickets_{w}d": "{v:.0f} support tickets in the last {w} days",
+    "bad_tickets_{w}d": "{v:.0f} badly resolved tickets in the last {w} days",
+    "mean_resolution_hours_{w}d": "tickets took {v:.0f} h to resolve on average (last {w} days)",
+    "mean_ticket_csat_{w}d": "support satisfaction {v:.1f}/5 (last {w} days)",
+    "open_tickets": "{v:.0f} support tickets still open",
+    "days_since_last_ticket": "last support ticket {v:.0f} days ago",
+    "mean_review_score": "reviews average {v:.1f} stars",
+    "last_review_score": "last review {v:.0f} stars",
+}
+_MISSING: dict[str, str] = {
+    "days_since_last_ticket": "no support tickets",
+    "mean_review_score": "no reviews",
+    "last_review_score": "no reviews",
+    "repeat_order_value_mean": "no repeat orders yet",
+    "days_between_orders_mean": "only one order so far",
+    "days_between_orders_std": "fewer than three orders",
+}
+_WINDOW = re.compile(r"^(?P<stem>.+)_(?P<w>\d+)d$")
+
+
+def describe(feature: str, value: float) -> str:
+    """One feature value in plain language, e.g. ``3 late deliveries in the last 365 days``."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return _MISSING.get(feature, f"no data for {feature.replace('_', ' ')}")
+    template, window = _template(feature)
+    if template is None:
+        return f"{feature.replace('_', ' ')} = {value:g}"
+    return template.format(v=value, w=window)
+
+
+def _template(feature: str) -> tuple[str | None, str | None]:
+    if feature in _TEMPLATES:
+        return _TEMPLATES[feature], None
+    match = _WINDOW.match(feature)
+    if match:
+        key = f"{match['stem']}_{{w}}d"
+        if key in _TEMPLATES:
+            return _TEMPLATES[key], match["w"]
+    return None, None
+
+
+def top_reasons(
+    contributions: pd.DataFrame, features: pd.DataFrame, *, k: int = 3, direction: str = "risk"
+) -> pd.Series:
+    """The ``k`` features that moved each prediction most, as one readable string per row.
+
+    Parameters
+    ----------
+    contributions : pandas.DataFrame
+        Per-feature contributions (:meth:`CustomerValueModel.contributions`), ``bias`` included.
+    features : pandas.DataFrame
+        The feature values of the same rows, to quote in the text.
+    k : int
+        Reasons per row.
+    direction : {"risk", "value"}
+        Words for the sign: raising churn risk / raising value.
+
+    Returns
+    -------
+    pandas.Series
+        ``"↑ last order 210 days ago; ↑ 3 late deliveries in the last 365 days; ↓ ..."`` where
+        ↑ means the feature pushed the prediction up and ↓ down.
+    """
+    if direction not in ("risk", "value"):
+        raise ValueError(f"direction must be 'risk' or 'value'; got {direction!r}")
+    names = [c for c in contributions.columns if c != "bias"]
+    values = contributions[names].to_numpy()
+    k = min(k, len(names))
+    # argpartition then a small sort: O(n) per row instead of sorting every feature.
+    top = np.argpartition(-np.abs(values), k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.abs(np.take_along_axis(values, top, axis=1)), axis=1)
+    top = np.take_along_axis(top, order, axis=1)
+    feature_values = features[names].to_numpy(dtype="float64")
+    rows = np.arange(len(values))
+    parts = []
+    for rank in range(k):
+        idx = top[:, rank]
+        texts = _describe_column(idx, feature_values[rows, idx], names)
+        signs = np.where(values[rows, idx] >= 0, "↑ ", "↓ ")
+        parts.append([sign + text for sign, text in zip(signs, texts, strict=True)])
+    joined = ["; ".join(row) for row in zip(*parts, strict=True)]
+    return pd.Series(joined, index=contributions.index, dtype="str")
+
+
+def _describe_column(idx: np.ndarray, values: np.ndarray, names: list[str]) -> np.ndarray:
+    """Describe one (feature, value) pair per row, grouping rows by feature."""
+    out = np.empty(len(idx), dtype=object)
+    for feature_index in np.unique(idx):
+        rows = np.flatnonzero(idx == feature_index)
+        name = names[feature_index]
+        out[rows] = [describe(name, float(v)) for v in values[rows]]
+    return out

@@ -1,0 +1,76 @@
+"""Value and risk segments and the retention action each combination calls for."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: Value tiers by share of the base's total predicted CLV, most valuable customers first: the
+#: customers who together hold the first 50% of predicted value are "top", the next 30% "high",
+#: the next 15% "medium", the last 5% "low".
+VALUE_TIERS: tuple[tuple[str, float], ...] = (
+    ("top", 0.50),
+    ("high", 0.80),
+    ("medium", 0.95),
+    ("low", 1.00),
+)
+#: Risk tiers by calibrated churn probability (no order in the horizon).
+RISK_TIERS: tuple[tuple[str, float], ...] = (("low", 0.40), ("medium", 0.70), ("high", 1.01))
+#: The action for each (value, risk) pair: what a retention team does next.
+ACTIONS: dict[tuple[str, str], str] = {
+    ("top", "high"): "win back",
+    ("high", "high"): "win back",
+    ("medium", "high"): "reactivate (low cost)",
+    ("low", "high"): "let go",
+    ("top", "medium"): "retain",
+    ("high", "medium"): "retain",
+    ("medium", "medium"): "nurture",
+    ("low", "medium"): "nurture",
+    ("top", "low"): "maintain (VIP care)",
+    ("high", "low"): "maintain",
+    ("medium", "low"): "grow",
+    ("low", "low"): "grow",
+}
+
+
+def value_thresholds(clv: np.ndarray) -> dict[str, float]:
+    """CLV lower bounds of each value tier, computed on the whole base.
+
+    The thresholds are fit once on every customer's prediction and then applied chunk by chunk,
+    so a customer's tier does not depend on which chunk it was scored in.
+    """
+    values = np.sort(np.asarray(clv, dtype="float64"))[::-1]
+    total = values.sum()
+    bounds: dict[str, float] = {}
+    if total <= 0:
+        return {name: 0.0 for name, _ in VALUE_TIERS}
+    share = np.cumsum(values) / total
+    for name, upto in VALUE_TIERS:
+        # The smallest CLV still inside the tier's share of value.
+        position = min(int(np.searchsorted(share, upto, side="left")), len(values) - 1)
+        bounds[name] = float(values[position])
+    bounds[VALUE_TIERS[-1][0]] = -np.inf
+    return bounds
+
+
+def assign_segments(
+    clv: pd.Series, p_churn: pd.Series, thresholds: dict[str, float]
+) -> pd.DataFrame:
+    """Value segment, risk segment and action for each customer.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``value_segment``, ``risk_segment``, ``action``, same index as ``clv``.
+    """
+    value = np.full(len(clv), VALUE_TIERS[-1][0], dtype=object)
+    # Walk from the least to the most valuable tier so the highest matching tier wins.
+    for name, _ in reversed(VALUE_TIERS[:-1]):
+        value[clv.to_numpy() >= thresholds[name]] = name
+    risk = np.full(len(p_churn), RISK_TIERS[-1][0], dtype=object)
+    for name, upper in reversed(RISK_TIERS):
+        risk[p_churn.to_numpy() < upper] = name
+    action = [ACTIONS[pair] for pair in zip(value, risk, strict=True)]
+    return pd.DataFrame(
+        {"value_segment": value, "risk_segment": risk, "action": action}, index=clv.index
+    ).astype("str")

@@ -1,0 +1,510 @@
+"""Baselines the CLV and churn models must beat: the simple formula and BG/NBD + Gamma-Gamma."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.exceptions import NotFittedError
+
+logger = logging.getLogger(__name__)
+
+#: Columns every baseline returns, in order.
+PREDICTION_COLUMNS: tuple[str, ...] = ("clv", "p_churn")
+
+#: Feature columns each baseline reads (all produced by ``features.build_features``).
+SIMPLE_COLUMNS: tuple[str, ...] = ("orders_total", "avg_order_value", "days_since_first_order")
+BGNBD_COLUMNS: tuple[str, ...] = (
+    "frequency",
+    "recency",
+    "T",
+    "days_since_first_order",
+    "repeat_order_value_mean",
+)
+
+#: Gamma-Gamma needs a population of repeat buyers to estimate the spread of spend.
+MIN_SPEND_CUSTOMERS = 10
+
+#: Loggers of the probabilistic-programming stack, held at WARNING while it works.
+_PYMC_LOGGERS: tuple[str, ...] = ("pymc", "pytensor", "pymc_marketing", "arviz")
+
+#: Known noise on stderr from importing and compiling the stack; nothing a user can act on.
+_NOISY_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
+    (FutureWarning, "ArviZ is undergoing a major refactor"),
+    (UserWarning, "PyTensor could not link to a BLAS installation"),
+    (UserWarning, "The group fit_data is not defined in the InferenceData scheme"),
+)
+
+
+# --------------------------------------------------------------------------- shared checks
+
+
+def _require_columns(features: pd.DataFrame, columns: Sequence[str], owner: str) -> None:
+    """Raise a ValueError naming every column of ``columns`` that ``features`` lacks."""
+    if not isinstance(features, pd.DataFrame):
+        raise TypeError(
+            f"{owner} expects a pandas DataFrame of features; got {type(features).__name__}"
+        )
+    missing = [c for c in columns if c not in features.columns]
+    if missing:
+        raise ValueError(
+            f"{owner}: features are missing required column(s) {missing}; "
+            "build them with features.build_features"
+        )
+
+
+def _check_horizon(horizon_days: float) -> float:
+    """Return ``horizon_days`` as a float, refusing a non-positive or non-finite horizon."""
+    horizon = float(horizon_days)
+    if not np.isfinite(horizon) or horizon <= 0:
+        raise ValueError(f"horizon_days must be a positive number of days; got {horizon_days!r}")
+    return horizon
+
+
+def _check_fitted(estimator: object, attribute: str) -> None:
+    """Raise NotFittedError unless ``estimator`` has the learned ``attribute``."""
+    if not hasattr(estimator, attribute):
+        name = type(estimator).__name__
+        raise NotFittedError(
+            f"This {name} instance is not fitted yet; call fit(features) before predict"
+        )
+
+
+def _column(features: pd.DataFrame, name: str) -> np.ndarray:
+    """Column ``name`` as a float array (pandas NA becomes NaN)."""
+    return features[name].to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _predictions(index: pd.Index, clv: np.ndarray, p_churn: np.ndarray) -> pd.DataFrame:
+    """The baseline output: ``clv`` clipped to >= 0 and ``p_churn`` to [0, 1]."""
+    values = {"clv": np.clip(clv, 0.0, None), "p_churn": np.clip(p_churn, 0.0, 1.0)}
+    return pd.DataFrame(values, index=index, columns=list(PREDICTION_COLUMNS))
+
+
+# --------------------------------------------------------------------------- simple formula
+
+
+class SimpleFormulaBaseline:
+    """Average order value x purchase rate x horizon: the CLV formula users learn first.
+
+    For each customer::
+
+        rate    = orders_total / max(days_since_first_order, min_tenure_days)   # orders per day
+        clv     = avg_order_value * rate * horizon_days
+        p_churn = exp(-rate * horizon_days)   # P(no order in the horizon), Poisson process
+
+    The tenure floor keeps a customer who first ordered two days ago from being credited with
+    one order every two days forever; with the default of 30 days a new customer's single order
+    counts as at most one order a month. A customer without revenue (only cancelled or returned
+    orders, ``avg_order_value`` NaN) has ``clv = 0``; one without placed orders has rate 0 and
+    ``p_churn = 1``.
+
+    Nothing is learned: :meth:`fit` only validates the columns, so that both baselines and the
+    model share one estimator shape (``fit(features).predict(features, horizon_days)``).
+
+    Parameters
+    ----------
+    min_tenure_days : float
+        Floor on the days since the first order used as the rate's denominator.
+    """
+
+    def __init__(self, min_tenure_days: float = 30.0) -> None:
+        self.min_tenure_days = min_tenure_days
+
+    def fit(self, features: pd.DataFrame) -> SimpleFormulaBaseline:
+        """Validate ``features``; the formula has no parameters to learn.
+
+        Parameters
+        ----------
+        features : pandas.DataFrame
+            One row per customer with the columns in :data:`SIMPLE_COLUMNS`.
+
+        Returns
+        -------
+        SimpleFormulaBaseline
+            self.
+        """
+        _require_columns(features, SIMPLE_COLUMNS, type(self).__name__)
+        floor = float(self.min_tenure_days)
+        if not np.isfinite(floor) or floor <= 0:
+            raise ValueError(
+                f"min_tenure_days must be a positive number of days; got {self.min_tenure_days!r}"
+            )
+        self.min_tenure_days_ = floor
+        self.n_customers_ = len(features)
+        return self
+
+    def predict(self, features: pd.DataFrame, horizon_days: float) -> pd.DataFrame:
+        """CLV and churn probability over ``[cutoff, cutoff + horizon_days)``.
+
+        Parameters
+        ----------
+        features : pandas.DataFrame
+            One row per customer with the columns in :data:`SIMPLE_COLUMNS`.
+        horizon_days : float
+            Length of the prediction window in days.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed like ``features``, columns ``clv`` (>= 0) and ``p_churn`` (in [0, 1]).
+        """
+        _check_fitted(self, "min_tenure_days_")
+        _require_columns(features, SIMPLE_COLUMNS, type(self).__name__)
+        horizon = _check_horizon(horizon_days)
+        orders = np.nan_to_num(_column(features, "orders_total"), nan=0.0).clip(0.0, None)
+        tenure = np.fmax(_column(features, "days_since_first_order"), self.min_tenure_days_)
+        order_value = np.nan_to_num(_column(features, "avg_order_value"), nan=0.0)
+        rate = orders / tenure
+        return _predictions(features.index, order_value * rate * horizon, np.exp(-rate * horizon))
+
+
+# --------------------------------------------------------------------------- BG/NBD + Gamma-Gamma
+
+
+def _pymc_logger_names() -> list[str]:
+    """:data:`_PYMC_LOGGERS` plus pytensor's C-linker logger, which is named by its file path."""
+    names = list(_PYMC_LOGGERS)
+    spec = importlib.util.find_spec("pytensor")  # locates the package without importing it
+    if spec is not None and spec.submodule_search_locations:
+        package = Path(next(iter(spec.submodule_search_locations)))
+        names.append(str(package / "link" / "c" / "lazylinker_c.py"))
+    return names
+
+
+@contextmanager
+def _quiet_pymc() -> Iterator[None]:
+    """Hold the pymc / pytensor loggers at WARNING and drop their known import noise.
+
+    The stack is imported here (not at module import): it takes seconds to import, and the
+    training log should only show what matters.
+    """
+    with warnings.catch_warnings():
+        for category, message in _NOISY_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=category)
+        loggers = [logging.getLogger(name) for name in _pymc_logger_names()]
+        levels = [lg.level for lg in loggers]
+        try:
+            for lg in loggers:
+                lg.setLevel(max(lg.level, logging.WARNING))
+            import pymc  # noqa: F401  (first import: arviz logs at INFO, pymc sets its level)
+
+            for lg in loggers:
+                lg.setLevel(max(lg.level, logging.WARNING))
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+
+
+def _bgnbd_summary(features: pd.DataFrame) -> pd.DataFrame:
+    """The pymc-marketing input frame: ``customer_id, frequency, recency, T, monetary_value``.
+
+    ``customer_id`` is the row position (the feature index need not be unique or numeric).
+    Frequencies are rounded to whole repeat-purchase days and recency is clipped to
+    ``[0, T]``, as the BG/NBD likelihood requires. Customers with only cancelled orders
+    (``frequency`` NaN) get ``frequency = recency = 0`` and ``T = days_since_first_order``.
+    """
+    frequency = _column(features, "frequency")
+    no_purchase = np.isnan(frequency)
+    age = _column(features, "T")
+    age = np.where(no_purchase | np.isnan(age), _column(features, "days_since_first_order"), age)
+    bad = int(np.count_nonzero(~np.isfinite(age)))
+    if bad:
+        raise ValueError(
+            f"columns 'T' and 'days_since_first_order' have {bad} rows where both are missing; "
+            "expected the days since the first order for every customer"
+        )
+    age = np.clip(age, 0.0, None)
+    frequency = np.round(np.nan_to_num(frequency, nan=0.0)).clip(0.0, None)
+    recency = np.where(no_purchase, 0.0, np.nan_to_num(_column(features, "recency"), nan=0.0))
+    recency = np.where(frequency > 0, np.clip(recency, 0.0, age), 0.0)
+    return pd.DataFrame(
+        {
+            "customer_id": np.arange(len(features)),
+            "frequency": frequency,
+            "recency": recency,
+            "T": age,
+            "monetary_value": _column(features, "repeat_order_value_mean"),
+        }
+    )
+
+
+def _point(values: Any, customer_ids: np.ndarray) -> np.ndarray:
+    """Posterior mean over (chain, draw) of an xarray result, in the order of ``customer_ids``."""
+    dims = [d for d in ("chain", "draw") if d in values.dims]
+    mean = values.mean(dims) if dims else values
+    return mean.reindex(customer_id=customer_ids).to_numpy().astype("float64")
+
+
+def _scalar_params(model: Any, names: Sequence[str]) -> dict[str, float]:
+    """Posterior mean of each named scalar parameter of a fitted pymc-marketing model."""
+    return {name: float(model.fit_result[name].mean()) for name in names}
+
+
+def _spend_mask(summary: pd.DataFrame) -> np.ndarray:
+    """Customers Gamma-Gamma conditions on: a repeat purchase and a positive mean spend."""
+    monetary = summary["monetary_value"].to_numpy()
+    return (summary["frequency"].to_numpy() > 0) & np.isfinite(monetary) & (monetary > 0)
+
+
+def _check_fittable(summary: pd.DataFrame) -> None:
+    """Refuse data neither model can learn from, before spending time on a fit."""
+    if not (summary["frequency"] > 0).any():
+        raise RuntimeError(
+            "BG/NBD fit failed: no customer has a repeat purchase, so the purchase and "
+            "dropout rates cannot be estimated; use a later cutoff or more history"
+        )
+    spenders = int(np.count_nonzero(_spend_mask(summary)))
+    if spenders < MIN_SPEND_CUSTOMERS:
+        raise RuntimeError(
+            f"Gamma-Gamma fit failed: {spenders} customers have a repeat purchase with a "
+            f"positive repeat_order_value_mean; it needs at least {MIN_SPEND_CUSTOMERS}"
+        )
+
+
+class BgNbdGammaGammaBaseline:
+    """BG/NBD purchase counts x Gamma-Gamma spend, from pymc-marketing, fit by MAP.
+
+    * **Purchases.** ``pymc_marketing.clv.BetaGeoModel`` on ``frequency`` (repeat purchase
+      days), ``recency`` and ``T`` in days, with flat priors on ``r, alpha, a, b`` so the MAP
+      fit is the maximum-likelihood fit of Fader, Hardie & Lee (2005) (and of ``lifetimes``).
+      The library's default prior on the scale, ``alpha ~ Weibull(2, 10)``, suits weeks or
+      months; with days it pulls ``alpha`` down (300 -> 200 on simulated data) and biases
+      expected purchases downwards.
+    * **Spend.** ``GammaGammaModel`` (flat priors, MAP = maximum likelihood) on the customers
+      with ``frequency > 0`` and a positive ``repeat_order_value_mean``; the expected spend
+      per purchase is its conditional expectation for them and the population mean
+      ``p v / (q - 1)`` for everyone else (one-time buyers, repeat orders without revenue).
+      Spend per order stands in for spend per purchase day.
+    * **CLV** over the horizon = ``expected_purchases(future_t=horizon_days)`` x expected
+      spend; undiscounted, like the ``future_value`` label.
+    * **p_churn** = P(no purchase in the horizon). For repeat buyers this is the library's
+      ``expected_probability_no_purchase`` (Hardie's note 039, eq. 34). For one-time buyers
+      (``frequency = 0``) that function is wrong in pymc-marketing 0.19: it adds the
+      "dropped out after the last purchase" term, which the model rules out without a repeat
+      purchase, so it overstates churn (and misbehaves for ``b < 1``). They get the closed
+      form instead: under BG/NBD such a customer is alive, ``lambda | data ~ Gamma(r,
+      alpha + T)``, hence ``P = ((alpha + T) / (alpha + T + t)) ** r``.
+
+    Customers with only cancelled orders (``frequency`` NaN) enter as one-time buyers with
+    ``T = days_since_first_order``. Point estimates are the posterior means over chain and
+    draw (a single draw with MAP).
+
+    Parameters
+    ----------
+    random_seed : int
+        Seeds the fit subsample and the optimiser's starting point.
+    max_fit_customers : int or None
+        Fit on a seeded random subsample of at most this many customers (predictions still
+        cover everyone). Four population parameters are pinned down long before 200,000
+        customers; the cap bounds fit time and memory on large bases. None fits on all.
+    """
+
+    def __init__(self, random_seed: int = 0, max_fit_customers: int | None = 200_000) -> None:
+        self.random_seed = random_seed
+        self.max_fit_customers = max_fit_customers
+
+    # -- fitting -------------------------------------------------------------------------------
+    def fit(self, features: pd.DataFrame) -> BgNbdGammaGammaBaseline:
+        """Fit BG/NBD and Gamma-Gamma on the history before the cutoff.
+
+        Parameters
+        ----------
+        features : pandas.DataFrame
+            One row per customer with the columns in :data:`BGNBD_COLUMNS`.
+
+        Returns
+        -------
+        BgNbdGammaGammaBaseline
+            self.
+
+        Raises
+        ------
+        ValueError
+            On missing columns, no rows or a bad ``max_fit_customers``.
+        RuntimeError
+            When a model cannot be fit (no repeat buyers, too few spend observations, an
+            optimiser failure or parameters outside the model's range), naming the model.
+        """
+        _require_columns(features, BGNBD_COLUMNS, type(self).__name__)
+        if len(features) == 0:
+            raise ValueError("features has no rows; expected one row per customer")
+        cap = self.max_fit_customers
+        if cap is not None and (int(cap) != cap or cap < 1):
+            raise ValueError(f"max_fit_customers must be a positive integer or None; got {cap!r}")
+        summary = _bgnbd_summary(features)
+        if cap is not None and len(summary) > cap:
+            rng = np.random.default_rng(self.random_seed)
+            rows = np.sort(rng.choice(len(summary), size=int(cap), replace=False))
+            summary = summary.iloc[rows].reset_index(drop=True)
+            summary["customer_id"] = np.arange(len(summary))
+        _check_fittable(summary)
+        with _quiet_pymc():
+            self.bgnbd_model_, self.bgnbd_params_ = self._fit_bgnbd(summary)
+            self.gamma_gamma_model_, self.gamma_gamma_params_ = self._fit_gamma_gamma(summary)
+        p, q, v = (self.gamma_gamma_params_[k] for k in ("p", "q", "v"))
+        self.population_spend_ = p * v / (q - 1.0)
+        self.n_fit_customers_ = len(summary)
+        return self
+
+    def _fit_bgnbd(self, summary: pd.DataFrame) -> tuple[Any, dict[str, float]]:
+        """MAP (= maximum likelihood under flat priors) BG/NBD fit."""
+        from pymc_extras.prior import Prior
+        from pymc_marketing.clv import BetaGeoModel
+
+        flat = {name: Prior("HalfFlat") for name in ("r", "alpha", "a", "b")}
+        model = BetaGeoModel(model_config=flat)
+        started = time.perf_counter()
+        data = summary[["customer_id", "frequency", "recency", "T"]]
+        try:
+            model.fit(data=data, method="map", progressbar=False, seed=self.random_seed)
+        except Exception as err:  # re-raised: pymc reports optimiser failures with many types
+            raise RuntimeError(f"BG/NBD fit failed on {len(summary)} customers: {err}") from err
+        params = _scalar_params(model, ("r", "alpha", "a", "b"))
+        bad = {k: v for k, v in params.items() if not (np.isfinite(v) and v > 0)}
+        if bad:
+            raise RuntimeError(
+                f"BG/NBD fit failed: parameters {bad} are not finite and positive "
+                f"(fit on {len(summary)} customers); the data may be degenerate"
+            )
+        logger.info(
+            "BG/NBD fit on %d customers in %.1fs: %s",
+            len(summary),
+            time.perf_counter() - started,
+            ", ".join(f"{k}={v:.4g}" for k, v in params.items()),
+        )
+        return model, params
+
+    def _fit_gamma_gamma(self, summary: pd.DataFrame) -> tuple[Any, dict[str, float]]:
+        """MAP (= maximum likelihood under its flat default priors) Gamma-Gamma fit."""
+        from pymc_marketing.clv import GammaGammaModel
+
+        repeat = summary.loc[_spend_mask(summary), ["customer_id", "frequency", "monetary_value"]]
+        model = GammaGammaModel()
+        started = time.perf_counter()
+        try:
+            model.fit(data=repeat, method="map", progressbar=False, seed=self.random_seed)
+        except Exception as err:  # re-raised: pymc reports optimiser failures with many types
+            raise RuntimeError(f"Gamma-Gamma fit failed on {len(repeat)} customers: {err}") from err
+        params = _scalar_params(model, ("p", "q", "v"))
+        if not all(np.isfinite(v) and v > 0 for v in params.values()) or params["q"] <= 1.0:
+            raise RuntimeError(
+                f"Gamma-Gamma fit failed: parameters {params} on {len(repeat)} customers; "
+                "expected finite p, v > 0 and q > 1 (a finite mean spend)"
+            )
+        logger.info(
+            "Gamma-Gamma fit on %d repeat customers in %.1fs: %s",
+            len(repeat),
+            time.perf_counter() - started,
+            ", ".join(f"{k}={v:.4g}" for k, v in params.items()),
+        )
+        return model, params
+
+    # -- predicting ----------------------------------------------------------------------------
+    def predict(self, features: pd.DataFrame, horizon_days: float) -> pd.DataFrame:
+        """CLV and churn probability over ``[cutoff, cutoff + horizon_days)``.
+
+        Parameters
+        ----------
+        features : pandas.DataFrame
+            One row per customer with the columns in :data:`BGNBD_COLUMNS` (any customers,
+            not only those seen by :meth:`fit`).
+        horizon_days : float
+            Length of the prediction window in days.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed like ``features``, columns ``clv`` (>= 0) and ``p_churn`` (in [0, 1]).
+        """
+        parts = self.predict_components(features, horizon_days)
+        return _predictions(
+            features.index,
+            (parts["purchases"] * parts["spend"]).to_numpy(),
+            parts["p_churn"].to_numpy(),
+        )
+
+    def predict_components(self, features: pd.DataFrame, horizon_days: float) -> pd.DataFrame:
+        """The two factors of the CLV, and the churn probability, per customer.
+
+        Parameters
+        ----------
+        features : pandas.DataFrame
+            One row per customer with the columns in :data:`BGNBD_COLUMNS`.
+        horizon_days : float
+            Length of the prediction window in days.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed like ``features``: ``purchases`` (BG/NBD expected purchases in the horizon),
+            ``spend`` (Gamma-Gamma expected spend per purchase) and ``p_churn`` (BG/NBD
+            probability of no purchase in the horizon). ``clv = purchases * spend``.
+
+        Raises
+        ------
+        RuntimeError
+            When the fitted models give non-finite values (a degenerate fit for this data).
+        """
+        _check_fitted(self, "population_spend_")
+        _require_columns(features, BGNBD_COLUMNS, type(self).__name__)
+        horizon = _check_horizon(horizon_days)
+        summary = _bgnbd_summary(features)
+        if summary.empty:
+            purchases = p_none = spend = np.zeros(0)
+        else:
+            purchases, p_none = self._purchases_and_no_purchase(summary, horizon)
+            spend = self._expected_spend(summary)
+        values = {"purchases": purchases, "spend": spend, "p_churn": p_none}
+        for name, column in values.items():
+            bad = int(np.count_nonzero(~np.isfinite(column)))
+            if bad:
+                raise RuntimeError(
+                    f"BG/NBD + Gamma-Gamma gave {bad} non-finite '{name}' values with parameters "
+                    f"{self.bgnbd_params_ | self.gamma_gamma_params_}; the fit is degenerate "
+                    "for this data"
+                )
+        return pd.DataFrame(values, index=features.index)
+
+    def _purchases_and_no_purchase(
+        self, summary: pd.DataFrame, horizon: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Expected purchases and P(no purchase) in the horizon, per customer (row order)."""
+        data = summary[["customer_id", "frequency", "recency", "T"]]
+        repeat = data["frequency"].to_numpy() > 0
+        # One-time buyers: alive for sure, lambda | data ~ Gamma(r, alpha + T) (see class doc).
+        r, alpha = self.bgnbd_params_["r"], self.bgnbd_params_["alpha"]
+        age = data["T"].to_numpy()
+        p_none = ((alpha + age) / (alpha + age + horizon)) ** r
+        with _quiet_pymc():
+            purchases = _point(
+                self.bgnbd_model_.expected_purchases(data, future_t=horizon),
+                data["customer_id"].to_numpy(),
+            )
+            if repeat.any():
+                repeaters = data.loc[repeat]
+                p_none[repeat] = _point(
+                    self.bgnbd_model_.expected_probability_no_purchase(horizon, repeaters),
+                    repeaters["customer_id"].to_numpy(),
+                )
+        return purchases, p_none
+
+    def _expected_spend(self, summary: pd.DataFrame) -> np.ndarray:
+        """Gamma-Gamma expected spend per purchase; the population mean without repeat spend."""
+        spend = np.full(len(summary), self.population_spend_)
+        mask = _spend_mask(summary)
+        if mask.any():
+            repeat = summary.loc[mask, ["customer_id", "frequency", "monetary_value"]]
+            with _quiet_pymc():
+                conditional = self.gamma_gamma_model_.expected_customer_spend(repeat)
+            spend[mask] = _point(conditional, repeat["customer_id"].to_numpy())
+        return spend
