@@ -18,7 +18,7 @@ EVENTS ?=
 COLUMNS ?=
 HORIZON_DAYS ?= 365
 
-.PHONY: help install data train test test-fast lint format bench clean
+.PHONY: help install lock data train promote ui score serve bento test test-fast lint format bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -39,8 +39,28 @@ $(DATA_DIR)/orders.parquet: | $(STAMP)
 
 data: $(DATA_DIR)/orders.parquet ## Generate the synthetic storefront under data/demo (CUSTOMERS=50000 SEED=7)
 
-train: $(STAMP) ## Train, evaluate, track in MLflow, register and promote (ORDERS= EVENTS= COLUMNS= HORIZON_DAYS=)
-	@echo "make train: not implemented yet (training issue)"; exit 1
+TIME_BUDGET ?= 60
+TRAIN_FLAGS = --horizon-days $(HORIZON_DAYS) --time-budget $(TIME_BUDGET) \
+	$(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
+	$(if $(COLUMNS),--columns $(COLUMNS))
+
+train: $(STAMP) ## Train, evaluate vs baselines, track in MLflow, register, promote (ORDERS= EVENTS= COLUMNS= HORIZON_DAYS= TIME_BUDGET=)
+	$(PY) -m training.train $(TRAIN_FLAGS)
+
+promote: $(STAMP) ## Show candidate vs champion and baselines; FORCE=1 promotes the candidate (VERSION=N for another)
+	$(PY) -m training.promote $(if $(VERSION),--version $(VERSION)) $(if $(FORCE),--force)
+
+UI_PORT ?= 5000
+ui: $(STAMP) ## MLflow UI on http://127.0.0.1:5000 (the local tracking store)
+	$(BIN)/mlflow ui --host 127.0.0.1 --port $(UI_PORT) \
+	  --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/models/mlflow.db}
+
+CUTOFF ?= latest
+OUT ?= models/scores/scores.parquet
+score: $(STAMP) ## Score the whole base with the champion (ORDERS= EVENTS= COLUMNS= CUTOFF=latest OUT=...parquet|.csv)
+	$(PY) -m serving.batch --cutoff $(CUTOFF) --out $(OUT) \
+	  $(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
+	  $(if $(COLUMNS),--columns $(COLUMNS))
 
 test: $(STAMP) ## Run the whole test suite (fast tests + server/slow suites)
 	$(PY) -m pytest -q

@@ -123,6 +123,32 @@ class CustomerChunks:
             yield orders, events
 
 
+REJECT_QUARANTINED = "every order row was quarantined"
+REJECT_NO_HISTORY = "no order before the cutoff"
+
+
+def _rejected_customers(
+    quarantine: pd.DataFrame, orders: pd.DataFrame, cutoff: pd.Timestamp
+) -> pd.DataFrame:
+    """Customers that cannot be scored, one row each with the reason."""
+    known = pd.Index(orders["customer_id"].unique())
+    quarantined = pd.Index(
+        quarantine["customer_id"].dropna().astype("str").unique()
+        if "customer_id" in quarantine.columns
+        else []
+    )
+    lost = quarantined.difference(known)
+    first_order = orders.groupby("customer_id", sort=False)["ordered_at"].min()
+    too_new = first_order.index[first_order.to_numpy() >= cutoff.to_datetime64()]
+    return pd.DataFrame(
+        {
+            "customer_id": [*lost, *too_new],
+            "reason": [REJECT_QUARANTINED] * len(lost) + [REJECT_NO_HISTORY] * len(too_new),
+        },
+        dtype="str",
+    )
+
+
 def resolve_cutoff(cutoff: str, orders: pd.DataFrame) -> pd.Timestamp:
     """``latest`` -> the day after the last order (everything known is used); else the date."""
     if cutoff == "latest":
@@ -168,22 +194,20 @@ def run(config: BatchConfig) -> BatchSummary:
         else None
     )
     quarantine_dir = config.out.parent
-    rejected: dict[str, int] = {}
     orders = orders_result.frame
     for name, result in (("orders", orders_result), ("service_events", events_result)):
         if result is not None:
             result.write_quarantine(quarantine_dir, f"{config.out.stem}.{name}")
-    # Customers that exist only in quarantined rows are rejected, with that reason.
-    lost = set(orders_result.quarantine.get("customer_id", pd.Series(dtype="str")).dropna())
-    lost -= set(orders["customer_id"].unique())
-    if lost:
-        rejected["all order rows quarantined"] = len(lost)
     if orders.empty:
         raise ValueError(f"no usable orders in {config.orders}; see the quarantine file")
     cutoff = resolve_cutoff(config.cutoff, orders)
+    rejects = _rejected_customers(orders_result.quarantine, orders, cutoff)
+    rejected = {str(k): int(v) for k, v in rejects["reason"].value_counts().items()}
     timings["load_data"] = time.perf_counter() - tick
 
-    input_customers = int(orders["customer_id"].nunique()) + len(lost)
+    input_customers = int(orders["customer_id"].nunique()) + int(
+        (rejects["reason"] == REJECT_QUARANTINED).sum()
+    )
     chunks = CustomerChunks(
         orders, events_result.frame if events_result else None, config.chunk_customers
     )
@@ -199,6 +223,8 @@ def run(config: BatchConfig) -> BatchSummary:
             tick = time.perf_counter()
             features = build_features(chunk_orders, chunk_events, cutoff=cutoff, spec=model.spec)
             seconds["features"] += time.perf_counter() - tick
+            if features.empty:  # every customer of this chunk starts after the cutoff
+                continue
             tick = time.perf_counter()
             scored = score_frame(model, features, exact_reasons=config.exact_reasons)
             seconds["predict"] += time.perf_counter() - tick
@@ -212,9 +238,8 @@ def run(config: BatchConfig) -> BatchSummary:
                 feature_parts.append(fpart)
         timings.update(seconds)
         scored_count = int(sum(len(c) for c in clv_all))
-        no_history = int(orders["customer_id"].nunique()) - scored_count
-        if no_history:
-            rejected["no order before the cutoff"] = no_history
+        if not rejects.empty:
+            rejects.to_csv(config.out.with_name(f"{config.out.stem}.rejected.csv"), index=False)
 
         tick = time.perf_counter()
         thresholds = value_thresholds(np.concatenate(clv_all) if clv_all else np.array([]))
@@ -285,9 +310,11 @@ def _write_scores(
             writer.close()
             writer = None
         if not parts:
-            pd.DataFrame(columns=list(SCORE_COLUMNS)).to_parquet(tmp) if fmt == "parquet" else (
-                pd.DataFrame(columns=list(SCORE_COLUMNS)).to_csv(tmp, index=False)
-            )
+            empty = pd.DataFrame(columns=list(SCORE_COLUMNS))
+            if fmt == "csv":
+                empty.to_csv(tmp, index=False)
+            else:
+                empty.to_parquet(tmp, index=False)
         # Rename last: a crash before this line leaves the previous scores untouched.
         os.replace(tmp, config.out)
     finally:

@@ -47,12 +47,26 @@ _MISSING: dict[str, str] = {
     "days_between_orders_mean": "only one order so far",
     "days_between_orders_std": "fewer than three orders",
 }
+#: Windowed quality features are missing when there is nothing to judge in the window.
+_MISSING_WINDOWED: dict[str, str] = {
+    "late_deliveries": "no delivered orders in the last {w} days",
+    "late_delivery_rate": "no delivered orders in the last {w} days",
+    "mean_days_late": "no delivered orders in the last {w} days",
+    "cancellation_rate": "no orders in the last {w} days",
+    "returns": "no orders in the last {w} days",
+    "returned_value_share": "no orders in the last {w} days",
+    "mean_resolution_hours": "no resolved tickets in the last {w} days",
+    "mean_ticket_csat": "no rated tickets in the last {w} days",
+}
 _WINDOW = re.compile(r"^(?P<stem>.+)_(?P<w>\d+)d$")
 
 
 def describe(feature: str, value: float) -> str:
     """One feature value in plain language, e.g. ``3 late deliveries in the last 365 days``."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
+        match = _WINDOW.match(feature)
+        if match and match["stem"] in _MISSING_WINDOWED:
+            return _MISSING_WINDOWED[match["stem"]].format(w=match["w"])
         return _MISSING.get(feature, f"no data for {feature.replace('_', ' ')}")
     template, window = _template(feature)
     if template is None:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from features import FeatureSpec, build_features, build_snapshots, feature_names
 from features.io import LoadResult, load_events, load_orders
+from features.synth import write_demo
 from training import tracking
 from training.baselines import BgNbdGammaGammaBaseline, SimpleFormulaBaseline
 from training.config import DEMO_DIR, TrainConfig, parse_args
@@ -44,6 +45,7 @@ class TrainResult:
     plan: CutoffPlan
     metrics: dict[str, dict[str, float]]
     decision: GateDecision
+    model: CustomerValueModel
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -95,8 +97,6 @@ def ensure_demo_data(directory: Path, customers: int, seed: int) -> tuple[Path, 
     orders_path = directory / "orders.parquet"
     events_path = directory / "service_events.parquet"
     if not orders_path.exists() or not events_path.exists():
-        from features.synth import write_demo
-
         logger.info(
             "no demo data in %s: generating %d customers (seed %d)", directory, customers, seed
         )
@@ -228,7 +228,9 @@ def run(config: TrainConfig) -> TrainResult:
         tracking.log_metrics({f"seconds_{k}": v for k, v in watch.seconds.items()})
 
     _print_report(decision, version, promoted, plan, watch.seconds)
-    return TrainResult(run_id, version.version, promoted, plan, metrics, decision, watch.seconds)
+    return TrainResult(
+        run_id, version.version, promoted, plan, metrics, decision, serving, watch.seconds
+    )
 
 
 def _refit(

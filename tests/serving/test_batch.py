@@ -1,0 +1,103 @@
+"""Batch scoring: every customer scored or rejected with a reason, atomic output, both formats."""
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from features import build_features
+from serving.batch import SCORE_COLUMNS, BatchConfig, CustomerChunks, run
+
+
+@pytest.fixture(scope="module")
+def scored(trained_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scores") / "scores.parquet"
+    config = BatchConfig(
+        orders=trained_store.orders_path,
+        events=trained_store.events_path,
+        cutoff="2025-01-01",
+        out=out,
+        features_out=out.with_name("online_features.parquet"),
+        model_uri=trained_store.model_uri,
+        chunk_customers=300,  # several chunks on purpose
+    )
+    return config, run(config)
+
+
+def test_every_customer_is_scored_or_rejected(trained_store, scored):
+    config, summary = scored
+    frame = pd.read_parquet(config.out)
+    assert list(frame.columns) == list(SCORE_COLUMNS)
+    assert frame["customer_id"].is_unique
+    rejected = pd.read_csv(config.out.with_name("scores.rejected.csv"), dtype=str)
+    customers = trained_store.orders["customer_id"].nunique()
+    assert len(frame) == summary.scored
+    assert summary.scored + len(rejected) == customers == summary.input_customers
+    assert set(rejected["reason"]) == {"no order before the cutoff"}
+    assert summary.rejected == {"no order before the cutoff": len(rejected)}
+    assert frame["clv"].sum() == pytest.approx(summary.total_clv)
+    assert (frame["model_version"] == trained_store.result.version).all()
+    assert frame["reasons"].str.count(";").eq(2).all()
+
+
+def test_chunked_scores_equal_one_shot_scores(trained_store, scored):
+    config, _ = scored
+    frame = pd.read_parquet(config.out).set_index("customer_id")
+    model = trained_store.result.model
+    from training import tracking
+
+    model = tracking.load_model(trained_store.model_uri)
+    features = build_features(
+        trained_store.orders,
+        trained_store.events,
+        cutoff=pd.Timestamp("2025-01-01"),
+        spec=model.spec,
+    )
+    expected = model.predict(features)
+    pd.testing.assert_series_equal(
+        frame.loc[expected.index, "clv"], expected["clv"], check_names=False, rtol=1e-6
+    )
+
+
+def test_online_feature_table_records_cutoff_and_version(trained_store, scored):
+    config, summary = scored
+    table = pq.read_table(config.features_out)
+    meta = table.schema.metadata
+    assert meta[b"customer_value.cutoff"].startswith(b"2025-01-01")
+    assert meta[b"customer_value.model_version"] == trained_store.result.version.encode()
+    assert table.num_rows == summary.scored
+
+
+def test_quarantined_customers_are_rejected_and_csv_output(trained_store, tmp_path):
+    orders = pd.read_parquet(trained_store.orders_path)
+    bad = orders.iloc[:3].assign(customer_id="ghost", amount=-1.0, order_id=["g1", "g2", "g3"])
+    path = tmp_path / "orders.parquet"
+    pd.concat([orders, bad]).to_parquet(path)
+    out = tmp_path / "out" / "scores.csv"
+    summary = run(
+        BatchConfig(
+            orders=path,
+            events=None,
+            cutoff="latest",
+            out=out,
+            features_out=None,
+            model_uri=trained_store.model_uri,
+        )
+    )
+    assert summary.rejected["every order row was quarantined"] == 1
+    frame = pd.read_csv(out, dtype={"customer_id": str})
+    assert len(frame) == summary.scored
+    assert summary.scored + summary.rejected_total == summary.input_customers
+    quarantine = pd.read_csv(out.with_name("scores.orders.quarantine.csv"), dtype=str)
+    assert len(quarantine) == 3 and set(quarantine["reason"]) == {"negative amount"}
+    assert not list(out.parent.glob(".*tmp")) and not list(out.parent.glob(".scoring-*"))
+
+
+def test_chunks_keep_each_customer_whole(trained_store):
+    chunks = CustomerChunks(trained_store.orders, trained_store.events, size=500)
+    seen = []
+    for orders, events in chunks:
+        ids = set(orders["customer_id"])
+        seen.append(ids)
+        assert set(events["customer_id"]) <= ids
+    assert sum(len(s) for s in seen) == trained_store.orders["customer_id"].nunique()
+    assert len(chunks) == len(seen)

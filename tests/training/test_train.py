@@ -1,0 +1,135 @@
+"""End-to-end training through a real SQLite MLflow store, and the model's behaviour."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from features import build_features
+from training import tracking
+from training.config import parse_args
+from training.train import main
+
+
+def test_run_is_tracked_registered_and_aliased(trained_store):
+    result = trained_store.result
+    client = MlflowClient(trained_store.tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.data.params["horizon_days"] == "180"
+    assert run.data.params["plan.holdout_cutoff"] == str(result.plan.holdout_cutoff.date())
+    for name in ("model", "simple", "bgnbd"):
+        assert f"holdout.{name}.clv_gini" in run.data.metrics
+        assert f"holdout.{name}.churn_roc_auc" in run.data.metrics
+    assert run.data.tags["git_commit"]
+    assert run.data.tags["holdout_strict"] == str(result.plan.strict)
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert {
+        "plots/clv_deciles.png",
+        "plots/clv_cumulative_gain.png",
+        "plots/churn_calibration.png",
+        "plots/churn_feature_importance.png",
+    } <= artifacts
+    fingerprint = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/dataset_fingerprint.json")
+    assert fingerprint["orders_rows"] == len(trained_store.orders)
+    assert len(fingerprint["content_sha256"]) == 64
+    candidate = client.get_model_version_by_alias("customer-value", "candidate")
+    assert str(candidate.version) == result.version
+    champion = tracking.alias_version(tracking.CHAMPION)
+    assert (champion is not None and champion.version == result.version) == result.promoted
+
+
+def test_registered_model_round_trip_gives_identical_predictions(trained_store):
+    result = trained_store.result
+    features = build_features(
+        trained_store.orders,
+        trained_store.events,
+        cutoff=result.plan.data_end,
+        spec=result.model.spec,
+    )
+    expected = result.model.predict(features)
+    loaded = tracking.load_model(trained_store.model_uri)
+    pd.testing.assert_frame_equal(loaded.predict(features), expected)
+    pyfunc = mlflow.pyfunc.load_model(trained_store.model_uri)
+    out = pyfunc.predict(features[loaded.feature_names_in_])
+    np.testing.assert_array_equal(out["clv"].to_numpy(), expected["clv"].to_numpy())
+    twin = tracking.load_model(trained_store.model_uri, which="evaluation")
+    assert twin.feature_names_in_ == loaded.feature_names_in_
+
+
+@pytest.fixture(scope="module")
+def holdout_features(trained_store):
+    result = trained_store.result
+    return build_features(
+        trained_store.orders,
+        trained_store.events,
+        cutoff=result.plan.holdout_cutoff,
+        spec=result.model.spec,
+    )
+
+
+def test_more_recent_last_order_lowers_churn_probability(trained_store, holdout_features):
+    model = trained_store.result.model
+    before = model.predict(holdout_features)["p_churn"]
+    recent = holdout_features.assign(
+        days_since_last_order=holdout_features["days_since_last_order"] / 4
+    )
+    after = model.predict(recent)["p_churn"]
+    assert (after <= before + 1e-12).all()
+    assert after.mean() < before.mean()
+
+
+def test_more_recent_history_lowers_churn_on_rebuilt_features(trained_store):
+    # The same customers' histories, shifted 60 days later: every order is more recent.
+    result = trained_store.result
+    cutoff = result.plan.holdout_cutoff
+    orders = trained_store.orders
+    past = orders[orders["ordered_at"] < cutoff - pd.Timedelta(days=60)]
+    shifted = past.assign(ordered_at=past["ordered_at"] + pd.Timedelta(days=60))
+    model = result.model
+    old = model.predict(build_features(past, None, cutoff=cutoff, spec=model.spec))
+    new = model.predict(build_features(shifted, None, cutoff=cutoff, spec=model.spec))
+    assert new["p_churn"].mean() < old["p_churn"].mean()
+
+
+def test_more_late_deliveries_never_lower_churn_or_raise_value(trained_store, holdout_features):
+    model = trained_store.result.model
+    before = model.predict(holdout_features)
+    worse = holdout_features.assign(
+        late_deliveries_365d=holdout_features["late_deliveries_365d"].fillna(0) + 3
+    )
+    after = model.predict(worse)
+    assert (after["p_churn"] >= before["p_churn"] - 1e-12).all()
+    assert (after["clv"] <= before["clv"] + 1e-9).all()
+
+
+def test_relabelling_customer_ids_changes_nothing(trained_store):
+    result = trained_store.result
+    orders, events = trained_store.orders, trained_store.events
+    mapping = {c: f"X-{i:06d}" for i, c in enumerate(orders["customer_id"].unique()[::-1])}
+    a = result.model.predict(
+        build_features(orders, events, cutoff=result.plan.holdout_cutoff, spec=result.model.spec)
+    )
+    b = result.model.predict(
+        build_features(
+            orders.assign(customer_id=orders["customer_id"].map(mapping)),
+            events.assign(customer_id=events["customer_id"].map(mapping)),
+            cutoff=result.plan.holdout_cutoff,
+            spec=result.model.spec,
+        )
+    )
+    b.index = b.index.map({v: k for k, v in mapping.items()})
+    pd.testing.assert_frame_equal(a, b.loc[a.index], check_names=False, check_index_type=False)
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--horizon", "x"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit):
+        parse_args(["--learning-rate", "0.1"])
+    assert "unrecognized arguments: --learning-rate" in capsys.readouterr().err
+    orders = tmp_path / "o.csv"
+    orders.write_text("customer_id,ordered_at,amount\na,2024-01-01,1\na,2024-06-01,2\n")
+    assert main(["--orders", str(orders), "--horizon-days", "400"]) == 2
+    assert "horizon_days=400 is too long for 153 days of orders" in capsys.readouterr().err
