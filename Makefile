@@ -26,7 +26,7 @@ help: ## List the targets
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(BIN)/uv pip install --quiet --python $(PY) -c constraints.txt -e '.[dev,spark]'
+	$(BIN)/uv pip install --quiet --python $(PY) -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the project with the versions in constraints.txt

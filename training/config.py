@@ -32,6 +32,8 @@ class TrainConfig:
         Upper bound on search trials.
     seed : int
         Seeds the search, the model and the data split.
+    clv_objective : {"reg:tweedie", "two_part"}
+        CLV model form (see ``training.scorer.ModelParams``).
     refit : bool
         Refit the registered model on every complete cutoff (holdout's included) after
         evaluation; see README "What gets registered".
@@ -52,6 +54,7 @@ class TrainConfig:
     time_budget: float = 60.0
     max_trials: int = 30
     seed: int = 7
+    clv_objective: str = "two_part"
     refit: bool = True
     strict: bool = False
     demo_customers: int = 50_000
@@ -88,6 +91,12 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     )
     parser.add_argument("--max-trials", type=_positive_int, default=defaults.max_trials)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--clv-objective",
+        choices=["two_part", "reg:tweedie"],
+        default=defaults.clv_objective,
+        help="P(buy) x E[spend | buy] (default) or one Tweedie model",
+    )
     parser.add_argument(
         "--no-refit",
         dest="refit",

@@ -46,8 +46,14 @@ CLV_DIRECTIONS: dict[str, int] = {
 class ModelParams:
     """XGBoost hyperparameters shared by the two models (the search tunes these).
 
-    ``clv_objective`` is ``"reg:tweedie"``: spend over a horizon is zero for many customers and
-    heavy-tailed for the rest, which a Tweedie (compound Poisson-gamma) loss models directly.
+    ``clv_objective`` is ``"two_part"`` (the default): CLV = P(buys in the horizon) x
+    E[spend | buys], where P(buys) is 1 - the calibrated churn probability and the spend model
+    is a gamma regression fit on buyers only. ``"reg:tweedie"`` is the one-model alternative it
+    was compared with (spend over a horizon is zero for many customers and heavy-tailed for the
+    rest, which a compound Poisson-gamma loss models directly). On the demo holdout the
+    two-part model ranked better (Spearman 0.735 vs 0.697), totalled closer (-2.2% vs -5.4%),
+    tied on Gini (0.883 vs 0.885) and fit in half the time, and it keeps CLV consistent with
+    the churn probability; README "Choosing the CLV loss" has the table.
     """
 
     n_estimators: int = 500
@@ -59,7 +65,7 @@ class ModelParams:
     reg_lambda: float = 1.0
     tweedie_variance_power: float = 1.4
     early_stopping_rounds: int = 30
-    clv_objective: str = "reg:tweedie"
+    clv_objective: str = "two_part"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,18 +142,31 @@ class CustomerValueModel:
                 np.asarray(early_stopping[2], "int32"),
             )
 
-        clv_kwargs = {"objective": params.clv_objective}
+        y_value = np.asarray(future_value, dtype="float64")
         if params.clv_objective == "reg:tweedie":
-            clv_kwargs["tweedie_variance_power"] = params.tweedie_variance_power
+            clv_kwargs = {
+                "objective": "reg:tweedie",
+                "tweedie_variance_power": params.tweedie_variance_power,
+            }
+            fit_rows, stop_rows = slice(None), slice(None)
+        elif params.clv_objective == "two_part":
+            # The spend part learns E[spend | buys] from buyers only.
+            clv_kwargs = {"objective": "reg:gamma"}
+            fit_rows = y_value > 0
+            stop_rows = stop[1] > 0 if stop else slice(None)
+        else:
+            raise ValueError(
+                f"clv_objective must be 'reg:tweedie' or 'two_part'; got {params.clv_objective!r}"
+            )
         self.clv_model_ = xgb.XGBRegressor(
             **self._xgb_kwargs(params, trees[0], stop is not None),
             **clv_kwargs,
             monotone_constraints=self._constraints(CLV_DIRECTIONS),
         )
         self.clv_model_.fit(
-            X,
-            np.asarray(future_value, dtype="float64"),
-            eval_set=[(stop[0], stop[1])] if stop else None,
+            X[fit_rows],
+            y_value[fit_rows],
+            eval_set=[(stop[0][stop_rows], stop[1][stop_rows])] if stop else None,
             verbose=False,
         )
         self.churn_model_ = xgb.XGBClassifier(
@@ -215,11 +234,11 @@ class CustomerValueModel:
             Same index as ``features``; columns ``clv`` (>= 0) and ``p_churn`` in [0, 1].
         """
         X = self._matrix(features)
-        clv = np.clip(self.clv_model_.predict(X), 0.0, None)
-        return pd.DataFrame(
-            {"clv": clv.astype("float64"), "p_churn": self._churn_probability(X)},
-            index=features.index,
-        )
+        p_churn = self._churn_probability(X)
+        clv = np.clip(self.clv_model_.predict(X), 0.0, None).astype("float64")
+        if (self.params or ModelParams()).clv_objective == "two_part":
+            clv = (1.0 - p_churn) * clv
+        return pd.DataFrame({"clv": clv, "p_churn": p_churn}, index=features.index)
 
     def _churn_probability(self, X: np.ndarray) -> np.ndarray:
         raw = self.churn_model_.predict_proba(X)[:, 1]

@@ -98,8 +98,12 @@ def search(
             subsample=trial.suggest_float("subsample", 0.6, 1.0),
             colsample_bytree=trial.suggest_float("colsample_bytree", 0.5, 1.0),
             reg_lambda=trial.suggest_float("reg_lambda", 0.1, 20.0, log=True),
-            tweedie_variance_power=trial.suggest_float("tweedie_variance_power", 1.1, 1.8),
         )
+        if base.clv_objective == "reg:tweedie":
+            params = replace(
+                params,
+                tweedie_variance_power=trial.suggest_float("tweedie_variance_power", 1.1, 1.8),
+            )
         tick = time.perf_counter()
         model = fit_on_slices(slices, features, spec, params, seed)
         value = trial_score(model, slices.score, features)
@@ -130,9 +134,11 @@ def _space_values(params: ModelParams) -> dict[str, float]:
         "subsample",
         "colsample_bytree",
         "reg_lambda",
-        "tweedie_variance_power",
     )
-    return {name: getattr(params, name) for name in names}
+    values = {name: getattr(params, name) for name in names}
+    if params.clv_objective == "reg:tweedie":
+        values["tweedie_variance_power"] = params.tweedie_variance_power
+    return values
 
 
 def split_by_customer(frame: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -28,7 +28,7 @@ from training.evaluate import (
     plot_feature_importance,
 )
 from training.gate import GateDecision, decide
-from training.scorer import CustomerValueModel
+from training.scorer import CustomerValueModel, ModelParams
 from training.search import Slices, fit_on_slices, search, split_by_customer
 from training.split import CutoffPlan, temporal_split
 
@@ -172,6 +172,7 @@ def run(config: TrainConfig) -> TrainResult:
                 time_budget=config.time_budget,
                 max_trials=config.max_trials,
                 seed=config.seed,
+                base=ModelParams(clv_objective=config.clv_objective),
             )
         print(
             f"search: {found.trials} trials in {found.seconds:.0f}s, best validation score "

@@ -74,3 +74,17 @@ def test_contributions_sum_to_the_margin(data):
     margin = model.churn_model_.predict(X.to_numpy("float32"), output_margin=True)
     np.testing.assert_allclose(contrib["churn"].sum(axis=1), margin, rtol=1e-4, atol=1e-4)
     assert list(contrib["clv"].columns) == [*NAMES, "bias"]
+
+
+def test_two_part_clv_is_buy_probability_times_spend(data, tmp_path):
+    X, value, churned = data
+    model = CustomerValueModel(
+        SPEC, ModelParams(n_estimators=40, clv_objective="two_part"), seed=2
+    ).fit(X[:2500], value[:2500], churned[:2500], calibration=(X[2500:], churned[2500:]))
+    pred = model.predict(X)
+    spend = model.clv_model_.predict(X.to_numpy("float32"))
+    np.testing.assert_allclose(pred["clv"], (1 - pred["p_churn"]) * spend, rtol=1e-6)
+    loaded = CustomerValueModel.load(model.save(tmp_path / "two"))
+    pd.testing.assert_frame_equal(loaded.predict(X), pred)
+    with pytest.raises(ValueError, match="clv_objective must be 'reg:tweedie' or 'two_part'"):
+        CustomerValueModel(SPEC, ModelParams(clv_objective="mse")).fit(X, value, churned)
