@@ -16,12 +16,17 @@ def as_cutoff(cutoff: object) -> pd.Timestamp:
     """
     if cutoff is None:
         raise ValueError("cutoff is required (a date or timestamp); there is no default cutoff")
+    return as_timestamp(cutoff, "cutoff")
+
+
+def as_timestamp(value: object, name: str) -> pd.Timestamp:
+    """Parse a date-like ``value`` into a naive UTC ``Timestamp``; the error names ``name``."""
     try:
-        ts = pd.Timestamp(cutoff)
+        ts = pd.Timestamp(value)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"cutoff {cutoff!r} is not a date; expected e.g. '2025-06-30'") from err
+        raise ValueError(f"{name} {value!r} is not a date; expected e.g. '2025-06-30'") from err
     if ts is pd.NaT:
-        raise ValueError(f"cutoff {cutoff!r} is not a date; expected e.g. '2025-06-30'")
+        raise ValueError(f"{name} {value!r} is not a date; expected e.g. '2025-06-30'")
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return ts.as_unit("ns")

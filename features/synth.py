@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
+from features.history import as_timestamp
+
 logger = logging.getLogger(__name__)
 
 SECONDS_PER_DAY = 86_400
@@ -198,25 +200,13 @@ def generate(
     if int(customers) < 1:
         raise ValueError(f"customers must be >= 1; got {customers}")
     params = SynthParams() if params is None else params
-    start_ts, end_ts = _timestamp(start, "start"), _timestamp(end, "end")
+    start_ts, end_ts = as_timestamp(start, "start"), as_timestamp(end, "end")
     if end_ts <= start_ts:
         raise ValueError(f"end ({end_ts}) must be after start ({start_ts})")
     rng = np.random.default_rng(seed)
     season = _Season(start_ts, end_ts, params)
     sim = _simulate(rng, int(customers), season, params, progress)
     return _assemble(rng, sim, start_ts, end_ts, params)
-
-
-def _timestamp(value: str | pd.Timestamp, name: str) -> pd.Timestamp:
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} {value!r} is not a date; expected e.g. '2022-07-01'") from err
-    if ts is pd.NaT:
-        raise ValueError(f"{name} {value!r} is not a date; expected e.g. '2022-07-01'")
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.as_unit("ns")
 
 
 class _Season:
