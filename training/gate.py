@@ -73,8 +73,12 @@ def decide(
             reasons.append(
                 f"{metric}: candidate {mine:.4f} is worse than champion {champion[metric]:.4f}"
             )
-    if champion is not None and promote:
-        better = [m for m in GATE_METRICS if candidate[m] > champion.get(m, float("-inf"))]
+    if champion is not None:
+        better = [
+            m
+            for m in GATE_METRICS
+            if pd.notna(candidate.get(m)) and candidate[m] > champion.get(m, float("-inf"))
+        ]
         if not better:
             promote = False
             reasons.append("candidate ties the champion on every gate metric; champion stays")

@@ -1,0 +1,64 @@
+"""Whole training runs beyond the session model: a retrain against a champion, a short history."""
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from features.synth import generate, write_tables
+from training import tracking
+from training.config import TrainConfig
+from training.promote import main as promote_main
+from training.train import run
+
+pytestmark = pytest.mark.slow
+
+
+def test_retrain_on_same_data_is_compared_with_the_champion_and_keeps_it(trained_store, capsys):
+    first = trained_store.result
+    if not first.promoted:  # tiny data may not beat the baselines: a person forces it
+        assert promote_main(["--version", first.version, "--force"]) == 0
+    assert tracking.alias_version(tracking.CHAMPION).version == first.version
+    config = TrainConfig(
+        orders=trained_store.orders_path,
+        events=trained_store.events_path,
+        horizon_days=180,
+        step_days=30,
+        max_train_cutoffs=6,
+        time_budget=0,
+        output_dir=trained_store.root / "out2",
+    )
+    second = run(config)
+    # Same data, same seed: the champion's evaluation twin scores exactly like the candidate's.
+    assert not second.promoted
+    assert "ties the champion" in " ".join(second.decision.reasons)
+    assert "champion" in second.decision.table.columns
+    assert tracking.alias_version(tracking.CHAMPION).version == first.version
+    assert tracking.alias_version(tracking.CANDIDATE).version == second.version
+    metrics = MlflowClient().get_run(second.run_id).data.metrics
+    assert metrics["holdout.champion.clv_gini"] == pytest.approx(metrics["holdout.model.clv_gini"])
+    capsys.readouterr()
+    assert promote_main([]) == 0
+    shown = capsys.readouterr().out
+    assert f"candidate: customer-value v{second.version}" in shown
+    assert "not promoting: re-run with --force" in shown
+
+
+def test_one_year_with_half_year_horizon_trains_and_says_holdout_is_not_strict(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    orders, events = generate(customers=1500, seed=5, start="2024-07-01", end="2025-07-01")
+    write_tables(orders, events, tmp_path / "data")
+    result = run(
+        TrainConfig(
+            orders=tmp_path / "data" / "orders.parquet",
+            horizon_days=182,
+            time_budget=0,
+            output_dir=tmp_path / "out",
+        )
+    )
+    assert not result.plan.strict
+    assert "NOT a strict holdout" in capsys.readouterr().out
+    run_data = MlflowClient().get_run(result.run_id).data
+    assert run_data.tags["holdout_strict"] == "False"
+    assert run_data.params["plan.strict_holdout"] == "False"
+    assert "holdout.model.clv_gini" in run_data.metrics
