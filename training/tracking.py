@@ -83,6 +83,11 @@ def start_run(
         yield run.info.run_id
 
 
+def has_active_run() -> bool:
+    """Whether an MLflow run is active (search logs trials only inside one)."""
+    return mlflow.active_run() is not None
+
+
 def log_params(params: dict[str, Any]) -> None:
     """Log params (values stringified, MLflow's limit of 6000 characters respected)."""
     mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})

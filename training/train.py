@@ -175,13 +175,15 @@ def run(config: TrainConfig) -> TrainResult:
                 base=ModelParams(clv_objective=config.clv_objective),
             )
         print(
-            f"search: {found.trials} trials in {found.seconds:.0f}s, best validation score "
-            f"{found.best_score:.4f}"
+            f"search: {found.trials} trials on {found.fit_rows:,} rows in {found.seconds:.0f}s, "
+            f"best validation score {found.best_score:.4f}"
         )
         tracking.log_params({f"model.{k}": v for k, v in found.params.to_dict().items()})
 
         with watch.stage("fit"):
-            evaluation = fit_on_slices(slices, names, spec, found.params, config.seed)
+            evaluation = found.model or fit_on_slices(
+                slices, names, spec, found.params, config.seed
+            )
             serving = (
                 _refit(evaluation, snapshots, plan, names, config) if config.refit else evaluation
             )

@@ -88,3 +88,22 @@ def test_two_part_clv_is_buy_probability_times_spend(data, tmp_path):
     pd.testing.assert_frame_equal(loaded.predict(X), pred)
     with pytest.raises(ValueError, match="clv_objective must be 'reg:tweedie' or 'two_part'"):
         CustomerValueModel(SPEC, ModelParams(clv_objective="mse")).fit(X, value, churned)
+
+
+def test_search_reuses_its_best_model_and_samples_large_fits(data):
+    from training.search import Slices, fit_on_slices, search
+
+    X, value, churned = data
+    frame = X.assign(
+        future_value=value, churned=churned, customer_id=[f"c{i}" for i in range(len(X))]
+    )
+    slices = Slices(fit=frame[:2000], stop=frame[2000:2500], score=frame[2500:])
+    base = ModelParams(n_estimators=30)
+    found = search(slices, NAMES, SPEC, time_budget=60, max_trials=2, seed=4, base=base)
+    assert found.trials == 2 and found.fit_rows == 2000 and found.model is not None
+    refit = fit_on_slices(slices, NAMES, SPEC, found.params, 4)
+    pd.testing.assert_frame_equal(found.model.predict(X), refit.predict(X))
+    sampled = search(
+        slices, NAMES, SPEC, time_budget=60, max_trials=1, seed=4, base=base, max_fit_rows=500
+    )
+    assert 300 < sampled.fit_rows < 700 and sampled.model is None
