@@ -62,6 +62,13 @@ score: $(STAMP) ## Score the whole base with the champion (ORDERS= EVENTS= COLUM
 	  $(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
 	  $(if $(COLUMNS),--columns $(COLUMNS))
 
+PORT ?= 3000
+serve: $(STAMP) ## Serve the champion on http://127.0.0.1:3000 (after `make score`; CUSTOMER_VALUE_API_KEY= optional)
+	$(BIN)/bentoml serve serving.service:CustomerValue --host 127.0.0.1 --port $(PORT)
+
+bento: $(STAMP) ## Build a Bento (models/bentoml) that `bentoml serve customer-value:latest` runs
+	BENTOML_HOME=$(CURDIR)/models/bentoml $(BIN)/bentoml build
+
 test: $(STAMP) ## Run the whole test suite (fast tests + server/slow suites)
 	$(PY) -m pytest -q
 

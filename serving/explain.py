@@ -41,6 +41,7 @@ _TEMPLATES: dict[str, str] = {
 }
 _MISSING: dict[str, str] = {
     "days_since_last_ticket": "no support tickets",
+    "open_tickets": "no support data",
     "mean_review_score": "no reviews",
     "last_review_score": "no reviews",
     "repeat_order_value_mean": "no repeat orders yet",
@@ -49,12 +50,14 @@ _MISSING: dict[str, str] = {
 }
 #: Windowed quality features are missing when there is nothing to judge in the window.
 _MISSING_WINDOWED: dict[str, str] = {
-    "late_deliveries": "no delivered orders in the last {w} days",
-    "late_delivery_rate": "no delivered orders in the last {w} days",
-    "mean_days_late": "no delivered orders in the last {w} days",
-    "cancellation_rate": "no orders in the last {w} days",
-    "returns": "no orders in the last {w} days",
-    "returned_value_share": "no orders in the last {w} days",
+    "late_deliveries": "no delivery dates known for the last {w} days",
+    "late_delivery_rate": "no delivery dates known for the last {w} days",
+    "mean_days_late": "no delivery dates known for the last {w} days",
+    "cancellation_rate": "no order statuses known for the last {w} days",
+    "returns": "no order statuses known for the last {w} days",
+    "returned_value_share": "no order statuses known for the last {w} days",
+    "tickets": "no support data",
+    "bad_tickets": "no support data",
     "mean_resolution_hours": "no resolved tickets in the last {w} days",
     "mean_ticket_csat": "no rated tickets in the last {w} days",
 }

@@ -38,7 +38,8 @@ def test_all_zero_predictions_do_not_crash():
         ("orders_90d", 1.0, "1 orders in the last 90 days"),
         ("late_delivery_rate_365d", 0.25, "25% of deliveries late in the last 365 days"),
         ("last_review_score", np.nan, "no reviews"),
-        ("returns_365d", np.nan, "no orders in the last 365 days"),
+        ("returns_365d", np.nan, "no order statuses known for the last 365 days"),
+        ("bad_tickets_365d", np.nan, "no support data"),
         ("mystery", 2.0, "mystery = 2"),
     ],
 )

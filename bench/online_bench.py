@@ -1,0 +1,376 @@
+"""Online scoring benchmark: concurrent single-customer lookups against ``POST /score``.
+
+Needs a registered model and the online feature table it was scored with, e.g. from the
+project root::
+
+    make train && make score            # models/mlflow.db + models/scores/*.parquet
+    .venv/bin/python bench/online_bench.py
+
+or an explicit store::
+
+    MLFLOW_TRACKING_URI=sqlite:////tmp/svc/mlflow.db .venv/bin/python bench/online_bench.py \\
+        --model-uri models:/customer-value/1 --features /tmp/svc/scores/online_features.parquet
+
+Without ``--url`` it starts ``bentoml serve serving.service:CustomerValue`` on a free loopback
+port, waits for ``/readyz``, samples the server's memory (all its processes) while the load
+runs and stops it at the end. With ``--url`` it only sends requests (customer ids still come
+from ``--features``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICE = "serving.service:CustomerValue"
+DEFAULT_FEATURES = ROOT / "models" / "scores" / "online_features.parquet"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to run: target, load shape and bounds."""
+
+    url: str | None
+    model_uri: str
+    features: Path
+    requests: int
+    concurrency: int
+    warmup: int
+    max_seconds: float
+    customers_per_request: int
+    ready_timeout: float
+    api_key: str | None
+    seed: int
+    workers: int | None
+
+
+@dataclass
+class LoadResult:
+    """Latencies (seconds) of the measured requests and their status codes."""
+
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(config: BenchConfig, port: int) -> subprocess.Popen[bytes]:
+    """Start ``bentoml serve`` in its own process group (so it can be stopped as a whole)."""
+    env = dict(os.environ)
+    env["CUSTOMER_VALUE_MODEL_URI"] = config.model_uri
+    env["CUSTOMER_VALUE_FEATURES"] = str(config.features)
+    if config.api_key:
+        env["CUSTOMER_VALUE_API_KEY"] = config.api_key
+    bentoml = Path(sys.executable).with_name("bentoml")
+    if config.workers:
+        env["BENTOML_CONFIG_OPTIONS"] = f"services.CustomerValue.workers={config.workers}"
+    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"online-bench-{port}.log"
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [str(bentoml), "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group, SIGKILL it if it lingers."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def wait_ready(url: str, timeout: float, process: subprocess.Popen[bytes] | None) -> float:
+    """Poll ``/readyz`` until it answers 200; return the seconds it took."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with code {process.returncode} before it was ready")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return time.perf_counter() - start
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url}/readyz did not answer 200 within {timeout:.0f}s")
+
+
+class RssSampler(threading.Thread):
+    """Samples the summed RSS of a process and its children; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peak_total = 0
+        self.peak_by_process: dict[str, int] = {}
+        self.stopped = threading.Event()
+
+    def sample(self) -> None:
+        total = 0
+        try:
+            processes = [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        for process in processes:
+            try:
+                rss = process.memory_info().rss
+                name = f"pid {process.pid}: {' '.join(process.cmdline()[1:4])[:60]}"
+            except psutil.Error:
+                continue
+            total += rss
+            self.peak_by_process[name] = max(self.peak_by_process.get(name, 0), rss)
+        self.peak_total = max(self.peak_total, total)
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            self.sample()
+            self.stopped.wait(self.interval)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds used so far by the server's processes."""
+        total = 0.0
+        try:
+            processes = [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return total
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
+
+async def run_load(
+    url: str, ids: list[str], config: BenchConfig, count: int, max_seconds: float
+) -> LoadResult:
+    """``count`` requests from ``config.concurrency`` workers, stopping after ``max_seconds``."""
+    rng = random.Random(config.seed)
+    bodies = [
+        json.dumps(
+            {
+                "customers": [
+                    {"customer_id": rng.choice(ids)} for _ in range(config.customers_per_request)
+                ]
+            }
+        ).encode()
+        for _ in range(min(count, 10_000))
+    ]
+    headers = {"content-type": "application/json"}
+    if config.api_key:
+        headers["x-api-key"] = config.api_key
+    result = LoadResult()
+    next_request = 0
+    start = time.perf_counter()
+    deadline = start + max_seconds
+
+    async def worker() -> None:
+        # One client and connection per worker: a single client shared by 50 tasks spends
+        # more CPU in its connection pool than the server spends answering.
+        nonlocal next_request
+        async with httpx.AsyncClient(
+            base_url=url, headers=headers, timeout=60, limits=httpx.Limits(max_connections=1)
+        ) as client:
+            while next_request < count and time.perf_counter() < deadline:
+                body = bodies[next_request % len(bodies)]
+                next_request += 1
+                tick = time.perf_counter()
+                try:
+                    response = await client.post("/score", content=body)
+                    status = str(response.status_code)
+                except httpx.HTTPError as err:
+                    status = type(err).__name__
+                result.latencies.append(time.perf_counter() - tick)
+                result.statuses[status] += 1
+
+    await asyncio.gather(*(worker() for _ in range(config.concurrency)))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def batch_counts(url: str) -> tuple[float, float] | None:
+    """Model batches so far and the rows they held, from the service's Prometheus metrics."""
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return None
+    rows = batches = 0.0
+    for line in text.splitlines():
+        if line.startswith("customer_value_model_batch_rows_sum"):
+            rows += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("customer_value_model_batch_rows_count"):
+            batches += float(line.rsplit(" ", 1)[1])
+    return batches, rows
+
+
+def summarise(result: LoadResult) -> dict[str, float]:
+    """Throughput and latency percentiles in milliseconds."""
+    latencies = np.asarray(result.latencies) * 1000.0
+    ok = result.statuses.get("200", 0)
+    return {
+        "requests": float(len(latencies)),
+        "ok": float(ok),
+        "seconds": result.seconds,
+        "throughput_rps": len(latencies) / result.seconds if result.seconds else 0.0,
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p90_ms": float(np.percentile(latencies, 90)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+        "max_ms": float(latencies.max()),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> BenchConfig:
+    """Build a :class:`BenchConfig` from flags."""
+    parser = argparse.ArgumentParser(
+        prog="bench/online_bench.py", description="Concurrent /score lookups: latency, RSS."
+    )
+    parser.add_argument("--url", help="benchmark a running server instead of starting one")
+    parser.add_argument(
+        "--model-uri",
+        default=os.environ.get("CUSTOMER_VALUE_MODEL_URI", "models:/customer-value@champion"),
+    )
+    parser.add_argument(
+        "--features",
+        type=Path,
+        default=Path(
+            os.environ.get(
+                "CUSTOMER_VALUE_FEATURES", ROOT / "models/scores/online_features.parquet"
+            )
+        ),
+        help="online feature table (served, and the source of the customer ids)",
+    )
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--max-seconds", type=float, default=120.0)
+    parser.add_argument("--customers-per-request", type=int, default=1)
+    parser.add_argument("--ready-timeout", type=float, default=120.0)
+    parser.add_argument("--api-key", default=os.environ.get("CUSTOMER_VALUE_API_KEY"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--workers", type=int, help="API worker processes (default: the service's own setting)"
+    )
+    args = parser.parse_args(argv)
+    for name in ("requests", "concurrency", "customers_per_request"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be > 0; got {getattr(args, name)}")
+    return BenchConfig(
+        url=args.url,
+        model_uri=args.model_uri,
+        features=Path(args.features),
+        requests=args.requests,
+        concurrency=args.concurrency,
+        warmup=args.warmup,
+        max_seconds=args.max_seconds,
+        customers_per_request=args.customers_per_request,
+        ready_timeout=args.ready_timeout,
+        api_key=args.api_key,
+        seed=args.seed,
+        workers=args.workers,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the figures."""
+    config = parse_args(argv)
+    if not config.features.exists():
+        print(
+            f"error: feature table {config.features} not found; run `make train && make score` "
+            "or pass --features",
+            file=sys.stderr,
+        )
+        return 2
+    ids = [str(i) for i in pq.read_table(config.features, columns=["customer_id"]).column(0)]
+    process = None
+    sampler = None
+    url = config.url
+    try:
+        if url is None:
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            process = start_server(config, port)
+            ready = wait_ready(url, config.ready_timeout, process)
+            print(f"server ready in {ready:.1f}s at {url} ({len(ids):,} customers in the table)")
+            sampler = RssSampler(process.pid)
+            sampler.start()
+        else:
+            wait_ready(url, config.ready_timeout, None)
+        if config.warmup:
+            asyncio.run(run_load(url, ids, config, config.warmup, config.max_seconds))
+        before = batch_counts(url)
+        server_cpu = sampler.cpu_seconds() if sampler else None
+        client_cpu = time.process_time()
+        result = asyncio.run(run_load(url, ids, config, config.requests, config.max_seconds))
+        client_cpu = time.process_time() - client_cpu
+        if sampler is not None:
+            server_cpu = sampler.cpu_seconds() - server_cpu
+        after = batch_counts(url)
+    finally:
+        if sampler is not None:
+            sampler.stopped.set()
+            sampler.join()
+        if process is not None:
+            stop_server(process)
+
+    figures = summarise(result)
+    print(
+        f"{int(figures['requests']):,} requests ({config.customers_per_request} customer each, "
+        f"{config.concurrency} concurrent) in {figures['seconds']:.1f}s: "
+        f"{figures['throughput_rps']:,.0f} req/s; statuses {dict(result.statuses)}"
+    )
+    print(
+        "latency ms: p50 {p50_ms:.1f}  p90 {p90_ms:.1f}  p99 {p99_ms:.1f}  max {max_ms:.1f}".format(
+            **figures
+        )
+    )
+    if before is not None and after is not None and after[0] > before[0]:
+        batches, rows = after[0] - before[0], after[1] - before[1]
+        print(f"model batches: {batches:,.0f}, mean {rows / batches:.1f} rows per batch")
+    per_request = 1000.0 / max(len(result.latencies), 1)
+    cpu = f"CPU ms per request: client {client_cpu * per_request:.2f}"
+    if server_cpu is not None:
+        cpu += f", server {server_cpu * per_request:.2f}"
+    print(cpu)
+    if sampler is not None:
+        print(f"peak RSS of the server (all processes): {sampler.peak_total / 2**20:,.0f} MiB")
+        for name, rss in sorted(sampler.peak_by_process.items(), key=lambda kv: -kv[1]):
+            print(f"  {rss / 2**20:7,.0f} MiB  {name}")
+    return 0 if figures["ok"] == figures["requests"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,386 @@
+"""BentoML service: online CLV and churn for the storefront, by customer_id or inline history.
+
+``POST /score`` looks customers up in the materialised feature table (written by
+``serving.batch``) or builds their features from inline history with the feature code used by
+training and batch, then scores them with :func:`serving.online.score_rows`, the batch code path
+(same numbers, segments and reasons).
+
+Adaptive batching: the model calls of concurrent requests go through BentoML's adaptive
+batching dispatcher (``CorkDispatcher``, the class behind ``@bentoml.api(batchable=True)``)
+inside the API process, so the feature rows of many requests are scored in one call, in a worker
+thread. A ``batchable`` API only batches calls that reach its HTTP route (``self.method(...)``
+bypasses the dispatcher), and a separate model service (``bentoml.depends``) adds an HTTP hop
+per request that, on BentoML 1.4.39, needed two workarounds (a DataFrame batch-size bug;
+sessions closed under in-flight calls, bentoml/BentoML#5540) and cost about twice the server
+CPU per request; see bench/RESULTS-online.md.
+
+Configuration is infrastructure only, from the environment: ``CUSTOMER_VALUE_MODEL_URI``
+(default ``models:/customer-value@champion``), ``CUSTOMER_VALUE_FEATURES`` (default
+``models/scores/online_features.parquet``), ``CUSTOMER_VALUE_API_KEY`` (optional) and
+``MLFLOW_TRACKING_URI``. BentoML settings such as the worker count can be overridden with
+``BENTOML_CONFIG_OPTIONS`` (e.g. ``services.CustomerValue.workers=1``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal, NoReturn
+
+import anyio.to_thread
+import bentoml
+import numpy as np
+from bentoml._internal.marshal.dispatcher import CorkDispatcher
+from bentoml.exceptions import ServiceUnavailable
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from features.history import as_cutoff
+from serving.online import (
+    API_KEY_ENV,
+    OnlineConfig,
+    finish,
+    load_feature_table,
+    load_value_thresholds,
+    prepare,
+    score_rows,
+)
+from training import tracking
+
+logger = logging.getLogger(__name__)
+
+MAX_CUSTOMERS = 1000
+MAX_ORDERS = 10_000
+MAX_EVENTS = 10_000
+#: Inline orders + service events over all customers of one request.
+MAX_INLINE_ROWS = 100_000
+#: Bodies declaring a larger Content-Length are refused with 413 before they are read.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+#: Adaptive batching of the model call: most feature rows per batch, and the longest a row may
+#: wait in the queue before the dispatcher sheds it (the caller gets 503).
+MAX_BATCH_ROWS = 500
+MAX_LATENCY_MS = 1000
+#: API processes; each holds its own model, feature table and batcher.
+WORKERS = 2
+#: Paths that stay open when an API key is configured (probes and Prometheus).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/metrics"})
+#: One OpenMP thread per process: XGBoost's default thread pool makes small predictions several
+#: times slower on small machines, and the workers already share the cores.
+THREAD_ENVS = [{"name": "OMP_NUM_THREADS", "value": "1"}]
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+Text = Annotated[str, StringConstraints(max_length=64)]
+#: Values are checked by the same validation as files (features.io), so a bad value makes the
+#: customer ``invalid`` with the loader's message instead of failing the whole request.
+When = Text | int
+Number = float | Text
+
+
+class InlineOrder(BaseModel):
+    """One order of an inline history (the orders data contract, without customer_id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ordered_at: When = Field(description="ISO 8601 date or timestamp, or yyyymmdd")
+    amount: Number = Field(description="net revenue of the order, >= 0")
+    order_id: Id | None = None
+    status: Text | None = Field(None, description="completed, cancelled or returned")
+    promised_at: When | None = None
+    delivered_at: When | None = None
+
+
+class InlineEvent(BaseModel):
+    """One service interaction of an inline history (ticket, return, review, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    occurred_at: When
+    kind: Text
+    order_id: Id | None = None
+    score: Number | None = Field(None, description="review stars or CSAT, 1-5")
+    resolution_hours: Number | None = None
+    amount: Number | None = None
+
+
+class CustomerRequest(BaseModel):
+    """One customer to score: by id (feature table) or with its history (inline)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: Id
+    cutoff: Text | None = Field(
+        None,
+        description="point in time to score at; required with orders. For a lookup it must "
+        "be omitted or equal the feature table's cutoff",
+    )
+    orders: Annotated[list[InlineOrder], Field(min_length=1, max_length=MAX_ORDERS)] | None = None
+    service_events: Annotated[list[InlineEvent], Field(max_length=MAX_EVENTS)] | None = None
+
+    @field_validator("cutoff")
+    @classmethod
+    def _cutoff_is_a_date(cls, value: str | None) -> str | None:
+        if value is not None:
+            as_cutoff(value)  # raises ValueError naming the value and the expected format
+        return value
+
+    @model_validator(mode="after")
+    def _history_is_complete(self) -> CustomerRequest:
+        if self.orders is None and self.service_events is not None:
+            raise ValueError("service_events were sent without orders; send the orders too")
+        if self.orders is not None and self.cutoff is None:
+            raise ValueError(
+                "cutoff is required with orders (the point in time to score at, e.g. "
+                "'2026-07-01'); only rows before it are used"
+            )
+        return self
+
+
+class ScoreRequest(BaseModel):
+    """Body of ``POST /score``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customers: Annotated[list[CustomerRequest], Field(min_length=1, max_length=MAX_CUSTOMERS)]
+
+    @model_validator(mode="after")
+    def _inline_rows_are_bounded(self) -> ScoreRequest:
+        rows = sum(len(c.orders or ()) + len(c.service_events or ()) for c in self.customers)
+        if rows > MAX_INLINE_ROWS:
+            raise ValueError(
+                f"customers carry {rows} inline orders and service events in total; expected at "
+                f"most {MAX_INLINE_ROWS} per request (split the request)"
+            )
+        return self
+
+
+class CustomerResult(BaseModel):
+    """The answer for one requested customer, in request order."""
+
+    customer_id: str
+    status: Literal["ok", "unknown_customer", "invalid"]
+    cutoff: str | None
+    horizon_days: int
+    clv: float | None
+    p_churn: float | None
+    value_segment: str | None
+    risk_segment: str | None
+    action: str | None
+    reasons: str | None
+    value_reasons: str | None
+    source: Literal["feature_table", "inline"]
+    error: str | None
+
+
+class ScoreResponse(BaseModel):
+    """Body of a ``POST /score`` answer."""
+
+    model_name: str
+    model_version: str
+    results: list[CustomerResult]
+
+
+class AdaptiveBatcher:
+    """BentoML's adaptive batching around a function of feature rows, inside one process.
+
+    Concurrent calls queue in a ``CorkDispatcher``, which releases them as one batch (at most
+    ``max_batch_size`` rows, after a wait it tunes from the observed batch times); the batch is
+    scored in a worker thread while the event loop keeps serving. Calls that would wait longer
+    than ``max_latency_ms`` are shed with 503.
+
+    Parameters
+    ----------
+    func : callable
+        Feature matrix (rows x features) -> one record per row.
+    max_batch_size : int
+        Most rows per batch (a larger call is split).
+    max_latency_ms : int
+        Longest a call may wait for its batch.
+    """
+
+    def __init__(
+        self,
+        func: Callable[[np.ndarray], list[dict[str, Any]]],
+        *,
+        max_batch_size: int,
+        max_latency_ms: int,
+    ) -> None:
+        self.func = func
+        self.max_batch_size = max_batch_size
+        self.max_latency_ms = max_latency_ms
+        self.batches = 0
+        self.rows = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dispatch: Callable[[np.ndarray], Any] | None = None
+
+    async def __call__(self, matrix: np.ndarray) -> list[dict[str, Any]]:
+        """Score ``matrix`` together with whatever else is queued; one record per row."""
+        loop = asyncio.get_running_loop()
+        if self._dispatch is None or self._loop is not loop:
+            # The dispatcher lives in one event loop; a plain-class caller may use several.
+            self._loop = loop
+            self._dispatch = CorkDispatcher(
+                max_latency_in_ms=self.max_latency_ms,
+                max_batch_size=self.max_batch_size,
+                fallback=_overloaded,
+                get_batch_size=len,
+            )(self._score)
+        return await self._dispatch(matrix)
+
+    async def _score(self, jobs: Sequence[np.ndarray]) -> list[list[dict[str, Any]]]:
+        records = await anyio.to_thread.run_sync(self.func, np.concatenate(jobs))
+        self.batches += 1
+        self.rows += len(records)
+        _batch_rows_histogram().observe(len(records))
+        bounds = np.cumsum([0, *(len(job) for job in jobs)])
+        return [records[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _overloaded() -> NoReturn:
+    raise ServiceUnavailable("the model queue is full; retry later")
+
+
+@functools.cache
+def _batch_rows_histogram() -> Any:
+    """Prometheus histogram of rows per model batch, created once per process."""
+    # Imported late: BentoML sets PROMETHEUS_MULTIPROC_DIR in the worker after importing us.
+    import prometheus_client
+
+    return prometheus_client.Histogram(
+        "customer_value_model_batch_rows",
+        "Feature rows scored per adaptive batch of the model call",
+        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+    )
+
+
+@bentoml.service(workers=WORKERS, envs=THREAD_ENVS, traffic={"timeout": 30})
+class CustomerValue:
+    """Customer value API: ``POST /score`` with customer ids or inline order history."""
+
+    def __init__(self) -> None:
+        tick = time.perf_counter()
+        package = logging.getLogger("serving")
+        if package.level == logging.NOTSET:
+            # The worker's logging is BentoML's (root at WARNING); show our startup summary.
+            package.setLevel(logging.INFO)
+        config = OnlineConfig.from_env()
+        tracking.configure()
+        self.model = tracking.load_model(config.model_uri)
+        self.info = tracking.version_info(config.model_uri)
+        self.table = load_feature_table(config.features, self.model.feature_names_in_)
+        self.thresholds, source = load_value_thresholds(
+            self.table, self.model, self.info["model_version"]
+        )
+        self.batcher = AdaptiveBatcher(
+            functools.partial(score_rows, self.model, thresholds=self.thresholds),
+            max_batch_size=MAX_BATCH_ROWS,
+            max_latency_ms=MAX_LATENCY_MS,
+        )
+        logger.info(
+            "serving %s v%s: %d customers at cutoff %s from %s; value thresholds from %s (%.1fs)",
+            self.info["model_name"],
+            self.info["model_version"],
+            len(self.table),
+            self.table.cutoff,
+            self.table.path,
+            source,
+            time.perf_counter() - tick,
+        )
+
+    @bentoml.api(input_spec=ScoreRequest, output_spec=ScoreResponse)
+    async def score(self, customers: list[CustomerRequest]) -> ScoreResponse:
+        """Score customers by id (feature table) or from inline history; one result each.
+
+        Unknown ids get ``status: unknown_customer``; inline histories with unusable rows get
+        ``status: invalid`` with the validation message. Both are per customer, never an error
+        for the whole request.
+        """
+        items = [customer.model_dump(exclude_none=True) for customer in customers]
+        if any("orders" in item for item in items):
+            # Building features is CPU work in pandas; keep the event loop free meanwhile.
+            pending = await anyio.to_thread.run_sync(prepare, items, self.table, self.model.spec)
+        else:
+            pending = prepare(items, self.table, self.model.spec)
+        scored = None if pending.matrix is None else await self.batcher(pending.matrix)
+        return ScoreResponse.model_validate({**self.info, "results": finish(pending, scored)})
+
+
+class RequestGuard:
+    """ASGI middleware: the API key (when ``CUSTOMER_VALUE_API_KEY`` is set) and a body bound.
+
+    The key is read once, when the app is built. Requests must send ``X-API-Key: <key>`` or
+    ``Authorization: Bearer <key>``, else 401; the probes and ``/metrics`` stay open. Requests
+    that declare a body larger than :data:`MAX_BODY_BYTES` get 413 before the body is read.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.key = os.environ.get(API_KEY_ENV, "").encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or ())
+        if self.key and scope.get("path") not in OPEN_PATHS and not self._authorised(headers):
+            await _json(
+                send,
+                401,
+                {
+                    "error": "missing or wrong API key; send header 'X-API-Key: <key>' or "
+                    "'Authorization: Bearer <key>'"
+                },
+                [(b"www-authenticate", b"Bearer")],
+            )
+            return
+        length = headers.get(b"content-length", b"0")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            await _json(
+                send,
+                413,
+                {
+                    "error": f"request body is {int(length)} bytes; expected at most "
+                    f"{MAX_BODY_BYTES} (send fewer customers per request)"
+                },
+            )
+            return
+        await self.app(scope, receive, send)
+
+    def _authorised(self, headers: dict[bytes, bytes]) -> bool:
+        sent = headers.get(b"x-api-key")
+        if sent is None:
+            scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+            sent = token.strip() if scheme.lower() == b"bearer" else b""
+        return hmac.compare_digest(sent, self.key)
+
+
+async def _json(
+    send: Any, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+CustomerValue.add_asgi_middleware(RequestGuard)

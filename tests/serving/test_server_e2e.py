@@ -1,0 +1,205 @@
+"""The real server: `bentoml serve` in a subprocess, spoken to over loopback HTTP."""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from serving.batch import BatchConfig, run
+
+pytestmark = pytest.mark.server
+
+ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "e2e-key"
+READY_TIMEOUT = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def history(frame: pd.DataFrame) -> list[dict]:
+    """Rows of a canonical orders/events frame as JSON-ready dicts (no customer_id, no nulls)."""
+    return [
+        {
+            key: value.isoformat() if isinstance(value, pd.Timestamp) else value
+            for key, value in record.items()
+            if not pd.isna(value)
+        }
+        for record in frame.drop(columns="customer_id").to_dict("records")
+    ]
+
+
+@pytest.fixture(scope="module")
+def scored(trained_store, tmp_path_factory):
+    """Batch scores and the online feature table of the trained store."""
+    out = tmp_path_factory.mktemp("e2e") / "scores.parquet"
+    config = BatchConfig(
+        orders=trained_store.orders_path,
+        events=trained_store.events_path,
+        cutoff="latest",
+        out=out,
+        features_out=out.with_name("online_features.parquet"),
+        model_uri=trained_store.model_uri,
+    )
+    run(config)
+    return config, pd.read_parquet(out).set_index("customer_id")
+
+
+@pytest.fixture(scope="module")
+def server(trained_store, scored, tmp_path_factory):
+    """`bentoml serve serving.service:CustomerValue` on a free loopback port; always stopped."""
+    config, _ = scored
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": trained_store.tracking_uri,
+        "CUSTOMER_VALUE_MODEL_URI": trained_store.model_uri,
+        "CUSTOMER_VALUE_FEATURES": str(config.features_out),
+        "CUSTOMER_VALUE_API_KEY": API_KEY,
+        "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml_home")),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    bentoml = Path(sys.executable).with_name("bentoml")
+    command = [str(bentoml), "serve", "serving.service:CustomerValue"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not ready in {READY_TIMEOUT:.0f}s:\n{log_path.read_text()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        with httpx.Client(base_url=url, headers={"X-API-Key": API_KEY}, timeout=30) as client:
+            yield client
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def test_lookup_inline_and_unknown(server, scored, trained_store):
+    _, scores = scored
+    known = scores.index[2]
+    orders = trained_store.orders[trained_store.orders["customer_id"] == known]
+    events = trained_store.events[trained_store.events["customer_id"] == known]
+    inline = {
+        "customer_id": known,
+        "cutoff": str(scores["cutoff"].iloc[0].date()),
+        "orders": history(orders),
+        "service_events": history(events),
+    }
+    body = {"customers": [{"customer_id": known}, inline, {"customer_id": "nobody"}]}
+    response = server.post("/score", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["model_version"] == scores["model_version"].iloc[0]
+    lookup, built, unknown = answer["results"]
+    expected = scores.loc[known]
+    for result, source in ((lookup, "feature_table"), (built, "inline")):
+        assert result["status"] == "ok" and result["source"] == source
+        assert result["clv"] == pytest.approx(expected["clv"], rel=1e-6, abs=1e-9)
+        assert result["p_churn"] == pytest.approx(expected["p_churn"], rel=1e-6, abs=1e-9)
+        assert result["reasons"] == expected["reasons"]
+        assert result["value_segment"] == expected["value_segment"]
+    assert unknown["status"] == "unknown_customer" and unknown["clv"] is None
+
+
+def test_invalid_inline_rows_are_per_customer(server):
+    body = {
+        "customers": [
+            {
+                "customer_id": "x",
+                "cutoff": "2025-01-01",
+                "orders": [{"ordered_at": "2024-05-01", "amount": -3}],
+            }
+        ]
+    }
+    response = server.post("/score", json=body)
+    assert response.status_code == 200
+    (result,) = response.json()["results"]
+    assert result["status"] == "invalid"
+    assert "column 'amount' has 1 negative values" in result["error"]
+
+
+def test_malformed_and_oversized_requests_are_400_naming_the_field(server):
+    bogus = server.post("/score", json={"customers": [{"customer_id": "a", "bogus": 1}]})
+    assert bogus.status_code == 400
+    assert ["customers", 0, "bogus"] in [e["loc"] for e in bogus.json()["detail"]]
+    many = server.post("/score", json={"customers": [{"customer_id": "a"}] * 1001})
+    assert many.status_code == 400
+    assert ["customers"] in [e["loc"] for e in many.json()["detail"]]
+
+
+def test_api_key_is_required_except_on_probes(server, scored):
+    body = {"customers": [{"customer_id": scored[1].index[0]}]}
+    url = str(server.base_url)
+    missing = httpx.post(f"{url}/score", json=body, timeout=30)
+    assert missing.status_code == 401
+    assert "API key" in missing.json()["error"]
+    bearer = {"Authorization": f"Bearer {API_KEY}"}
+    assert httpx.post(f"{url}/score", json=body, headers=bearer, timeout=30).status_code == 200
+    for path in ("/healthz", "/livez", "/readyz", "/metrics"):
+        assert httpx.get(f"{url}{path}", timeout=30).status_code == 200, path
+
+
+def test_concurrent_requests_are_batched_and_metrics_show_it(server, scored):
+    _, scores = scored
+    ids = list(scores.index[:120])
+    url = str(server.base_url)
+
+    async def fire() -> list[httpx.Response]:
+        async with httpx.AsyncClient(headers={"X-API-Key": API_KEY}, timeout=60) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(f"{url}/score", json={"customers": [{"customer_id": i}]})
+                    for i in ids
+                )
+            )
+
+    responses = asyncio.run(fire())
+    assert [r.status_code for r in responses] == [200] * len(ids)
+    for customer_id, response in zip(ids, responses, strict=True):
+        (result,) = response.json()["results"]
+        assert result["customer_id"] == customer_id
+        assert result["clv"] == pytest.approx(scores.loc[customer_id, "clv"], rel=1e-6, abs=1e-9)
+    metrics = server.get("/metrics").text
+    assert "bentoml_service_request_total" in metrics
+    batches = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("customer_value_model_batch_rows_count")
+    )
+    rows = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("customer_value_model_batch_rows_sum")
+    )
+    assert rows >= len(ids)
+    assert 0 < batches < rows  # some batch held more than one request's rows

@@ -1,0 +1,422 @@
+"""Online service: lookups, inline history, per-customer errors, API key, batch == online."""
+
+import asyncio
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+from starlette.testclient import TestClient
+
+from serving.batch import BatchConfig, run
+from serving.online import load_feature_table, load_value_thresholds
+from serving.segments import value_thresholds
+from serving.service import (
+    MAX_BODY_BYTES,
+    MAX_CUSTOMERS,
+    MAX_ORDERS,
+    AdaptiveBatcher,
+    CustomerValue,
+    RequestGuard,
+    ScoreRequest,
+)
+from training import tracking
+
+API_KEY = "s3cret"
+COMPARED = ("value_segment", "risk_segment", "action", "reasons", "value_reasons")
+
+
+@pytest.fixture(scope="module")
+def online(trained_store, tmp_path_factory):
+    """Batch-score the store ("latest" cutoff) and point the service's environment at it."""
+    out = tmp_path_factory.mktemp("online") / "scores.parquet"
+    config = BatchConfig(
+        orders=trained_store.orders_path,
+        events=trained_store.events_path,
+        cutoff="latest",
+        out=out,
+        features_out=out.with_name("online_features.parquet"),
+        model_uri=trained_store.model_uri,
+    )
+    run(config)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CUSTOMER_VALUE_MODEL_URI", trained_store.model_uri)
+        patch.setenv("CUSTOMER_VALUE_FEATURES", str(config.features_out))
+        patch.delenv("CUSTOMER_VALUE_API_KEY", raising=False)
+        yield config, pd.read_parquet(out).set_index("customer_id")
+
+
+@pytest.fixture(scope="module")
+def svc(online):
+    """The service as a plain class instance."""
+    return CustomerValue()
+
+
+@pytest.fixture(scope="module")
+def client(online):
+    """The service's ASGI app in-process, with an API key (lifespan: model and table loaded).
+
+    One app per test process: BentoML's metrics middleware registers Prometheus series that
+    cannot be registered twice, so every HTTP test shares this app and sends the key.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CUSTOMER_VALUE_API_KEY", API_KEY)
+        with TestClient(CustomerValue.to_asgi(), headers={"X-API-Key": API_KEY}) as test_client:
+            yield test_client
+
+
+def score(svc, body: dict) -> dict:
+    """Call the API method directly, as Python, with a validated body."""
+    customers = ScoreRequest.model_validate(body).customers
+    return asyncio.run(svc.score(customers=customers)).model_dump()
+
+
+def history(frame: pd.DataFrame) -> list[dict]:
+    """Rows of a canonical orders/events frame as JSON-ready dicts (no customer_id, no nulls)."""
+    rows = []
+    for record in frame.drop(columns="customer_id").to_dict("records"):
+        rows.append(
+            {
+                key: value.isoformat() if isinstance(value, pd.Timestamp) else value
+                for key, value in record.items()
+                if not pd.isna(value)
+            }
+        )
+    return rows
+
+
+def assert_matches_batch(result: dict, expected: pd.Series) -> None:
+    assert result["status"] == "ok", result["error"]
+    assert result["clv"] == pytest.approx(expected["clv"], rel=1e-6, abs=1e-9)
+    assert result["p_churn"] == pytest.approx(expected["p_churn"], rel=1e-6, abs=1e-9)
+    for name in COMPARED:
+        assert result[name] == expected[name], name
+    assert pd.Timestamp(result["cutoff"]) == expected["cutoff"]
+    assert result["horizon_days"] == expected["horizon_days"]
+
+
+def some_customers(scores: pd.DataFrame, events: pd.DataFrame) -> list[str]:
+    """A mix: highest value, most likely to churn, least likely to churn, with service events."""
+    with_events = scores.index.intersection(events["customer_id"].unique())
+    picks = [
+        scores["clv"].idxmax(),
+        scores["p_churn"].idxmax(),
+        scores["p_churn"].idxmin(),
+        *sorted(with_events)[:3],
+    ]
+    return list(dict.fromkeys(picks))
+
+
+# -- the plain class --------------------------------------------------------------------------
+
+
+def test_lookup_equals_batch_for_every_customer_in_one_request(svc, online):
+    _, scores = online
+    ids = list(scores.index[:MAX_CUSTOMERS])
+    answer = score(svc, {"customers": [{"customer_id": i} for i in ids]})
+    assert answer["model_version"] == scores["model_version"].iloc[0]
+    assert [r["customer_id"] for r in answer["results"]] == ids
+    for result in answer["results"]:
+        assert result["source"] == "feature_table"
+        assert_matches_batch(result, scores.loc[result["customer_id"]])
+
+
+def test_inline_history_equals_batch_at_the_batch_cutoff(svc, online, trained_store):
+    _, scores = online
+    cutoff = scores["cutoff"].iloc[0]
+    ids = some_customers(scores, trained_store.events)
+    customers = []
+    for customer_id in ids:
+        orders = trained_store.orders[trained_store.orders["customer_id"] == customer_id]
+        events = trained_store.events[trained_store.events["customer_id"] == customer_id]
+        item = {"customer_id": customer_id, "cutoff": str(cutoff), "orders": history(orders)}
+        if len(events):
+            item["service_events"] = history(events)
+        customers.append(item)
+    answer = score(svc, {"customers": customers})
+    for result in answer["results"]:
+        assert result["source"] == "inline"
+        assert_matches_batch(result, scores.loc[result["customer_id"]])
+
+
+def test_unknown_customer_is_a_per_item_status(svc, online):
+    _, scores = online
+    known = scores.index[0]
+    answer = score(svc, {"customers": [{"customer_id": "nobody"}, {"customer_id": known}]})
+    unknown, ok = answer["results"]
+    assert unknown["status"] == "unknown_customer"
+    assert "'nobody' is not in the feature table" in unknown["error"]
+    assert unknown["clv"] is None and unknown["reasons"] is None
+    assert ok["status"] == "ok"
+
+
+def test_bad_inline_rows_make_only_that_customer_invalid(svc, online):
+    body = {
+        "customers": [
+            {
+                "customer_id": "bad",
+                "cutoff": "2025-06-01",
+                "orders": [
+                    {"ordered_at": "2025-01-03", "amount": -5},
+                    {"ordered_at": "2025-02-03", "amount": "abc"},
+                ],
+            },
+            {
+                "customer_id": "good",
+                "cutoff": "2025-06-01",
+                "orders": [
+                    {"ordered_at": "2025-01-03", "amount": 20.0, "status": "completed"},
+                    {"ordered_at": "2025-03-01T10:00:00+02:00", "amount": "12.5"},
+                ],
+                "service_events": [{"occurred_at": "2025-03-04", "kind": "Ticket", "score": 2}],
+            },
+        ]
+    }
+    bad, good = score(svc, body)["results"]
+    assert bad["status"] == "invalid"
+    assert "customers[0].orders" in bad["error"]
+    assert "column 'amount' has 1 negative values" in bad["error"]
+    assert "column 'amount' has 1 missing or non-numeric values" in bad["error"]
+    assert good["status"] == "ok" and good["source"] == "inline"
+    assert good["cutoff"] == "2025-06-01"
+    assert 0.0 <= good["p_churn"] <= 1.0 and good["clv"] >= 0.0
+
+
+def test_inline_history_needs_an_order_before_the_cutoff(svc, online):
+    body = {
+        "customers": [
+            {
+                "customer_id": "new",
+                "cutoff": "2025-01-01",
+                "orders": [{"ordered_at": "2025-02-01", "amount": 10}],
+            }
+        ]
+    }
+    (result,) = score(svc, body)["results"]
+    assert result["status"] == "invalid"
+    assert "no order before the cutoff 2025-01-01" in result["error"]
+
+
+def test_lookup_at_another_cutoff_is_invalid(svc, online):
+    _, scores = online
+    known = scores.index[0]
+    table_cutoff = str(scores["cutoff"].iloc[0].date())
+    answer = score(
+        svc,
+        {
+            "customers": [
+                {"customer_id": known, "cutoff": "2020-01-01"},
+                {"customer_id": known, "cutoff": table_cutoff},
+            ]
+        },
+    )
+    other, same = answer["results"]
+    assert other["status"] == "invalid"
+    assert "differs from the feature table's cutoff" in other["error"]
+    assert same["status"] == "ok"
+
+
+def test_same_customer_twice_inline_keeps_histories_apart(svc, online):
+    orders = [{"ordered_at": "2024-01-01", "amount": 10.0}]
+    more = orders + [{"ordered_at": f"2024-0{m}-01", "amount": 50.0} for m in range(2, 10)]
+    body = {
+        "customers": [
+            {"customer_id": "twin", "cutoff": "2024-12-01", "orders": orders},
+            {"customer_id": "twin", "cutoff": "2024-12-01", "orders": more},
+        ]
+    }
+    few, many = score(svc, body)["results"]
+    assert few["status"] == many["status"] == "ok"
+    assert many["clv"] > few["clv"]
+
+
+# -- request schema ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"customers": []}, "at least 1 item"),
+        ({"customers": [{"customer_id": "a"}] * (MAX_CUSTOMERS + 1)}, "at most 1000 items"),
+        ({"customers": [{"customer_id": "a", "extra": 1}]}, "Extra inputs are not permitted"),
+        ({"customers": [{"customer_id": ""}]}, "at least 1 character"),
+        (
+            {"customers": [{"customer_id": "a", "orders": [{"ordered_at": "2024-01-01"}]}]},
+            "Field required",
+        ),
+        (
+            {"customers": [{"customer_id": "a", "orders": [{"ordered_at": "x", "amount": 1}]}]},
+            "cutoff is required with orders",
+        ),
+        ({"customers": [{"customer_id": "a", "cutoff": "soon"}]}, "is not a date"),
+        (
+            {"customers": [{"customer_id": "a", "service_events": []}]},
+            "service_events were sent without orders",
+        ),
+    ],
+)
+def test_request_schema_names_the_problem(body, message):
+    with pytest.raises(ValidationError, match=message):
+        ScoreRequest.model_validate(body)
+
+
+def test_request_schema_bounds_orders_per_customer_and_per_request():
+    order = {"ordered_at": "2024-01-01", "amount": 1.0}
+    one = {"customer_id": "a", "cutoff": "2024-06-01", "orders": [order] * (MAX_ORDERS + 1)}
+    with pytest.raises(ValidationError, match="at most 10000 items"):
+        ScoreRequest.model_validate({"customers": [one]})
+    full = {**one, "orders": [order] * MAX_ORDERS}
+    with pytest.raises(ValidationError, match="expected at most 100000 per request"):
+        ScoreRequest.model_validate({"customers": [full] * 11})
+
+
+# -- through the ASGI app ---------------------------------------------------------------------
+
+
+def test_http_lookup_and_inline(client, online, trained_store):
+    _, scores = online
+    known = scores.index[1]
+    orders = trained_store.orders[trained_store.orders["customer_id"] == known]
+    events = trained_store.events[trained_store.events["customer_id"] == known]
+    inline = {
+        "customer_id": known,
+        "cutoff": str(scores["cutoff"].iloc[0]),
+        "orders": history(orders),
+        "service_events": history(events),
+    }
+    response = client.post(
+        "/score", json={"customers": [{"customer_id": known}, inline, {"customer_id": "?"}]}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"model_name", "model_version", "results"}
+    lookup, built, unknown = body["results"]
+    assert_matches_batch(lookup, scores.loc[known])
+    assert_matches_batch(built, scores.loc[known])
+    assert (lookup["source"], built["source"]) == ("feature_table", "inline")
+    assert unknown["status"] == "unknown_customer"
+
+
+@pytest.mark.parametrize(
+    ("content", "loc"),
+    [
+        (b'{"customers": [{"customer_id": "a", "bogus": 1}]}', ["customers", 0, "bogus"]),
+        (json.dumps({"customers": [{"customer_id": "a"}] * 1001}).encode(), ["customers"]),
+        (b'{"clients": []}', ["customers"]),
+        (b"not json", []),
+    ],
+)
+def test_http_malformed_body_is_400_json_naming_the_field(client, content, loc):
+    response = client.post("/score", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    body = response.json()
+    assert "validation error" in body["error"]
+    assert loc in [error["loc"] for error in body["detail"]]
+
+
+def test_http_probes_are_open_without_the_key(client):
+    for path in ("/healthz", "/livez", "/readyz"):
+        assert client.get(path, headers={"X-API-Key": ""}).status_code == 200, path
+
+
+def test_http_api_key(client, online):
+    body = {"customers": [{"customer_id": online[1].index[0]}]}
+    request = client.build_request("POST", "/score", json=body)
+    del request.headers["X-API-Key"]
+    missing = client.send(request)
+    assert missing.status_code == 401
+    assert "X-API-Key" in missing.json()["error"]
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert client.post("/score", json=body, headers={"X-API-Key": "guess"}).status_code == 401
+    assert client.post("/score", json=body).status_code == 200
+    request = client.build_request("POST", "/score", json=body)
+    del request.headers["X-API-Key"]
+    request.headers["Authorization"] = f"Bearer {API_KEY}"
+    assert client.send(request).status_code == 200
+
+
+def test_declared_oversized_body_is_413(monkeypatch):
+    monkeypatch.delenv("CUSTOMER_VALUE_API_KEY", raising=False)
+    sent = []
+
+    async def app(scope, receive, send):  # pragma: no cover - must not be reached
+        raise AssertionError("the app was called")
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "path": "/score",
+        "headers": [(b"content-length", str(MAX_BODY_BYTES + 1).encode())],
+    }
+    asyncio.run(RequestGuard(app)(scope, None, send))
+    assert sent[0]["status"] == 413
+    assert b"expected at most" in sent[1]["body"]
+
+
+# -- startup pieces ---------------------------------------------------------------------------
+
+
+def test_thresholds_without_the_scores_file_equal_batch(online, tmp_path):
+    config, scores = online
+    lonely = tmp_path / "online_features.parquet"
+    lonely.write_bytes(config.features_out.read_bytes())
+    model = tracking.load_model(config.model_uri)
+    version = tracking.version_info(config.model_uri)["model_version"]
+    table = load_feature_table(lonely, model.feature_names_in_)
+    thresholds, source = load_value_thresholds(table, model, version)
+    assert "predicted" in source
+    expected = value_thresholds(scores["clv"].to_numpy())
+    assert thresholds == pytest.approx(expected, rel=1e-9)
+    beside, source = load_value_thresholds(
+        load_feature_table(config.features_out, model.feature_names_in_), model, version
+    )
+    assert beside == expected and "scores.parquet" in source
+
+
+def test_feature_table_errors_say_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run `make score`"):
+        load_feature_table(tmp_path / "missing.parquet", ["recency"])
+    bare = tmp_path / "bare.parquet"
+    pq.write_table(pa.table({"customer_id": ["a"], "recency": [1.0]}), bare)
+    with pytest.raises(ValueError, match="no 'customer_value.cutoff' metadata"):
+        load_feature_table(bare, ["recency"])
+    table = pa.table({"customer_id": ["a"], "recency": [1.0]})
+    table = table.replace_schema_metadata({b"customer_value.cutoff": b"2025-01-01"})
+    partial = tmp_path / "partial.parquet"
+    pq.write_table(table, partial)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['frequency'\]"):
+        load_feature_table(partial, ["recency", "frequency"])
+
+
+# -- adaptive batching ------------------------------------------------------------------------
+
+
+def test_adaptive_batcher_batches_concurrent_calls_and_keeps_order():
+    sizes = []
+
+    def func(matrix: np.ndarray) -> list[dict]:
+        sizes.append(len(matrix))
+        time.sleep(0.005)
+        return [{"value": float(v)} for v in matrix[:, 0]]
+
+    batcher = AdaptiveBatcher(func, max_batch_size=64, max_latency_ms=10_000)
+    matrices = [np.full((1 + i % 3, 2), float(i)) for i in range(120)]
+    matrices.append(np.arange(150, dtype="float64").reshape(75, 2))  # bigger than a batch
+
+    async def call_all():
+        return await asyncio.gather(*(batcher(m) for m in matrices))
+
+    answers = asyncio.run(call_all())
+    for matrix, answer in zip(matrices, answers, strict=True):
+        assert [r["value"] for r in answer] == matrix[:, 0].tolist()
+    assert batcher.rows == sum(len(m) for m in matrices) == sum(sizes)
+    assert max(sizes) <= 64
+    assert len(sizes) < len(matrices) / 3  # concurrent calls were scored together
+    # A second event loop (e.g. another asyncio.run) gets a fresh dispatcher.
+    assert asyncio.run(batcher(np.ones((2, 2)))) == [{"value": 1.0}, {"value": 1.0}]
