@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from features.synth import generate, write_tables
+from serving.batch import BatchConfig
+from serving.batch import run as score_base
 from training.config import TrainConfig
 from training.train import TrainResult, run
 
@@ -59,3 +61,25 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+@pytest.fixture(scope="session")
+def latest_scores(
+    trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[BatchConfig, pd.DataFrame]:
+    """Batch scores of the trained store at the "latest" cutoff, plus the online feature table.
+
+    Returns the batch config (``features_out`` is the table the service reads) and the scores
+    indexed by customer_id.
+    """
+    out = tmp_path_factory.mktemp("latest") / "scores.parquet"
+    config = BatchConfig(
+        orders=trained_store.orders_path,
+        events=trained_store.events_path,
+        cutoff="latest",
+        out=out,
+        features_out=out.with_name("online_features.parquet"),
+        model_uri=trained_store.model_uri,
+    )
+    score_base(config)
+    return config, pd.read_parquet(out).set_index("customer_id")

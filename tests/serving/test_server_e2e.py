@@ -13,8 +13,6 @@ import httpx
 import pandas as pd
 import pytest
 
-from serving.batch import BatchConfig, run
-
 pytestmark = pytest.mark.server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,19 +39,9 @@ def history(frame: pd.DataFrame) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def scored(trained_store, tmp_path_factory):
+def scored(latest_scores):
     """Batch scores and the online feature table of the trained store."""
-    out = tmp_path_factory.mktemp("e2e") / "scores.parquet"
-    config = BatchConfig(
-        orders=trained_store.orders_path,
-        events=trained_store.events_path,
-        cutoff="latest",
-        out=out,
-        features_out=out.with_name("online_features.parquet"),
-        model_uri=trained_store.model_uri,
-    )
-    run(config)
-    return config, pd.read_parquet(out).set_index("customer_id")
+    return latest_scores
 
 
 @pytest.fixture(scope="module")

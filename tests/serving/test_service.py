@@ -12,7 +12,6 @@ import pytest
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
-from serving.batch import BatchConfig, run
 from serving.online import load_feature_table, load_value_thresholds
 from serving.segments import value_thresholds
 from serving.service import (
@@ -31,23 +30,14 @@ COMPARED = ("value_segment", "risk_segment", "action", "reasons", "value_reasons
 
 
 @pytest.fixture(scope="module")
-def online(trained_store, tmp_path_factory):
+def online(trained_store, latest_scores):
     """Batch-score the store ("latest" cutoff) and point the service's environment at it."""
-    out = tmp_path_factory.mktemp("online") / "scores.parquet"
-    config = BatchConfig(
-        orders=trained_store.orders_path,
-        events=trained_store.events_path,
-        cutoff="latest",
-        out=out,
-        features_out=out.with_name("online_features.parquet"),
-        model_uri=trained_store.model_uri,
-    )
-    run(config)
+    config, scores = latest_scores
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CUSTOMER_VALUE_MODEL_URI", trained_store.model_uri)
         patch.setenv("CUSTOMER_VALUE_FEATURES", str(config.features_out))
         patch.delenv("CUSTOMER_VALUE_API_KEY", raising=False)
-        yield config, pd.read_parquet(out).set_index("customer_id")
+        yield config, scores
 
 
 @pytest.fixture(scope="module")
