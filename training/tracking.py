@@ -105,7 +105,7 @@ def log_figure(figure: Any, name: str) -> None:
 
 
 def log_table(frame: pd.DataFrame, name: str) -> None:
-    """Log a small table as CSV and JSON artifacts under ``tables/``."""
+    """Log a small table as a CSV artifact under ``tables/``."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.csv"
         frame.to_csv(path, index=True)
