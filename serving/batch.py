@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL_URI = f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}"
 DEFAULT_OUT = Path("models/scores/scores.parquet")
 DEFAULT_FEATURES_OUT = Path("models/scores/online_features.parquet")
+#: Parquet schema metadata of the online feature table (read by ``serving.online``).
+META_CUTOFF = b"customer_value.cutoff"
+META_MODEL_NAME = b"customer_value.model_name"
+META_MODEL_VERSION = b"customer_value.model_version"
 SCORE_COLUMNS: tuple[str, ...] = (
     "customer_id",
     "cutoff",
@@ -351,9 +355,9 @@ def _write_feature_table(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     metadata = {
-        b"customer_value.cutoff": str(cutoff).encode(),
-        b"customer_value.model_name": info["model_name"].encode(),
-        b"customer_value.model_version": info["model_version"].encode(),
+        META_CUTOFF: str(cutoff).encode(),
+        META_MODEL_NAME: info["model_name"].encode(),
+        META_MODEL_VERSION: info["model_version"].encode(),
     }
     writer = None
     try:

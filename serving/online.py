@@ -17,7 +17,14 @@ from features import build_features
 from features.history import as_cutoff
 from features.io import DataValidationError, validate_events, validate_orders
 from features.spec import FeatureSpec
-from serving.batch import score_frame
+from serving.batch import (
+    DEFAULT_FEATURES_OUT,
+    DEFAULT_MODEL_URI,
+    META_CUTOFF,
+    META_MODEL_NAME,
+    META_MODEL_VERSION,
+    score_frame,
+)
 from serving.segments import assign_segments, value_thresholds
 from training.scorer import CustomerValueModel
 
@@ -26,14 +33,8 @@ logger = logging.getLogger(__name__)
 MODEL_URI_ENV = "CUSTOMER_VALUE_MODEL_URI"
 FEATURES_ENV = "CUSTOMER_VALUE_FEATURES"
 API_KEY_ENV = "CUSTOMER_VALUE_API_KEY"
-DEFAULT_MODEL_URI = "models:/customer-value@champion"
-DEFAULT_FEATURES = Path("models/scores/online_features.parquet")
 #: The batch scores file the feature table was written with; its CLVs give the value thresholds.
 SCORES_NAME = "scores.parquet"
-#: Parquet schema metadata written by ``serving.batch`` on the online feature table.
-META_CUTOFF = b"customer_value.cutoff"
-META_MODEL_NAME = b"customer_value.model_name"
-META_MODEL_VERSION = b"customer_value.model_version"
 #: What :func:`score_rows` returns for every feature row.
 SCORED_FIELDS: tuple[str, ...] = (
     "clv",
@@ -57,7 +58,7 @@ class OnlineConfig:
     """Where the service finds its model and feature table (infrastructure, from environment)."""
 
     model_uri: str = DEFAULT_MODEL_URI
-    features: Path = DEFAULT_FEATURES
+    features: Path = DEFAULT_FEATURES_OUT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OnlineConfig:
@@ -65,7 +66,7 @@ class OnlineConfig:
         env = os.environ if environ is None else environ
         return cls(
             model_uri=env.get(MODEL_URI_ENV) or DEFAULT_MODEL_URI,
-            features=Path(env.get(FEATURES_ENV) or DEFAULT_FEATURES),
+            features=Path(env.get(FEATURES_ENV) or DEFAULT_FEATURES_OUT),
         )
 
 
