@@ -232,21 +232,6 @@ def validate_events(
     return result
 
 
-def empty_events() -> pd.DataFrame:
-    """An events table with no rows and the canonical columns (for order-only data)."""
-    return pd.DataFrame(
-        {
-            "customer_id": pd.Series([], dtype="str"),
-            "occurred_at": pd.Series([], dtype="datetime64[ns]"),
-            "kind": pd.Series([], dtype="str"),
-            "order_id": pd.Series([], dtype="str"),
-            "score": pd.Series([], dtype="float64"),
-            "resolution_hours": pd.Series([], dtype="float64"),
-            "amount": pd.Series([], dtype="float64"),
-        }
-    )
-
-
 def _rename(raw: pd.DataFrame, columns: str | dict[str, str] | None, source: str) -> pd.DataFrame:
     mapping = (
         parse_column_mapping(columns) if isinstance(columns, str) or columns is None else columns

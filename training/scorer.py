@@ -135,7 +135,7 @@ class CustomerValueModel:
         trees = n_estimators or (params.n_estimators, params.n_estimators)
         stop = None
         if early_stopping is not None:
-            stop_X = self._matrix_unchecked(early_stopping[0])
+            stop_X = self._feature_matrix(early_stopping[0])
             stop = (
                 stop_X,
                 np.asarray(early_stopping[1], "float64"),
@@ -193,7 +193,7 @@ class CustomerValueModel:
                     "calibration slice has only one churn class; it needs churners and "
                     "non-churners (use a longer history or a later validation cutoff)"
                 )
-            raw = self.churn_model_.predict_proba(self._matrix_unchecked(calibration[0]))[:, 1]
+            raw = self.churn_model_.predict_proba(self._feature_matrix(calibration[0]))[:, 1]
             # Isotonic keeps the ranking (AUC) and the monotone constraints intact. Only its
             # thresholds are kept: prediction is the same linear interpolation sklearn does, and
             # it round-trips through JSON exactly.
@@ -201,7 +201,7 @@ class CustomerValueModel:
             self.calibrator_ = (iso.X_thresholds_.copy(), iso.y_thresholds_.copy())
         return self
 
-    def _matrix_unchecked(self, features: pd.DataFrame) -> np.ndarray:
+    def _feature_matrix(self, features: pd.DataFrame) -> np.ndarray:
         self._check_columns(features)
         return features[self.feature_names_in_].to_numpy(dtype="float32")
 
@@ -283,7 +283,7 @@ class CustomerValueModel:
             raise NotFittedError(
                 "This CustomerValueModel is not fitted yet; call fit() or load a trained model"
             )
-        return self._matrix_unchecked(features)
+        return self._feature_matrix(features)
 
     def _check_columns(self, features: pd.DataFrame) -> None:
         names = [str(c) for c in features.columns]

@@ -298,7 +298,11 @@ def _champion_metrics(
             "clv_gini": float("inf"),
             "churn_roc_auc": float("inf"),
         }
-    features = build_features(orders, events, cutoff=plan.holdout_cutoff, spec=twin.spec)
+    if twin.spec == spec:
+        # Same spec: the holdout snapshot already holds exactly the features the twin needs.
+        features = holdout
+    else:
+        features = build_features(orders, events, cutoff=plan.holdout_cutoff, spec=twin.spec)
     pred = twin.predict(features.loc[holdout.index, twin.feature_names_in_])
     return _holdout_metrics(holdout, pred)
 
