@@ -27,7 +27,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from features import build_features
-    from serving.batch import BatchConfig, run, score_frame
+    from serving.batch import BatchConfig, run
+    from serving.scoring import score_frame
     from training import tracking
 
     tracking.configure()

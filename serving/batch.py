@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from features import build_features
 from features.io import load_events, load_orders
-from serving.explain import top_reasons
+from serving.scoring import REASON_MODES, score_frame
 from serving.segments import assign_segments, value_thresholds
 from training import tracking
 from training.config import DEMO_DIR
@@ -163,42 +163,6 @@ def resolve_cutoff(cutoff: str, orders: pd.DataFrame) -> pd.Timestamp:
         raise ValueError(
             f"--cutoff {cutoff!r} is not a date; expected YYYY-MM-DD or 'latest'"
         ) from err
-
-
-REASON_MODES: tuple[str, ...] = ("approximate", "exact", "none")
-
-
-def score_frame(
-    model: CustomerValueModel,
-    features: pd.DataFrame,
-    *,
-    reasons: str = "approximate",
-) -> pd.DataFrame:
-    """Predictions and reasons for a feature table (index customer_id).
-
-    Shared by batch and online scoring so both give the same numbers and the same words.
-
-    Parameters
-    ----------
-    model : CustomerValueModel
-        The loaded model.
-    features : pandas.DataFrame
-        Features built with ``model.spec``.
-    reasons : {"approximate", "exact", "none"}
-        How to compute the per-customer drivers: XGBoost's approximate (Saabas) contributions,
-        exact TreeSHAP (about 80x slower), or none (empty strings; fastest).
-    """
-    if reasons not in REASON_MODES:
-        raise ValueError(f"reasons must be one of {', '.join(REASON_MODES)}; got {reasons!r}")
-    X = features[model.feature_names_in_]
-    pred = model.predict(X)
-    if reasons == "none":
-        pred["reasons"] = pred["value_reasons"] = ""
-        return pred
-    contrib = model.contributions(X, approximate=reasons == "approximate")
-    pred["reasons"] = top_reasons(contrib["churn"], features, direction="risk")
-    pred["value_reasons"] = top_reasons(contrib["clv"], features, direction="value")
-    return pred
 
 
 def run(config: BatchConfig) -> BatchSummary:
@@ -403,7 +367,7 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
         choices=REASON_MODES,
         default=d.reasons,
         help="drivers per customer: approximate contributions (default), exact TreeSHAP "
-        "(about 80x slower), or none",
+        "(about 100x slower), or none",
     )
     parser.add_argument("--strict", action="store_true", help="fail on any unusable input row")
     args = parser.parse_args(argv)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 #: Plain-language templates; ``{v}`` is the customer's value of the feature, ``{w}`` the window.
 _TEMPLATES: dict[str, str] = {
@@ -113,29 +116,78 @@ def top_reasons(
     if direction not in ("risk", "value"):
         raise ValueError(f"direction must be 'risk' or 'value'; got {direction!r}")
     names = [c for c in contributions.columns if c != "bias"]
-    values = contributions[names].to_numpy()
+    texts = reason_texts(
+        contributions[names].to_numpy(), features[names].to_numpy(dtype="float64"), names, k=k
+    )
+    return pd.Series(pd.array(texts, dtype="str"), index=contributions.index)
+
+
+def reason_texts(
+    contributions: np.ndarray, values: np.ndarray, names: Sequence[str], *, k: int = 3
+) -> pa.StringArray:
+    """The ``k`` largest contributions of each row, described in words and joined by ``"; "``.
+
+    The vectorised core of :func:`top_reasons`, used as it is by batch and online scoring.
+    Every distinct (feature, value) pair is described once, however many rows share it, and the
+    strings are assembled by Arrow: a million rows take about a second instead of a minute of
+    per-row Python.
+
+    Parameters
+    ----------
+    contributions : numpy.ndarray
+        rows x features contributions, without the bias column.
+    values : numpy.ndarray
+        rows x features feature values (float64), same columns.
+    names : sequence of str
+        The feature names of the columns.
+    k : int
+        Reasons per row.
+
+    Returns
+    -------
+    pyarrow.StringArray
+        One string per row.
+    """
+    if contributions.shape != values.shape or contributions.shape[1] != len(names):
+        raise ValueError(
+            f"contributions {contributions.shape} and values {values.shape} must both be "
+            f"rows x {len(names)} features"
+        )
+    n = len(contributions)
     k = min(k, len(names))
+    if n == 0 or k == 0:
+        return pa.array([""] * n, type=pa.string())
+    magnitude = np.abs(contributions)
     # argpartition then a small sort: O(n) per row instead of sorting every feature.
-    top = np.argpartition(-np.abs(values), k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.abs(np.take_along_axis(values, top, axis=1)), axis=1)
+    top = np.argpartition(-magnitude, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(magnitude, top, axis=1), axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
-    feature_values = features[names].to_numpy(dtype="float64")
-    rows = np.arange(len(values))
-    parts = []
+    rows = np.arange(n)
+    phrases = []
     for rank in range(k):
         idx = top[:, rank]
-        texts = _describe_column(idx, feature_values[rows, idx], names)
-        signs = np.where(values[rows, idx] >= 0, "↑ ", "↓ ")
-        parts.append([sign + text for sign, text in zip(signs, texts, strict=True)])
-    joined = ["; ".join(row) for row in zip(*parts, strict=True)]
-    return pd.Series(joined, index=contributions.index, dtype="str")
+        up = contributions[rows, idx] >= 0
+        phrases.append(_phrases(idx, values[rows, idx], up, names))
+    return pc.binary_join_element_wise(*phrases, "; ")
 
 
-def _describe_column(idx: np.ndarray, values: np.ndarray, names: list[str]) -> np.ndarray:
-    """Describe one (feature, value) pair per row, grouping rows by feature."""
-    out = np.empty(len(idx), dtype=object)
+def _phrases(
+    idx: np.ndarray, values: np.ndarray, up: np.ndarray, names: Sequence[str]
+) -> pa.Array:
+    """``"↑ <description>"`` per row for the (feature ``idx``, value) pairs.
+
+    Rows are grouped by feature and by distinct value, each distinct pair is described once,
+    and the rows take their phrase from that small vocabulary by code.
+    """
+    vocabulary: list[str] = []
+    codes = np.empty(len(idx), dtype="int64")
     for feature_index in np.unique(idx):
         rows = np.flatnonzero(idx == feature_index)
         name = names[feature_index]
-        out[rows] = [describe(name, float(v)) for v in values[rows]]
-    return out
+        distinct, inverse = np.unique(values[rows], return_inverse=True)  # NaNs collapse to one
+        texts = [describe(name, float(v)) for v in distinct]
+        # Two entries per description, up and down: code = base + 2 * position + (down).
+        codes[rows] = len(vocabulary) + 2 * inverse.ravel() + (~up[rows])
+        for text in texts:
+            vocabulary.extend(("↑ " + text, "↓ " + text))
+    return pc.take(pa.array(vocabulary, type=pa.string()), pa.array(codes))

@@ -23,9 +23,9 @@ from serving.batch import (
     META_CUTOFF,
     META_MODEL_NAME,
     META_MODEL_VERSION,
-    score_frame,
 )
-from serving.segments import assign_segments, value_thresholds
+from serving.scoring import score_matrix
+from serving.segments import segment_labels, value_thresholds
 from training.scorer import CustomerValueModel
 
 logger = logging.getLogger(__name__)
@@ -400,22 +400,28 @@ def score_rows(
 ) -> list[dict[str, Any]]:
     """Predictions, segments, action and reasons for feature rows, one record per row.
 
-    The numbers and reasons come from :func:`serving.batch.score_frame` and the segments from
-    :func:`serving.segments.assign_segments` with the base's thresholds: the same functions and
-    thresholds batch scoring uses, so online and batch answers are identical. Rows of several
-    requests are scored together (the service batches them).
+    The numbers and reasons come from :func:`serving.scoring.score_matrix` and the segments
+    from :func:`serving.segments.segment_labels` with the base's thresholds: the same functions
+    and thresholds batch scoring uses, so online and batch answers are identical. Rows of
+    several requests are scored together (the service batches them).
 
     Returns
     -------
     list of dict
         Keys :data:`SCORED_FIELDS`, in row order.
     """
-    features = pd.DataFrame(matrix, columns=model.feature_names_in_, dtype="float64")
-    scored = score_frame(model, features)
-    scored = pd.concat(
-        [scored, assign_segments(scored["clv"], scored["p_churn"], thresholds)], axis=1
-    )
-    return scored[list(SCORED_FIELDS)].to_dict(orient="records")
+    scores = score_matrix(model, matrix)
+    value, risk, action = segment_labels(scores.clv, scores.p_churn, thresholds)
+    columns = {
+        "clv": scores.clv.tolist(),
+        "p_churn": scores.p_churn.tolist(),
+        "value_segment": value.tolist(),
+        "risk_segment": risk.tolist(),
+        "action": action.tolist(),
+        "reasons": scores.reasons.to_pylist(),
+        "value_reasons": scores.value_reasons.to_pylist(),
+    }
+    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
 def finish(pending: Pending, scored: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:

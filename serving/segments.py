@@ -63,14 +63,31 @@ def assign_segments(
     pandas.DataFrame
         Columns ``value_segment``, ``risk_segment``, ``action``, same index as ``clv``.
     """
-    value = np.full(len(clv), VALUE_TIERS[-1][0], dtype=object)
-    # Walk from the least to the most valuable tier so the highest matching tier wins.
-    for name, _ in reversed(VALUE_TIERS[:-1]):
-        value[clv.to_numpy() >= thresholds[name]] = name
-    risk = np.full(len(p_churn), RISK_TIERS[-1][0], dtype=object)
-    for name, upper in reversed(RISK_TIERS):
-        risk[p_churn.to_numpy() < upper] = name
-    action = [ACTIONS[pair] for pair in zip(value, risk, strict=True)]
+    value, risk, action = segment_labels(clv.to_numpy(), p_churn.to_numpy(), thresholds)
     return pd.DataFrame(
         {"value_segment": value, "risk_segment": risk, "action": action}, index=clv.index
     ).astype("str")
+
+
+_VALUE_NAMES = np.array([name for name, _ in VALUE_TIERS], dtype=object)
+_RISK_NAMES = np.array([name for name, _ in RISK_TIERS], dtype=object)
+_ACTION_TABLE = np.array(
+    [[ACTIONS[(value, risk)] for risk in _RISK_NAMES] for value in _VALUE_NAMES], dtype=object
+)
+
+
+def segment_labels(
+    clv: np.ndarray, p_churn: np.ndarray, thresholds: dict[str, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`assign_segments` on arrays: value segments, risk segments and actions (object)."""
+    clv = np.asarray(clv, dtype="float64")
+    p_churn = np.asarray(p_churn, dtype="float64")
+    # The most valuable tier whose lower bound the CLV reaches; the last tier takes the rest.
+    value = np.full(len(clv), len(VALUE_TIERS) - 1)
+    for position in range(len(VALUE_TIERS) - 2, -1, -1):
+        value[clv >= thresholds[VALUE_TIERS[position][0]]] = position
+    # The first risk tier whose upper bound the probability stays under.
+    risk = np.full(len(p_churn), len(RISK_TIERS) - 1)
+    for position in range(len(RISK_TIERS) - 1, -1, -1):
+        risk[p_churn < RISK_TIERS[position][1]] = position
+    return _VALUE_NAMES[value], _RISK_NAMES[risk], _ACTION_TABLE[value, risk]

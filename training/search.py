@@ -104,8 +104,10 @@ def search(
     def objective(trial: optuna.Trial) -> float:
         params = replace(
             base,
-            learning_rate=trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
-            max_depth=trial.suggest_int("max_depth", 3, 8),
+            # Bounded so the model stays within its serving budget (see ModelParams): a lower
+            # rate would run into the tree cap, deeper trees make every contribution dearer.
+            learning_rate=trial.suggest_float("learning_rate", 0.05, 0.3, log=True),
+            max_depth=trial.suggest_int("max_depth", 3, 7),
             min_child_weight=trial.suggest_float("min_child_weight", 1.0, 50.0, log=True),
             subsample=trial.suggest_float("subsample", 0.6, 1.0),
             colsample_bytree=trial.suggest_float("colsample_bytree", 0.5, 1.0),
