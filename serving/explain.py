@@ -171,9 +171,7 @@ def reason_texts(
     return pc.binary_join_element_wise(*phrases, "; ")
 
 
-def _phrases(
-    idx: np.ndarray, values: np.ndarray, up: np.ndarray, names: Sequence[str]
-) -> pa.Array:
+def _phrases(idx: np.ndarray, values: np.ndarray, up: np.ndarray, names: Sequence[str]) -> pa.Array:
     """``"↑ <description>"`` per row for the (feature ``idx``, value) pairs.
 
     Rows are grouped by feature and by distinct value, each distinct pair is described once,
