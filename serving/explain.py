@@ -77,7 +77,14 @@ def describe(feature: str, value: float) -> str:
     template, window = _template(feature)
     if template is None:
         return f"{feature.replace('_', ' ')} = {value:g}"
+    if _WHOLE_NUMBER.search(template):
+        value = float(_whole(np.float64(value)))
     return template.format(v=value, w=window)
+
+
+def _whole(values: np.ndarray) -> np.ndarray:
+    """Round half to even (as format() does) and turn -0 into 0, so nothing reads "-0"."""
+    return np.rint(values) + 0.0
 
 
 def _template(feature: str) -> tuple[str | None, str | None]:
@@ -174,18 +181,40 @@ def reason_texts(
 def _phrases(idx: np.ndarray, values: np.ndarray, up: np.ndarray, names: Sequence[str]) -> pa.Array:
     """``"↑ <description>"`` per row for the (feature ``idx``, value) pairs.
 
-    Rows are grouped by feature and by distinct value, each distinct pair is described once,
-    and the rows take their phrase from that small vocabulary by code.
+    Rows are grouped by feature (one sort) and by distinct value, each distinct pair is
+    described once, and the rows take their description from that vocabulary by code.
     """
+    order = np.argsort(idx, kind="stable")
+    bounds = np.searchsorted(idx[order], np.arange(len(names) + 1))
     vocabulary: list[str] = []
     codes = np.empty(len(idx), dtype="int64")
-    for feature_index in np.unique(idx):
-        rows = np.flatnonzero(idx == feature_index)
+    for feature_index in range(len(names)):
+        rows = order[bounds[feature_index] : bounds[feature_index + 1]]
+        if len(rows) == 0:
+            continue
         name = names[feature_index]
-        distinct, inverse = np.unique(values[rows], return_inverse=True)  # NaNs collapse to one
-        texts = [describe(name, float(v)) for v in distinct]
-        # Two entries per description, up and down: code = base + 2 * position + (down).
-        codes[rows] = len(vocabulary) + 2 * inverse.ravel() + (~up[rows])
-        for text in texts:
-            vocabulary.extend(("↑ " + text, "↓ " + text))
-    return pc.take(pa.array(vocabulary, type=pa.string()), pa.array(codes))
+        shown = values[rows]
+        if _WHOLE_NUMBER.search(_template(name)[0] or ""):
+            # Printed with no decimals: rounding first collapses equal printed values before
+            # formatting; describe() rounds the same way, so the words are identical.
+            shown = _whole(shown)
+        distinct, inverse = np.unique(shown, return_inverse=True)  # NaNs collapse to one
+        codes[rows] = len(vocabulary) + inverse.ravel()
+        vocabulary.extend(_describe_many(name, distinct))
+    described = pc.take(pa.array(vocabulary, type=pa.string()), pa.array(codes))
+    arrows = pc.if_else(pa.array(up), "↑", "↓")
+    return pc.binary_join_element_wise(arrows, described, " ")
+
+
+#: A template that prints the value with no decimals (``{v:.0f}``, ``{v:,.0f}``, ``{v:+.0f}``).
+_WHOLE_NUMBER = re.compile(r"\{v:\+?,?\.0f\}")
+
+
+def _describe_many(feature: str, values: np.ndarray) -> list[str]:
+    """:func:`describe` for many values of one feature, resolving its template once."""
+    template, window = _template(feature)
+    if template is None:
+        return [describe(feature, v) for v in values.tolist()]
+    missing = describe(feature, float("nan"))
+    fill = template.format
+    return [missing if v != v else fill(v=v, w=window) for v in values.tolist()]  # v != v: NaN

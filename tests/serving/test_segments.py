@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.explain import describe, top_reasons
+from serving.explain import describe, reason_texts, top_reasons
 from serving.segments import ACTIONS, assign_segments, value_thresholds
 
 
@@ -68,3 +68,43 @@ def test_top_reasons_pick_largest_contributions_with_direction():
     reasons = top_reasons(contrib, features, k=2)
     assert reasons["a"] == "↑ last order 300 days ago; ↓ 0 orders in the last 90 days"
     assert reasons["b"] == "↑ 4 orders in the last 90 days; ↓ last order 5 days ago"
+
+
+@pytest.mark.parametrize(
+    "feature",
+    [
+        "revenue_trend_90d",  # signed, no decimals
+        "avg_order_value",  # thousands separator
+        "late_delivery_rate_365d",  # percent
+        "mean_review_score",  # one decimal
+        "returns_365d",  # missing has its own words
+        "mystery",  # no template
+    ],
+)
+def test_reason_texts_say_what_describe_says_for_every_row(feature):
+    # The vectorised path describes each distinct (rounded) value once; it must give the
+    # same words as describe() row by row, ties, -0 and NaN included.
+    rng = np.random.default_rng(3)
+    values = np.concatenate(
+        [rng.normal(0, 3, 2_000), [0.5, 1.5, 2.5, -0.5, -0.3, -0.0, np.nan, 0.125, 0.135, 4.25]]
+    )
+    signs = np.where(rng.random(len(values)) < 0.5, -1.0, 1.0)[:, None]
+    texts = reason_texts(signs, values[:, None], [feature], k=1).to_pylist()
+    expected = [
+        ("↑ " if sign >= 0 else "↓ ") + describe(feature, float(value))
+        for sign, value in zip(signs[:, 0], values, strict=True)
+    ]
+    assert texts == expected
+    assert not any(" -0 " in text or text.startswith(("↑ -0 ", "↓ -0 ")) for text in texts)
+
+
+def test_reason_texts_rank_by_magnitude_and_check_shapes():
+    contributions = np.array([[0.1, -3.0, 2.0], [0.0, 0.0, 0.0]])
+    values = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    names = ["orders_90d", "returns_365d", "open_tickets"]
+    texts = reason_texts(contributions, values, names, k=2).to_pylist()
+    assert texts[0] == "↓ 2 returns in the last 365 days; ↑ 3 support tickets still open"
+    assert texts[1].count(";") == 1  # ties still give k reasons
+    with pytest.raises(ValueError, match="rows x 3 features"):
+        reason_texts(contributions[:, :2], values, names)
+    assert reason_texts(np.empty((0, 3)), np.empty((0, 3)), names).to_pylist() == []
