@@ -15,6 +15,13 @@ Without ``--url`` it starts ``bentoml serve serving.service:CustomerValue`` on a
 port, waits for ``/readyz``, samples the server's memory (all its processes) while the load
 runs and stops it at the end. With ``--url`` it only sends requests (customer ids still come
 from ``--features``).
+
+The load comes from ``wrk`` (``--client wrk``, the default: a C load generator whose CPU cost
+is small next to the server's, so the two cores measure the service and not the client; install
+it with ``apt-get install wrk``, ``make bench-online`` does) or from a bounded async httpx
+client (``--client httpx``: no system package needed, but ~2 ms of client CPU per request on
+the same cores). ``--think-ms`` makes each client pause after every answer, like a storefront
+worker that renders the rest of its page between two calls.
 """
 
 from __future__ import annotations
@@ -24,15 +31,19 @@ import asyncio
 import json
 import os
 import random
+import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -40,6 +51,7 @@ import psutil
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
+WRK_SCRIPT = Path(__file__).resolve().with_name("wrk_score.lua")
 SERVICE = "serving.service:CustomerValue"
 DEFAULT_FEATURES = ROOT / "models" / "scores" / "online_features.parquet"
 
@@ -60,6 +72,9 @@ class BenchConfig:
     api_key: str | None
     seed: int
     workers: int | None
+    client: str = "wrk"
+    seconds: float = 20.0
+    think_ms: float = 0.0
 
 
 @dataclass
@@ -175,12 +190,10 @@ class RssSampler(threading.Thread):
         return total
 
 
-async def run_load(
-    url: str, ids: list[str], config: BenchConfig, count: int, max_seconds: float
-) -> LoadResult:
-    """``count`` requests from ``config.concurrency`` workers, stopping after ``max_seconds``."""
+def request_bodies(ids: list[str], config: BenchConfig, count: int) -> list[bytes]:
+    """``count`` JSON bodies of ``config.customers_per_request`` random customer ids each."""
     rng = random.Random(config.seed)
-    bodies = [
+    return [
         json.dumps(
             {
                 "customers": [
@@ -188,8 +201,62 @@ async def run_load(
                 ]
             }
         ).encode()
-        for _ in range(min(count, 10_000))
+        for _ in range(count)
     ]
+
+
+def run_wrk(url: str, ids: list[str], config: BenchConfig, seconds: float) -> dict[str, Any]:
+    """Closed-loop load from ``wrk`` (``config.concurrency`` connections for ``seconds``).
+
+    Returns the figures :func:`summarise` returns, plus the statuses and wrk's error counts.
+    """
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError(
+            "wrk is not installed: `apt-get install wrk` (or `make bench-online`), or run with "
+            "--client httpx"
+        )
+    with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as handle:
+        handle.write(b"\n".join(request_bodies(ids, config, 10_000)) + b"\n")
+        bodies = handle.name
+    try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        command = [
+            wrk,
+            f"-t{min(2, config.concurrency)}",
+            f"-c{config.concurrency}",
+            f"-d{seconds:.0f}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(WRK_SCRIPT),
+            f"{url}/score",
+            "--",
+            bodies,
+            f"{config.think_ms:g}",
+            config.api_key or "",
+        ]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    finally:
+        os.unlink(bodies)
+    line = next((x for x in output.splitlines() if x.startswith("wrk-json ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no figures:\n{output}")
+    figures = json.loads(line.removeprefix("wrk-json "))
+    figures["throughput_rps"] = figures["requests"] / figures["seconds"]
+    figures["ok"] = figures["statuses"].get("200", 0)
+    figures["client_cpu_s"] = (after.ru_utime + after.ru_stime) - (
+        before.ru_utime + before.ru_stime
+    )
+    return figures
+
+
+async def run_load(
+    url: str, ids: list[str], config: BenchConfig, count: int, max_seconds: float
+) -> LoadResult:
+    """``count`` requests from ``config.concurrency`` workers, stopping after ``max_seconds``."""
+    bodies = request_bodies(ids, config, min(count, 10_000))
     headers = {"content-type": "application/json"}
     if config.api_key:
         headers["x-api-key"] = config.api_key
@@ -216,6 +283,8 @@ async def run_load(
                     status = type(err).__name__
                 result.latencies.append(time.perf_counter() - tick)
                 result.statuses[status] += 1
+                if config.think_ms:
+                    await asyncio.sleep(config.think_ms / 1000)
 
     await asyncio.gather(*(worker() for _ in range(config.concurrency)))
     result.seconds = time.perf_counter() - start
@@ -244,6 +313,7 @@ def summarise(result: LoadResult) -> dict[str, float]:
     return {
         "requests": float(len(latencies)),
         "ok": float(ok),
+        "statuses": dict(result.statuses),
         "seconds": result.seconds,
         "throughput_rps": len(latencies) / result.seconds if result.seconds else 0.0,
         "p50_ms": float(np.percentile(latencies, 50)),
@@ -273,7 +343,24 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         ),
         help="online feature table (served, and the source of the customer ids)",
     )
-    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument(
+        "--client",
+        choices=("wrk", "httpx"),
+        default="wrk",
+        help="load generator: wrk (default; apt-get install wrk) or the async httpx client",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="measured duration with --client wrk"
+    )
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="pause of each client between an answer and its next request (default 0)",
+    )
+    parser.add_argument(
+        "--requests", type=int, default=5000, help="measured requests with --client httpx"
+    )
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--max-seconds", type=float, default=120.0)
@@ -301,6 +388,9 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         api_key=args.api_key,
         seed=args.seed,
         workers=args.workers,
+        client=args.client,
+        seconds=args.seconds,
+        think_ms=args.think_ms,
     )
 
 
@@ -333,9 +423,14 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(run_load(url, ids, config, config.warmup, config.max_seconds))
         before = batch_counts(url)
         server_cpu = sampler.cpu_seconds() if sampler else None
-        client_cpu = time.process_time()
-        result = asyncio.run(run_load(url, ids, config, config.requests, config.max_seconds))
-        client_cpu = time.process_time() - client_cpu
+        if config.client == "wrk":
+            figures = run_wrk(url, ids, config, config.seconds)
+            client_cpu = figures["client_cpu_s"]
+        else:
+            client_cpu = time.process_time()
+            result = asyncio.run(run_load(url, ids, config, config.requests, config.max_seconds))
+            client_cpu = time.process_time() - client_cpu
+            figures = summarise(result)
         if sampler is not None:
             server_cpu = sampler.cpu_seconds() - server_cpu
         after = batch_counts(url)
@@ -346,11 +441,11 @@ def main(argv: list[str] | None = None) -> int:
         if process is not None:
             stop_server(process)
 
-    figures = summarise(result)
     print(
-        f"{int(figures['requests']):,} requests ({config.customers_per_request} customer each, "
-        f"{config.concurrency} concurrent) in {figures['seconds']:.1f}s: "
-        f"{figures['throughput_rps']:,.0f} req/s; statuses {dict(result.statuses)}"
+        f"{config.client}: {int(figures['requests']):,} requests ({config.customers_per_request} "
+        f"customer each, {config.concurrency} concurrent clients, think time "
+        f"{config.think_ms:g} ms) in {figures['seconds']:.1f}s: "
+        f"{figures['throughput_rps']:,.0f} req/s; statuses {figures['statuses']}"
     )
     print(
         "latency ms: p50 {p50_ms:.1f}  p90 {p90_ms:.1f}  p99 {p99_ms:.1f}  max {max_ms:.1f}".format(
@@ -360,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     if before is not None and after is not None and after[0] > before[0]:
         batches, rows = after[0] - before[0], after[1] - before[1]
         print(f"model batches: {batches:,.0f}, mean {rows / batches:.1f} rows per batch")
-    per_request = 1000.0 / max(len(result.latencies), 1)
+    per_request = 1000.0 / max(figures["requests"], 1)
     cpu = f"CPU ms per request: client {client_cpu * per_request:.2f}"
     if server_cpu is not None:
         cpu += f", server {server_cpu * per_request:.2f}"

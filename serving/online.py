@@ -11,11 +11,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features import build_features
 from features.history import as_cutoff
-from features.io import DataValidationError, validate_events, validate_orders
+from features.io import EVENT_REQUIRED, DataValidationError, validate_events, validate_orders
 from features.spec import FeatureSpec
 from serving.batch import (
     DEFAULT_FEATURES_OUT,
@@ -33,6 +35,10 @@ logger = logging.getLogger(__name__)
 MODEL_URI_ENV = "CUSTOMER_VALUE_MODEL_URI"
 FEATURES_ENV = "CUSTOMER_VALUE_FEATURES"
 API_KEY_ENV = "CUSTOMER_VALUE_API_KEY"
+LOOKUPS_ENV = "CUSTOMER_VALUE_LOOKUPS"
+#: How lookups are answered: from the batch run's scores when they belong to the served model
+#: and the table's cutoff (``batch``, the default), or by the model on every request (``model``).
+LOOKUP_MODES: tuple[str, ...] = ("batch", "model")
 #: The batch scores file the feature table was written with; its CLVs give the value thresholds.
 SCORES_NAME = "scores.parquet"
 #: What :func:`score_rows` returns for every feature row.
@@ -59,14 +65,28 @@ class OnlineConfig:
 
     model_uri: str = DEFAULT_MODEL_URI
     features: Path = DEFAULT_FEATURES_OUT
+    lookups: str = "batch"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OnlineConfig:
-        """Read ``CUSTOMER_VALUE_MODEL_URI`` and ``CUSTOMER_VALUE_FEATURES`` (else defaults)."""
+        """Read ``CUSTOMER_VALUE_MODEL_URI``, ``CUSTOMER_VALUE_FEATURES`` and
+        ``CUSTOMER_VALUE_LOOKUPS`` (else the defaults).
+
+        Raises
+        ------
+        ValueError
+            When ``CUSTOMER_VALUE_LOOKUPS`` is not one of :data:`LOOKUP_MODES`.
+        """
         env = os.environ if environ is None else environ
+        lookups = env.get(LOOKUPS_ENV) or "batch"
+        if lookups not in LOOKUP_MODES:
+            raise ValueError(
+                f"{LOOKUPS_ENV}={lookups!r}; expected one of {', '.join(LOOKUP_MODES)}"
+            )
         return cls(
             model_uri=env.get(MODEL_URI_ENV) or DEFAULT_MODEL_URI,
             features=Path(env.get(FEATURES_ENV) or DEFAULT_FEATURES_OUT),
+            lookups=lookups,
         )
 
 
@@ -161,22 +181,47 @@ def load_feature_table(path: str | Path, feature_names: Sequence[str]) -> Featur
     )
 
 
-def load_value_thresholds(
-    table: FeatureTable, model: CustomerValueModel, model_version: str
-) -> tuple[dict[str, float], str]:
-    """Value-segment thresholds equal to the ones batch scoring used for the same base.
+@dataclass(frozen=True)
+class BatchAnswers:
+    """The batch run's answers for the customers of the feature table, in table row order.
 
-    Value tiers are shares of the whole base's predicted CLV, so they cannot be computed from
-    one request. The thresholds come from the batch scores file beside the feature table
-    (``scores.parquet``) when it was written by the same run (same cutoff and model version as
-    the table) and the served model is that version: then online segments are exactly the batch
-    segments. Otherwise the served model predicts the whole feature table once at startup and
-    the thresholds are computed on those CLVs, as batch would with this model.
+    Batch scoring writes the feature table and the scores from the same features with the same
+    code (:func:`serving.scoring.score_matrix`), so for a lookup at the table's cutoff the
+    scores file already holds the answer the model would compute; serving it from memory
+    takes the model call (milliseconds of XGBoost fixed cost per call) off the request path.
+    Strings stay in Arrow arrays (a million customers' reasons in a few hundred MB, not
+    several times that as Python objects).
 
-    Returns
-    -------
-    (dict, str)
-        The thresholds (:func:`serving.segments.value_thresholds`) and where they came from.
+    Attributes
+    ----------
+    clv, p_churn : numpy.ndarray
+        float64 per table row.
+    labels : dict
+        ``value_segment``, ``risk_segment``, ``action``, ``reasons``, ``value_reasons``:
+        pyarrow arrays per table row.
+    source : pathlib.Path
+        The scores file.
+    """
+
+    clv: np.ndarray
+    p_churn: np.ndarray
+    labels: dict[str, pa.Array]
+    source: Path
+
+    def record(self, row: int) -> dict[str, Any]:
+        """The scored fields (:data:`SCORED_FIELDS`) of one table row."""
+        record: dict[str, Any] = {"clv": float(self.clv[row]), "p_churn": float(self.p_churn[row])}
+        for name, values in self.labels.items():
+            record[name] = values[row].as_py()
+        return record
+
+
+def load_batch_answers(table: FeatureTable, model_version: str) -> BatchAnswers | None:
+    """The scores written beside the feature table by the same batch run, if they fit.
+
+    They are used only when the scores file (``scores.parquet`` beside the table) holds the
+    served model version at the table's cutoff and scores exactly the table's customers;
+    otherwise the reason is logged and None returned (lookups are then scored by the model).
     """
     scores_path = table.path.with_name(SCORES_NAME)
     if table.model_version != model_version:
@@ -187,22 +232,72 @@ def load_value_thresholds(
             table.model_version,
             model_version,
         )
-    elif scores_path.exists():
-        scores = pd.read_parquet(scores_path, columns=["clv", "cutoff", "model_version"])
-        versions = set(scores["model_version"].astype("str"))
-        cutoffs = set(pd.DatetimeIndex(pd.to_datetime(scores["cutoff"])).unique())
-        if versions == {model_version} and cutoffs == {table.cutoff}:
-            return value_thresholds(scores["clv"].to_numpy()), f"clv of {scores_path}"
+        return None
+    if not scores_path.exists():
+        logger.warning(
+            "no %s beside the feature table; lookups are scored by the model", scores_path
+        )
+        return None
+    scores = pq.read_table(
+        scores_path, columns=["customer_id", *SCORED_FIELDS, "cutoff", "model_version"]
+    )
+    versions = set(pc.unique(scores.column("model_version").cast(pa.string())).to_pylist())
+    cutoffs = {as_cutoff(value) for value in pc.unique(scores.column("cutoff")).to_pylist()}
+    if versions != {model_version} or cutoffs != {table.cutoff}:
         logger.warning(
             "%s is from another run (model versions %s, cutoffs %s) than the feature table "
-            "(version %s, cutoff %s); computing value thresholds from the table instead",
+            "(version %s, cutoff %s); lookups are scored by the model",
             scores_path,
             sorted(versions),
             sorted(str(c) for c in cutoffs),
             table.model_version,
             table.cutoff,
         )
-    clv = model.predict(table.frame()[model.feature_names_in_])["clv"].to_numpy()
+        return None
+    ids = scores.column("customer_id").cast(pa.string()).to_pylist()
+    rows = np.fromiter((table.positions.get(i, -1) for i in ids), dtype="int64", count=len(ids))
+    if len(ids) != len(table) or (rows < 0).any() or len(np.unique(rows)) != len(rows):
+        logger.warning(
+            "%s scores %d customers, the feature table holds %d (not the same set); lookups "
+            "are scored by the model",
+            scores_path,
+            len(ids),
+            len(table),
+        )
+        return None
+    order = pa.array(np.argsort(rows))  # scores row for each table row
+    taken = scores.take(order)
+    return BatchAnswers(
+        clv=taken.column("clv").to_numpy().astype("float64"),
+        p_churn=taken.column("p_churn").to_numpy().astype("float64"),
+        labels={
+            name: taken.column(name).combine_chunks()
+            for name in SCORED_FIELDS
+            if name not in ("clv", "p_churn")
+        },
+        source=scores_path,
+    )
+
+
+def load_value_thresholds(
+    table: FeatureTable, model: CustomerValueModel, answers: BatchAnswers | None = None
+) -> tuple[dict[str, float], str]:
+    """Value-segment thresholds equal to the ones batch scoring used for the same base.
+
+    Value tiers are shares of the whole base's predicted CLV, so they cannot be computed from
+    one request. With the batch run's answers (:func:`load_batch_answers`) they are computed
+    from its CLVs, exactly as batch did. Otherwise the served model predicts the whole feature
+    table once at startup and the thresholds are computed on those CLVs, as batch would with
+    this model.
+
+    Returns
+    -------
+    (dict, str)
+        The thresholds (:func:`serving.segments.value_thresholds`) and where they came from.
+    """
+    if answers is not None:
+        return value_thresholds(answers.clv), f"clv of {answers.source}"
+    clv, _ = model.predict_matrix(table.matrix.astype("float32"))
     return value_thresholds(clv), f"clv predicted on {table.path} at startup"
 
 
@@ -259,8 +354,13 @@ def _result(
     }
 
 
-def prepare(items: Sequence[Mapping[str, Any]], table: FeatureTable, spec: FeatureSpec) -> Pending:
-    """Find or build the features of every request item.
+def prepare(
+    items: Sequence[Mapping[str, Any]],
+    table: FeatureTable,
+    spec: FeatureSpec,
+    answers: BatchAnswers | None = None,
+) -> Pending:
+    """Find or build the features of every request item (or its answer, for a lookup).
 
     Parameters
     ----------
@@ -274,6 +374,9 @@ def prepare(items: Sequence[Mapping[str, Any]], table: FeatureTable, spec: Featu
         The materialised features.
     spec : FeatureSpec
         The served model's feature spec.
+    answers : BatchAnswers, optional
+        The batch run's answers for the table's customers; found lookups are answered from
+        them and need no model call.
 
     Returns
     -------
@@ -302,6 +405,8 @@ def prepare(items: Sequence[Mapping[str, Any]], table: FeatureTable, spec: Featu
                     f"customer_id {customer_id!r} is not in the feature table (cutoff "
                     f"{format_cutoff(table.cutoff)}); send its orders to score it from its history"
                 )
+            elif answers is not None:
+                result.update(answers.record(row))
             else:
                 lookup_slots.append(slot)
                 lookup_rows.append(row)
@@ -357,8 +462,13 @@ def validate_history(
         raw_orders, source=f"customers[{slot}].orders", strict=True
     ).frame
     checked_events = None
-    if events:
-        raw_events = pd.DataFrame.from_records(list(events)).assign(customer_id=key)
+    if events is not None:
+        # An empty list is data too: the customer had no service events (zeros, as in batch
+        # scoring with an events file), while no list at all means unknown (NaN features).
+        raw_events = pd.DataFrame.from_records(
+            list(events), columns=None if events else EVENT_REQUIRED
+        )
+        raw_events = raw_events.assign(customer_id=key)
         checked_events = validate_events(
             raw_events, source=f"customers[{slot}].service_events", strict=True
         ).frame
@@ -378,15 +488,16 @@ def build_inline_features(
         The request slots that have at least one order before their cutoff and their feature
         rows (RangeIndex, ``columns``) in the same order.
     """
-    by_cutoff: dict[pd.Timestamp, list[tuple[pd.DataFrame, pd.DataFrame | None]]] = {}
+    # Customers sent with service events (even none) and without them are built apart: with an
+    # events table, a customer without events has zero tickets; without one, unknown.
+    groups: dict[tuple[pd.Timestamp, bool], list[tuple[pd.DataFrame, pd.DataFrame | None]]] = {}
     for _, cutoff, orders, events in inline:
-        by_cutoff.setdefault(cutoff, []).append((orders, events))
+        groups.setdefault((cutoff, events is not None), []).append((orders, events))
     slots: list[int] = []
     frames: list[pd.DataFrame] = []
-    for cutoff, histories in by_cutoff.items():
+    for (cutoff, with_events), histories in groups.items():
         orders = pd.concat([o for o, _ in histories], ignore_index=True)
-        event_frames = [e for _, e in histories if e is not None]
-        events = pd.concat(event_frames, ignore_index=True) if event_frames else None
+        events = pd.concat([e for _, e in histories], ignore_index=True) if with_events else None
         features = build_features(orders, events, cutoff=cutoff, spec=spec)
         slots.extend(int(key) for key in features.index)
         frames.append(features[list(columns)])

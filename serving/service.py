@@ -14,11 +14,17 @@ per request that, on BentoML 1.4.39, needed two workarounds (a DataFrame batch-s
 sessions closed under in-flight calls, bentoml/BentoML#5540) and cost about twice the server
 CPU per request; see bench/RESULTS-online.md.
 
+Lookups at the feature table's cutoff are answered from the scores the same batch run wrote
+beside the table (``scores.parquet``: the same features, model and code, so the same answer),
+when they belong to the served model version; otherwise, and for inline histories, the model
+scores the request. ``CUSTOMER_VALUE_LOOKUPS=model`` makes the model score every lookup.
+
 Configuration is infrastructure only, from the environment: ``CUSTOMER_VALUE_MODEL_URI``
 (default ``models:/customer-value@champion``), ``CUSTOMER_VALUE_FEATURES`` (default
-``models/scores/online_features.parquet``), ``CUSTOMER_VALUE_API_KEY`` (optional) and
-``MLFLOW_TRACKING_URI``. BentoML settings such as the worker count can be overridden with
-``BENTOML_CONFIG_OPTIONS`` (e.g. ``services.CustomerValue.workers=1``).
+``models/scores/online_features.parquet``), ``CUSTOMER_VALUE_LOOKUPS`` (``batch`` or
+``model``), ``CUSTOMER_VALUE_API_KEY`` (optional) and ``MLFLOW_TRACKING_URI``. BentoML
+settings such as the worker count can be overridden with ``BENTOML_CONFIG_OPTIONS`` (e.g.
+``services.CustomerValue.workers=1``).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal, NoReturn
 
+import anyio
 import anyio.to_thread
 import bentoml
 import numpy as np
@@ -52,6 +59,7 @@ from serving.online import (
     API_KEY_ENV,
     OnlineConfig,
     finish,
+    load_batch_answers,
     load_feature_table,
     load_value_thresholds,
     prepare,
@@ -279,21 +287,33 @@ class CustomerValue:
         self.model = tracking.load_model(config.model_uri)
         self.info = tracking.version_info(config.model_uri)
         self.table = load_feature_table(config.features, self.model.feature_names_in_)
-        self.thresholds, source = load_value_thresholds(
-            self.table, self.model, self.info["model_version"]
+        self.answers = (
+            load_batch_answers(self.table, self.info["model_version"])
+            if config.lookups == "batch"
+            else None
         )
+        self.thresholds, source = load_value_thresholds(self.table, self.model, self.answers)
+        # Warm the model path (XGBoost's first calls allocate): the first requests should not
+        # pay for it, and the batcher's latency model is fit on the first batches it times.
+        for rows in (1, 16):
+            score_rows(self.model, self.table.matrix[:rows], self.thresholds)
+        self._feature_builder = anyio.CapacityLimiter(1)
         self.batcher = AdaptiveBatcher(
             functools.partial(score_rows, self.model, thresholds=self.thresholds),
             max_batch_size=MAX_BATCH_ROWS,
             max_latency_ms=MAX_LATENCY_MS,
         )
         logger.info(
-            "serving %s v%s: %d customers at cutoff %s from %s; value thresholds from %s (%.1fs)",
+            "serving %s v%s: %d customers at cutoff %s from %s; lookups answered %s; value "
+            "thresholds from %s (%.1fs)",
             self.info["model_name"],
             self.info["model_version"],
             len(self.table),
             self.table.cutoff,
             self.table.path,
+            "by the model"
+            if self.answers is None
+            else f"from the batch scores {self.answers.source}",
             source,
             time.perf_counter() - tick,
         )
@@ -308,10 +328,19 @@ class CustomerValue:
         """
         items = [customer.model_dump(exclude_none=True) for customer in customers]
         if any("orders" in item for item in items):
-            # Building features is CPU work in pandas; keep the event loop free meanwhile.
-            pending = await anyio.to_thread.run_sync(prepare, items, self.table, self.model.spec)
+            # Building features is CPU work in pandas: one thread at a time keeps the event
+            # loop free without many threads fighting over the GIL (which slowed the model
+            # batches enough for the dispatcher to shed them).
+            pending = await anyio.to_thread.run_sync(
+                prepare,
+                items,
+                self.table,
+                self.model.spec,
+                self.answers,
+                limiter=self._feature_builder,
+            )
         else:
-            pending = prepare(items, self.table, self.model.spec)
+            pending = prepare(items, self.table, self.model.spec, self.answers)
         scored = None if pending.matrix is None else await self.batcher(pending.matrix)
         return ScoreResponse.model_validate({**self.info, "results": finish(pending, scored)})
 

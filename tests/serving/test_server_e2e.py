@@ -1,12 +1,14 @@
 """The real server: `bentoml serve` in a subprocess, spoken to over loopback HTTP."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -44,20 +46,21 @@ def scored(latest_scores):
     return latest_scores
 
 
-@pytest.fixture(scope="module")
-def server(trained_store, scored, tmp_path_factory):
+@contextlib.contextmanager
+def running_server(
+    trained_store, features: Path, home: Path, log_path: Path, **env_extra: str
+) -> Iterator[httpx.Client]:
     """`bentoml serve serving.service:CustomerValue` on a free loopback port; always stopped."""
-    config, _ = scored
     port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": trained_store.tracking_uri,
         "CUSTOMER_VALUE_MODEL_URI": trained_store.model_uri,
-        "CUSTOMER_VALUE_FEATURES": str(config.features_out),
+        "CUSTOMER_VALUE_FEATURES": str(features),
         "CUSTOMER_VALUE_API_KEY": API_KEY,
-        "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml_home")),
+        "BENTOML_HOME": str(home),
         "BENTOML_DO_NOT_TRACK": "true",
+        **env_extra,
     }
     bentoml = Path(sys.executable).with_name("bentoml")
     command = [str(bentoml), "serve", "serving.service:CustomerValue"]
@@ -90,6 +93,32 @@ def server(trained_store, scored, tmp_path_factory):
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(trained_store, scored, tmp_path_factory):
+    """The service as deployed by default: lookups answered from the batch scores."""
+    config, _ = scored
+    folder = tmp_path_factory.mktemp("server")
+    with running_server(
+        trained_store, config.features_out, folder / "bentoml", folder / "server.log"
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def model_server(trained_store, scored, tmp_path_factory):
+    """The service with ``CUSTOMER_VALUE_LOOKUPS=model``: the model scores every lookup."""
+    config, _ = scored
+    folder = tmp_path_factory.mktemp("model-server")
+    with running_server(
+        trained_store,
+        config.features_out,
+        folder / "bentoml",
+        folder / "server.log",
+        CUSTOMER_VALUE_LOOKUPS="model",
+    ) as client:
+        yield client
 
 
 def test_lookup_inline_and_unknown(server, scored, trained_store):
@@ -157,7 +186,10 @@ def test_api_key_is_required_except_on_probes(server, scored):
         assert httpx.get(f"{url}{path}", timeout=30).status_code == 200, path
 
 
-def test_concurrent_requests_are_batched_and_metrics_show_it(server, scored):
+def test_concurrent_requests_are_batched_and_metrics_show_it(model_server, scored):
+    # With CUSTOMER_VALUE_LOOKUPS=model every lookup goes through the model's adaptive
+    # batching; the answers must still be the batch scores.
+    server = model_server
     _, scores = scored
     ids = list(scores.index[:120])
     url = str(server.base_url)
@@ -175,8 +207,10 @@ def test_concurrent_requests_are_batched_and_metrics_show_it(server, scored):
     assert [r.status_code for r in responses] == [200] * len(ids)
     for customer_id, response in zip(ids, responses, strict=True):
         (result,) = response.json()["results"]
+        expected = scores.loc[customer_id]
         assert result["customer_id"] == customer_id
-        assert result["clv"] == pytest.approx(scores.loc[customer_id, "clv"], rel=1e-6, abs=1e-9)
+        assert result["clv"] == pytest.approx(expected["clv"], rel=1e-6, abs=1e-9)
+        assert result["reasons"] == expected["reasons"]
     metrics = server.get("/metrics").text
     assert "bentoml_service_request_total" in metrics
     batches = sum(

@@ -12,7 +12,17 @@ import pytest
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
-from serving.online import load_feature_table, load_value_thresholds
+from serving.online import (
+    OnlineConfig,
+    build_inline_features,
+    finish,
+    load_batch_answers,
+    load_feature_table,
+    load_value_thresholds,
+    prepare,
+    score_rows,
+    validate_history,
+)
 from serving.segments import value_thresholds
 from serving.service import (
     MAX_BODY_BYTES,
@@ -119,18 +129,51 @@ def test_inline_history_equals_batch_at_the_batch_cutoff(svc, online, trained_st
     _, scores = online
     cutoff = scores["cutoff"].iloc[0]
     ids = some_customers(scores, trained_store.events)
+    quiet = scores.index.difference(trained_store.events["customer_id"].unique())
+    ids.append(quiet[0])  # a customer without service events
     customers = []
     for customer_id in ids:
         orders = trained_store.orders[trained_store.orders["customer_id"] == customer_id]
         events = trained_store.events[trained_store.events["customer_id"] == customer_id]
-        item = {"customer_id": customer_id, "cutoff": str(cutoff), "orders": history(orders)}
-        if len(events):
-            item["service_events"] = history(events)
+        # Batch had an events file, so "no events" is sent as [] (zero tickets), not omitted.
+        item = {
+            "customer_id": customer_id,
+            "cutoff": str(cutoff),
+            "orders": history(orders),
+            "service_events": history(events),
+        }
         customers.append(item)
+    assert any(not c["service_events"] for c in customers)  # some have none
     answer = score(svc, {"customers": customers})
     for result in answer["results"]:
         assert result["source"] == "inline"
         assert_matches_batch(result, scores.loc[result["customer_id"]])
+
+
+def test_omitted_service_events_mean_unknown_and_an_empty_list_means_none(svc, trained_store):
+    cutoff = pd.Timestamp("2025-01-01")
+    with_events = trained_store.events["customer_id"].unique()
+    quiet = next(
+        c for c in trained_store.orders["customer_id"].unique() if c not in set(with_events)
+    )
+    orders = trained_store.orders[trained_store.orders["customer_id"] == quiet]
+    inline = [
+        (0, cutoff, *validate_history(0, history(orders), [])),
+        (1, cutoff, *validate_history(1, history(orders), None)),
+        # Another customer with events in the same request must not change customer 1.
+        (
+            2,
+            cutoff,
+            *validate_history(
+                2, history(orders), [{"occurred_at": "2024-06-01", "kind": "ticket"}]
+            ),
+        ),
+    ]
+    slots, built = build_inline_features(inline, svc.model.spec, svc.table.columns)
+    rows = dict(zip(slots, built.to_dict("records"), strict=True))
+    assert rows[0]["tickets_365d"] == 0 and rows[0]["open_tickets"] == 0
+    assert np.isnan(rows[1]["tickets_365d"]) and np.isnan(rows[1]["open_tickets"])
+    assert rows[2]["tickets_365d"] == 1
 
 
 def test_unknown_customer_is_a_per_item_status(svc, online):
@@ -359,14 +402,67 @@ def test_thresholds_without_the_scores_file_equal_batch(online, tmp_path):
     model = tracking.load_model(config.model_uri)
     version = tracking.version_info(config.model_uri)["model_version"]
     table = load_feature_table(lonely, model.feature_names_in_)
-    thresholds, source = load_value_thresholds(table, model, version)
+    assert load_batch_answers(table, version) is None  # no scores.parquet beside it
+    thresholds, source = load_value_thresholds(table, model)
     assert "predicted" in source
     expected = value_thresholds(scores["clv"].to_numpy())
     assert thresholds == pytest.approx(expected, rel=1e-9)
-    beside, source = load_value_thresholds(
-        load_feature_table(config.features_out, model.feature_names_in_), model, version
-    )
-    assert beside == expected and "scores.parquet" in source
+    beside = load_feature_table(config.features_out, model.feature_names_in_)
+    answers = load_batch_answers(beside, version)
+    assert answers is not None
+    thresholds, source = load_value_thresholds(beside, model, answers)
+    assert thresholds == expected and "scores.parquet" in source
+
+
+def test_model_scored_lookups_equal_the_batch_answers(online):
+    # The service answers lookups from the batch scores; the model path it falls back to (and
+    # CUSTOMER_VALUE_LOOKUPS=model) must give the same answers for every customer.
+    config, scores = online
+    model = tracking.load_model(config.model_uri)
+    version = tracking.version_info(config.model_uri)["model_version"]
+    table = load_feature_table(config.features_out, model.feature_names_in_)
+    answers = load_batch_answers(table, version)
+    thresholds, _ = load_value_thresholds(table, model, answers)
+    items = [{"customer_id": i} for i in scores.index]
+    pending = prepare(items, table, model.spec)
+    by_model = finish(pending, score_rows(model, pending.matrix, thresholds))
+    from_batch = prepare(items, table, model.spec, answers)
+    assert from_batch.matrix is None  # nothing left for the model
+    for computed, stored in zip(by_model, from_batch.results, strict=True):
+        assert_matches_batch(computed, scores.loc[computed["customer_id"]])
+        for name in ("clv", "p_churn"):
+            assert computed[name] == pytest.approx(stored[name], rel=1e-6, abs=1e-9), name
+        for name in COMPARED:
+            assert computed[name] == stored[name], name
+
+
+def test_batch_answers_are_refused_when_they_belong_to_another_run(online, tmp_path):
+    config, scores = online
+    model = tracking.load_model(config.model_uri)
+    version = tracking.version_info(config.model_uri)["model_version"]
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    features = folder / "online_features.parquet"
+    features.write_bytes(config.features_out.read_bytes())
+    table = load_feature_table(features, model.feature_names_in_)
+    frame = scores.reset_index()
+    for label, changed in (
+        ("other version", frame.assign(model_version="999")),
+        ("other cutoff", frame.assign(cutoff=frame["cutoff"] - pd.Timedelta(days=1))),
+        ("other customers", frame.iloc[1:]),
+    ):
+        changed.to_parquet(folder / "scores.parquet", index=False)
+        assert load_batch_answers(table, version) is None, label
+    frame.to_parquet(folder / "scores.parquet", index=False)
+    assert load_batch_answers(table, version) is not None
+    assert load_batch_answers(table, "999") is None  # the table was written by another version
+
+
+def test_lookup_mode_comes_from_the_environment():
+    assert OnlineConfig.from_env({}).lookups == "batch"
+    assert OnlineConfig.from_env({"CUSTOMER_VALUE_LOOKUPS": "model"}).lookups == "model"
+    with pytest.raises(ValueError, match="CUSTOMER_VALUE_LOOKUPS='fast'; expected one of batch"):
+        OnlineConfig.from_env({"CUSTOMER_VALUE_LOOKUPS": "fast"})
 
 
 def test_feature_table_errors_say_what_to_do(tmp_path):
