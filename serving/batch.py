@@ -370,7 +370,7 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
         choices=REASON_MODES,
         default=d.reasons,
         help="drivers per customer: approximate contributions (default), exact TreeSHAP "
-        "(about 100x slower), or none",
+        "(about 90x slower), or none",
     )
     parser.add_argument("--strict", action="store_true", help="fail on any unusable input row")
     args = parser.parse_args(argv)

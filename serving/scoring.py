@@ -17,7 +17,7 @@ from serving.explain import reason_texts
 from training.scorer import CustomerValueModel
 
 #: How the per-customer drivers are computed: XGBoost's approximate (Saabas) contributions,
-#: exact TreeSHAP (about 100x slower), or none (empty strings; fastest).
+#: exact TreeSHAP (about 90x slower), or none (empty strings; fastest).
 REASON_MODES: tuple[str, ...] = ("approximate", "exact", "none")
 
 
