@@ -42,25 +42,27 @@ _TEMPLATES: dict[str, str] = {
     "mean_review_score": "reviews average {v:.1f} stars",
     "last_review_score": "last review {v:.0f} stars",
 }
+#: Words for a missing value. Each feature has its own, so that two missing features among a
+#: customer's top reasons never read as the same reason twice.
 _MISSING: dict[str, str] = {
     "days_since_last_ticket": "no support tickets",
-    "open_tickets": "no support data",
+    "open_tickets": "open tickets unknown (no support data)",
     "mean_review_score": "no reviews",
-    "last_review_score": "no reviews",
+    "last_review_score": "no last review to go by",
     "repeat_order_value_mean": "no repeat orders yet",
     "days_between_orders_mean": "only one order so far",
     "days_between_orders_std": "fewer than three orders",
 }
 #: Windowed quality features are missing when there is nothing to judge in the window.
 _MISSING_WINDOWED: dict[str, str] = {
-    "late_deliveries": "no delivery dates known for the last {w} days",
-    "late_delivery_rate": "no delivery dates known for the last {w} days",
-    "mean_days_late": "no delivery dates known for the last {w} days",
-    "cancellation_rate": "no order statuses known for the last {w} days",
-    "returns": "no order statuses known for the last {w} days",
-    "returned_value_share": "no order statuses known for the last {w} days",
-    "tickets": "no support data",
-    "bad_tickets": "no support data",
+    "late_deliveries": "late deliveries unknown (no delivery dates in the last {w} days)",
+    "late_delivery_rate": "late-delivery rate unknown (no delivery dates in the last {w} days)",
+    "mean_days_late": "days late unknown (no delivery dates in the last {w} days)",
+    "cancellation_rate": "cancellations unknown (no order statuses in the last {w} days)",
+    "returns": "returns unknown (no order statuses in the last {w} days)",
+    "returned_value_share": "returned value unknown (no order statuses in the last {w} days)",
+    "tickets": "support tickets unknown (no support data for the last {w} days)",
+    "bad_tickets": "ticket resolutions unknown (no support data for the last {w} days)",
     "mean_resolution_hours": "no resolved tickets in the last {w} days",
     "mean_ticket_csat": "no rated tickets in the last {w} days",
 }

@@ -4,6 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features import feature_names
+from features.spec import FeatureSpec
 from serving.explain import describe, reason_texts, top_reasons
 from serving.segments import ACTIONS, assign_segments, value_thresholds
 
@@ -37,9 +39,13 @@ def test_all_zero_predictions_do_not_crash():
         ("days_since_last_order", 210.4, "last order 210 days ago"),
         ("orders_90d", 1.0, "1 orders in the last 90 days"),
         ("late_delivery_rate_365d", 0.25, "25% of deliveries late in the last 365 days"),
-        ("last_review_score", np.nan, "no reviews"),
-        ("returns_365d", np.nan, "no order statuses known for the last 365 days"),
-        ("bad_tickets_365d", np.nan, "no support data"),
+        ("last_review_score", np.nan, "no last review to go by"),
+        ("returns_365d", np.nan, "returns unknown (no order statuses in the last 365 days)"),
+        (
+            "bad_tickets_365d",
+            np.nan,
+            "ticket resolutions unknown (no support data for the last 365 days)",
+        ),
         ("mystery", 2.0, "mystery = 2"),
     ],
 )
@@ -111,3 +117,11 @@ def test_reason_texts_rank_by_magnitude_and_check_shapes():
     with pytest.raises(ValueError, match="rows x 3 features"):
         reason_texts(contributions[:, :2], values, names)
     assert reason_texts(np.empty((0, 3)), np.empty((0, 3)), names).to_pylist() == []
+
+
+def test_every_feature_has_its_own_words_when_missing():
+    # Two missing features among the top reasons must not read as one reason twice.
+    names = feature_names(FeatureSpec())
+    texts = [describe(name, np.nan) for name in names]
+    repeated = {t for t in texts if texts.count(t) > 1}
+    assert not repeated, repeated
