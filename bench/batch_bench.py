@@ -33,7 +33,7 @@ def main() -> None:
     from serving.scoring import score_frame
     from training import tracking
 
-    tracking.configure()
+    tracking.configure(read_only=True)
     model = tracking.load_model(args.model_uri)
     folder = args.cache / str(args.customers)
     orders = pd.read_parquet(folder / "orders.parquet")

@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     config = parse_args(argv)
     try:
-        tracking.configure()
+        tracking.configure(read_only=True)
         summary = run(config)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

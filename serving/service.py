@@ -293,7 +293,7 @@ class CustomerValue:
             # The worker's logging is BentoML's (root at WARNING); show our startup summary.
             package.setLevel(logging.INFO)
         config = OnlineConfig.from_env()
-        tracking.configure()
+        tracking.configure(read_only=True)
         self.model = tracking.load_model(config.model_uri)
         self.info = tracking.version_info(config.model_uri)
         self.table = load_feature_table(config.features, self.model.feature_names_in_)

@@ -46,14 +46,20 @@ def tracking_uri() -> str:
     return f"sqlite:///{path}"
 
 
-def configure(uri: str | None = None, experiment: str = EXPERIMENT) -> str:
+def configure(
+    uri: str | None = None, experiment: str = EXPERIMENT, *, read_only: bool = False
+) -> str:
     """Point MLflow at ``uri`` (default :func:`tracking_uri`) and the experiment; return the URI.
 
-    A new experiment on a local store keeps its artifacts under ``models/mlartifacts``.
+    A new experiment on a local store keeps its artifacts under ``models/mlartifacts``. With
+    ``read_only`` (scoring, which only loads registered models) nothing is created or written:
+    only the tracking and registry URIs are set.
     """
     uri = uri or tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if read_only:
+        return uri
     if mlflow.get_experiment_by_name(experiment) is None:
         location = None
         if uri.startswith("sqlite:///"):

@@ -133,3 +133,14 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     orders.write_text("customer_id,ordered_at,amount\na,2024-01-01,1\na,2024-06-01,2\n")
     assert main(["--orders", str(orders), "--horizon-days", "400"]) == 2
     assert "horizon_days=400 is too long for 153 days of orders" in capsys.readouterr().err
+
+
+def test_read_only_configure_creates_no_experiment(trained_store, tmp_path):
+    # Scoring only loads registered models: it must not create experiments in the store.
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    try:
+        tracking.configure(uri, experiment="never-created", read_only=True)
+        assert mlflow.get_tracking_uri() == uri
+        assert MlflowClient(uri).get_experiment_by_name("never-created") is None
+    finally:
+        tracking.configure(trained_store.tracking_uri)
