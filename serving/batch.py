@@ -36,10 +36,9 @@ DEFAULT_FEATURES_OUT = Path("models/scores/online_features.parquet")
 META_CUTOFF = b"customer_value.cutoff"
 META_MODEL_NAME = b"customer_value.model_name"
 META_MODEL_VERSION = b"customer_value.model_version"
-SCORE_COLUMNS: tuple[str, ...] = (
-    "customer_id",
-    "cutoff",
-    "horizon_days",
+#: What scoring gives every customer: predictions, segments, action and reasons (the batch
+#: file's columns and the online answer's fields).
+SCORED_FIELDS: tuple[str, ...] = (
     "clv",
     "p_churn",
     "value_segment",
@@ -47,6 +46,12 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "action",
     "reasons",
     "value_reasons",
+)
+SCORE_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "cutoff",
+    "horizon_days",
+    *SCORED_FIELDS,
     "model_name",
     "model_version",
 )

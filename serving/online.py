@@ -25,6 +25,7 @@ from serving.batch import (
     META_CUTOFF,
     META_MODEL_NAME,
     META_MODEL_VERSION,
+    SCORED_FIELDS,
 )
 from serving.scoring import score_matrix
 from serving.segments import segment_labels, value_thresholds
@@ -41,16 +42,6 @@ LOOKUPS_ENV = "CUSTOMER_VALUE_LOOKUPS"
 LOOKUP_MODES: tuple[str, ...] = ("batch", "model")
 #: The batch scores file the feature table was written with; its CLVs give the value thresholds.
 SCORES_NAME = "scores.parquet"
-#: What :func:`score_rows` returns for every feature row.
-SCORED_FIELDS: tuple[str, ...] = (
-    "clv",
-    "p_churn",
-    "value_segment",
-    "risk_segment",
-    "action",
-    "reasons",
-    "value_reasons",
-)
 
 STATUS_OK = "ok"
 STATUS_UNKNOWN = "unknown_customer"

@@ -45,12 +45,13 @@ import anyio.to_thread
 import bentoml
 import numpy as np
 from bentoml._internal.marshal.dispatcher import CorkDispatcher
-from bentoml.exceptions import ServiceUnavailable
+from bentoml.exceptions import BentoMLException, ServiceUnavailable
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -89,6 +90,8 @@ WORKERS = 2
 ACCESS_LOG = {"access": {"enabled": False}}
 #: Paths that stay open when an API key is configured (probes and Prometheus).
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/metrics"})
+#: The logger BentoML's API wrapper reports every failed request on (with a traceback).
+BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
 #: One OpenMP thread per process: XGBoost's default thread pool makes small predictions several
 #: times slower on small machines, and the workers already share the cores.
 THREAD_ENVS = [{"name": "OMP_NUM_THREADS", "value": "1"}]
@@ -277,6 +280,37 @@ def _batch_rows_histogram() -> Any:
     )
 
 
+class ClientErrorLog(logging.Filter):
+    """Log a rejected request (4xx) as one warning naming the fields, without a traceback.
+
+    BentoML logs every failed request as an error with the full traceback, so each malformed
+    storefront request printed about 40 lines that looked like a server fault. The caller
+    already gets the details in the 400 body; the server log keeps one line per rejection, and
+    server faults (5xx) keep their traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite records of client errors in place; never drop a record."""
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()[:3]
+            )
+            summary = f"{error.error_count()} validation error(s): {problems}"
+        elif isinstance(error, BentoMLException) and int(error.error_code) < 500:
+            summary = f"{int(error.error_code)}: {error}"
+        else:
+            return True
+        record.msg = "Rejected request on %s [%s]: %s"
+        record.args = (*(record.args or ()), summary)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+CLIENT_ERROR_LOG = ClientErrorLog()
+
+
 @bentoml.service(
     workers=WORKERS,
     envs=THREAD_ENVS,
@@ -292,6 +326,7 @@ class CustomerValue:
         if package.level == logging.NOTSET:
             # The worker's logging is BentoML's (root at WARNING); show our startup summary.
             package.setLevel(logging.INFO)
+        logging.getLogger(BENTOML_REQUEST_LOGGER).addFilter(CLIENT_ERROR_LOG)
         config = OnlineConfig.from_env()
         tracking.configure(read_only=True)
         self.model = tracking.load_model(config.model_uri)

@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import logging
+import sys
 import time
 
 import numpy as np
@@ -25,6 +27,8 @@ from serving.online import (
 )
 from serving.segments import value_thresholds
 from serving.service import (
+    BENTOML_REQUEST_LOGGER,
+    CLIENT_ERROR_LOG,
     MAX_BODY_BYTES,
     MAX_CUSTOMERS,
     MAX_ORDERS,
@@ -343,12 +347,38 @@ def test_http_lookup_and_inline(client, online, trained_store):
         (b"not json", []),
     ],
 )
-def test_http_malformed_body_is_400_json_naming_the_field(client, content, loc):
-    response = client.post("/score", content=content, headers={"content-type": "application/json"})
+def test_http_malformed_body_is_400_json_naming_the_field(client, content, loc, caplog):
+    with caplog.at_level(logging.INFO, logger=BENTOML_REQUEST_LOGGER):
+        response = client.post(
+            "/score", content=content, headers={"content-type": "application/json"}
+        )
     assert response.status_code == 400
     body = response.json()
     assert "validation error" in body["error"]
     assert loc in [error["loc"] for error in body["detail"]]
+    # The server log gets one warning naming the field, not an error with a traceback.
+    (record,) = [r for r in caplog.records if r.name == BENTOML_REQUEST_LOGGER]
+    assert (record.levelname, record.exc_info) == ("WARNING", None)
+    assert record.getMessage().startswith("Rejected request on /score [POST]: ")
+    assert ".".join(map(str, loc)) in record.getMessage()
+
+
+def test_server_faults_keep_their_traceback_in_the_log():
+    try:
+        raise RuntimeError("model file vanished")
+    except RuntimeError:
+        record = logging.LogRecord(
+            BENTOML_REQUEST_LOGGER,
+            logging.ERROR,
+            __file__,
+            1,
+            "Exception on %s [%s]",
+            ("/score", "POST"),
+            sys.exc_info(),
+        )
+    assert CLIENT_ERROR_LOG.filter(record)
+    assert record.levelname == "ERROR"
+    assert record.exc_info is not None
 
 
 def test_http_probes_are_open_without_the_key(client):
