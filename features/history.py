@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 
 DAY = np.timedelta64(1, "D")
+
+
+#: Words pandas turns into the wall clock at parse time.
+RELATIVE_WORDS = frozenset({"now", "today"})
 
 
 def as_cutoff(cutoff: object) -> pd.Timestamp:
@@ -21,6 +27,11 @@ def as_cutoff(cutoff: object) -> pd.Timestamp:
 
 def as_timestamp(value: object, name: str) -> pd.Timestamp:
     """Parse a date-like ``value`` into a naive UTC ``Timestamp``; the error names ``name``."""
+    # pandas reads "now"/"today" as the wall clock and a bare integer as nanoseconds since
+    # 1970; neither is a point in time a run can be repeated at.
+    relative = isinstance(value, str) and value.strip().lower() in RELATIVE_WORDS
+    if relative or isinstance(value, numbers.Real):
+        raise ValueError(f"{name} {value!r} is not a date; expected e.g. '2025-06-30'")
     try:
         ts = pd.Timestamp(value)
     except (TypeError, ValueError) as err:

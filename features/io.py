@@ -17,6 +17,10 @@ ORDER_REQUIRED: tuple[str, ...] = ("customer_id", "ordered_at", "amount")
 ORDER_OPTIONAL: tuple[str, ...] = ("order_id", "status", "promised_at", "delivered_at")
 EVENT_REQUIRED: tuple[str, ...] = ("customer_id", "occurred_at", "kind")
 EVENT_OPTIONAL: tuple[str, ...] = ("order_id", "score", "resolution_hours", "amount")
+#: Largest magnitude any numeric value may have. Features are float32 for XGBoost and sum many
+#: orders; no real order amount, review score or resolution time comes near this, so a larger
+#: value is a unit or parsing error (the row is quarantined rather than overflowing a feature).
+LARGEST_NUMBER = 1e12
 CANONICAL_COLUMNS: frozenset[str] = frozenset(
     ORDER_REQUIRED + ORDER_OPTIONAL + EVENT_REQUIRED + EVENT_OPTIONAL
 )
@@ -165,9 +169,9 @@ def validate_orders(
 ) -> LoadResult:
     """Validate orders already in memory with canonical column names.
 
-    Unusable rows (missing customer_id, unparseable ordered_at, missing, non-numeric or negative
-    amount, unknown status, repeated order_id) are quarantined with a reason; unparseable
-    optional dates become missing and are reported.
+    Unusable rows (missing customer_id, unparseable ordered_at, missing, non-numeric, infinite,
+    negative or implausibly large amount, unknown status, repeated order_id) are quarantined
+    with a reason; unparseable optional dates become missing and are reported.
     """
     _require(raw, ORDER_REQUIRED, ORDER_OPTIONAL, source)
     checker = _Checker(raw, source)
@@ -320,6 +324,8 @@ class _Checker:
     ) -> None:
         values = self.raw[name]
         numeric = pd.to_numeric(values, errors="coerce").astype("float64")
+        # Infinity parses as a number but breaks every sum and XGBoost's input check.
+        numeric = numeric.mask(np.isinf(numeric))
         non_numeric = numeric.isna() & values.notna()
         if required:
             self._flag(
@@ -342,6 +348,12 @@ class _Checker:
                 if minimum != 0
                 else f"column '{name}' has {{n}} negative values; expected {name} >= 0",
             )
+        self._flag(
+            numeric.abs() > LARGEST_NUMBER,
+            f"implausible {name}",
+            f"column '{name}' has {{n}} values beyond {LARGEST_NUMBER:,.0f} in size; expected "
+            f"a plausible {name}",
+        )
         if maximum is not None:
             self._flag(
                 numeric > maximum,
@@ -405,8 +417,15 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
     elif pd.api.types.is_numeric_dtype(values):
+        # Only whole numbers that can be a yyyymmdd; a float like 2.5 or an integer past int64
+        # would make the Int64 cast raise instead of becoming NaT.
+        numeric = values.astype("float64")
+        yyyymmdd = (numeric == np.floor(numeric)) & numeric.between(0, 99_991_231)
         parsed = pd.to_datetime(
-            values.astype("Int64").astype("str"), format="%Y%m%d", errors="coerce", utc=True
+            numeric.where(yyyymmdd).astype("Int64").astype("str"),
+            format="%Y%m%d",
+            errors="coerce",
+            utc=True,
         )
     else:
         text = values.astype("str").str.strip().where(values.notna())

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from features import build_features
+from features.history import as_cutoff
 from features.io import load_events, load_orders
 from serving.scoring import REASON_MODES, score_frame
 from serving.segments import assign_segments, value_thresholds
@@ -167,7 +168,7 @@ def resolve_cutoff(cutoff: str, orders: pd.DataFrame) -> pd.Timestamp:
     if cutoff == "latest":
         return orders["ordered_at"].max().normalize() + pd.Timedelta(days=1)
     try:
-        return pd.Timestamp(cutoff)
+        return as_cutoff(cutoff)
     except ValueError as err:
         raise ValueError(
             f"--cutoff {cutoff!r} is not a date; expected YYYY-MM-DD or 'latest'"

@@ -254,13 +254,28 @@ class AdaptiveBatcher:
             )(self._score)
         return await self._dispatch(matrix)
 
-    async def _score(self, jobs: Sequence[np.ndarray]) -> list[list[dict[str, Any]]]:
-        records = await anyio.to_thread.run_sync(self.func, np.concatenate(jobs))
+    async def _score(self, jobs: Sequence[np.ndarray]) -> list[list[dict[str, Any]] | Exception]:
+        try:
+            records = await anyio.to_thread.run_sync(self.func, np.concatenate(jobs))
+        except Exception:
+            if len(jobs) == 1:
+                raise
+            # The dispatcher would hand one exception to every call in the batch: score each
+            # call alone, so only the call whose rows fail gets the error (the dispatcher
+            # raises a returned exception in that caller only).
+            logger.exception("a batch of %d calls failed; scoring each call alone", len(jobs))
+            return [await self._score_alone(job) for job in jobs]
         self.batches += 1
         self.rows += len(records)
         _batch_rows_histogram().observe(len(records))
         bounds = np.cumsum([0, *(len(job) for job in jobs)])
         return [records[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    async def _score_alone(self, job: np.ndarray) -> list[dict[str, Any]] | Exception:
+        try:
+            return await anyio.to_thread.run_sync(self.func, job)
+        except Exception as error:
+            return error
 
 
 def _overloaded() -> NoReturn:

@@ -56,6 +56,14 @@ def test_timestamps_iso_tz_aware_and_yyyymmdd_become_naive_utc():
     assert parsed[3:].isna().all()
 
 
+def test_numeric_timestamps_that_are_not_yyyymmdd_become_missing():
+    # A non-whole number or one past int64 must not break the parse of the other rows.
+    for values in ([20240401, 2.5, -1, 1e30], [20240401, 2**63]):
+        parsed = parse_timestamps(pd.Series(values))
+        assert parsed[0] == pd.Timestamp("2024-04-01")
+        assert parsed[1:].isna().all()
+
+
 def test_missing_required_column_lists_what_the_file_has(tmp_path):
     path = write(tmp_path, "cust,date\n1,2024-01-01\n")
     with pytest.raises(
@@ -79,6 +87,12 @@ def test_missing_required_column_lists_what_the_file_has(tmp_path):
             r"expected amount >= 0",
         ),
         ("c,2024-01-01,1,o1", "duplicate order_id", "column 'order_id' has 1 repeated values"),
+        ("c,2024-01-01,inf,x", "non-numeric amount", "column 'amount' has 1 missing or non-numer"),
+        (
+            "c,2024-01-01,1e39,x",
+            "implausible amount",
+            "column 'amount' has 1 values beyond 1,000,000,000,000 in size",
+        ),
     ],
 )
 def test_each_unusable_row_is_quarantined_with_its_reason(tmp_path, row, reason, message):
@@ -139,7 +153,7 @@ def test_events_validation(tmp_path):
         tmp_path,
         "customer_id,occurred_at,kind,score,resolution_hours\n"
         "c,2024-01-01,Ticket,4,12\nc,2024-01-02,review,7,\nc,2024-01-03,,3,\n"
-        "c,2024-01-04,ticket,,-2\n",
+        "c,2024-01-04,ticket,,-2\nc,2024-01-05,ticket,,inf\n",
         name="events.csv",
     )
     result = load_events(path)
@@ -148,6 +162,7 @@ def test_events_validation(tmp_path):
         "score above 5",
         "missing kind",
         "negative resolution_hours",
+        "non-numeric resolution_hours",
     ]
     assert any(
         "column 'score' has 1 values above 5; expected score between 1 and 5" in p

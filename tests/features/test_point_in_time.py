@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from features import FeatureSpec, build_features, build_snapshots
+from features.history import as_cutoff
 from features.synth import generate
 
 SPEC = FeatureSpec(horizon_days=180)
@@ -68,3 +69,13 @@ def test_relabelling_customer_ids_changes_no_feature_values(history):
     )
     b.index = b.index.map({v: k for k, v in renamed.items()})
     pd.testing.assert_frame_equal(a, b.loc[a.index], check_names=False, check_index_type=False)
+
+
+@pytest.mark.parametrize("value", ["now", "today", " Today ", 20250630, 1.5])
+def test_a_cutoff_is_an_explicit_date_never_the_clock_or_a_bare_number(value):
+    with pytest.raises(ValueError, match="is not a date; expected e.g. '2025-06-30'"):
+        as_cutoff(value)
+
+
+def test_a_tz_aware_cutoff_becomes_naive_utc():
+    assert as_cutoff("2025-07-01T00:00:00+02:00") == pd.Timestamp("2025-06-30T22:00:00")

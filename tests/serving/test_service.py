@@ -200,6 +200,9 @@ def test_bad_inline_rows_make_only_that_customer_invalid(svc, online):
                 "orders": [
                     {"ordered_at": "2025-01-03", "amount": -5},
                     {"ordered_at": "2025-02-03", "amount": "abc"},
+                    {"ordered_at": "2025-02-04", "amount": float("inf")},
+                    {"ordered_at": "2025-02-05", "amount": 1e39},
+                    {"ordered_at": 2**63, "amount": 3.0},
                 ],
             },
             {
@@ -217,7 +220,9 @@ def test_bad_inline_rows_make_only_that_customer_invalid(svc, online):
     assert bad["status"] == "invalid"
     assert "customers[0].orders" in bad["error"]
     assert "column 'amount' has 1 negative values" in bad["error"]
-    assert "column 'amount' has 1 missing or non-numeric values" in bad["error"]
+    assert "column 'amount' has 2 missing or non-numeric values" in bad["error"]
+    assert "column 'amount' has 1 values beyond 1,000,000,000,000 in size" in bad["error"]
+    assert "column 'ordered_at' has 1 missing or unparseable values" in bad["error"]
     assert good["status"] == "ok" and good["source"] == "inline"
     assert good["cutoff"] == "2025-06-01"
     assert 0.0 <= good["p_churn"] <= 1.0 and good["clv"] >= 0.0
@@ -290,6 +295,8 @@ def test_same_customer_twice_inline_keeps_histories_apart(svc, online):
             "cutoff is required with orders",
         ),
         ({"customers": [{"customer_id": "a", "cutoff": "soon"}]}, "is not a date"),
+        # pandas would read "now" as the wall clock: not a repeatable point in time.
+        ({"customers": [{"customer_id": "a", "cutoff": "now"}]}, "is not a date"),
         (
             {"customers": [{"customer_id": "a", "service_events": []}]},
             "service_events were sent without orders",
@@ -536,3 +543,24 @@ def test_adaptive_batcher_batches_concurrent_calls_and_keeps_order():
     assert len(sizes) < len(matrices) / 3  # concurrent calls were scored together
     # A second event loop (e.g. another asyncio.run) gets a fresh dispatcher.
     assert asyncio.run(batcher(np.ones((2, 2)))) == [{"value": 1.0}, {"value": 1.0}]
+
+
+def test_adaptive_batcher_fails_only_the_call_whose_rows_fail():
+    def func(matrix: np.ndarray) -> list[dict]:
+        if np.isinf(matrix).any():
+            raise ValueError("Input data contains inf")
+        time.sleep(0.005)
+        return [{"value": float(v)} for v in matrix[:, 0]]
+
+    batcher = AdaptiveBatcher(func, max_batch_size=64, max_latency_ms=10_000)
+    matrices = [np.full((2, 2), float(i)) for i in range(40)]
+    matrices[17] = np.full((1, 2), np.inf)
+
+    async def call_all():
+        return await asyncio.gather(*(batcher(m) for m in matrices), return_exceptions=True)
+
+    answers = asyncio.run(call_all())
+    assert isinstance(answers[17], ValueError)
+    for i, (matrix, answer) in enumerate(zip(matrices, answers, strict=True)):
+        if i != 17:
+            assert [r["value"] for r in answer] == matrix[:, 0].tolist()
