@@ -9,6 +9,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,11 @@ DEFAULT_FEATURES_OUT = Path("models/scores/online_features.parquet")
 META_CUTOFF = b"customer_value.cutoff"
 META_MODEL_NAME = b"customer_value.model_name"
 META_MODEL_VERSION = b"customer_value.model_version"
+#: One id per batch run, in the feature table and the parquet scores: the service answers
+#: lookups from the scores only when both files come from the same run.
+META_RUN_ID = b"customer_value.run_id"
+#: The reasons mode of the parquet scores (serving.scoring.REASON_MODES).
+META_REASONS = b"customer_value.reasons"
 #: What scoring gives every customer: predictions, segments, action and reasons (the batch
 #: file's columns and the online answer's fields).
 SCORED_FIELDS: tuple[str, ...] = (
@@ -139,10 +145,14 @@ class CustomerChunks:
 
 REJECT_QUARANTINED = "every order row was quarantined"
 REJECT_NO_HISTORY = "no order before the cutoff"
+REJECT_NO_ORDERS = "service events but no orders"
 
 
 def _rejected_customers(
-    quarantine: pd.DataFrame, orders: pd.DataFrame, cutoff: pd.Timestamp
+    quarantine: pd.DataFrame,
+    orders: pd.DataFrame,
+    events: pd.DataFrame | None,
+    cutoff: pd.Timestamp,
 ) -> pd.DataFrame:
     """Customers that cannot be scored, one row each with the reason."""
     known = pd.Index(orders["customer_id"].unique())
@@ -152,12 +162,20 @@ def _rejected_customers(
         else []
     )
     lost = quarantined.difference(known)
+    # Customers seen only in the service events: nothing to score, but they are in the input.
+    orderless = (
+        pd.Index(events["customer_id"].unique()).difference(known).difference(lost)
+        if events is not None
+        else pd.Index([])
+    )
     first_order = orders.groupby("customer_id", sort=False)["ordered_at"].min()
     too_new = first_order.index[first_order.to_numpy() >= cutoff.to_datetime64()]
     return pd.DataFrame(
         {
-            "customer_id": [*lost, *too_new],
-            "reason": [REJECT_QUARANTINED] * len(lost) + [REJECT_NO_HISTORY] * len(too_new),
+            "customer_id": [*lost, *orderless, *too_new],
+            "reason": [REJECT_QUARANTINED] * len(lost)
+            + [REJECT_NO_ORDERS] * len(orderless)
+            + [REJECT_NO_HISTORY] * len(too_new),
         },
         dtype="str",
     )
@@ -198,14 +216,17 @@ def run(config: BatchConfig) -> BatchSummary:
     if orders.empty:
         raise ValueError(f"no usable orders in {config.orders}; see the quarantine file")
     cutoff = resolve_cutoff(config.cutoff, orders)
-    rejects = _rejected_customers(orders_result.quarantine, orders, cutoff)
+    events = events_result.frame if events_result is not None else None
+    rejects = _rejected_customers(orders_result.quarantine, orders, events, cutoff)
     rejected = {str(k): int(v) for k, v in rejects["reason"].value_counts().items()}
     timings["load_data"] = time.perf_counter() - tick
 
-    chunks = CustomerChunks(
-        orders, events_result.frame if events_result else None, config.chunk_customers
+    chunks = CustomerChunks(orders, events, config.chunk_customers)
+    # Customers with orders are in the chunks (scored, or rejected for no history yet); the
+    # others were rejected before chunking.
+    input_customers = len(chunks.customers) + int(
+        rejects["reason"].isin([REJECT_QUARANTINED, REJECT_NO_ORDERS]).sum()
     )
-    input_customers = len(chunks.customers) + int((rejects["reason"] == REJECT_QUARANTINED).sum())
     timings["chunk"] = time.perf_counter() - tick - timings["load_data"]
     config.out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".scoring-", dir=config.out.parent))
@@ -247,9 +268,26 @@ def run(config: BatchConfig) -> BatchSummary:
             scored_count,
             rejected,
         )
-        _write_scores(parts, thresholds, cutoff, model, info, config, summary)
+        run_metadata = {
+            META_CUTOFF: str(cutoff).encode(),
+            META_MODEL_NAME: info["model_name"].encode(),
+            META_MODEL_VERSION: info["model_version"].encode(),
+            META_RUN_ID: uuid.uuid4().hex.encode(),
+        }
+        _write_scores(
+            parts,
+            thresholds,
+            cutoff,
+            model,
+            info,
+            config,
+            summary,
+            {**run_metadata, META_REASONS: config.reasons.encode()},
+        )
         if config.features_out is not None:
-            _write_feature_table(feature_parts, cutoff, info, config.features_out)
+            _write_feature_table(
+                feature_parts, model.feature_names_in_, run_metadata, config.features_out
+            )
         timings["write"] = time.perf_counter() - tick
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -271,8 +309,12 @@ def _write_scores(
     info: dict[str, str],
     config: BatchConfig,
     summary: BatchSummary,
+    metadata: dict[bytes, bytes],
 ) -> None:
-    """Second pass: add segments (which need the whole base) and write atomically."""
+    """Second pass: add segments (which need the whole base) and write atomically.
+
+    Parquet output carries ``metadata`` (run id, cutoff, model, reasons mode) in its schema.
+    """
     fmt = "csv" if config.out.suffix.lower() == ".csv" else "parquet"
     tmp = config.out.with_name(f".{config.out.name}.tmp")
     writer = None
@@ -300,8 +342,8 @@ def _write_scores(
             else:
                 table = pa.Table.from_pandas(frame, preserve_index=False)
                 if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table)
+                    writer = pq.ParquetWriter(tmp, _with_metadata(table.schema, metadata))
+                writer.write_table(table.cast(writer.schema))
         if writer is not None:
             writer.close()
             writer = None
@@ -310,7 +352,8 @@ def _write_scores(
             if fmt == "csv":
                 empty.to_csv(tmp, index=False)
             else:
-                empty.to_parquet(tmp, index=False)
+                table = pa.Table.from_pandas(empty, preserve_index=False)
+                pq.write_table(table.replace_schema_metadata(metadata), tmp)
         # Rename last: a crash before this line leaves the previous scores untouched.
         os.replace(tmp, config.out)
     finally:
@@ -322,29 +365,40 @@ def _write_scores(
 
 
 def _write_feature_table(
-    parts: list[Path], cutoff: pd.Timestamp, info: dict[str, str], out: Path
+    parts: list[Path], feature_names: list[str], metadata: dict[bytes, bytes], out: Path
 ) -> None:
-    """The online feature table the service reads: features per customer at the cutoff."""
+    """The online feature table the service reads: features per customer at the cutoff.
+
+    Written even when nobody was scored (an empty table with the model's columns), so the
+    service never keeps serving an earlier run's table after this run.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    metadata = {
-        META_CUTOFF: str(cutoff).encode(),
-        META_MODEL_NAME: info["model_name"].encode(),
-        META_MODEL_VERSION: info["model_version"].encode(),
-    }
     writer = None
     try:
         for part in parts:
             table = pq.read_table(part)
             if writer is None:
-                schema = table.schema.with_metadata({**(table.schema.metadata or {}), **metadata})
-                writer = pq.ParquetWriter(tmp, schema)
+                writer = pq.ParquetWriter(tmp, _with_metadata(table.schema, metadata))
             writer.write_table(table.cast(writer.schema))
+        if writer is None:
+            schema = pa.schema(
+                [("customer_id", pa.string())] + [(name, pa.float64()) for name in feature_names]
+            )
+            pq.write_table(schema.empty_table().replace_schema_metadata(metadata), tmp)
+        if writer is not None:
+            writer.close()
+            writer = None
+        os.replace(tmp, out)
     finally:
         if writer is not None:
             writer.close()
-    if tmp.exists():
-        os.replace(tmp, out)
+        tmp.unlink(missing_ok=True)
+
+
+def _with_metadata(schema: pa.Schema, metadata: dict[bytes, bytes]) -> pa.Schema:
+    """``schema`` with ``metadata`` added to what it has (pandas' own metadata is kept)."""
+    return schema.with_metadata({**(schema.metadata or {}), **metadata})
 
 
 def parse_args(argv: list[str] | None = None) -> BatchConfig:

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features import build_features
@@ -25,6 +24,8 @@ from serving.batch import (
     META_CUTOFF,
     META_MODEL_NAME,
     META_MODEL_VERSION,
+    META_REASONS,
+    META_RUN_ID,
     SCORED_FIELDS,
 )
 from serving.scoring import score_matrix
@@ -42,6 +43,9 @@ LOOKUPS_ENV = "CUSTOMER_VALUE_LOOKUPS"
 LOOKUP_MODES: tuple[str, ...] = ("batch", "model")
 #: The batch scores file the feature table was written with; its CLVs give the value thresholds.
 SCORES_NAME = "scores.parquet"
+#: The reasons every online answer carries (serving.scoring.REASON_MODES); batch answers are
+#: served only when the batch run computed them the same way.
+ONLINE_REASONS = "approximate"
 
 STATUS_OK = "ok"
 STATUS_UNKNOWN = "unknown_customer"
@@ -97,6 +101,8 @@ class FeatureTable:
         The point in time the features describe.
     model_name, model_version : str
         The model of the batch run that wrote the table.
+    run_id : str
+        The batch run that wrote it (empty for tables written before run ids).
     path : pathlib.Path
         Where it was read from.
     """
@@ -107,6 +113,7 @@ class FeatureTable:
     cutoff: pd.Timestamp
     model_name: str
     model_version: str
+    run_id: str
     path: Path
 
     def __len__(self) -> int:
@@ -168,6 +175,7 @@ def load_feature_table(path: str | Path, feature_names: Sequence[str]) -> Featur
         cutoff=as_cutoff(meta[META_CUTOFF].decode()),
         model_name=meta.get(META_MODEL_NAME, b"").decode(),
         model_version=meta.get(META_MODEL_VERSION, b"").decode(),
+        run_id=meta.get(META_RUN_ID, b"").decode(),
         path=path,
     )
 
@@ -210,9 +218,11 @@ class BatchAnswers:
 def load_batch_answers(table: FeatureTable, model_version: str) -> BatchAnswers | None:
     """The scores written beside the feature table by the same batch run, if they fit.
 
-    They are used only when the scores file (``scores.parquet`` beside the table) holds the
-    served model version at the table's cutoff and scores exactly the table's customers;
-    otherwise the reason is logged and None returned (lookups are then scored by the model).
+    They are used only when the scores file (``scores.parquet`` beside the table) was written
+    by the same batch run as the table (same run id, hence the same model version, cutoff and
+    customers), for the served model version, with the reasons the service gives
+    (:data:`ONLINE_REASONS`); otherwise the reason is logged and None returned (lookups are
+    then scored by the model).
     """
     scores_path = table.path.with_name(SCORES_NAME)
     if table.model_version != model_version:
@@ -229,22 +239,28 @@ def load_batch_answers(table: FeatureTable, model_version: str) -> BatchAnswers 
             "no %s beside the feature table; lookups are scored by the model", scores_path
         )
         return None
-    scores = pq.read_table(
-        scores_path, columns=["customer_id", *SCORED_FIELDS, "cutoff", "model_version"]
-    )
-    versions = set(pc.unique(scores.column("model_version").cast(pa.string())).to_pylist())
-    cutoffs = {as_cutoff(value) for value in pc.unique(scores.column("cutoff")).to_pylist()}
-    if versions != {model_version} or cutoffs != {table.cutoff}:
+    meta = pq.read_schema(scores_path).metadata or {}
+    run_id = meta.get(META_RUN_ID, b"").decode()
+    reasons = meta.get(META_REASONS, b"").decode()
+    if not table.run_id or run_id != table.run_id:
         logger.warning(
-            "%s is from another run (model versions %s, cutoffs %s) than the feature table "
-            "(version %s, cutoff %s); lookups are scored by the model",
+            "%s is from another batch run (%r) than the feature table (%r), e.g. the last run "
+            "wrote its scores elsewhere (--out); lookups are scored by the model",
             scores_path,
-            sorted(versions),
-            sorted(str(c) for c in cutoffs),
-            table.model_version,
-            table.cutoff,
+            run_id,
+            table.run_id,
         )
         return None
+    if reasons != ONLINE_REASONS:
+        logger.warning(
+            "%s was written with reasons %r; the service answers with %r reasons, so lookups "
+            "are scored by the model",
+            scores_path,
+            reasons,
+            ONLINE_REASONS,
+        )
+        return None
+    scores = pq.read_table(scores_path, columns=["customer_id", *SCORED_FIELDS])
     ids = scores.column("customer_id").cast(pa.string()).to_pylist()
     rows = np.fromiter((table.positions.get(i, -1) for i in ids), dtype="int64", count=len(ids))
     if len(ids) != len(table) or (rows < 0).any() or len(np.unique(rows)) != len(rows):
@@ -512,7 +528,7 @@ def score_rows(
     list of dict
         Keys :data:`SCORED_FIELDS`, in row order.
     """
-    scores = score_matrix(model, matrix)
+    scores = score_matrix(model, matrix, reasons=ONLINE_REASONS)
     value, risk, action = segment_labels(scores.clv, scores.p_churn, thresholds)
     columns = {
         "clv": scores.clv.tolist(),

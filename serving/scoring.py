@@ -59,6 +59,10 @@ def score_matrix(
     if reasons not in REASON_MODES:
         raise ValueError(f"reasons must be one of {', '.join(REASON_MODES)}; got {reasons!r}")
     X32 = np.ascontiguousarray(X, dtype="float32")
+    if len(X32) == 0:  # XGBoost's contributions of no rows lose their shape
+        nothing = np.zeros(0, dtype="float64")
+        no_text = pa.array([], type=pa.string())
+        return Scores(nothing, nothing.copy(), no_text, no_text)
     clv, p_churn = model.predict_matrix(X32)
     if reasons == "none":
         empty = pa.array([""] * len(X32), type=pa.string())

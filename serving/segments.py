@@ -43,7 +43,9 @@ def value_thresholds(clv: np.ndarray) -> dict[str, float]:
     total = values.sum()
     bounds: dict[str, float] = {}
     if total <= 0:
-        return {name: 0.0 for name, _ in VALUE_TIERS}
+        # No predicted value anywhere (or an empty base): nobody is a valuable customer, so
+        # everyone is "low" (a zero bound would make everyone "top").
+        return {name: np.inf for name, _ in VALUE_TIERS[:-1]} | {VALUE_TIERS[-1][0]: -np.inf}
     share = np.cumsum(values) / total
     for name, upto in VALUE_TIERS:
         # The smallest CLV still inside the tier's share of value.

@@ -1,11 +1,14 @@
 """Batch scoring: every customer scored or rejected with a reason, atomic output, both formats."""
 
+import dataclasses
+
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from features import build_features
 from serving.batch import SCORE_COLUMNS, BatchConfig, CustomerChunks, run
+from training import tracking
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +45,6 @@ def test_every_customer_is_scored_or_rejected(trained_store, scored):
 def test_chunked_scores_equal_one_shot_scores(trained_store, scored):
     config, _ = scored
     frame = pd.read_parquet(config.out).set_index("customer_id")
-    model = trained_store.result.model
-    from training import tracking
-
     model = tracking.load_model(trained_store.model_uri)
     features = build_features(
         trained_store.orders,
@@ -65,6 +65,58 @@ def test_online_feature_table_records_cutoff_and_version(trained_store, scored):
     assert meta[b"customer_value.cutoff"].startswith(b"2025-01-01")
     assert meta[b"customer_value.model_version"] == trained_store.result.version.encode()
     assert table.num_rows == summary.scored
+    # The scores carry the same run id, and the reasons mode they were computed with.
+    scores_meta = pq.read_schema(config.out).metadata
+    assert len(meta[b"customer_value.run_id"]) == 32
+    assert scores_meta[b"customer_value.run_id"] == meta[b"customer_value.run_id"]
+    assert scores_meta[b"customer_value.reasons"] == b"approximate"
+
+
+def test_customers_with_only_service_events_are_rejected_not_dropped(trained_store, tmp_path):
+    events = pd.read_parquet(trained_store.events_path)
+    extra = events.iloc[:2].assign(customer_id="events-only")
+    path = tmp_path / "events.parquet"
+    pd.concat([events, extra]).to_parquet(path)
+    out = tmp_path / "scores.parquet"
+    summary = run(
+        BatchConfig(
+            orders=trained_store.orders_path,
+            events=path,
+            cutoff="latest",
+            out=out,
+            features_out=None,
+            model_uri=trained_store.model_uri,
+        )
+    )
+    assert summary.rejected["service events but no orders"] == 1
+    assert summary.scored + summary.rejected_total == summary.input_customers
+    rejected = pd.read_csv(out.with_name("scores.rejected.csv"), dtype=str)
+    assert rejected.set_index("customer_id").loc["events-only", "reason"] == (
+        "service events but no orders"
+    )
+
+
+def test_a_run_with_nobody_to_score_still_replaces_the_feature_table(trained_store, tmp_path):
+    config = BatchConfig(
+        orders=trained_store.orders_path,
+        events=trained_store.events_path,
+        cutoff="latest",
+        out=tmp_path / "scores.parquet",
+        features_out=tmp_path / "online_features.parquet",
+        model_uri=trained_store.model_uri,
+    )
+    run(config)
+    before = pq.read_table(config.features_out)
+    assert before.num_rows > 0
+    # Before the first order nobody can be scored: the table of the earlier run must not
+    # stay behind as if it were this run's.
+    summary = run(dataclasses.replace(config, cutoff="1990-01-01"))
+    assert summary.scored == 0 and summary.rejected_total == summary.input_customers
+    after = pq.read_table(config.features_out)
+    assert after.num_rows == 0
+    assert after.column_names == before.column_names
+    assert after.schema.metadata[b"customer_value.cutoff"].startswith(b"1990-01-01")
+    assert pd.read_parquet(config.out).empty
 
 
 def test_quarantined_customers_are_rejected_and_csv_output(trained_store, tmp_path):

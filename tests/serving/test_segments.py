@@ -26,10 +26,12 @@ def test_risk_tiers_and_every_pair_has_an_action():
     assert len(ACTIONS) == 12
 
 
-def test_all_zero_predictions_do_not_crash():
+def test_all_zero_predictions_make_everyone_low_value():
     clv = pd.Series([0.0, 0.0])
-    seg = assign_segments(clv, pd.Series([0.9, 0.9]), value_thresholds(clv.to_numpy()))
-    assert len(seg) == 2
+    seg = assign_segments(clv, pd.Series([0.9, 0.1]), value_thresholds(clv.to_numpy()))
+    assert seg["value_segment"].tolist() == ["low", "low"]
+    assert seg["action"].tolist() == ["let go", "grow"]
+    assert value_thresholds(np.array([]))["low"] == -np.inf
 
 
 @pytest.mark.parametrize(

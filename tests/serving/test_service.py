@@ -14,6 +14,7 @@ import pytest
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
+from serving import batch
 from serving.online import (
     OnlineConfig,
     build_inline_features,
@@ -474,7 +475,7 @@ def test_model_scored_lookups_equal_the_batch_answers(online):
 
 
 def test_batch_answers_are_refused_when_they_belong_to_another_run(online, tmp_path):
-    config, scores = online
+    config, _ = online
     model = tracking.load_model(config.model_uri)
     version = tracking.version_info(config.model_uri)["model_version"]
     folder = tmp_path / "copy"
@@ -482,16 +483,26 @@ def test_batch_answers_are_refused_when_they_belong_to_another_run(online, tmp_p
     features = folder / "online_features.parquet"
     features.write_bytes(config.features_out.read_bytes())
     table = load_feature_table(features, model.feature_names_in_)
-    frame = scores.reset_index()
-    for label, changed in (
-        ("other version", frame.assign(model_version="999")),
-        ("other cutoff", frame.assign(cutoff=frame["cutoff"] - pd.Timedelta(days=1))),
-        ("other customers", frame.iloc[1:]),
-    ):
-        changed.to_parquet(folder / "scores.parquet", index=False)
-        assert load_batch_answers(table, version) is None, label
-    frame.to_parquet(folder / "scores.parquet", index=False)
+    scores = pq.read_table(config.out)
+    meta = scores.schema.metadata
+
+    def write(scores_table: pa.Table, **changes: bytes) -> None:
+        changed = {**meta, **{getattr(batch, name): value for name, value in changes.items()}}
+        pq.write_table(scores_table.replace_schema_metadata(changed), folder / "scores.parquet")
+
+    write(scores)
     assert load_batch_answers(table, version) is not None
+    for label, scores_table, changes in (
+        ("another run", scores, {"META_RUN_ID": b"0" * 32}),
+        ("no run id", scores, {"META_RUN_ID": b""}),
+        ("reasons none", scores, {"META_REASONS": b"none"}),
+        ("exact reasons", scores, {"META_REASONS": b"exact"}),
+    ):
+        write(scores_table, **changes)
+        assert load_batch_answers(table, version) is None, label
+    write(scores.slice(1))  # same run id, but not the same customers
+    assert load_batch_answers(table, version) is None
+    write(scores)
     assert load_batch_answers(table, "999") is None  # the table was written by another version
 
 
@@ -500,6 +511,19 @@ def test_lookup_mode_comes_from_the_environment():
     assert OnlineConfig.from_env({"CUSTOMER_VALUE_LOOKUPS": "model"}).lookups == "model"
     with pytest.raises(ValueError, match="CUSTOMER_VALUE_LOOKUPS='fast'; expected one of batch"):
         OnlineConfig.from_env({"CUSTOMER_VALUE_LOOKUPS": "fast"})
+
+
+def test_service_starts_on_an_empty_feature_table(online, tmp_path, monkeypatch):
+    # A batch run at a cutoff before any order writes an empty table; the service must still
+    # start and answer every lookup with a per-customer status.
+    config, _ = online
+    table = pq.read_table(config.features_out)
+    empty = tmp_path / "online_features.parquet"
+    pq.write_table(table.slice(0, 0), empty)
+    monkeypatch.setenv("CUSTOMER_VALUE_FEATURES", str(empty))
+    service = CustomerValue()
+    (result,) = score(service, {"customers": [{"customer_id": "anyone"}]})["results"]
+    assert result["status"] == "unknown_customer"
 
 
 def test_feature_table_errors_say_what_to_do(tmp_path):
