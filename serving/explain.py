@@ -81,6 +81,8 @@ def describe(feature: str, value: float) -> str:
         return f"{feature.replace('_', ' ')} = {value:g}"
     if _WHOLE_NUMBER.search(template):
         value = float(_whole(np.float64(value)))
+        if abs(value) == 1:
+            template = _SINGULAR[template]
     return template.format(v=value, w=window)
 
 
@@ -233,5 +235,38 @@ def _describe_many(feature: str, values: np.ndarray) -> list[str]:
     if template is None:
         return [describe(feature, v) for v in values.tolist()]
     missing = describe(feature, float("nan"))
-    fill = template.format
-    return [missing if v != v else fill(v=v, w=window) for v in values.tolist()]  # v != v: NaN
+    fill, fill_one = template.format, _SINGULAR[template].format
+    # v != v: NaN. Whole-number values arrive rounded, so abs(v) == 1 is what prints as 1.
+    return [
+        missing if v != v else (fill_one if abs(v) == 1 else fill)(v=v, w=window)
+        for v in values.tolist()
+    ]
+
+
+#: Counted nouns of the templates, and their singular for a count printed as 1.
+_PLURALS: dict[str, str] = {
+    "orders": "order",
+    "deliveries": "delivery",
+    "days": "day",
+    "tickets": "ticket",
+    "returns": "return",
+}
+_PLURAL_WORD = re.compile(r"\b(" + "|".join(_PLURALS) + r")\b")
+
+
+def _singular(template: str) -> str:
+    """``template`` for a whole-number value printed as 1: its counted noun in the singular.
+
+    The counted noun is the first plural after the value and before any other placeholder
+    ("last order {v} days ago", "{v} late deliveries in the last {w} days"); templates that do
+    not print a whole number are returned as they are.
+    """
+    match = _WHOLE_NUMBER.search(template)
+    if match is None:
+        return template
+    counted, brace, rest = template[match.end() :].partition("{")
+    counted = _PLURAL_WORD.sub(lambda word: _PLURALS[word[1]], counted, count=1)
+    return template[: match.end()] + counted + brace + rest
+
+
+_SINGULAR: dict[str, str] = {template: _singular(template) for template in _TEMPLATES.values()}

@@ -39,7 +39,16 @@ def test_all_zero_predictions_make_everyone_low_value():
     [
         ("late_deliveries_365d", 3.0, "3 late deliveries in the last 365 days"),
         ("days_since_last_order", 210.4, "last order 210 days ago"),
-        ("orders_90d", 1.0, "1 orders in the last 90 days"),
+        ("orders_90d", 1.0, "1 order in the last 90 days"),
+        ("orders_90d", 0.0, "0 orders in the last 90 days"),
+        ("days_since_last_order", 0.6, "last order 1 day ago"),
+        ("orders_trend_90d", -1.2, "-1 order vs the previous 90 days"),
+        ("open_tickets", 1.0, "1 support ticket still open"),
+        (
+            "mean_resolution_hours_365d",
+            1.0,
+            "tickets took 1 h to resolve on average (last 365 days)",
+        ),
         ("late_delivery_rate_365d", 0.25, "25% of deliveries late in the last 365 days"),
         ("last_review_score", np.nan, "no last review to go by"),
         ("returns_365d", np.nan, "returns unknown (no order statuses in the last 365 days)"),
