@@ -64,16 +64,20 @@ class LoadResult:
     def write_quarantine(self, directory: str | Path, name: str) -> Path | None:
         """Write the quarantined rows to ``directory/<name>.quarantine.csv`` if there are any.
 
+        With none, an earlier run's file of that name is removed, so the file always belongs
+        to the last run.
+
         Returns
         -------
         pathlib.Path or None
             The file written, or None when nothing was quarantined.
         """
-        if self.quarantine.empty:
-            return None
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{name}.quarantine.csv"
+        if self.quarantine.empty:
+            path.unlink(missing_ok=True)
+            return None
+        directory.mkdir(parents=True, exist_ok=True)
         self.quarantine.to_csv(path, index=False)
         logger.warning("%d %s row(s) quarantined to %s", len(self.quarantine), name, path)
         return path

@@ -255,8 +255,11 @@ def run(config: BatchConfig) -> BatchSummary:
                 feature_parts.append(fpart)
         timings.update(seconds)
         scored_count = int(sum(len(c) for c in clv_all))
-        if not rejects.empty:
-            rejects.to_csv(config.out.with_name(f"{config.out.stem}.rejected.csv"), index=False)
+        rejected_path = config.out.with_name(f"{config.out.stem}.rejected.csv")
+        if rejects.empty:
+            rejected_path.unlink(missing_ok=True)  # an earlier run's list is not this run's
+        else:
+            rejects.to_csv(rejected_path, index=False)
 
         tick = time.perf_counter()
         thresholds = value_thresholds(np.concatenate(clv_all) if clv_all else np.array([]))

@@ -137,6 +137,10 @@ def test_quarantine_counts_add_up_and_file_is_written(tmp_path):
         "negative amount",
         "duplicate order_id",
     }
+    # A later clean load removes the file: it always describes the last run.
+    clean = load_orders(write(tmp_path, "\n".join(lines[:21]) + "\n"))
+    assert clean.write_quarantine(tmp_path / "out", "orders") is None
+    assert not written.exists()
 
 
 def test_unparseable_optional_dates_become_missing_and_are_reported(tmp_path):
