@@ -414,7 +414,8 @@ class RequestGuard:
 
     The key is read once, when the app is built. Requests must send ``X-API-Key: <key>`` or
     ``Authorization: Bearer <key>``, else 401; the probes and ``/metrics`` stay open. Requests
-    that declare a body larger than :data:`MAX_BODY_BYTES` get 413 before the body is read.
+    that declare a body larger than :data:`MAX_BODY_BYTES` get 413 before the body is read;
+    a chunked body (no declared length) gets 413 as soon as it passes the bound.
     """
 
     def __init__(self, app: Any) -> None:
@@ -437,16 +438,24 @@ class RequestGuard:
                 [(b"www-authenticate", b"Bearer")],
             )
             return
-        length = headers.get(b"content-length", b"0")
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            await _json(
-                send,
-                413,
-                {
-                    "error": f"request body is {int(length)} bytes; expected at most "
-                    f"{MAX_BODY_BYTES} (send fewer customers per request)"
-                },
-            )
+        length = headers.get(b"content-length")
+        if length is not None:
+            if length.isdigit() and int(length) > MAX_BODY_BYTES:
+                await _too_large(send, f"request body is {int(length)} bytes")
+                return
+        elif scope.get("method") in ("POST", "PUT", "PATCH"):
+            # A chunked body declares no length: read it here, up to the bound, and hand the
+            # app the buffered body (the app would otherwise read any size into memory).
+            body = await _read_bounded(receive)
+            if body is None:
+                await _too_large(send, f"chunked request body is over {MAX_BODY_BYTES} bytes")
+                return
+            replay = [{"type": "http.request", "body": body, "more_body": False}]
+
+            async def buffered() -> dict[str, Any]:
+                return replay.pop() if replay else await receive()
+
+            await self.app(scope, buffered, send)
             return
         await self.app(scope, receive, send)
 
@@ -456,6 +465,33 @@ class RequestGuard:
             scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
             sent = token.strip() if scheme.lower() == b"bearer" else b""
         return hmac.compare_digest(sent, self.key)
+
+
+async def _read_bounded(receive: Any) -> bytes | None:
+    """The whole request body, or None once it exceeds :data:`MAX_BODY_BYTES`."""
+    parts, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(parts)  # the app sees the short body and answers 400
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def _too_large(send: Any, what: str) -> None:
+    await _json(
+        send,
+        413,
+        {
+            "error": f"{what}; expected at most {MAX_BODY_BYTES} bytes (send fewer "
+            "customers per request)"
+        },
+    )
 
 
 async def _json(

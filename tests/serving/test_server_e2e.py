@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -165,13 +166,20 @@ def test_invalid_inline_rows_are_per_customer(server):
     assert "column 'amount' has 1 negative values" in result["error"]
 
 
-def test_malformed_and_oversized_requests_are_400_naming_the_field(server):
+def test_malformed_requests_are_400_naming_the_field_and_oversized_413(server):
     bogus = server.post("/score", json={"customers": [{"customer_id": "a", "bogus": 1}]})
     assert bogus.status_code == 400
     assert ["customers", 0, "bogus"] in [e["loc"] for e in bogus.json()["detail"]]
     many = server.post("/score", json={"customers": [{"customer_id": "a"}] * 1001})
     assert many.status_code == 400
     assert ["customers"] in [e["loc"] for e in many.json()["detail"]]
+    # A chunked body declares no length; it is bounded while it is read.
+    good = json.dumps({"customers": [{"customer_id": "a"}]}).encode()
+    chunked = server.post("/score", content=iter([good[:10], good[10:]]))
+    assert chunked.status_code == 200, chunked.text
+    huge = server.post("/score", content=(b" " * 1024 * 1024 for _ in range(40)))
+    assert huge.status_code == 413
+    assert "expected at most" in huge.json()["error"]
 
 
 def test_api_key_is_required_except_on_probes(server, scored):

@@ -430,6 +430,41 @@ def test_declared_oversized_body_is_413(monkeypatch):
     assert b"expected at most" in sent[1]["body"]
 
 
+def test_chunked_body_is_bounded_while_read(monkeypatch):
+    monkeypatch.delenv("CUSTOMER_VALUE_API_KEY", raising=False)
+    monkeypatch.setattr("serving.service.MAX_BODY_BYTES", 100)
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(await receive())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def call(chunks: list[bytes]) -> list[dict]:
+        messages = [
+            {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+            for i, c in enumerate(chunks)
+        ]
+        sent = []
+
+        async def receive():
+            return messages.pop(0)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/score", "headers": []}
+        asyncio.run(RequestGuard(app)(scope, receive, send))
+        return sent
+
+    over = call([b"x" * 60, b"x" * 60])
+    assert over[0]["status"] == 413 and not seen
+    assert b"chunked request body is over 100 bytes" in over[1]["body"]
+    within = call([b"x" * 40, b"y" * 40])
+    assert within[0]["status"] == 200
+    assert seen == [{"type": "http.request", "body": b"x" * 40 + b"y" * 40, "more_body": False}]
+
+
 # -- startup pieces ---------------------------------------------------------------------------
 
 
