@@ -4,7 +4,7 @@
 --       -- BODIES_FILE [THINK_MS] [API_KEY]
 --
 -- BODIES_FILE holds one JSON body per line (online_bench.py writes it from the feature table);
--- each connection walks the bodies from its own random start. THINK_MS is the pause each
+-- each wrk thread walks the bodies from its own random start (its connections share it). THINK_MS is the pause each
 -- connection takes after an answer before its next request (0 = back to back). The figures
 -- are printed as one JSON line prefixed "wrk-json " for the Python side to read.
 

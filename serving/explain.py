@@ -45,7 +45,8 @@ _TEMPLATES: dict[str, str] = {
 #: Words for a missing value. Each feature has its own, so that two missing features among a
 #: customer's top reasons never read as the same reason twice.
 _MISSING: dict[str, str] = {
-    "days_since_last_ticket": "no support tickets",
+    # Also what a store without support data reads: no ticket is on record either way.
+    "days_since_last_ticket": "no support ticket on record",
     "open_tickets": "open tickets unknown (no support data)",
     "mean_review_score": "no reviews",
     "last_review_score": "no last review to go by",
@@ -102,10 +103,11 @@ def _template(feature: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def top_reasons(
-    contributions: pd.DataFrame, features: pd.DataFrame, *, k: int = 3, direction: str = "risk"
-) -> pd.Series:
+def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, *, k: int = 3) -> pd.Series:
     """The ``k`` features that moved each prediction most, as one readable string per row.
+
+    A DataFrame front end to :func:`reason_texts` for analysis (e.g. in a notebook, with
+    :meth:`CustomerValueModel.contributions`); scoring calls :func:`reason_texts` directly.
 
     Parameters
     ----------
@@ -115,8 +117,6 @@ def top_reasons(
         The feature values of the same rows, to quote in the text.
     k : int
         Reasons per row.
-    direction : {"risk", "value"}
-        Words for the sign: raising churn risk / raising value.
 
     Returns
     -------
@@ -124,8 +124,6 @@ def top_reasons(
         ``"↑ last order 210 days ago; ↑ 3 late deliveries in the last 365 days; ↓ ..."`` where
         ↑ means the feature pushed the prediction up and ↓ down.
     """
-    if direction not in ("risk", "value"):
-        raise ValueError(f"direction must be 'risk' or 'value'; got {direction!r}")
     names = [c for c in contributions.columns if c != "bias"]
     texts = reason_texts(
         contributions[names].to_numpy(), features[names].to_numpy(dtype="float64"), names, k=k
