@@ -278,8 +278,31 @@ class AdaptiveBatcher:
             return error
 
 
+#: The 503 body when requests are shed: BentoML replaces every 5xx message with a generic
+#: "unexpected error" text, which would send an operator looking for a fault that is not there.
+OVERLOADED = (
+    "the service is overloaded: the model queue is full (requests waited over "
+    f"{MAX_LATENCY_MS} ms); retry after a moment"
+)
+
+
 def _overloaded() -> NoReturn:
-    raise ServiceUnavailable("the model queue is full; retry later")
+    raise ServiceUnavailable(OVERLOADED)
+
+
+def _explain_overload(send: Any) -> Any:
+    """``send`` with a 503 answer replaced by :data:`OVERLOADED` and ``Retry-After: 1``."""
+    replaced = False
+
+    async def wrapped(message: dict[str, Any]) -> None:
+        nonlocal replaced
+        if message["type"] == "http.response.start" and message["status"] == 503:
+            replaced = True
+            await _json(send, 503, {"error": OVERLOADED}, [(b"retry-after", b"1")])
+        elif not (replaced and message["type"] == "http.response.body"):
+            await send(message)
+
+    return wrapped
 
 
 @functools.cache
@@ -296,12 +319,12 @@ def _batch_rows_histogram() -> Any:
 
 
 class ClientErrorLog(logging.Filter):
-    """Log a rejected request (4xx) as one warning naming the fields, without a traceback.
+    """Log a rejected request (4xx, or 503 when shed) as one warning, without a traceback.
 
     BentoML logs every failed request as an error with the full traceback, so each malformed
     storefront request printed about 40 lines that looked like a server fault. The caller
     already gets the details in the 400 body; the server log keeps one line per rejection, and
-    server faults (5xx) keep their traceback.
+    server faults (other 5xx) keep their traceback.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -312,7 +335,9 @@ class ClientErrorLog(logging.Filter):
                 f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()[:3]
             )
             summary = f"{error.error_count()} validation error(s): {problems}"
-        elif isinstance(error, BentoMLException) and int(error.error_code) < 500:
+        elif isinstance(error, ServiceUnavailable) or (
+            isinstance(error, BentoMLException) and int(error.error_code) < 500
+        ):
             summary = f"{int(error.error_code)}: {error}"
         else:
             return True
@@ -415,7 +440,8 @@ class RequestGuard:
     The key is read once, when the app is built. Requests must send ``X-API-Key: <key>`` or
     ``Authorization: Bearer <key>``, else 401; the probes and ``/metrics`` stay open. Requests
     that declare a body larger than :data:`MAX_BODY_BYTES` get 413 before the body is read;
-    a chunked body (no declared length) gets 413 as soon as it passes the bound.
+    a chunked body (no declared length) gets 413 as soon as it passes the bound. A 503 (the
+    model queue is full) says so, with ``Retry-After``, instead of BentoML's generic text.
     """
 
     def __init__(self, app: Any) -> None:
@@ -451,12 +477,13 @@ class RequestGuard:
                 await _too_large(send, f"chunked request body is over {MAX_BODY_BYTES} bytes")
                 return
             replay = [{"type": "http.request", "body": body, "more_body": False}]
+            upstream = receive
 
-            async def buffered() -> dict[str, Any]:
-                return replay.pop() if replay else await receive()
+            async def receive() -> dict[str, Any]:
+                return replay.pop() if replay else await upstream()
 
-            await self.app(scope, buffered, send)
-            return
+        if scope.get("path") not in OPEN_PATHS:
+            send = _explain_overload(send)
         await self.app(scope, receive, send)
 
     def _authorised(self, headers: dict[bytes, bytes]) -> bool:

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from bentoml.exceptions import ServiceUnavailable
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
@@ -33,6 +34,7 @@ from serving.service import (
     MAX_BODY_BYTES,
     MAX_CUSTOMERS,
     MAX_ORDERS,
+    OVERLOADED,
     AdaptiveBatcher,
     CustomerValue,
     RequestGuard,
@@ -463,6 +465,42 @@ def test_chunked_body_is_bounded_while_read(monkeypatch):
     within = call([b"x" * 40, b"y" * 40])
     assert within[0]["status"] == 200
     assert seen == [{"type": "http.request", "body": b"x" * 40 + b"y" * 40, "more_body": False}]
+
+
+def test_shed_requests_say_why_and_when_to_retry(monkeypatch):
+    monkeypatch.delenv("CUSTOMER_VALUE_API_KEY", raising=False)
+    generic = b'{"error":"An unexpected error has occurred, please check the server log."}'
+
+    async def app(scope, receive, send):  # what BentoML answers for ServiceUnavailable
+        await send({"type": "http.response.start", "status": 503, "headers": []})
+        await send({"type": "http.response.body", "body": generic})
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/score", "headers": []}
+    asyncio.run(RequestGuard(app)(scope, None, send))
+    assert len(sent) == 2 and sent[0]["status"] == 503
+    assert (b"retry-after", b"1") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"]) == {"error": OVERLOADED}
+    # ...and the log says it in one warning line, not as a fault with a traceback.
+    try:
+        raise ServiceUnavailable(OVERLOADED)
+    except ServiceUnavailable:
+        record = logging.LogRecord(
+            BENTOML_REQUEST_LOGGER,
+            logging.ERROR,
+            __file__,
+            1,
+            "Exception on %s [%s]",
+            ("/score", "POST"),
+            sys.exc_info(),
+        )
+    assert CLIENT_ERROR_LOG.filter(record)
+    assert (record.levelname, record.exc_info) == ("WARNING", None)
+    assert "the model queue is full" in record.getMessage()
 
 
 # -- startup pieces ---------------------------------------------------------------------------
