@@ -3,19 +3,17 @@
 import asyncio
 import json
 import logging
-import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from bentoml.exceptions import ServiceUnavailable
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
 from serving import batch
+from serving.guard import BENTOML_REQUEST_LOGGER
 from serving.online import (
     OnlineConfig,
     build_inline_features,
@@ -29,15 +27,9 @@ from serving.online import (
 )
 from serving.segments import value_thresholds
 from serving.service import (
-    BENTOML_REQUEST_LOGGER,
-    CLIENT_ERROR_LOG,
-    MAX_BODY_BYTES,
     MAX_CUSTOMERS,
     MAX_ORDERS,
-    OVERLOADED,
-    AdaptiveBatcher,
     CustomerValue,
-    RequestGuard,
     ScoreRequest,
 )
 from training import tracking
@@ -373,24 +365,6 @@ def test_http_malformed_body_is_400_json_naming_the_field(client, content, loc, 
     assert ".".join(map(str, loc)) in record.getMessage()
 
 
-def test_server_faults_keep_their_traceback_in_the_log():
-    try:
-        raise RuntimeError("model file vanished")
-    except RuntimeError:
-        record = logging.LogRecord(
-            BENTOML_REQUEST_LOGGER,
-            logging.ERROR,
-            __file__,
-            1,
-            "Exception on %s [%s]",
-            ("/score", "POST"),
-            sys.exc_info(),
-        )
-    assert CLIENT_ERROR_LOG.filter(record)
-    assert record.levelname == "ERROR"
-    assert record.exc_info is not None
-
-
 def test_http_probes_are_open_without_the_key(client):
     for path in ("/healthz", "/livez", "/readyz"):
         assert client.get(path, headers={"X-API-Key": ""}).status_code == 200, path
@@ -410,97 +384,6 @@ def test_http_api_key(client, online):
     del request.headers["X-API-Key"]
     request.headers["Authorization"] = f"Bearer {API_KEY}"
     assert client.send(request).status_code == 200
-
-
-def test_declared_oversized_body_is_413(monkeypatch):
-    monkeypatch.delenv("CUSTOMER_VALUE_API_KEY", raising=False)
-    sent = []
-
-    async def app(scope, receive, send):  # pragma: no cover - must not be reached
-        raise AssertionError("the app was called")
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "path": "/score",
-        "headers": [(b"content-length", str(MAX_BODY_BYTES + 1).encode())],
-    }
-    asyncio.run(RequestGuard(app)(scope, None, send))
-    assert sent[0]["status"] == 413
-    assert b"expected at most" in sent[1]["body"]
-
-
-def test_chunked_body_is_bounded_while_read(monkeypatch):
-    monkeypatch.delenv("CUSTOMER_VALUE_API_KEY", raising=False)
-    monkeypatch.setattr("serving.service.MAX_BODY_BYTES", 100)
-    seen = []
-
-    async def app(scope, receive, send):
-        seen.append(await receive())
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    def call(chunks: list[bytes]) -> list[dict]:
-        messages = [
-            {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
-            for i, c in enumerate(chunks)
-        ]
-        sent = []
-
-        async def receive():
-            return messages.pop(0)
-
-        async def send(message):
-            sent.append(message)
-
-        scope = {"type": "http", "method": "POST", "path": "/score", "headers": []}
-        asyncio.run(RequestGuard(app)(scope, receive, send))
-        return sent
-
-    over = call([b"x" * 60, b"x" * 60])
-    assert over[0]["status"] == 413 and not seen
-    assert b"chunked request body is over 100 bytes" in over[1]["body"]
-    within = call([b"x" * 40, b"y" * 40])
-    assert within[0]["status"] == 200
-    assert seen == [{"type": "http.request", "body": b"x" * 40 + b"y" * 40, "more_body": False}]
-
-
-def test_shed_requests_say_why_and_when_to_retry(monkeypatch):
-    monkeypatch.delenv("CUSTOMER_VALUE_API_KEY", raising=False)
-    generic = b'{"error":"An unexpected error has occurred, please check the server log."}'
-
-    async def app(scope, receive, send):  # what BentoML answers for ServiceUnavailable
-        await send({"type": "http.response.start", "status": 503, "headers": []})
-        await send({"type": "http.response.body", "body": generic})
-
-    sent = []
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "method": "GET", "path": "/score", "headers": []}
-    asyncio.run(RequestGuard(app)(scope, None, send))
-    assert len(sent) == 2 and sent[0]["status"] == 503
-    assert (b"retry-after", b"1") in sent[0]["headers"]
-    assert json.loads(sent[1]["body"]) == {"error": OVERLOADED}
-    # ...and the log says it in one warning line, not as a fault with a traceback.
-    try:
-        raise ServiceUnavailable(OVERLOADED)
-    except ServiceUnavailable:
-        record = logging.LogRecord(
-            BENTOML_REQUEST_LOGGER,
-            logging.ERROR,
-            __file__,
-            1,
-            "Exception on %s [%s]",
-            ("/score", "POST"),
-            sys.exc_info(),
-        )
-    assert CLIENT_ERROR_LOG.filter(record)
-    assert (record.levelname, record.exc_info) == ("WARNING", None)
-    assert "the model queue is full" in record.getMessage()
 
 
 # -- startup pieces ---------------------------------------------------------------------------
@@ -612,52 +495,3 @@ def test_feature_table_errors_say_what_to_do(tmp_path):
     pq.write_table(table, partial)
     with pytest.raises(ValueError, match=r"missing column\(s\) \['frequency'\]"):
         load_feature_table(partial, ["recency", "frequency"])
-
-
-# -- adaptive batching ------------------------------------------------------------------------
-
-
-def test_adaptive_batcher_batches_concurrent_calls_and_keeps_order():
-    sizes = []
-
-    def func(matrix: np.ndarray) -> list[dict]:
-        sizes.append(len(matrix))
-        time.sleep(0.005)
-        return [{"value": float(v)} for v in matrix[:, 0]]
-
-    batcher = AdaptiveBatcher(func, max_batch_size=64, max_latency_ms=10_000)
-    matrices = [np.full((1 + i % 3, 2), float(i)) for i in range(120)]
-    matrices.append(np.arange(150, dtype="float64").reshape(75, 2))  # bigger than a batch
-
-    async def call_all():
-        return await asyncio.gather(*(batcher(m) for m in matrices))
-
-    answers = asyncio.run(call_all())
-    for matrix, answer in zip(matrices, answers, strict=True):
-        assert [r["value"] for r in answer] == matrix[:, 0].tolist()
-    assert batcher.rows == sum(len(m) for m in matrices) == sum(sizes)
-    assert max(sizes) <= 64
-    assert len(sizes) < len(matrices) / 3  # concurrent calls were scored together
-    # A second event loop (e.g. another asyncio.run) gets a fresh dispatcher.
-    assert asyncio.run(batcher(np.ones((2, 2)))) == [{"value": 1.0}, {"value": 1.0}]
-
-
-def test_adaptive_batcher_fails_only_the_call_whose_rows_fail():
-    def func(matrix: np.ndarray) -> list[dict]:
-        if np.isinf(matrix).any():
-            raise ValueError("Input data contains inf")
-        time.sleep(0.005)
-        return [{"value": float(v)} for v in matrix[:, 0]]
-
-    batcher = AdaptiveBatcher(func, max_batch_size=64, max_latency_ms=10_000)
-    matrices = [np.full((2, 2), float(i)) for i in range(40)]
-    matrices[17] = np.full((1, 2), np.inf)
-
-    async def call_all():
-        return await asyncio.gather(*(batcher(m) for m in matrices), return_exceptions=True)
-
-    answers = asyncio.run(call_all())
-    assert isinstance(answers[17], ValueError)
-    for i, (matrix, answer) in enumerate(zip(matrices, answers, strict=True)):
-        if i != 17:
-            assert [r["value"] for r in answer] == matrix[:, 0].tolist()

@@ -1,0 +1,124 @@
+"""The HTTP edge: body bounds, the overload answer and the log of rejected requests.
+
+Middleware alone, with a stand-in app; the API key and 400s through the real app are in
+test_service.py, and over real HTTP in test_server_e2e.py.
+"""
+
+import asyncio
+import json
+import logging
+import sys
+
+from bentoml.exceptions import ServiceUnavailable
+
+from serving.batching import OVERLOADED
+from serving.guard import BENTOML_REQUEST_LOGGER, CLIENT_ERROR_LOG, MAX_BODY_BYTES, RequestGuard
+
+
+def test_server_faults_keep_their_traceback_in_the_log():
+    try:
+        raise RuntimeError("model file vanished")
+    except RuntimeError:
+        record = logging.LogRecord(
+            BENTOML_REQUEST_LOGGER,
+            logging.ERROR,
+            __file__,
+            1,
+            "Exception on %s [%s]",
+            ("/score", "POST"),
+            sys.exc_info(),
+        )
+    assert CLIENT_ERROR_LOG.filter(record)
+    assert record.levelname == "ERROR"
+    assert record.exc_info is not None
+
+
+def test_declared_oversized_body_is_413(monkeypatch):
+    monkeypatch.delenv("CUSTOMER_VALUE_API_KEY", raising=False)
+    sent = []
+
+    async def app(scope, receive, send):  # pragma: no cover - must not be reached
+        raise AssertionError("the app was called")
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "path": "/score",
+        "headers": [(b"content-length", str(MAX_BODY_BYTES + 1).encode())],
+    }
+    asyncio.run(RequestGuard(app)(scope, None, send))
+    assert sent[0]["status"] == 413
+    assert b"expected at most" in sent[1]["body"]
+
+
+def test_chunked_body_is_bounded_while_read(monkeypatch):
+    monkeypatch.delenv("CUSTOMER_VALUE_API_KEY", raising=False)
+    monkeypatch.setattr("serving.guard.MAX_BODY_BYTES", 100)
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(await receive())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def call(chunks: list[bytes]) -> list[dict]:
+        messages = [
+            {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+            for i, c in enumerate(chunks)
+        ]
+        sent = []
+
+        async def receive():
+            return messages.pop(0)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/score", "headers": []}
+        asyncio.run(RequestGuard(app)(scope, receive, send))
+        return sent
+
+    over = call([b"x" * 60, b"x" * 60])
+    assert over[0]["status"] == 413 and not seen
+    assert b"chunked request body is over 100 bytes" in over[1]["body"]
+    within = call([b"x" * 40, b"y" * 40])
+    assert within[0]["status"] == 200
+    assert seen == [{"type": "http.request", "body": b"x" * 40 + b"y" * 40, "more_body": False}]
+
+
+def test_shed_requests_say_why_and_when_to_retry(monkeypatch):
+    monkeypatch.delenv("CUSTOMER_VALUE_API_KEY", raising=False)
+    generic = b'{"error":"An unexpected error has occurred, please check the server log."}'
+
+    async def app(scope, receive, send):  # what BentoML answers for ServiceUnavailable
+        await send({"type": "http.response.start", "status": 503, "headers": []})
+        await send({"type": "http.response.body", "body": generic})
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/score", "headers": []}
+    asyncio.run(RequestGuard(app)(scope, None, send))
+    assert len(sent) == 2 and sent[0]["status"] == 503
+    assert (b"retry-after", b"1") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"]) == {"error": OVERLOADED}
+    # ...and the log says it in one warning line, not as a fault with a traceback.
+    try:
+        raise ServiceUnavailable(OVERLOADED)
+    except ServiceUnavailable:
+        record = logging.LogRecord(
+            BENTOML_REQUEST_LOGGER,
+            logging.ERROR,
+            __file__,
+            1,
+            "Exception on %s [%s]",
+            ("/score", "POST"),
+            sys.exc_info(),
+        )
+    assert CLIENT_ERROR_LOG.filter(record)
+    assert (record.levelname, record.exc_info) == ("WARNING", None)
+    assert "the service is overloaded" in record.getMessage()
