@@ -15,11 +15,12 @@ from serving.batching import OVERLOADED
 from serving.guard import BENTOML_REQUEST_LOGGER, CLIENT_ERROR_LOG, MAX_BODY_BYTES, RequestGuard
 
 
-def test_server_faults_keep_their_traceback_in_the_log():
+def failed_request_record(error: Exception) -> logging.LogRecord:
+    """The record BentoML's API wrapper logs when a request fails with ``error``."""
     try:
-        raise RuntimeError("model file vanished")
-    except RuntimeError:
-        record = logging.LogRecord(
+        raise error
+    except type(error):
+        return logging.LogRecord(
             BENTOML_REQUEST_LOGGER,
             logging.ERROR,
             __file__,
@@ -28,6 +29,10 @@ def test_server_faults_keep_their_traceback_in_the_log():
             ("/score", "POST"),
             sys.exc_info(),
         )
+
+
+def test_server_faults_keep_their_traceback_in_the_log():
+    record = failed_request_record(RuntimeError("model file vanished"))
     assert CLIENT_ERROR_LOG.filter(record)
     assert record.levelname == "ERROR"
     assert record.exc_info is not None
@@ -107,18 +112,7 @@ def test_shed_requests_say_why_and_when_to_retry(monkeypatch):
     assert (b"retry-after", b"1") in sent[0]["headers"]
     assert json.loads(sent[1]["body"]) == {"error": OVERLOADED}
     # ...and the log says it in one warning line, not as a fault with a traceback.
-    try:
-        raise ServiceUnavailable(OVERLOADED)
-    except ServiceUnavailable:
-        record = logging.LogRecord(
-            BENTOML_REQUEST_LOGGER,
-            logging.ERROR,
-            __file__,
-            1,
-            "Exception on %s [%s]",
-            ("/score", "POST"),
-            sys.exc_info(),
-        )
+    record = failed_request_record(ServiceUnavailable(OVERLOADED))
     assert CLIENT_ERROR_LOG.filter(record)
     assert (record.levelname, record.exc_info) == ("WARNING", None)
     assert "the service is overloaded" in record.getMessage()
