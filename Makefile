@@ -18,7 +18,7 @@ EVENTS ?=
 COLUMNS ?=
 HORIZON_DAYS ?= 365
 
-.PHONY: help install lock data train promote ui score serve bento test test-fast lint format bench bench-batch bench-online clean
+.PHONY: help install lock data train promote ui score serve bento serve-bento test test-fast lint format bench bench-batch bench-online clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -68,6 +68,14 @@ serve: $(STAMP) ## Serve the champion on http://127.0.0.1:3000 (after `make scor
 
 bento: $(STAMP) ## Build a Bento (models/bentoml) that `bentoml serve customer-value:latest` runs
 	BENTOML_HOME=$(CURDIR)/models/bentoml $(BIN)/bentoml build
+
+# A Bento runs in its own folder: it is given this checkout's store and feature table by
+# absolute path (override with MLFLOW_TRACKING_URI= CUSTOMER_VALUE_FEATURES=).
+serve-bento: $(STAMP) ## Serve the latest Bento of `make bento` on http://127.0.0.1:3000 with this checkout's model and features
+	BENTOML_HOME=$(CURDIR)/models/bentoml \
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/models/mlflow.db} \
+	CUSTOMER_VALUE_FEATURES=$${CUSTOMER_VALUE_FEATURES:-$(CURDIR)/models/scores/online_features.parquet} \
+	$(BIN)/bentoml serve customer-value:latest --host 127.0.0.1 --port $(PORT)
 
 test: $(STAMP) ## Run the whole test suite (fast tests + server/slow suites)
 	$(PY) -m pytest -q

@@ -53,9 +53,20 @@ def configure(
 
     A new experiment on a local store keeps its artifacts under ``models/mlartifacts``. With
     ``read_only`` (scoring, which only loads registered models) nothing is created or written:
-    only the tracking and registry URIs are set.
+    only the tracking and registry URIs are set, and a local SQLite store must already exist
+    (``FileNotFoundError`` otherwise).
     """
     uri = uri or tracking_uri()
+    if read_only and uri.startswith("sqlite:///"):
+        database = Path(uri.removeprefix("sqlite:///"))
+        if not database.is_file():
+            # MLflow would create an empty store here (and two server workers starting at once
+            # would race to migrate it), then fail later with "model not found".
+            raise FileNotFoundError(
+                f"no MLflow store at {database.resolve()}: run `make train` first, or set "
+                "MLFLOW_TRACKING_URI to the store that holds the model (a Bento runs in its own "
+                "folder, so give it an absolute sqlite:////path/to/mlflow.db)"
+            )
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if read_only:

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.server
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "e2e-key"
 READY_TIMEOUT = 90.0
+SERVICE = "serving.service:CustomerValue"
 
 
 def free_port() -> int:
@@ -49,9 +50,19 @@ def scored(latest_scores):
 
 @contextlib.contextmanager
 def running_server(
-    trained_store, features: Path, home: Path, log_path: Path, **env_extra: str
+    trained_store,
+    features: Path,
+    home: Path,
+    log_path: Path,
+    *,
+    target: str = SERVICE,
+    cwd: Path = ROOT,
+    **env_extra: str,
 ) -> Iterator[httpx.Client]:
-    """`bentoml serve serving.service:CustomerValue` on a free loopback port; always stopped."""
+    """`bentoml serve <target>` (the service, or a built Bento) on a free loopback port.
+
+    Always stopped, also when the test fails.
+    """
     port = free_port()
     env = {
         **os.environ,
@@ -64,11 +75,11 @@ def running_server(
         **env_extra,
     }
     bentoml = Path(sys.executable).with_name("bentoml")
-    command = [str(bentoml), "serve", "serving.service:CustomerValue"]
+    command = [str(bentoml), "serve", target]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -233,3 +244,33 @@ def test_concurrent_requests_are_batched_and_metrics_show_it(model_server, score
     )
     assert rows >= len(ids)
     assert 0 < batches < rows  # some batch held more than one request's rows
+
+
+def test_the_built_bento_serves_the_batch_answers(trained_store, scored, tmp_path):
+    # `make bento` then `bentoml serve customer-value:latest`: the Bento runs from its own
+    # folder (here started from an unrelated one), given the store and table by absolute path.
+    config, scores = scored
+    home = tmp_path / "bentoml"
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    bentoml = Path(sys.executable).with_name("bentoml")
+    build = subprocess.run(
+        [str(bentoml), "build"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with running_server(
+        trained_store,
+        config.features_out,
+        home,
+        tmp_path / "bento.log",
+        target="customer-value:latest",
+        cwd=elsewhere,
+    ) as client:
+        known = scores.index[0]
+        response = client.post("/score", json={"customers": [{"customer_id": known}]})
+    assert response.status_code == 200, response.text
+    (result,) = response.json()["results"]
+    assert result["status"] == "ok"
+    assert result["clv"] == pytest.approx(scores.loc[known, "clv"], rel=1e-6, abs=1e-9)
+    assert result["reasons"] == scores.loc[known, "reasons"]

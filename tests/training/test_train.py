@@ -138,9 +138,19 @@ def test_cli_errors_are_clear(tmp_path, capsys):
 def test_read_only_configure_creates_no_experiment(trained_store, tmp_path):
     # Scoring only loads registered models: it must not create experiments in the store.
     uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    MlflowClient(uri).search_experiments()  # an existing store without that experiment
     try:
         tracking.configure(uri, experiment="never-created", read_only=True)
         assert mlflow.get_tracking_uri() == uri
         assert MlflowClient(uri).get_experiment_by_name("never-created") is None
     finally:
         tracking.configure(trained_store.tracking_uri)
+
+
+def test_read_only_configure_refuses_a_missing_store(trained_store, tmp_path):
+    # A read-only scorer pointed at the wrong place must say so, not create an empty store.
+    missing = tmp_path / "nowhere" / "mlflow.db"
+    with pytest.raises(FileNotFoundError, match=r"no MLflow store at .*nowhere/mlflow\.db"):
+        tracking.configure(f"sqlite:///{missing}", read_only=True)
+    assert not missing.exists()
+    assert mlflow.get_tracking_uri() == trained_store.tracking_uri
