@@ -145,10 +145,35 @@ class CustomerRequest(BaseModel):
         return self
 
 
-class ScoreRequest(BaseModel):
-    """Body of ``POST /score``."""
+#: The request body shown in the OpenAPI page (``/``, spec at ``/docs.json``): one lookup by
+#: id and one inline history. (BentoML's OpenAPI schema takes one ``example``, not a list.)
+REQUEST_EXAMPLE: dict = {
+    "customers": [
+        {"customer_id": "C0049000"},
+        {
+            "customer_id": "new-1",
+            "cutoff": "2026-07-01",
+            "orders": [
+                {"ordered_at": "2026-05-02", "amount": 80.0, "status": "completed"},
+                {
+                    "ordered_at": "2026-06-20",
+                    "amount": 45.5,
+                    "promised_at": "2026-06-23",
+                    "delivered_at": "2026-06-29",
+                },
+            ],
+            "service_events": [
+                {"occurred_at": "2026-06-29", "kind": "ticket", "score": 2, "resolution_hours": 80}
+            ],
+        },
+    ]
+}
 
-    model_config = ConfigDict(extra="forbid")
+
+class ScoreRequest(BaseModel):
+    """Body of ``POST /score``: customers by id (feature table), or with their history."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": REQUEST_EXAMPLE})
 
     customers: Annotated[list[CustomerRequest], Field(min_length=1, max_length=MAX_CUSTOMERS)]
 

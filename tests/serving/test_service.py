@@ -29,6 +29,7 @@ from serving.segments import value_thresholds
 from serving.service import (
     MAX_CUSTOMERS,
     MAX_ORDERS,
+    REQUEST_EXAMPLE,
     CustomerValue,
     ScoreRequest,
 )
@@ -303,6 +304,13 @@ def test_request_schema_names_the_problem(body, message):
         ScoreRequest.model_validate(body)
 
 
+def test_documented_request_example_is_a_valid_request(svc):
+    assert ScoreRequest.model_json_schema()["example"] == REQUEST_EXAMPLE
+    lookup, inline = score(svc, REQUEST_EXAMPLE)["results"]
+    assert lookup["customer_id"] == "C0049000"  # ok or unknown, depending on the table
+    assert inline["status"] == "ok", inline["error"]
+
+
 def test_request_schema_bounds_orders_per_customer_and_per_request():
     order = {"ordered_at": "2024-01-01", "amount": 1.0}
     one = {"customer_id": "a", "cutoff": "2024-06-01", "orders": [order] * (MAX_ORDERS + 1)}
@@ -363,6 +371,14 @@ def test_http_malformed_body_is_400_json_naming_the_field(client, content, loc, 
     assert (record.levelname, record.exc_info) == ("WARNING", None)
     assert record.getMessage().startswith("Rejected request on /score [POST]: ")
     assert ".".join(map(str, loc)) in record.getMessage()
+
+
+def test_http_openapi_page_documents_score_with_the_example(client):
+    spec = client.get("/docs.json")
+    assert spec.status_code == 200, spec.text
+    assert "/score" in spec.json()["paths"]
+    assert "new-1" in spec.text  # the request example
+    assert client.get("/").status_code == 200  # the Swagger UI page
 
 
 def test_http_probes_are_open_without_the_key(client):
