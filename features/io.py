@@ -44,12 +44,16 @@ class LoadResult:
         One message per problem found (quarantined rows and values treated as missing).
     rows_read : int
         Rows in the input; always ``len(frame) + len(quarantine)``.
+    quarantined_customers : pandas.Index
+        The customer ids of the quarantined rows as the loader reads ids (trimmed, ``7.0`` read
+        as ``"7"``), so they compare with ``frame``'s ids; rows without an id are not in it.
     """
 
     frame: pd.DataFrame
     quarantine: pd.DataFrame
     problems: list[str] = field(default_factory=list)
     rows_read: int = 0
+    quarantined_customers: pd.Index = field(default_factory=lambda: pd.Index([], dtype="str"))
 
     @property
     def rows_loaded(self) -> int:
@@ -404,11 +408,14 @@ class _Checker:
         quarantine.insert(0, "reason", self.reason[bad].astype("str"))
         for message in self.problems:
             logger.warning(message)
+        ids = self.out.get("customer_id")
+        quarantined_ids = ids[bad].dropna().unique() if ids is not None else []
         return LoadResult(
             frame=frame,
             quarantine=quarantine.reset_index(drop=True),
             problems=list(self.problems),
             rows_read=len(self.raw),
+            quarantined_customers=pd.Index(quarantined_ids, dtype="str", name="customer_id"),
         )
 
 
@@ -424,7 +431,7 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
         # Only whole numbers that can be a yyyymmdd; a float like 2.5 or an integer past int64
         # would make the Int64 cast raise instead of becoming NaT.
         numeric = values.astype("float64")
-        yyyymmdd = (numeric == np.floor(numeric)) & numeric.between(0, 99_991_231)
+        yyyymmdd = (numeric == np.floor(numeric)) & numeric.between(10_000_101, 99_991_231)
         parsed = pd.to_datetime(
             numeric.where(yyyymmdd).astype("Int64").astype("str"),
             format="%Y%m%d",

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from features import build_features
 from features.history import as_cutoff
-from features.io import load_events, load_orders
+from features.io import LoadResult, load_events, load_orders
 from serving.scoring import REASON_MODES, score_frame
 from serving.segments import assign_segments, value_thresholds
 from training import tracking
@@ -148,26 +148,32 @@ REJECT_NO_HISTORY = "no order before the cutoff"
 REJECT_NO_ORDERS = "service events but no orders"
 
 
+def _input_customers(orders: LoadResult, events: LoadResult | None) -> tuple[pd.Index, pd.Index]:
+    """Every customer id in the input, and the ids that have usable orders.
+
+    Ids are compared as the loader reads them (trimmed, ``7.0`` as ``"7"``), so a customer with
+    one clean and one malformed row is one customer; rows without an id are counted as rows
+    (quarantine), not as customers.
+    """
+    with_orders = pd.Index(orders.frame["customer_id"].unique(), dtype="str")
+    everyone = with_orders.union(orders.quarantined_customers)
+    if events is not None:
+        everyone = everyone.union(pd.Index(events.frame["customer_id"].unique(), dtype="str"))
+        everyone = everyone.union(events.quarantined_customers)
+    return everyone, with_orders
+
+
 def _rejected_customers(
-    quarantine: pd.DataFrame,
+    everyone: pd.Index,
+    with_orders: pd.Index,
+    orders_quarantined: pd.Index,
     orders: pd.DataFrame,
-    events: pd.DataFrame | None,
     cutoff: pd.Timestamp,
 ) -> pd.DataFrame:
     """Customers that cannot be scored, one row each with the reason."""
-    known = pd.Index(orders["customer_id"].unique())
-    quarantined = pd.Index(
-        quarantine["customer_id"].dropna().astype("str").unique()
-        if "customer_id" in quarantine.columns
-        else []
-    )
-    lost = quarantined.difference(known)
-    # Customers seen only in the service events: nothing to score, but they are in the input.
-    orderless = (
-        pd.Index(events["customer_id"].unique()).difference(known).difference(lost)
-        if events is not None
-        else pd.Index([])
-    )
+    lost = orders_quarantined.difference(with_orders)
+    # Seen only in the service events (usable or not): nothing to score, but in the input.
+    orderless = everyone.difference(with_orders).difference(lost)
     first_order = orders.groupby("customer_id", sort=False)["ordered_at"].min()
     too_new = first_order.index[first_order.to_numpy() >= cutoff.to_datetime64()]
     return pd.DataFrame(
@@ -217,16 +223,17 @@ def run(config: BatchConfig) -> BatchSummary:
         raise ValueError(f"no usable orders in {config.orders}; see the quarantine file")
     cutoff = resolve_cutoff(config.cutoff, orders)
     events = events_result.frame if events_result is not None else None
-    rejects = _rejected_customers(orders_result.quarantine, orders, events, cutoff)
+    everyone, with_orders = _input_customers(orders_result, events_result)
+    rejects = _rejected_customers(
+        everyone, with_orders, orders_result.quarantined_customers, orders, cutoff
+    )
     rejected = {str(k): int(v) for k, v in rejects["reason"].value_counts().items()}
     timings["load_data"] = time.perf_counter() - tick
 
     chunks = CustomerChunks(orders, events, config.chunk_customers)
-    # Customers with orders are in the chunks (scored, or rejected for no history yet); the
-    # others were rejected before chunking.
-    input_customers = len(chunks.customers) + int(
-        rejects["reason"].isin([REJECT_QUARANTINED, REJECT_NO_ORDERS]).sum()
-    )
+    # Counted apart from the scoring and the rejections, so the check at the end means
+    # something: every id in the input is scored or rejected exactly once.
+    input_customers = len(everyone)
     timings["chunk"] = time.perf_counter() - tick - timings["load_data"]
     config.out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".scoring-", dir=config.out.parent))

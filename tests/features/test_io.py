@@ -58,7 +58,8 @@ def test_timestamps_iso_tz_aware_and_yyyymmdd_become_naive_utc():
 
 def test_numeric_timestamps_that_are_not_yyyymmdd_become_missing():
     # A non-whole number or one past int64 must not break the parse of the other rows.
-    for values in ([20240401, 2.5, -1, 1e30], [20240401, 2**63]):
+    # Fewer than 8 digits is not a yyyymmdd either (2024111: 2024-11-01 or 2024-01-11?).
+    for values in ([20240401, 2.5, -1, 1e30, 2024111, 202411], [20240401, 2**63]):
         parsed = parse_timestamps(pd.Series(values))
         assert parsed[0] == pd.Timestamp("2024-04-01")
         assert parsed[1:].isna().all()

@@ -96,6 +96,38 @@ def test_customers_with_only_service_events_are_rejected_not_dropped(trained_sto
     )
 
 
+def test_customers_are_counted_by_id_as_the_loader_reads_it(trained_store, tmp_path):
+    # Quarantined rows keep their ids as written; a padded id of a scored customer, a blank
+    # id and an id in both the bad orders and the events must each count right, once.
+    orders = pd.read_parquet(trained_store.orders_path)
+    events = pd.read_parquet(trained_store.events_path)
+    scored_id = orders["customer_id"].iloc[0]
+    bad = orders.iloc[:3].assign(
+        customer_id=[f" {scored_id} ", "  ", " ghost2"], amount=-1.0, order_id=["b1", "b2", "b3"]
+    )
+    ghost_events = events.iloc[:2].assign(customer_id="ghost2")
+    orders_path, events_path = tmp_path / "orders.parquet", tmp_path / "events.parquet"
+    pd.concat([orders, bad]).to_parquet(orders_path)
+    pd.concat([events, ghost_events]).to_parquet(events_path)
+    out = tmp_path / "scores.parquet"
+    summary = run(
+        BatchConfig(
+            orders=orders_path,
+            events=events_path,
+            cutoff="latest",
+            out=out,
+            features_out=None,
+            model_uri=trained_store.model_uri,
+        )
+    )
+    ids = set(orders["customer_id"]) | set(events["customer_id"]) | {"ghost2"}
+    assert summary.input_customers == len(ids)
+    assert summary.rejected == {"every order row was quarantined": 1}
+    rejected = pd.read_csv(out.with_name("scores.rejected.csv"), dtype=str)
+    assert rejected["customer_id"].tolist() == ["ghost2"]
+    assert scored_id in set(pd.read_parquet(out)["customer_id"])
+
+
 def test_a_run_with_nobody_to_score_still_replaces_the_feature_table(trained_store, tmp_path):
     config = BatchConfig(
         orders=trained_store.orders_path,
