@@ -358,7 +358,10 @@ def _write_scores(
             writer.close()
             writer = None
         if not parts:
-            empty = pd.DataFrame(columns=list(SCORE_COLUMNS))
+            # The same column types as a run with customers, so readers need no special case.
+            types = {"cutoff": "datetime64[ns]", "horizon_days": "int64", "clv": "float64"}
+            types["p_churn"] = "float64"
+            empty = pd.DataFrame({c: pd.Series(dtype=types.get(c, "str")) for c in SCORE_COLUMNS})
             if fmt == "csv":
                 empty.to_csv(tmp, index=False)
             else:

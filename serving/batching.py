@@ -94,20 +94,24 @@ class AdaptiveBatcher:
                 raise
             # The dispatcher would hand one exception to every call in the batch: score each
             # call alone, so only the call whose rows fail gets the error (the dispatcher
-            # raises a returned exception in that caller only).
+            # raises a returned exception in that caller only). One thread hop for all of
+            # them: the dispatcher runs one batch at a time and the queue waits meanwhile.
             logger.exception("a batch of %d calls failed; scoring each call alone", len(jobs))
-            return [await self._score_alone(job) for job in jobs]
+            return await anyio.to_thread.run_sync(self._score_each, jobs)
         self.batches += 1
         self.rows += len(records)
         _batch_rows_histogram().observe(len(records))
         bounds = np.cumsum([0, *(len(job) for job in jobs)])
         return [records[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
-    async def _score_alone(self, job: np.ndarray) -> list[dict[str, Any]] | Exception:
-        try:
-            return await anyio.to_thread.run_sync(self.func, job)
-        except Exception as error:
-            return error
+    def _score_each(self, jobs: Sequence[np.ndarray]) -> list[list[dict[str, Any]] | Exception]:
+        results: list[list[dict[str, Any]] | Exception] = []
+        for job in jobs:
+            try:
+                results.append(self.func(job))
+            except Exception as error:
+                results.append(error)
+        return results
 
 
 @functools.cache

@@ -248,6 +248,7 @@ _PLURALS: dict[str, str] = {
     "days": "day",
     "tickets": "ticket",
     "returns": "return",
+    "stars": "star",
 }
 _PLURAL_WORD = re.compile(r"\b(" + "|".join(_PLURALS) + r")\b")
 

@@ -26,6 +26,8 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/metrics"})
 #: The logger BentoML's API wrapper reports every failed request on (with a traceback).
 BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
 
+logger = logging.getLogger(__name__)
+
 
 class RequestGuard:
     """ASGI middleware: the API key (when ``CUSTOMER_VALUE_API_KEY`` is set) and a body bound.
@@ -66,6 +68,8 @@ class RequestGuard:
             # A chunked body declares no length: read it here, up to the bound, and hand the
             # app the buffered body (the app would otherwise read any size into memory).
             body = await _read_bounded(receive)
+            if body is _GONE:
+                return  # the client left before sending the whole body: nobody to answer
             if body is None:
                 await _too_large(send, f"chunked request body is over {MAX_BODY_BYTES} bytes")
                 return
@@ -87,13 +91,18 @@ class RequestGuard:
         return hmac.compare_digest(sent, self.key)
 
 
-async def _read_bounded(receive: Any) -> bytes | None:
-    """The whole request body, or None once it exceeds :data:`MAX_BODY_BYTES`."""
+#: What :func:`_read_bounded` returns when the client disconnected mid-body.
+_GONE = object()
+
+
+async def _read_bounded(receive: Any) -> bytes | object | None:
+    """The whole request body; None once it exceeds :data:`MAX_BODY_BYTES`; :data:`_GONE` if
+    the client disconnected first."""
     parts, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return b"".join(parts)  # the app sees the short body and answers 400
+            return _GONE
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
@@ -104,14 +113,9 @@ async def _read_bounded(receive: Any) -> bytes | None:
 
 
 async def _too_large(send: Any, what: str) -> None:
-    await _json(
-        send,
-        413,
-        {
-            "error": f"{what}; expected at most {MAX_BODY_BYTES} bytes (send fewer "
-            "customers per request)"
-        },
-    )
+    error = f"{what}; expected at most {MAX_BODY_BYTES} bytes (send fewer customers per request)"
+    logger.warning("Rejected request: 413: %s", error)
+    await _json(send, 413, {"error": error})
 
 
 async def _json(
@@ -140,7 +144,13 @@ def _explain_overload(send: Any) -> Any:
         nonlocal replaced
         if message["type"] == "http.response.start" and message["status"] == 503:
             replaced = True
-            await _json(send, 503, {"error": OVERLOADED}, [(b"retry-after", b"1")])
+            # Keep BentoML's own headers (request id, server) for correlating the log.
+            kept = [
+                (name, value)
+                for name, value in message.get("headers", ())
+                if name.lower() not in (b"content-type", b"content-length")
+            ]
+            await _json(send, 503, {"error": OVERLOADED}, [*kept, (b"retry-after", b"1")])
         elif not (replaced and message["type"] == "http.response.body"):
             await send(message)
 
@@ -170,8 +180,9 @@ class ClientErrorLog(logging.Filter):
             summary = f"{int(error.error_code)}: {error}"
         else:
             return True
-        record.msg = "Rejected request on %s [%s]: %s"
-        record.args = (*(record.args or ()), summary)
+        # BentoML's message is "Exception on <path> [<method>]"; keep where, drop the word.
+        where = record.getMessage().removeprefix("Exception on ")
+        record.msg, record.args = "Rejected request on %s: %s", (where, summary)
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.exc_info, record.exc_text = None, None
         return True

@@ -244,7 +244,7 @@ def load_batch_answers(table: FeatureTable, model_version: str) -> BatchAnswers 
     reasons = meta.get(META_REASONS, b"").decode()
     if not table.run_id or run_id != table.run_id:
         logger.warning(
-            "%s is from another batch run (%r) than the feature table (%r), e.g. the last run "
+            "%s and the feature table come from different batch runs (%r, %r), e.g. a run "
             "wrote its scores elsewhere (--out); lookups are scored by the model",
             scores_path,
             run_id,

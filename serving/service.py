@@ -39,6 +39,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -294,7 +295,12 @@ class CustomerValue:
         else:
             pending = prepare(items, self.table, self.model.spec, self.answers)
         scored = None if pending.matrix is None else await self.batcher(pending.matrix)
-        return ScoreResponse.model_validate({**self.info, "results": finish(pending, scored)})
+        try:
+            return ScoreResponse.model_validate({**self.info, "results": finish(pending, scored)})
+        except ValidationError as error:
+            # Our answer failing our own schema is a server fault: BentoML would answer a
+            # ValidationError with 400 as if the caller had sent something wrong.
+            raise RuntimeError(f"the response failed its own schema: {error}") from error
 
 
 CustomerValue.add_asgi_middleware(RequestGuard)

@@ -98,7 +98,8 @@ def test_shed_requests_say_why_and_when_to_retry(monkeypatch):
     generic = b'{"error":"An unexpected error has occurred, please check the server log."}'
 
     async def app(scope, receive, send):  # what BentoML answers for ServiceUnavailable
-        await send({"type": "http.response.start", "status": 503, "headers": []})
+        headers = [(b"content-type", b"application/json"), (b"x-bentoml-request-id", b"42")]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": generic})
 
     sent = []
@@ -110,9 +111,34 @@ def test_shed_requests_say_why_and_when_to_retry(monkeypatch):
     asyncio.run(RequestGuard(app)(scope, None, send))
     assert len(sent) == 2 and sent[0]["status"] == 503
     assert (b"retry-after", b"1") in sent[0]["headers"]
+    assert (b"x-bentoml-request-id", b"42") in sent[0]["headers"]  # kept for the log
+    assert [name for name, _ in sent[0]["headers"]].count(b"content-type") == 1
     assert json.loads(sent[1]["body"]) == {"error": OVERLOADED}
     # ...and the log says it in one warning line, not as a fault with a traceback.
     record = failed_request_record(ServiceUnavailable(OVERLOADED))
     assert CLIENT_ERROR_LOG.filter(record)
     assert (record.levelname, record.exc_info) == ("WARNING", None)
     assert "the service is overloaded" in record.getMessage()
+
+
+def test_a_client_gone_mid_body_is_not_answered(monkeypatch):
+    monkeypatch.delenv("CUSTOMER_VALUE_API_KEY", raising=False)
+    called, sent = [], []
+
+    async def app(scope, receive, send):  # pragma: no cover - must not be reached
+        called.append(scope)
+
+    messages = [
+        {"type": "http.request", "body": b'{"customers": [', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/score", "headers": []}
+    asyncio.run(RequestGuard(app)(scope, receive, send))
+    assert called == [] and sent == []

@@ -44,6 +44,8 @@ def test_all_zero_predictions_make_everyone_low_value():
         ("days_since_last_order", 0.6, "last order 1 day ago"),
         ("orders_trend_90d", -1.2, "-1 order vs the previous 90 days"),
         ("open_tickets", 1.0, "1 support ticket still open"),
+        ("last_review_score", 1.0, "last review 1 star"),
+        ("mean_review_score", 1.0, "reviews average 1.0 stars"),
         (
             "mean_resolution_hours_365d",
             1.0,

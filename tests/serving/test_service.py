@@ -1,6 +1,7 @@
 """Online service: lookups, inline history, per-customer errors, API key, batch == online."""
 
 import asyncio
+import dataclasses
 import json
 import logging
 
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from starlette.testclient import TestClient
 
 from serving import batch
+from serving.batch import run as score_base
 from serving.guard import BENTOML_REQUEST_LOGGER
 from serving.online import (
     OnlineConfig,
@@ -307,8 +309,11 @@ def test_request_schema_names_the_problem(body, message):
 def test_documented_request_example_is_a_valid_request(svc):
     assert ScoreRequest.model_json_schema()["example"] == REQUEST_EXAMPLE
     lookup, inline = score(svc, REQUEST_EXAMPLE)["results"]
-    assert lookup["customer_id"] == "C0049000"  # ok or unknown, depending on the table
+    # The example's id is a demo-store id: known there, unknown in the test store.
+    expected = "ok" if "C0049000" in svc.table.positions else "unknown_customer"
+    assert (lookup["customer_id"], lookup["status"]) == ("C0049000", expected)
     assert inline["status"] == "ok", inline["error"]
+    assert inline["source"] == "inline" and inline["clv"] >= 0.0
 
 
 def test_request_schema_bounds_orders_per_customer_and_per_request():
@@ -485,17 +490,24 @@ def test_lookup_mode_comes_from_the_environment():
         OnlineConfig.from_env({"CUSTOMER_VALUE_LOOKUPS": "fast"})
 
 
-def test_service_starts_on_an_empty_feature_table(online, tmp_path, monkeypatch):
-    # A batch run at a cutoff before any order writes an empty table; the service must still
-    # start and answer every lookup with a per-customer status.
+def test_service_starts_on_the_outputs_of_a_run_that_scored_nobody(online, tmp_path, monkeypatch):
+    # A batch run at a cutoff before any order writes an empty table and an empty scores file
+    # of the same run; the service must start on them and answer with per-customer statuses.
     config, _ = online
-    table = pq.read_table(config.features_out)
-    empty = tmp_path / "online_features.parquet"
-    pq.write_table(table.slice(0, 0), empty)
-    monkeypatch.setenv("CUSTOMER_VALUE_FEATURES", str(empty))
+    empty_run = dataclasses.replace(
+        config,
+        cutoff="1990-01-01",
+        out=tmp_path / "scores.parquet",
+        features_out=tmp_path / "online_features.parquet",
+    )
+    assert score_base(empty_run).scored == 0
+    assert pq.read_schema(empty_run.out).types == pq.read_schema(config.out).types
+    monkeypatch.setenv("CUSTOMER_VALUE_FEATURES", str(empty_run.features_out))
     service = CustomerValue()
+    assert service.answers is not None and len(service.table) == 0
     (result,) = score(service, {"customers": [{"customer_id": "anyone"}]})["results"]
     assert result["status"] == "unknown_customer"
+    assert result["cutoff"] == "1990-01-01"
 
 
 def test_feature_table_errors_say_what_to_do(tmp_path):
