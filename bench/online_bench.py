@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,9 +49,10 @@ import numpy as np
 import psutil
 import pyarrow.parquet as pq
 
+from serving.local_server import local_server, wait_ready
+
 ROOT = Path(__file__).resolve().parents[1]
 WRK_SCRIPT = Path(__file__).resolve().with_name("wrk_score.lua")
-SERVICE = "serving.service:CustomerValue"
 DEFAULT_FEATURES = ROOT / "models" / "scores" / "online_features.parquet"
 
 
@@ -86,60 +86,16 @@ class LoadResult:
     seconds: float = 0.0
 
 
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(config: BenchConfig, port: int) -> subprocess.Popen[bytes]:
-    """Start ``bentoml serve`` in its own process group (so it can be stopped as a whole)."""
+def server_env(config: BenchConfig) -> dict[str, str]:
+    """The environment of the benchmarked server."""
     env = dict(os.environ)
     env["CUSTOMER_VALUE_MODEL_URI"] = config.model_uri
     env["CUSTOMER_VALUE_FEATURES"] = str(config.features)
     if config.api_key:
         env["CUSTOMER_VALUE_API_KEY"] = config.api_key
-    bentoml = Path(sys.executable).with_name("bentoml")
     if config.workers:
         env["BENTOML_CONFIG_OPTIONS"] = f"services.CustomerValue.workers={config.workers}"
-    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"online-bench-{port}.log"
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [str(bentoml), "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group, SIGKILL it if it lingers."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
-def wait_ready(url: str, timeout: float, process: subprocess.Popen[bytes] | None) -> float:
-    """Poll ``/readyz`` until it answers 200; return the seconds it took."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server exited with code {process.returncode} before it was ready")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return time.perf_counter() - start
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url}/readyz did not answer 200 within {timeout:.0f}s")
+    return env
 
 
 class RssSampler(threading.Thread):
@@ -405,20 +361,27 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     ids = [str(i) for i in pq.read_table(config.features, columns=["customer_id"]).column(0)]
-    process = None
-    sampler = None
-    url = config.url
-    try:
+    with contextlib.ExitStack() as stack:
+        sampler = None
+        url = config.url
         if url is None:
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            process = start_server(config, port)
-            ready = wait_ready(url, config.ready_timeout, process)
-            print(f"server ready in {ready:.1f}s at {url} ({len(ids):,} customers in the table)")
-            sampler = RssSampler(process.pid)
+            log_path = Path(os.environ.get("TMPDIR", "/tmp")) / "online-bench-server.log"
+            server = stack.enter_context(
+                local_server(
+                    env=server_env(config), log_path=log_path, ready_timeout=config.ready_timeout
+                )
+            )
+            url = server.url
+            print(
+                f"server ready in {server.ready_seconds:.1f}s at {url} ({len(ids):,} customers "
+                "in the table)"
+            )
+            sampler = RssSampler(server.process.pid)
             sampler.start()
+            stack.callback(sampler.join)
+            stack.callback(sampler.stopped.set)
         else:
-            wait_ready(url, config.ready_timeout, None)
+            wait_ready(url, config.ready_timeout)
         if config.warmup:
             asyncio.run(run_load(url, ids, config, config.warmup, config.max_seconds))
         before = batch_counts(url)
@@ -434,12 +397,6 @@ def main(argv: list[str] | None = None) -> int:
         if sampler is not None:
             server_cpu = sampler.cpu_seconds() - server_cpu
         after = batch_counts(url)
-    finally:
-        if sampler is not None:
-            sampler.stopped.set()
-            sampler.join()
-        if process is not None:
-            stop_server(process)
 
     print(
         f"{config.client}: {int(figures['requests']):,} requests ({config.customers_per_request} "

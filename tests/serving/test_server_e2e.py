@@ -4,11 +4,8 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,18 +13,12 @@ import httpx
 import pandas as pd
 import pytest
 
+from serving.local_server import PROJECT_ROOT, SERVICE, local_server
+
 pytestmark = pytest.mark.server
 
-ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "e2e-key"
 READY_TIMEOUT = 90.0
-SERVICE = "serving.service:CustomerValue"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def history(frame: pd.DataFrame) -> list[dict]:
@@ -56,14 +47,13 @@ def running_server(
     log_path: Path,
     *,
     target: str = SERVICE,
-    cwd: Path = ROOT,
+    cwd: Path = PROJECT_ROOT,
     **env_extra: str,
 ) -> Iterator[httpx.Client]:
     """`bentoml serve <target>` (the service, or a built Bento) on a free loopback port.
 
     Always stopped, also when the test fails.
     """
-    port = free_port()
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": trained_store.tracking_uri,
@@ -74,37 +64,13 @@ def running_server(
         "BENTOML_DO_NOT_TRACK": "true",
         **env_extra,
     }
-    bentoml = Path(sys.executable).with_name("bentoml")
-    command = [str(bentoml), "serve", target]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}:\n{log_path.read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready in {READY_TIMEOUT:.0f}s:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        with httpx.Client(base_url=url, headers={"X-API-Key": API_KEY}, timeout=30) as client:
+    with local_server(
+        target, env=env, log_path=log_path, cwd=cwd, ready_timeout=READY_TIMEOUT
+    ) as server:
+        with httpx.Client(
+            base_url=server.url, headers={"X-API-Key": API_KEY}, timeout=30
+        ) as client:
             yield client
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +220,12 @@ def test_the_built_bento_serves_the_batch_answers(trained_store, scored, tmp_pat
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
     bentoml = Path(sys.executable).with_name("bentoml")
     build = subprocess.run(
-        [str(bentoml), "build"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        [str(bentoml), "build"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert build.returncode == 0, build.stdout + build.stderr
     elsewhere = tmp_path / "elsewhere"

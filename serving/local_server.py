@@ -1,0 +1,141 @@
+"""The service (or a built Bento) as a local ``bentoml serve`` process: start, wait, stop.
+
+For whoever needs a real server on this machine for a while and must not leave it running:
+the online benchmark (``bench/online_bench.py``) and the end-to-end tests. The server runs in
+its own process group, so stopping it stops BentoML's workers too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+#: What ``make serve`` serves.
+SERVICE = "serving.service:CustomerValue"
+
+
+class ServerFailed(RuntimeError):
+    """The server process exited, or never became ready; the message ends with its log."""
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """A running server: where to reach it and what it is.
+
+    Attributes
+    ----------
+    url : str
+        ``http://127.0.0.1:<port>``.
+    process : subprocess.Popen
+        The ``bentoml serve`` process (the leader of its process group).
+    ready_seconds : float
+        From start until ``/readyz`` answered 200.
+    log_path : pathlib.Path
+        Its stdout and stderr.
+    """
+
+    url: str
+    process: subprocess.Popen[bytes]
+    ready_seconds: float
+    log_path: Path
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> float:
+    """Poll ``url/readyz`` until it answers 200; return the seconds it took.
+
+    Raises
+    ------
+    ServerFailed
+        ``process`` exited first, or ``timeout`` seconds passed.
+    """
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if process is not None and process.poll() is not None:
+            raise ServerFailed(f"server exited with code {process.returncode} before it was ready")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return time.perf_counter() - start
+        except httpx.TransportError:
+            pass  # not listening yet
+        time.sleep(0.5)
+    raise ServerFailed(f"{url}/readyz did not answer 200 within {timeout:.0f}s")
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    """SIGTERM the server's process group; SIGKILL it if it lingers past ``grace`` seconds."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def local_server(
+    target: str = SERVICE,
+    *,
+    env: Mapping[str, str] | None = None,
+    log_path: Path,
+    cwd: Path = PROJECT_ROOT,
+    ready_timeout: float = 90.0,
+) -> Iterator[LocalServer]:
+    """``bentoml serve <target>`` on a free loopback port, ready on entry, stopped on exit.
+
+    Parameters
+    ----------
+    target : str
+        A service import path (default :data:`SERVICE`) or a Bento tag
+        (``customer-value:latest``, found under ``BENTOML_HOME``).
+    env : mapping, optional
+        The server's whole environment (default: this process's).
+    log_path : pathlib.Path
+        Where its output goes; quoted in :class:`ServerFailed`.
+    cwd : pathlib.Path
+        Its working directory (the project root by default).
+    ready_timeout : float
+        Seconds to wait for ``/readyz``.
+    """
+    port = free_port()
+    bentoml = Path(sys.executable).with_name("bentoml")
+    command = [str(bentoml), "serve", target, "--host", "127.0.0.1", "--port", str(port)]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=dict(env if env is not None else os.environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() reaches the workers
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            ready = wait_ready(url, ready_timeout, process)
+        except ServerFailed as error:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-60:])
+            raise ServerFailed(f"{error}; last lines of {log_path}:\n{tail}") from None
+        yield LocalServer(url=url, process=process, ready_seconds=ready, log_path=log_path)
+    finally:
+        stop(process)
