@@ -18,17 +18,15 @@ model score every lookup.
 Configuration is infrastructure only, from the environment: ``CUSTOMER_VALUE_MODEL_URI``
 (default ``models:/customer-value@champion``), ``CUSTOMER_VALUE_FEATURES`` (default
 ``models/scores/online_features.parquet``), ``CUSTOMER_VALUE_LOOKUPS`` (``batch`` or
-``model``), ``CUSTOMER_VALUE_API_KEY`` (optional) and ``MLFLOW_TRACKING_URI``. BentoML
-settings such as the worker count can be overridden with ``BENTOML_CONFIG_OPTIONS`` (e.g.
-``services.CustomerValue.workers=1``).
+``model``), ``CUSTOMER_VALUE_RELOAD_SECONDS`` (how often a new batch run is looked for,
+default 30; :mod:`serving.reload`), ``CUSTOMER_VALUE_API_KEY`` (optional) and
+``MLFLOW_TRACKING_URI``. BentoML settings such as the worker count can be overridden with
+``BENTOML_CONFIG_OPTIONS`` (e.g. ``services.CustomerValue.workers=1``).
 """
 
 from __future__ import annotations
 
-import functools
-import gc
 import logging
-import time
 from typing import Annotated, Literal
 
 import anyio
@@ -45,17 +43,9 @@ from pydantic import (
 )
 
 from features.history import as_cutoff
-from serving.batching import AdaptiveBatcher
 from serving.guard import BENTOML_REQUEST_LOGGER, CLIENT_ERROR_LOG, RequestGuard
-from serving.online import (
-    OnlineConfig,
-    finish,
-    load_batch_answers,
-    load_feature_table,
-    load_value_thresholds,
-    prepare,
-    score_rows,
-)
+from serving.online import OnlineConfig, finish, prepare
+from serving.reload import Reloader, Served, freeze_heap, load_served, reload_interval
 from training import tracking
 
 logger = logging.getLogger(__name__)
@@ -65,10 +55,6 @@ MAX_ORDERS = 10_000
 MAX_EVENTS = 10_000
 #: Inline orders + service events over all customers of one request.
 MAX_INLINE_ROWS = 100_000
-#: Adaptive batching of the model call: most feature rows per batch, and the longest a row may
-#: wait in the queue before the dispatcher sheds it (the caller gets 503).
-MAX_BATCH_ROWS = 500
-MAX_LATENCY_MS = 1000
 #: API processes; each holds its own model, feature table and batcher.
 WORKERS = 2
 #: No access log line per request: at storefront rates it cost more server CPU than the
@@ -225,7 +211,6 @@ class CustomerValue:
     """Customer value API: ``POST /score`` with customer ids or inline order history."""
 
     def __init__(self) -> None:
-        tick = time.perf_counter()
         package = logging.getLogger("serving")
         if package.level == logging.NOTSET:
             # The worker's logging is BentoML's (root at WARNING); show our startup summary.
@@ -233,43 +218,14 @@ class CustomerValue:
         logging.getLogger(BENTOML_REQUEST_LOGGER).addFilter(CLIENT_ERROR_LOG)
         config = OnlineConfig.from_env()
         tracking.configure(read_only=True)
-        self.model = tracking.load_model(config.model_uri)
-        self.info = tracking.version_info(config.model_uri)
-        self.table = load_feature_table(config.features, self.model.feature_names_in_)
-        self.answers = (
-            load_batch_answers(self.table, self.info["model_version"])
-            if config.lookups == "batch"
-            else None
-        )
-        self.thresholds, source = load_value_thresholds(self.table, self.model, self.answers)
-        # Warm the model path (XGBoost's first calls allocate): the first requests should not
-        # pay for it, and the batcher's latency model is fit on the first batches it times.
-        for rows in (1, 16):
-            score_rows(self.model, self.table.matrix[:rows], self.thresholds)
+        self.reloader = Reloader(config, load_served(config), reload_interval())
         self._feature_builder = anyio.CapacityLimiter(1)
-        self.batcher = AdaptiveBatcher(
-            functools.partial(score_rows, self.model, thresholds=self.thresholds),
-            max_batch_size=MAX_BATCH_ROWS,
-            max_latency_ms=MAX_LATENCY_MS,
-        )
-        # Everything loaded so far lives as long as the process: move it out of the garbage
-        # collector's reach, or each full collection walks it (stalls of ~0.4 s were measured).
-        gc.collect()
-        gc.freeze()
-        logger.info(
-            "serving %s v%s: %d customers at cutoff %s from %s; lookups answered %s; value "
-            "thresholds from %s (%.1fs)",
-            self.info["model_name"],
-            self.info["model_version"],
-            len(self.table),
-            self.table.cutoff,
-            self.table.path,
-            "by the model"
-            if self.answers is None
-            else f"from the batch scores {self.answers.source}",
-            source,
-            time.perf_counter() - tick,
-        )
+        freeze_heap()
+
+    @property
+    def served(self) -> Served:
+        """The model, table and answers requests are answered from now."""
+        return self.reloader.served
 
     @bentoml.api(input_spec=ScoreRequest, output_spec=ScoreResponse)
     async def score(self, customers: list[CustomerRequest]) -> ScoreResponse:
@@ -279,6 +235,8 @@ class CustomerValue:
         ``status: invalid`` with the validation message. Both are per customer, never an error
         for the whole request.
         """
+        self.reloader.poke()
+        served = self.served  # one state for the whole request, even if a reload swaps it
         items = [customer.model_dump(exclude_none=True) for customer in customers]
         if any("orders" in item for item in items):
             # Building features is CPU work in pandas: one thread at a time keeps the event
@@ -287,16 +245,16 @@ class CustomerValue:
             pending = await anyio.to_thread.run_sync(
                 prepare,
                 items,
-                self.table,
-                self.model.spec,
-                self.answers,
+                served.table,
+                served.model.spec,
+                served.answers,
                 limiter=self._feature_builder,
             )
         else:
-            pending = prepare(items, self.table, self.model.spec, self.answers)
-        scored = None if pending.matrix is None else await self.batcher(pending.matrix)
+            pending = prepare(items, served.table, served.model.spec, served.answers)
+        scored = None if pending.matrix is None else await served.batcher(pending.matrix)
         try:
-            return ScoreResponse.model_validate({**self.info, "results": finish(pending, scored)})
+            return ScoreResponse.model_validate({**served.info, "results": finish(pending, scored)})
         except ValidationError as error:
             # Our answer failing our own schema is a server fault: BentoML would answer a
             # ValidationError with 400 as if the caller had sent something wrong.

@@ -171,7 +171,7 @@ def test_omitted_service_events_mean_unknown_and_an_empty_list_means_none(svc, t
             ),
         ),
     ]
-    slots, built = build_inline_features(inline, svc.model.spec, svc.table.columns)
+    slots, built = build_inline_features(inline, svc.served.model.spec, svc.served.table.columns)
     rows = dict(zip(slots, built.to_dict("records"), strict=True))
     assert rows[0]["tickets_365d"] == 0 and rows[0]["open_tickets"] == 0
     assert np.isnan(rows[1]["tickets_365d"]) and np.isnan(rows[1]["open_tickets"])
@@ -310,7 +310,7 @@ def test_documented_request_example_is_a_valid_request(svc):
     assert ScoreRequest.model_json_schema()["example"] == REQUEST_EXAMPLE
     lookup, inline = score(svc, REQUEST_EXAMPLE)["results"]
     # The example's id is a demo-store id: known there, unknown in the test store.
-    expected = "ok" if "C0049000" in svc.table.positions else "unknown_customer"
+    expected = "ok" if "C0049000" in svc.served.table.positions else "unknown_customer"
     assert (lookup["customer_id"], lookup["status"]) == ("C0049000", expected)
     assert inline["status"] == "ok", inline["error"]
     assert inline["source"] == "inline" and inline["clv"] >= 0.0
@@ -504,7 +504,7 @@ def test_service_starts_on_the_outputs_of_a_run_that_scored_nobody(online, tmp_p
     assert pq.read_schema(empty_run.out).types == pq.read_schema(config.out).types
     monkeypatch.setenv("CUSTOMER_VALUE_FEATURES", str(empty_run.features_out))
     service = CustomerValue()
-    assert service.answers is not None and len(service.table) == 0
+    assert service.served.answers is not None and len(service.served.table) == 0
     (result,) = score(service, {"customers": [{"customer_id": "anyone"}]})["results"]
     assert result["status"] == "unknown_customer"
     assert result["cutoff"] == "1990-01-01"

@@ -1,0 +1,120 @@
+"""A running service picks up the next batch run (table, answers, champion) without a restart."""
+
+import asyncio
+import logging
+import os
+import shutil
+
+import pandas as pd
+import pytest
+
+from serving.batch import BatchConfig
+from serving.batch import run as score_base
+from serving.reload import reload_interval
+from serving.service import CustomerValue, ScoreRequest
+
+RUNS = {"early": "2025-01-01", "late": "latest"}
+
+
+@pytest.fixture(scope="module")
+def runs(trained_store, tmp_path_factory):
+    """Two batch runs of the trained store (two cutoffs), each with its table and scores."""
+    folders = {}
+    for name, cutoff in RUNS.items():
+        folder = tmp_path_factory.mktemp(name)
+        score_base(
+            BatchConfig(
+                orders=trained_store.orders_path,
+                events=trained_store.events_path,
+                cutoff=cutoff,
+                out=folder / "scores.parquet",
+                features_out=folder / "online_features.parquet",
+                model_uri=trained_store.model_uri,
+            )
+        )
+        folders[name] = folder
+    return folders
+
+
+def land(run_folder, served_folder) -> None:
+    """Put a batch run's files where the service reads them, each by an atomic rename."""
+    for name in ("scores.parquet", "online_features.parquet"):
+        staged = served_folder / f".{name}.staged"
+        shutil.copyfile(run_folder / name, staged)
+        os.replace(staged, served_folder / name)
+
+
+@pytest.fixture
+def service(runs, trained_store, tmp_path, monkeypatch):
+    """A service on the early run, checking for a new run on every request."""
+    land(runs["early"], tmp_path)
+    monkeypatch.setenv("CUSTOMER_VALUE_MODEL_URI", trained_store.model_uri)
+    monkeypatch.setenv("CUSTOMER_VALUE_FEATURES", str(tmp_path / "online_features.parquet"))
+    monkeypatch.setenv("CUSTOMER_VALUE_RELOAD_SECONDS", "0")
+    monkeypatch.delenv("CUSTOMER_VALUE_LOOKUPS", raising=False)
+    return CustomerValue()
+
+
+async def lookup(svc, customer_id: str) -> dict:
+    customers = ScoreRequest.model_validate({"customers": [{"customer_id": customer_id}]})
+    (result,) = (await svc.score(customers=customers.customers)).model_dump()["results"]
+    return result
+
+
+def known_in_both(runs) -> tuple[str, pd.DataFrame]:
+    late = pd.read_parquet(runs["late"] / "scores.parquet").set_index("customer_id")
+    early = pd.read_parquet(runs["early"] / "scores.parquet").set_index("customer_id")
+    return early.index.intersection(late.index)[0], late
+
+
+def test_a_new_batch_run_is_served_without_a_restart(service, runs, tmp_path):
+    customer_id, late = known_in_both(runs)
+    assert asyncio.run(lookup(service, customer_id))["cutoff"] == "2025-01-01"
+    assert asyncio.run(service.reloader.refresh()) is False  # nothing changed yet
+
+    land(runs["late"], tmp_path)
+    assert asyncio.run(service.reloader.refresh()) is True
+    result = asyncio.run(lookup(service, customer_id))
+    assert result["cutoff"] == str(late.loc[customer_id, "cutoff"].date())
+    assert result["clv"] == pytest.approx(late.loc[customer_id, "clv"], rel=1e-6)
+    assert result["reasons"] == late.loc[customer_id, "reasons"]
+    assert service.served.answers is not None  # the new run's answers, not the model
+    assert service.reloader.reloads == 1
+
+
+def test_a_request_starts_the_reload_and_keeps_its_own_state(service, runs, tmp_path):
+    customer_id, late = known_in_both(runs)
+    land(runs["late"], tmp_path)
+
+    async def two_requests() -> tuple[dict, dict]:
+        first = await lookup(service, customer_id)  # starts the reload, answers from the old
+        await service.reloader.settled()
+        return first, await lookup(service, customer_id)
+
+    first, second = asyncio.run(two_requests())
+    assert first["cutoff"] == "2025-01-01"
+    assert second["cutoff"] == str(late.loc[customer_id, "cutoff"].date())
+
+
+def test_a_failed_reload_keeps_serving_the_old_run(service, runs, tmp_path, caplog):
+    customer_id, _ = known_in_both(runs)
+    table = tmp_path / "online_features.parquet"
+    broken = tmp_path / ".broken"
+    broken.write_bytes(b"not parquet")
+    os.replace(broken, table)
+    with caplog.at_level(logging.ERROR, logger="serving.reload"):
+        assert asyncio.run(service.reloader.refresh()) is False
+        assert asyncio.run(service.reloader.refresh()) is False  # not retried until it changes
+    assert len([r for r in caplog.records if r.name == "serving.reload"]) == 1
+    assert "still serving the table of cutoff 2025-01-01" in caplog.text
+    assert asyncio.run(lookup(service, customer_id))["status"] == "ok"
+
+    land(runs["late"], tmp_path)
+    assert asyncio.run(service.reloader.refresh()) is True
+
+
+def test_reload_interval_comes_from_the_environment():
+    assert reload_interval({}) == 30.0
+    assert reload_interval({"CUSTOMER_VALUE_RELOAD_SECONDS": "0"}) == 0.0
+    with pytest.raises(ValueError, match="CUSTOMER_VALUE_RELOAD_SECONDS='soon'"):
+        reload_interval({"CUSTOMER_VALUE_RELOAD_SECONDS": "soon"})
