@@ -34,6 +34,7 @@ import os
 import random
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -353,6 +354,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the figures."""
     config = parse_args(argv)
+    # A SIGTERM (CI timeout, kill) unwinds like Ctrl-C, so the server is stopped on the way.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if not config.features.exists():
         print(
             f"error: feature table {config.features} not found; run `make train && make score` "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -69,22 +70,46 @@ class AdaptiveBatcher:
         self.max_latency_ms = max_latency_ms
         self.batches = 0
         self.rows = 0
+        self.in_flight = 0
+        self.closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._dispatcher: CorkDispatcher | None = None
         self._dispatch: Callable[[np.ndarray], Any] | None = None
 
     async def __call__(self, matrix: np.ndarray) -> list[dict[str, Any]]:
         """Score ``matrix`` together with whatever else is queued; one record per row."""
+        if self.closed:
+            raise RuntimeError("this batcher was closed (its model is no longer served)")
         loop = asyncio.get_running_loop()
         if self._dispatch is None or self._loop is not loop:
             # The dispatcher lives in one event loop; a plain-class caller may use several.
             self._loop = loop
-            self._dispatch = CorkDispatcher(
+            self._dispatcher = CorkDispatcher(
                 max_latency_in_ms=self.max_latency_ms,
                 max_batch_size=self.max_batch_size,
                 fallback=_overloaded,
                 get_batch_size=len,
-            )(self._score)
-        return await self._dispatch(matrix)
+            )
+            self._dispatch = self._dispatcher(self._score)
+        self.in_flight += 1
+        try:
+            return await self._dispatch(matrix)
+        finally:
+            self.in_flight -= 1
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop the dispatcher once the calls in flight are answered (or ``timeout`` passed).
+
+        The dispatcher's controller task runs forever and, with this batcher, forms a cycle
+        that holds the model: a batcher that is no longer served must be closed to be freed.
+        """
+        self.closed = True
+        deadline = time.monotonic() + (timeout or 2 * self.max_latency_ms / 1000 + 30)
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self._dispatcher is not None and self._loop is asyncio.get_running_loop():
+            self._dispatcher.shutdown()  # (a dispatcher of a closed loop has nothing to stop)
+        self._dispatcher = self._dispatch = None  # break the cycle for reference counting
 
     async def _score(self, jobs: Sequence[np.ndarray]) -> list[list[dict[str, Any]] | Exception]:
         try:

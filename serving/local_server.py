@@ -80,15 +80,23 @@ def wait_ready(url: str, timeout: float, process: subprocess.Popen[bytes] | None
 
 
 def stop(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
-    """SIGTERM the server's process group; SIGKILL it if it lingers past ``grace`` seconds."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
+    """SIGTERM the server's process group; SIGKILL what is left after ``grace`` seconds.
+
+    The whole group, also when the ``bentoml serve`` process itself has already exited: its
+    workers may outlive it.
+    """
+    _signal_group(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+        pass
+    _signal_group(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signum)
 
 
 @contextlib.contextmanager

@@ -239,7 +239,10 @@ def load_batch_answers(table: FeatureTable, model_version: str) -> BatchAnswers 
             "no %s beside the feature table; lookups are scored by the model", scores_path
         )
         return None
-    meta = pq.read_schema(scores_path).metadata or {}
+    # One open for the metadata and the data: a file renamed in between cannot pass the check
+    # with another run's rows.
+    scores_file = pq.ParquetFile(scores_path)
+    meta = scores_file.schema_arrow.metadata or {}
     run_id = meta.get(META_RUN_ID, b"").decode()
     reasons = meta.get(META_REASONS, b"").decode()
     if not table.run_id or run_id != table.run_id:
@@ -260,7 +263,7 @@ def load_batch_answers(table: FeatureTable, model_version: str) -> BatchAnswers 
             ONLINE_REASONS,
         )
         return None
-    scores = pq.read_table(scores_path, columns=["customer_id", *SCORED_FIELDS])
+    scores = scores_file.read(columns=["customer_id", *SCORED_FIELDS])
     ids = scores.column("customer_id").cast(pa.string()).to_pylist()
     rows = np.fromiter((table.positions.get(i, -1) for i in ids), dtype="int64", count=len(ids))
     if len(ids) != len(table) or (rows < 0).any() or len(np.unique(rows)) != len(rows):

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio.to_thread
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from serving.batch import META_RUN_ID
 from serving.batching import AdaptiveBatcher
 from serving.online import (
     BatchAnswers,
@@ -45,17 +48,26 @@ DEFAULT_RELOAD_SECONDS = 30.0
 MAX_BATCH_ROWS = 500
 MAX_LATENCY_MS = 1000
 
-#: A file's identity and version: (inode, size, modification time in ns).
-Signature = tuple[int, int, int]
+#: After a failed reload, the same file is tried again after this long (the registry or the
+#: disk may have been down for a moment).
+RETRY_SECONDS = 300.0
+
+#: A feature table's identity and version: inode, size, modification time in ns, and the batch
+#: run id in its footer (a copy that keeps size and mtime, e.g. ``cp -p``, still differs).
+Signature = tuple[int, int, int, bytes]
 
 
 def file_signature(path: Path) -> Signature | None:
-    """What changes when ``path`` is rewritten or replaced; None when it is missing."""
+    """What changes when the table at ``path`` is rewritten or replaced; None when missing."""
     try:
         stat = os.stat(path)
     except FileNotFoundError:
         return None
-    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    try:
+        run_id = (pq.read_schema(path).metadata or {}).get(META_RUN_ID, b"")
+    except (OSError, pa.ArrowException):
+        run_id = b"unreadable"  # the reload will say what is wrong with it
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, run_id)
 
 
 def reload_interval(environ: dict[str, str] | None = None) -> float:
@@ -145,10 +157,14 @@ def load_served(config: OnlineConfig, current: Served | None = None) -> Served:
     return Served(model, info, table, answers, thresholds, batcher, signature)
 
 
-def freeze_heap() -> None:
-    """Move what is loaded out of the cyclic GC's reach (its full passes stalled ~0.4 s)."""
-    gc.unfreeze()  # the previous state's objects, so they can be collected
-    gc.collect()
+def freeze_heap(*, full: bool) -> None:
+    """Move what is loaded out of the cyclic GC's reach (its full passes stalled ~0.4 s).
+
+    ``full`` (at start-up) collects everything first. After a reload only the young
+    generations are collected (milliseconds): the previous state is freed by reference
+    counting once its batcher is closed, so a full pass over the heap is not needed.
+    """
+    gc.collect() if full else gc.collect(1)
     gc.freeze()
 
 
@@ -172,47 +188,72 @@ class Reloader:
         self.reloads = 0
         self._checked = time.monotonic()
         self._failed: Signature | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._failed_at = 0.0
+        self._task: asyncio.Task[bool] | None = None
 
     def poke(self) -> None:
         """Cheap, for the request path: start a background reload if the table changed."""
-        if self.interval < 0 or self._task is not None and not self._task.done():
+        if self.interval < 0 or self._running():
             return
         now = time.monotonic()
         if now - self._checked < self.interval:
             return
         self._checked = now
         if self._changed() is not None:
-            self._task = asyncio.get_running_loop().create_task(self.refresh())
+            self._task = asyncio.get_running_loop().create_task(self._reload())
 
     async def settled(self) -> None:
         """Wait for a reload that :meth:`poke` started, if one is running."""
-        if self._task is not None:
+        if self._running():
             await self._task
 
     async def refresh(self) -> bool:
         """Reload now if the table file changed; True when a new state was swapped in."""
+        await self.settled()  # one reload at a time
+        self._task = asyncio.get_running_loop().create_task(self._reload())
+        return await self._task
+
+    def _running(self) -> bool:
+        """Whether a reload task of this event loop is under way."""
+        if self._task is None or self._task.done():
+            return False
+        if self._task.get_loop() is not asyncio.get_running_loop():
+            # Left by another event loop (plain-class use with several asyncio.run calls):
+            # it can never finish here.
+            self._task = None
+            return False
+        return True
+
+    async def _reload(self) -> bool:
         signature = self._changed()
         if signature is None:
             return False
         try:
             served = await anyio.to_thread.run_sync(load_served, self.config, self.served)
         except Exception:
-            self._failed = signature
+            self._failed, self._failed_at = signature, time.monotonic()
             logger.exception(
-                "reloading after %s changed failed; still serving the table of cutoff %s",
+                "reloading after %s changed failed; still serving the table of cutoff %s "
+                "(retried when the file changes, or in %.0f s)",
                 self.config.features,
                 self.served.table.cutoff,
+                RETRY_SECONDS,
             )
             return False
-        self.served = served
+        previous, self.served = self.served, served
         self.reloads += 1
-        freeze_heap()
+        # Requests that took the previous state before the swap finish on it; then its
+        # batcher stops and the previous model and table are freed.
+        await previous.batcher.close()
+        del previous
+        freeze_heap(full=False)
         return True
 
     def _changed(self) -> Signature | None:
-        """The file's new signature if it differs from the served and the failed ones."""
+        """The file's new signature if it differs from the served one (and a failed one)."""
         signature = file_signature(self.config.features)
-        if signature is None or signature in (self.served.signature, self._failed):
+        if signature is None or signature == self.served.signature:
+            return None
+        if signature == self._failed and time.monotonic() - self._failed_at < RETRY_SECONDS:
             return None
         return signature

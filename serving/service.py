@@ -220,7 +220,7 @@ class CustomerValue:
         tracking.configure(read_only=True)
         self.reloader = Reloader(config, load_served(config), reload_interval())
         self._feature_builder = anyio.CapacityLimiter(1)
-        freeze_heap()
+        freeze_heap(full=True)
 
     @property
     def served(self) -> Served:

@@ -7,6 +7,7 @@ import shutil
 
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
 from serving.batch import BatchConfig
 from serving.batch import run as score_base
@@ -82,7 +83,7 @@ def test_a_new_batch_run_is_served_without_a_restart(service, runs, tmp_path):
     assert service.reloader.reloads == 1
 
 
-def test_a_request_starts_the_reload_and_keeps_its_own_state(service, runs, tmp_path):
+def test_a_request_starts_the_reload_in_the_background(service, runs, tmp_path):
     customer_id, late = known_in_both(runs)
     land(runs["late"], tmp_path)
 
@@ -94,6 +95,61 @@ def test_a_request_starts_the_reload_and_keeps_its_own_state(service, runs, tmp_
     first, second = asyncio.run(two_requests())
     assert first["cutoff"] == "2025-01-01"
     assert second["cutoff"] == str(late.loc[customer_id, "cutoff"].date())
+
+
+def test_a_request_in_flight_during_the_swap_finishes_on_its_own_run(
+    service, runs, tmp_path, monkeypatch
+):
+    # Model-scored lookups wait in the batcher: swap the state while one waits there.
+    monkeypatch.setenv("CUSTOMER_VALUE_LOOKUPS", "model")
+    monkeypatch.setenv("CUSTOMER_VALUE_RELOAD_SECONDS", "-1")  # only this test swaps
+    svc = CustomerValue()
+    customer_id, late = known_in_both(runs)
+    old = svc.served
+    land(runs["late"], tmp_path)
+
+    async def swap_during_a_request() -> dict:
+        request = asyncio.create_task(lookup(svc, customer_id))
+        while old.batcher.in_flight == 0:  # the request is waiting for its model batch
+            await asyncio.sleep(0)
+        assert await svc.reloader.refresh() is True
+        return await request
+
+    result = asyncio.run(swap_during_a_request())
+    assert result["status"] == "ok" and result["cutoff"] == "2025-01-01"
+    assert old.batcher.closed and old.batcher.in_flight == 0
+    assert svc.served is not old and svc.served.model is old.model  # same version: reused
+    assert asyncio.run(lookup(svc, customer_id))["cutoff"] == str(
+        late.loc[customer_id, "cutoff"].date()
+    )
+
+
+def test_the_new_champion_comes_with_the_next_run(runs, trained_store, tmp_path, monkeypatch):
+    # A retrain promotes a new version; the service follows the alias at the next run.
+    client = MlflowClient()
+    name, first = "customer-value", trained_store.result.version
+    source = client.get_model_version(name, first)
+    second = str(client.create_model_version(name, source.source, run_id=source.run_id).version)
+    alias = "reload-test"
+    client.set_registered_model_alias(name, alias, first)
+    try:
+        land(runs["early"], tmp_path)
+        monkeypatch.setenv("CUSTOMER_VALUE_MODEL_URI", f"models:/{name}@{alias}")
+        monkeypatch.setenv("CUSTOMER_VALUE_FEATURES", str(tmp_path / "online_features.parquet"))
+        svc = CustomerValue()
+        assert svc.served.info["model_version"] == first
+        first_model = svc.served.model
+        client.set_registered_model_alias(name, alias, second)
+        land(runs["late"], tmp_path)
+        assert asyncio.run(svc.reloader.refresh()) is True
+        assert svc.served.info["model_version"] == second
+        assert svc.served.model is not first_model  # loaded for the new version
+        # The table was scored by the first version: its answers are not served as the
+        # second's; the model scores lookups.
+        assert svc.served.answers is None
+    finally:
+        client.delete_registered_model_alias(name, alias)
+        client.delete_model_version(name, second)
 
 
 def test_a_failed_reload_keeps_serving_the_old_run(service, runs, tmp_path, caplog):
