@@ -4,6 +4,7 @@ import asyncio
 import time
 
 import numpy as np
+import pytest
 
 from serving.batching import AdaptiveBatcher
 
@@ -52,3 +53,25 @@ def test_adaptive_batcher_fails_only_the_call_whose_rows_fail():
     for i, (matrix, answer) in enumerate(zip(matrices, answers, strict=True)):
         if i != 17:
             assert [r["value"] for r in answer] == matrix[:, 0].tolist()
+
+
+def test_a_closed_batcher_answers_its_calls_in_flight_then_stops():
+    def func(matrix: np.ndarray) -> list[dict]:
+        time.sleep(0.05)
+        return [{"value": float(v)} for v in matrix[:, 0]]
+
+    batcher = AdaptiveBatcher(func, max_batch_size=64, max_latency_ms=10_000)
+
+    async def close_while_busy():
+        calls = [asyncio.create_task(batcher(np.full((1, 2), float(i)))) for i in range(5)]
+        while batcher.in_flight < 5:
+            await asyncio.sleep(0)
+        await batcher.close()
+        answers = await asyncio.gather(*calls)
+        with pytest.raises(RuntimeError, match="closed"):
+            await batcher(np.ones((1, 2)))
+        return answers
+
+    answers = asyncio.run(close_while_busy())
+    assert [a[0]["value"] for a in answers] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert batcher.closed and batcher.in_flight == 0
