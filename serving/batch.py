@@ -359,8 +359,12 @@ def _write_scores(
             writer = None
         if not parts:
             # The same column types as a run with customers, so readers need no special case.
-            types = {"cutoff": "datetime64[ns]", "horizon_days": "int64", "clv": "float64"}
-            types["p_churn"] = "float64"
+            types = {
+                "cutoff": "datetime64[ns]",
+                "horizon_days": "int64",
+                "clv": "float64",
+                "p_churn": "float64",
+            }
             empty = pd.DataFrame({c: pd.Series(dtype=types.get(c, "str")) for c in SCORE_COLUMNS})
             if fmt == "csv":
                 empty.to_csv(tmp, index=False)

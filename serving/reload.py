@@ -164,7 +164,7 @@ def freeze_heap(*, full: bool) -> None:
     generations are collected (milliseconds): the previous state is freed by reference
     counting once its batcher is closed, so a full pass over the heap is not needed.
     """
-    gc.collect() if full else gc.collect(1)
+    gc.collect(2 if full else 1)
     gc.freeze()
 
 
