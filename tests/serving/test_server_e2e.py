@@ -2,10 +2,13 @@
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from serving.batch import run as score_base
 from serving.local_server import PROJECT_ROOT, SERVICE, local_server
 
 pytestmark = pytest.mark.server
@@ -245,3 +249,55 @@ def test_the_built_bento_serves_the_batch_answers(trained_store, scored, tmp_pat
     assert result["status"] == "ok"
     assert result["clv"] == pytest.approx(scores.loc[known, "clv"], rel=1e-6, abs=1e-9)
     assert result["reasons"] == scores.loc[known, "reasons"]
+
+
+def test_the_running_server_picks_up_the_next_batch_run(
+    trained_store, scored, tmp_path, tmp_path_factory
+):
+    # The nightly loop: the server answers from one run; the next run's files are renamed
+    # into place; without a restart the answers move to the new run.
+    latest_config, latest = scored
+    early = tmp_path_factory.mktemp("early-run")
+    early_config = dataclasses.replace(
+        latest_config,
+        cutoff="2025-01-01",
+        out=early / "scores.parquet",
+        features_out=early / "online_features.parquet",
+    )
+    score_base(early_config)
+    served = tmp_path / "served"
+    served.mkdir()
+
+    def land(config) -> None:
+        for source in (config.out, config.features_out):
+            staged = served / f".{source.name}.staged"
+            shutil.copyfile(source, staged)
+            os.replace(staged, served / source.name)
+
+    land(early_config)
+    customer = pd.read_parquet(early_config.out)["customer_id"].iloc[0]
+    body = {"customers": [{"customer_id": customer}]}
+    with running_server(
+        trained_store,
+        served / "online_features.parquet",
+        tmp_path / "bentoml",
+        tmp_path / "server.log",
+        CUSTOMER_VALUE_RELOAD_SECONDS="0.2",
+    ) as client:
+        assert client.post("/score", json=body).json()["results"][0]["cutoff"] == "2025-01-01"
+        land(latest_config)
+        new_cutoff = str(latest.loc[customer, "cutoff"].date())
+        deadline = time.monotonic() + 60
+        results = []
+        # Each worker reloads on its own: ask over new connections (which the workers share
+        # out among themselves) until several answers in a row come from the new run.
+        url, headers = f"{client.base_url}/score", {"X-API-Key": API_KEY}
+        while time.monotonic() < deadline and results[-6:] != [new_cutoff] * 6:
+            response = httpx.post(url, json=body, headers=headers, timeout=30)
+            assert response.status_code == 200, response.text
+            results.append(response.json()["results"][0]["cutoff"])
+            time.sleep(0.1)
+        assert results[-6:] == [new_cutoff] * 6, results
+        (result,) = client.post("/score", json=body).json()["results"]
+    assert result["clv"] == pytest.approx(latest.loc[customer, "clv"], rel=1e-6, abs=1e-9)
+    assert result["reasons"] == latest.loc[customer, "reasons"]
