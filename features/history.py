@@ -25,6 +25,13 @@ def as_cutoff(cutoff: object) -> pd.Timestamp:
     return as_timestamp(cutoff, "cutoff")
 
 
+def format_cutoff(cutoff: pd.Timestamp) -> str:
+    """``2025-07-02`` for a midnight cutoff, the full ISO timestamp otherwise."""
+    if cutoff == cutoff.normalize():
+        return cutoff.date().isoformat()
+    return cutoff.isoformat()
+
+
 def as_timestamp(value: object, name: str) -> pd.Timestamp:
     """Parse a date-like ``value`` into a naive UTC ``Timestamp``; the error names ``name``."""
     # pandas reads "now"/"today" as the wall clock and a bare integer as nanoseconds since

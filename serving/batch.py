@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from features import build_features
-from features.history import as_cutoff
+from features.history import as_cutoff, format_cutoff
 from features.io import LoadResult, load_events, load_orders
 from serving.scoring import REASON_MODES, score_frame
 from serving.segments import assign_segments, value_thresholds
@@ -187,6 +187,11 @@ def _rejected_customers(
     )
 
 
+def rejected_path(out: Path) -> Path:
+    """Where a run writing ``out`` lists the customers it could not score, with the reason."""
+    return out.with_name(f"{out.stem}.rejected.csv")
+
+
 def resolve_cutoff(cutoff: str, orders: pd.DataFrame) -> pd.Timestamp:
     """``latest`` -> the day after the last order (everything known is used); else the date."""
     if cutoff == "latest":
@@ -262,11 +267,10 @@ def run(config: BatchConfig) -> BatchSummary:
                 feature_parts.append(fpart)
         timings.update(seconds)
         scored_count = int(sum(len(c) for c in clv_all))
-        rejected_path = config.out.with_name(f"{config.out.stem}.rejected.csv")
         if rejects.empty:
-            rejected_path.unlink(missing_ok=True)  # an earlier run's list is not this run's
+            rejected_path(config.out).unlink(missing_ok=True)  # not this run's list
         else:
-            rejects.to_csv(rejected_path, index=False)
+            rejects.to_csv(rejected_path(config.out), index=False)
 
         tick = time.perf_counter()
         thresholds = value_thresholds(np.concatenate(clv_all) if clv_all else np.array([]))
@@ -472,10 +476,12 @@ def print_summary(summary: BatchSummary) -> None:
     """Human-readable summary of a batch run."""
     print(
         f"scored {summary.scored:,} of {summary.input_customers:,} customers at cutoff "
-        f"{summary.cutoff.date()} with {summary.model_name} v{summary.model_version}"
+        f"{format_cutoff(summary.cutoff)} with {summary.model_name} v{summary.model_version}"
     )
     for reason, count in summary.rejected.items():
         print(f"  rejected {count:,}: {reason}")
+    if summary.rejected and summary.out is not None:
+        print(f"  (each rejected customer and its reason: {rejected_path(summary.out)})")
     print(f"total predicted value over the horizon: {summary.total_clv:,.0f}")
     for column, counts in summary.segments.items():
         print(f"  {column}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))

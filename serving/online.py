@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features import build_features
-from features.history import as_cutoff
+from features.history import as_cutoff, format_cutoff
 from features.io import EVENT_REQUIRED, DataValidationError, validate_events, validate_orders
 from features.spec import FeatureSpec
 from serving.batch import (
@@ -309,13 +309,6 @@ def load_value_thresholds(
         return value_thresholds(answers.clv), f"clv of {answers.source}"
     clv, _ = model.predict_matrix(table.matrix.astype("float32"))
     return value_thresholds(clv), f"clv predicted on {table.path} at startup"
-
-
-def format_cutoff(cutoff: pd.Timestamp) -> str:
-    """``2025-07-02`` for a midnight cutoff, the full ISO timestamp otherwise."""
-    if cutoff == cutoff.normalize():
-        return cutoff.date().isoformat()
-    return cutoff.isoformat()
 
 
 @dataclass

@@ -7,7 +7,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from features import build_features
-from serving.batch import SCORE_COLUMNS, BatchConfig, CustomerChunks, run
+from serving.batch import (
+    SCORE_COLUMNS,
+    BatchConfig,
+    CustomerChunks,
+    print_summary,
+    rejected_path,
+    run,
+)
 from training import tracking
 
 
@@ -185,3 +192,15 @@ def test_chunks_keep_each_customer_whole(trained_store):
         assert set(events["customer_id"]) <= ids
     assert sum(len(s) for s in seen) == trained_store.orders["customer_id"].nunique()
     assert len(chunks) == len(seen)
+
+
+def test_summary_says_what_was_scored_and_where_the_rejected_are(scored, capsys):
+    config, summary = scored
+    print_summary(summary)
+    out = capsys.readouterr().out
+    assert f"scored {summary.scored:,} of {summary.input_customers:,} customers" in out
+    assert "at cutoff 2025-01-01 with customer-value v" in out
+    rejected = summary.rejected["no order before the cutoff"]
+    assert f"rejected {rejected:,}: no order before the cutoff" in out
+    assert f"(each rejected customer and its reason: {rejected_path(config.out)})" in out
+    assert f"wrote {config.out}" in out
