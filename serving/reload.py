@@ -1,12 +1,13 @@
 """What the service answers from, loaded as one piece and swapped when a new batch run lands.
 
 The nightly ``make score`` rewrites the online feature table and the scores beside it (each by
-an atomic rename). A running service notices the new table (its file changed) within
-``CUSTOMER_VALUE_RELOAD_SECONDS``, loads the new table, answers and value thresholds in a
-worker thread while it keeps answering from the old ones, and then swaps everything at once;
-when the registry's champion has changed too (the run after a retrain), the new model comes
-with it. No restart, no request answered from a mix of two runs. A reload that fails keeps the
-old state and is retried only when the file changes again.
+an atomic rename). A running service notices the new table (its file changed) on a request,
+checking at most every ``CUSTOMER_VALUE_RELOAD_SECONDS``; it loads the new table, answers and
+value thresholds in a worker thread while it keeps answering from the old ones, and then swaps
+everything at once. When the registry's champion has changed too (the run after a retrain),
+the new model comes with it. No restart, no request answered from a mix of two runs. A reload
+that fails keeps the old state and is tried again when the file changes or after
+:data:`RETRY_SECONDS`.
 """
 
 from __future__ import annotations
