@@ -111,26 +111,24 @@ class Served:
     signature: Signature | None
 
 
-def load_served(config: OnlineConfig, current: Served | None = None) -> Served:
+def load_served(
+    config: OnlineConfig,
+    current: Served | None = None,
+    signature: Signature | None = None,
+) -> Served:
     """Load the model behind ``config.model_uri``, the feature table and the batch answers.
 
     The model is reused from ``current`` when the registry still points at the same version.
     The model path is warmed (XGBoost's first calls allocate) before anything is served.
+    ``signature`` is the table file's, when the caller has just read it.
     """
     tick = time.perf_counter()
-    signature = file_signature(config.features)
+    signature = signature or file_signature(config.features)
     info = tracking.version_info(config.model_uri)
     if current is not None and current.info == info:
         model = current.model
     else:
-        # By the version just resolved, so the model and the version reported always agree
-        # even if the alias moves meanwhile.
-        pinned = (
-            f"models:/{info['model_name']}/{info['model_version']}"
-            if info["model_version"] != "unregistered"
-            else config.model_uri
-        )
-        model = tracking.load_model(pinned)
+        model = tracking.load_model(tracking.pinned_uri(config.model_uri, info))
     table = load_feature_table(config.features, model.feature_names_in_)
     answers = (
         load_batch_answers(table, info["model_version"]) if config.lookups == "batch" else None
@@ -230,7 +228,9 @@ class Reloader:
         if signature is None:
             return False
         try:
-            served = await anyio.to_thread.run_sync(load_served, self.config, self.served)
+            served = await anyio.to_thread.run_sync(
+                load_served, self.config, self.served, signature
+            )
         except Exception:
             self._failed, self._failed_at = signature, time.monotonic()
             logger.exception(

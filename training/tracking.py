@@ -34,6 +34,8 @@ CANDIDATE = "candidate"
 SERVING_DIR = "serving"
 EVALUATION_DIR = "evaluation"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+#: The version reported for a model URI that is not in the registry.
+UNREGISTERED = "unregistered"
 
 
 def tracking_uri() -> str:
@@ -315,5 +317,16 @@ def version_info(model_uri: str) -> dict[str, str]:
         name, number = rest.split("/", 1)
         mv = client.get_model_version(name, number)
     else:
-        return {"model_name": rest, "model_version": "unregistered"}
+        return {"model_name": rest, "model_version": UNREGISTERED}
     return {"model_name": name, "model_version": str(mv.version)}
+
+
+def pinned_uri(model_uri: str, info: dict[str, str]) -> str:
+    """``models:/name/version`` for the version :func:`version_info` resolved ``model_uri`` to.
+
+    Loading by the pinned version keeps the model and the version reported together even if
+    an alias moves in between; an unregistered URI is returned as it is.
+    """
+    if info["model_version"] == UNREGISTERED:
+        return model_uri
+    return f"models:/{info['model_name']}/{info['model_version']}"
