@@ -33,6 +33,20 @@ def scored(trained_store, tmp_path_factory):
     return config, run(config)
 
 
+def score_latest(trained_store, orders, events, out):
+    """Batch-score ``orders``/``events`` with the trained model at "latest" into ``out``."""
+    return run(
+        BatchConfig(
+            orders=orders,
+            events=events,
+            cutoff="latest",
+            out=out,
+            features_out=None,
+            model_uri=trained_store.model_uri,
+        )
+    )
+
+
 def test_every_customer_is_scored_or_rejected(trained_store, scored):
     config, summary = scored
     frame = pd.read_parquet(config.out)
@@ -85,16 +99,7 @@ def test_customers_with_only_service_events_are_rejected_not_dropped(trained_sto
     path = tmp_path / "events.parquet"
     pd.concat([events, extra]).to_parquet(path)
     out = tmp_path / "scores.parquet"
-    summary = run(
-        BatchConfig(
-            orders=trained_store.orders_path,
-            events=path,
-            cutoff="latest",
-            out=out,
-            features_out=None,
-            model_uri=trained_store.model_uri,
-        )
-    )
+    summary = score_latest(trained_store, trained_store.orders_path, path, out)
     assert summary.rejected["service events but no orders"] == 1
     assert summary.scored + summary.rejected_total == summary.input_customers
     rejected = pd.read_csv(out.with_name("scores.rejected.csv"), dtype=str)
@@ -117,16 +122,7 @@ def test_customers_are_counted_by_id_as_the_loader_reads_it(trained_store, tmp_p
     pd.concat([orders, bad]).to_parquet(orders_path)
     pd.concat([events, ghost_events]).to_parquet(events_path)
     out = tmp_path / "scores.parquet"
-    summary = run(
-        BatchConfig(
-            orders=orders_path,
-            events=events_path,
-            cutoff="latest",
-            out=out,
-            features_out=None,
-            model_uri=trained_store.model_uri,
-        )
-    )
+    summary = score_latest(trained_store, orders_path, events_path, out)
     ids = set(orders["customer_id"]) | set(events["customer_id"]) | {"ghost2"}
     assert summary.input_customers == len(ids)
     assert summary.rejected == {"every order row was quarantined": 1}
@@ -164,16 +160,7 @@ def test_quarantined_customers_are_rejected_and_csv_output(trained_store, tmp_pa
     path = tmp_path / "orders.parquet"
     pd.concat([orders, bad]).to_parquet(path)
     out = tmp_path / "out" / "scores.csv"
-    summary = run(
-        BatchConfig(
-            orders=path,
-            events=None,
-            cutoff="latest",
-            out=out,
-            features_out=None,
-            model_uri=trained_store.model_uri,
-        )
-    )
+    summary = score_latest(trained_store, path, None, out)
     assert summary.rejected["every order row was quarantined"] == 1
     frame = pd.read_csv(out, dtype={"customer_id": str})
     assert len(frame) == summary.scored
