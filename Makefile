@@ -18,7 +18,7 @@ EVENTS ?=
 COLUMNS ?=
 HORIZON_DAYS ?= 365
 
-.PHONY: help install lock data train promote ui score serve bento serve-bento test test-fast lint format bench bench-batch bench-online clean
+.PHONY: help install lock data train backtest promote ui score serve bento serve-bento test test-fast lint format bench bench-batch bench-online clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -39,13 +39,24 @@ $(DATA_DIR)/orders.parquet: | $(STAMP)
 
 data: $(DATA_DIR)/orders.parquet ## Generate the synthetic storefront under data/demo (CUSTOMERS=50000 SEED=7)
 
-TIME_BUDGET ?= 60
+TIME_BUDGET ?= 30
 TRAIN_FLAGS = --horizon-days $(HORIZON_DAYS) --time-budget $(TIME_BUDGET) \
 	$(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
 	$(if $(COLUMNS),--columns $(COLUMNS))
 
 train: $(STAMP) ## Train, evaluate vs baselines, track in MLflow, register, promote (ORDERS= EVENTS= COLUMNS= HORIZON_DAYS= TIME_BUDGET=)
 	$(PY) -m training.train $(TRAIN_FLAGS)
+
+# Backtest: replay training at past cutoffs of your own data (needs ORDERS and CUTOFFS).
+CUTOFFS ?=
+COHORT ?=
+BACKTEST_OUT ?=
+backtest: $(STAMP) ## How training would have done at past cutoffs, beside BG/NBD and Pareto/NBD (ORDERS= CUTOFFS="2007-07-15 ..." HORIZON_DAYS= COLUMNS= COHORT="FIRST LAST")
+	@test -n "$(ORDERS)" -a -n "$(CUTOFFS)" || { echo "usage: make backtest ORDERS=orders.csv CUTOFFS='2024-01-01 2024-07-01' [HORIZON_DAYS=365 COLUMNS=... EVENTS=... COHORT='2023-01-01 2023-03-31' BACKTEST_OUT=report.md]"; exit 2; }
+	$(PY) -m training.backtest --orders $(ORDERS) --horizon-days $(HORIZON_DAYS) \
+	  $(foreach c,$(CUTOFFS),--cutoff $(c)) $(if $(EVENTS),--events $(EVENTS)) \
+	  $(if $(COLUMNS),--columns $(COLUMNS)) $(if $(COHORT),--cohort $(COHORT)) \
+	  $(if $(BACKTEST_OUT),--out $(BACKTEST_OUT))
 
 promote: $(STAMP) ## Show candidate vs champion and baselines; FORCE=1 promotes the candidate (VERSION=N for another)
 	$(PY) -m training.promote $(if $(VERSION),--version $(VERSION)) $(if $(FORCE),--force)

@@ -41,7 +41,7 @@ def _order_quality_names(spec: FeatureSpec) -> list[str]:
 def _event_quality_names(spec: FeatureSpec) -> list[str]:
     q = spec.quality_days
     return [
-        "tickets_90d",
+        f"tickets_{spec.trend_days}d",
         f"tickets_{q}d",
         f"bad_tickets_{q}d",
         f"mean_resolution_hours_{q}d",
@@ -133,6 +133,7 @@ def _event_quality(
     events: pd.DataFrame | None, index: pd.Index, cutoff: pd.Timestamp, spec: FeatureSpec
 ) -> dict[str, np.ndarray]:
     q = spec.quality_days
+    recent = spec.trend_days
     n = len(index)
     if events is None:
         return {name: np.full(n, np.nan) for name in _event_quality_names(spec)}
@@ -168,7 +169,7 @@ def _event_quality(
         last_review[latest["code"].to_numpy()] = latest["score"].to_numpy()
 
     return {
-        "tickets_90d": per_customer_sum(codes[ticket & (age <= 90)], None, n),
+        f"tickets_{recent}d": per_customer_sum(codes[ticket & (age <= recent)], None, n),
         f"tickets_{q}d": per_customer_sum(codes[ticket & window], None, n),
         f"bad_tickets_{q}d": per_customer_sum(codes[bad], None, n),
         f"mean_resolution_hours_{q}d": safe_ratio(

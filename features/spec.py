@@ -24,7 +24,8 @@ class FeatureSpec:
         Look-back windows, in days, for order counts and revenue (``orders_90d``, ...). A window
         of ``w`` days is ``[cutoff - w days, cutoff)``, the mirror of the label window.
     trend_days : int
-        Window compared with the one before it for the recent-vs-previous trend features.
+        Window compared with the one before it for the recent-vs-previous trend features, and
+        the window of the recent support-ticket count.
     quality_days : int
         Look-back window, in days, for the service-quality rates and counts.
     """
@@ -44,6 +45,12 @@ class FeatureSpec:
             raise ValueError(
                 f"trend_days and quality_days must be > 0; got {self.trend_days}, "
                 f"{self.quality_days}"
+            )
+        if self.trend_days == self.quality_days:
+            # Recent tickets are counted over trend_days, all tickets over quality_days.
+            raise ValueError(
+                f"trend_days and quality_days must differ (the ticket counts over each would "
+                f"share one column name); got {self.trend_days} for both"
             )
         # Normalise so that a spec read back from JSON (lists) compares equal.
         object.__setattr__(self, "windows", tuple(sorted(int(w) for w in self.windows)))

@@ -27,7 +27,7 @@ from serving.scoring import REASON_MODES, score_frame
 from serving.segments import assign_segments, value_thresholds
 from training import tracking
 from training.config import DEMO_DIR
-from training.scorer import CustomerValueModel
+from training.model import CustomerValueModel
 
 logger = logging.getLogger(__name__)
 

@@ -27,6 +27,12 @@ _TEMPLATES: dict[str, str] = {
     "frequency": "bought on {v:.0f} repeat days",
     "recency": "{v:.0f} days between first and last purchase",
     "T": "first purchase {v:.0f} days ago",
+    # Derived by the model (training.model): how overdue, and the purchase model's figures.
+    "recency_gap_ratio": "last order {v:.1f}x the usual gap between orders ago",
+    "p_alive": "{v:.0%} likely still a customer (purchase pattern)",
+    "expected_orders_{w}d": "{v:.1f} orders expected in the next {w} days (purchase pattern)",
+    "purchase_model_p_no_order": "{v:.0%} chance of no order in the horizon (purchase pattern)",
+    "purchase_model_value": "{v:,.0f} expected over the horizon (purchase pattern)",
     "late_deliveries_{w}d": "{v:.0f} late deliveries in the last {w} days",
     "late_delivery_rate_{w}d": "{v:.0%} of deliveries late in the last {w} days",
     "mean_days_late_{w}d": "deliveries {v:.1f} days late on average (last {w} days)",
@@ -53,6 +59,7 @@ _MISSING: dict[str, str] = {
     "repeat_order_value_mean": "no repeat orders yet",
     "days_between_orders_mean": "only one order so far",
     "days_between_orders_std": "fewer than three orders",
+    "recency_gap_ratio": "only one order so far (no usual gap)",
 }
 #: Windowed quality features are missing when there is nothing to judge in the window.
 _MISSING_WINDOWED: dict[str, str] = {
@@ -136,6 +143,9 @@ def reason_texts(
 ) -> pa.StringArray:
     """The ``k`` largest contributions of each row, described in words and joined by ``"; "``.
 
+    A contribution of exactly zero is not a reason: a row where fewer than ``k`` features
+    moved the prediction gets fewer reasons.
+
     The vectorised core of :func:`top_reasons`, used as it is by batch and online scoring.
     Every distinct (feature, value) pair is described once, however many rows share it, and the
     strings are assembled by Arrow: a million rows take about a second instead of a minute of
@@ -179,6 +189,7 @@ def reason_texts(
                     ("↑ " if contributions[row, j] >= 0 else "↓ ")
                     + describe(names[j], values[row, j])
                     for j in top[row].tolist()
+                    if contributions[row, j] != 0
                 )
                 for row in range(n)
             ],
@@ -189,8 +200,13 @@ def reason_texts(
     for rank in range(k):
         idx = top[:, rank]
         up = contributions[rows, idx] >= 0
-        phrases.append(_phrases(idx, values[rows, idx], up, names))
-    return pc.binary_join_element_wise(*phrases, "; ")
+        phrase = _phrases(idx, values[rows, idx], up, names)
+        # A feature that moved nothing is no reason (a model family that ignores the trees
+        # has fewer than k): null, skipped by the join.
+        moved = pa.array(contributions[rows, idx] != 0)
+        phrases.append(pc.if_else(moved, phrase, pa.scalar(None, pa.string())))
+    joined = pc.binary_join_element_wise(*phrases, "; ", null_handling="skip")
+    return pc.fill_null(joined, "")
 
 
 def _phrases(idx: np.ndarray, values: np.ndarray, up: np.ndarray, names: Sequence[str]) -> pa.Array:

@@ -30,7 +30,7 @@ from serving.batch import (
 )
 from serving.scoring import score_matrix
 from serving.segments import segment_labels, value_thresholds
-from training.scorer import CustomerValueModel
+from training.model import CustomerValueModel
 
 logger = logging.getLogger(__name__)
 

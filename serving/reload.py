@@ -37,7 +37,7 @@ from serving.online import (
     score_rows,
 )
 from training import tracking
-from training.scorer import CustomerValueModel
+from training.model import CustomerValueModel
 
 logger = logging.getLogger(__name__)
 

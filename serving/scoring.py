@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from serving.explain import reason_texts
-from training.scorer import CustomerValueModel
+from training.model import CustomerValueModel
 
 #: How the per-customer drivers are computed: XGBoost's approximate (Saabas) contributions,
 #: exact TreeSHAP (about 90x slower), or none (empty strings; fastest).
@@ -68,9 +68,10 @@ def score_matrix(
         empty = pa.array([""] * len(X32), type=pa.string())
         return Scores(clv, p_churn, empty, empty)
     contributions = model.contributions_matrix(X32, approximate=reasons == "approximate")
-    # The bias column (last) is not a reason; the text quotes the customer's own values.
-    values = np.asarray(X, dtype="float64")
-    names = model.feature_names_in_
+    # The bias column (last) is not a reason; the text quotes the customer's own values, the
+    # derived ones (how overdue, the purchase model's figures) included.
+    values = model.explain(np.asarray(X, dtype="float64"))
+    names = model.explanation_names_
     return Scores(
         clv,
         p_churn,

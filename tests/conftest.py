@@ -83,3 +83,19 @@ def latest_scores(
     )
     score_base(config)
     return config, pd.read_parquet(out).set_index("customer_id")
+
+
+@pytest.fixture
+def own_tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite MLflow store for one test; the session's store is back afterwards.
+
+    Setting the variable is not enough to undo: the code under test points MLflow's own
+    process-wide tracking URI at the store, so it is restored too.
+    """
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    yield uri
+    mlflow.set_tracking_uri(previous)

@@ -3,11 +3,50 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.model import ModelParams
+
 DEMO_DIR = Path("data/demo")
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How the parts are fit; one per training run, logged with it.
+
+    Parameters
+    ----------
+    window_days : int
+        Short label window of the boosted parts (capped at the horizon).
+    step_days : int
+        Spacing of the window cutoffs.
+    max_cutoffs : int
+        At most this many window cutoffs (the latest), bounding time and memory.
+    min_history_days : int
+        The earliest window cutoff is at least this long after the first order.
+    max_fit_rows : int
+        Boosted parts fit on at most this many rows (a seeded sample of whole customers).
+    time_budget : float
+        Seconds for the hyperparameter search of the twin's parts (0 = defaults).
+    max_trials : int
+        Upper bound on search trials.
+    seed : int
+        Seeds the search, the models, the samples and the holdout halves.
+    params : ModelParams
+        XGBoost defaults (the search starts from them).
+    """
+
+    window_days: int = 90
+    step_days: int = 14
+    max_cutoffs: int = 26
+    min_history_days: int = 60
+    max_fit_rows: int = 400_000
+    time_budget: float = 0.0
+    max_trials: int = 30
+    seed: int = 7
+    params: ModelParams = field(default_factory=ModelParams)
 
 
 @dataclass(frozen=True)
@@ -22,21 +61,21 @@ class TrainConfig:
         Column mapping ``canonical=yours,...`` for both files.
     horizon_days : int
         Label window: CLV and churn over ``[cutoff, cutoff + horizon)``.
+    window_days : int
+        Short label window the boosted parts learn from (see ``training.model``).
     step_days : int
-        Spacing of the training cutoffs.
+        Spacing of the window cutoffs.
     max_train_cutoffs : int
-        The most recent this-many training cutoffs are used.
+        The most recent this-many window cutoffs are used.
     time_budget : float
         Seconds for the hyperparameter search (0 = no search, default parameters).
     max_trials : int
         Upper bound on search trials.
     seed : int
         Seeds the search, the model and the data split.
-    clv_objective : {"reg:tweedie", "two_part"}
-        CLV model form (see ``training.scorer.ModelParams``).
     refit : bool
-        Refit the registered model on every complete cutoff (holdout's included) after
-        evaluation; see README "What gets registered".
+        Fit the registered model on the history up to the data end after evaluation (else the
+        evaluation model is registered); see README "What gets registered".
     strict : bool
         Fail on unusable input rows instead of quarantining them.
     demo_customers : int
@@ -49,12 +88,12 @@ class TrainConfig:
     events: Path | None = None
     columns: str = ""
     horizon_days: int = 365
-    step_days: int = 30
-    max_train_cutoffs: int = 12
-    time_budget: float = 60.0
+    window_days: int = 90
+    step_days: int = 14
+    max_train_cutoffs: int = 26
+    time_budget: float = 30.0
     max_trials: int = 30
     seed: int = 7
-    clv_objective: str = "two_part"
     refit: bool = True
     strict: bool = False
     demo_customers: int = 50_000
@@ -63,6 +102,17 @@ class TrainConfig:
     def to_params(self) -> dict[str, Any]:
         """Flat dict for MLflow params."""
         return {k: "" if v is None else str(v) for k, v in asdict(self).items()}
+
+    def fit_settings(self) -> FitSettings:
+        """The part of the configuration the model fit depends on."""
+        return FitSettings(
+            window_days=self.window_days,
+            step_days=self.step_days,
+            max_cutoffs=self.max_train_cutoffs,
+            time_budget=self.time_budget,
+            max_trials=self.max_trials,
+            seed=self.seed,
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
@@ -79,6 +129,12 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         "--columns", default="", help="column mapping, e.g. customer_id=cust,ordered_at=date"
     )
     parser.add_argument("--horizon-days", type=_positive_int, default=defaults.horizon_days)
+    parser.add_argument(
+        "--window-days",
+        type=_positive_int,
+        default=defaults.window_days,
+        help="short label window the boosted parts learn from (capped at the horizon)",
+    )
     parser.add_argument("--step-days", type=_positive_int, default=defaults.step_days)
     parser.add_argument(
         "--max-train-cutoffs", type=_positive_int, default=defaults.max_train_cutoffs
@@ -92,16 +148,10 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument("--max-trials", type=_positive_int, default=defaults.max_trials)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
-        "--clv-objective",
-        choices=["two_part", "reg:tweedie"],
-        default=defaults.clv_objective,
-        help="P(buy) x E[spend | buy] (default) or one Tweedie model",
-    )
-    parser.add_argument(
         "--no-refit",
         dest="refit",
         action="store_false",
-        help="register the evaluation model instead of refitting on all cutoffs",
+        help="register the evaluation model instead of fitting again up to the data end",
     )
     parser.add_argument("--strict", action="store_true", help="fail on any unusable input row")
     parser.add_argument("--demo-customers", type=_positive_int, default=defaults.demo_customers)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -699,3 +699,103 @@ def plot_feature_importance(importance: pd.Series, top: int = 20) -> Figure:
     ax.set_xlabel(str(importance.name) if importance.name is not None else "importance")
     ax.set_title(f"Top {len(shown)} features")
     return fig
+
+
+# --------------------------------------------------------------------------- holdout tables
+
+
+def holdout_metrics(holdout: pd.DataFrame, pred: pd.DataFrame) -> dict[str, float]:
+    """CLV and churn metrics of ``pred`` against the labels of ``holdout``.
+
+    Parameters
+    ----------
+    holdout : pandas.DataFrame
+        ``future_value`` and ``churned`` per customer.
+    pred : pandas.DataFrame
+        ``clv`` and ``p_churn``, aligned with ``holdout``.
+
+    Returns
+    -------
+    dict of str to float
+        ``clv_<metric>`` (:func:`clv_metrics`) and ``churn_<metric>`` (:func:`churn_metrics`).
+    """
+    clv = clv_metrics(holdout["future_value"].to_numpy(), pred["clv"].to_numpy())
+    churn = churn_metrics(holdout["churned"].to_numpy(), pred["p_churn"].to_numpy())
+    return {
+        **{f"clv_{k}": v for k, v in clv.items()},
+        **{f"churn_{k}": v for k, v in churn.items()},
+    }
+
+
+#: Metrics whose paired bootstrap standard error is computed (the gate's).
+_BOOTSTRAP_METRICS: dict[str, tuple[str, Callable[[np.ndarray, np.ndarray], float]]] = {
+    "clv_spearman": ("future_value", lambda y, p: spearman(y, p)),
+    "clv_gini": ("future_value", lambda y, p: normalized_gini(y, p)),
+    "clv_rmse": ("future_value", lambda y, p: rmse(y, p)),
+    "churn_roc_auc": ("churned", lambda y, p: roc_auc(y, p)),
+}
+
+
+def paired_standard_errors(
+    holdout: pd.DataFrame,
+    predictions: Mapping[str, pd.DataFrame],
+    reference: str,
+    *,
+    resamples: int = 40,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Standard error of ``metric(reference) - metric(other)`` for every other prediction.
+
+    A paired bootstrap over customers: each resample draws customers with replacement and
+    scores every model on the same draw, so what the models share (a hard customer, a lucky
+    month) cancels out of the difference.
+
+    Parameters
+    ----------
+    holdout : pandas.DataFrame
+        ``future_value`` and ``churned`` per customer.
+    predictions : mapping
+        Name -> ``clv``/``p_churn`` frame aligned with ``holdout``; ``reference`` among them.
+    reference : str
+        The model the others are compared with.
+    resamples : int
+        Bootstrap draws.
+    seed : int
+        Seeds the draws.
+
+    Returns
+    -------
+    dict
+        Other name -> metric (``clv_spearman``, ``clv_gini``, ``clv_rmse``,
+        ``churn_roc_auc``) -> standard error of the difference; under ``reference`` itself,
+        the standard error of its own metric.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(holdout)
+    labels = {c: holdout[c].to_numpy(dtype="float64") for c in ("future_value", "churned")}
+    column = {"future_value": "clv", "churned": "p_churn"}
+    values = {
+        name: {c: pred[c].to_numpy(dtype="float64") for c in ("clv", "p_churn")}
+        for name, pred in predictions.items()
+    }
+    others = [name for name in predictions if name != reference]
+    diffs: dict[str, dict[str, list[float]]] = {
+        o: {m: [] for m in _BOOTSTRAP_METRICS} for o in [reference, *others]
+    }
+    for _ in range(resamples):
+        rows = rng.integers(0, n, n)
+        for metric, (label, fn) in _BOOTSTRAP_METRICS.items():
+            y = labels[label][rows]
+            if label == "churned" and len(np.unique(y)) < 2:
+                continue
+            mine = fn(y, values[reference][column[label]][rows])
+            diffs[reference][metric].append(mine)
+            for other in others:
+                diffs[other][metric].append(mine - fn(y, values[other][column[label]][rows]))
+    return {
+        other: {
+            metric: float(np.nanstd(d, ddof=1)) if len(d) > 1 else float("nan")
+            for metric, d in by_metric.items()
+        }
+        for other, by_metric in diffs.items()
+    }

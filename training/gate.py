@@ -1,17 +1,21 @@
-"""The promotion gate: a candidate must beat the champion and both baselines on the holdout."""
+"""The promotion gate: a candidate may not lose to a baseline or the champion beyond noise."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
-#: Metrics the gate compares (all higher-is-better), as logged: ``<target>_<metric>``.
-GATE_METRICS: tuple[str, ...] = ("clv_spearman", "clv_gini", "churn_roc_auc")
+#: Metrics the gate compares, as logged (``<target>_<metric>``).
+GATE_METRICS: tuple[str, ...] = ("clv_spearman", "clv_gini", "clv_rmse", "churn_roc_auc")
+#: Metrics where lower is better; every other one is higher-is-better.
+LOWER_IS_BETTER: frozenset[str] = frozenset(
+    {"clv_rmse", "clv_mae", "churn_brier", "churn_ece", "clv_abs_total_error_pct"}
+)
 #: Metrics shown next to them in the comparison table.
 REPORT_METRICS: tuple[str, ...] = (
     *GATE_METRICS,
-    "clv_rmse",
     "clv_mae",
     "clv_total_error_pct",
     "clv_top_decile_capture",
@@ -20,72 +24,114 @@ REPORT_METRICS: tuple[str, ...] = (
     "churn_ece",
 )
 
+#: Outcomes of :func:`decide`.
+PROMOTE, KEEP, NOT_COMPARABLE = "promoted", "not promoted", "not comparable"
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """True when ``a`` is strictly better than ``b`` on ``metric`` (NaN is never better)."""
+    if pd.isna(a):
+        return False
+    if pd.isna(b):
+        return True
+    return a < b if metric in LOWER_IS_BETTER else a > b
+
+
+def _gain(metric: str, mine: float, theirs: float) -> float:
+    """How much better ``mine`` is than ``theirs`` (negative: worse), in the metric's units."""
+    return theirs - mine if metric in LOWER_IS_BETTER else mine - theirs
+
 
 @dataclass
 class GateDecision:
-    """Whether to promote, and why, with the table that shows it."""
+    """Whether to promote, and why, with the table that shows it.
 
-    promote: bool
+    ``outcome`` is :data:`PROMOTE`, :data:`KEEP`, or :data:`NOT_COMPARABLE` (the champion
+    predicts another horizon, so the two cannot be judged on one holdout; it stays).
+    """
+
+    outcome: str
     reasons: list[str] = field(default_factory=list)
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def promote(self) -> bool:
+        """True when the candidate becomes champion."""
+        return self.outcome == PROMOTE
 
 
 def decide(
     candidate: dict[str, float],
     baselines: dict[str, dict[str, float]],
     champion: dict[str, float] | None,
+    *,
+    noise: dict[str, float] | None = None,
+    comparable: bool = True,
 ) -> GateDecision:
-    """Compare a candidate with the baselines and the champion on the same holdout.
+    """Compare a candidate with the baselines and the champion on the same holdout rows.
 
     Parameters
     ----------
     candidate : dict
-        The candidate's holdout metrics (``clv_spearman``, ``clv_gini``, ``churn_roc_auc``...).
+        The candidate's holdout metrics (:data:`GATE_METRICS` among them).
     baselines : dict
-        Name -> holdout metrics of each baseline (a baseline may lack a churn metric).
+        Name -> holdout metrics of each baseline.
     champion : dict or None
-        The current champion's metrics on the same holdout, or None when there is no champion
-        yet (then beating the baselines is enough).
+        The champion's metrics on the same rows, or None when there is no champion yet.
+    noise : dict, optional
+        Metric -> bootstrap standard error of the candidate's metric on these rows
+        (:func:`training.evaluate.paired_standard_errors`). A loss smaller than that is noise:
+        another draw of customers could reverse it. Without it any loss counts.
+    comparable : bool
+        False when the champion cannot be judged on this holdout (another horizon).
 
     Returns
     -------
     GateDecision
-        ``promote`` is True only when the candidate is strictly better than each baseline on
-        every gate metric it reports, no worse than the champion on any, and strictly better
-        than the champion on at least one. A full tie does not promote: a retrain on the same
+        Promoted when, on every gate metric, the candidate loses to no baseline and to no
+        champion by more than one standard error of its metric, and is better than the
+        champion on at least one metric. A full tie does not promote: a retrain on the same
         data keeps the champion it reproduces.
     """
+    noise = noise or {}
     reasons: list[str] = []
     promote = True
+    opponents = {**baselines, **({"champion": champion} if champion is not None else {})}
     for metric in GATE_METRICS:
         mine = candidate.get(metric)
         if mine is None or pd.isna(mine):
             promote = False
             reasons.append(f"candidate has no {metric}")
             continue
-        for name, theirs in baselines.items():
+        for name, theirs in opponents.items():
             value = theirs.get(metric)
-            if value is not None and not pd.isna(value) and mine <= value:
+            if value is None or pd.isna(value):
+                continue
+            se = noise.get(metric, 0.0)
+            gain = _gain(metric, mine, value)
+            if gain < -se:
                 promote = False
-                reasons.append(f"{metric}: candidate {mine:.4f} does not beat {name} {value:.4f}")
-        if champion is not None and mine < champion.get(metric, float("-inf")):
-            promote = False
-            reasons.append(
-                f"{metric}: candidate {mine:.4f} is worse than champion {champion[metric]:.4f}"
-            )
-    if champion is not None:
-        better = [
-            m
-            for m in GATE_METRICS
-            if pd.notna(candidate.get(m)) and candidate[m] > champion.get(m, float("-inf"))
-        ]
-        if not better:
+                reasons.append(
+                    f"{metric}: candidate {mine:.4f} loses to {name} {value:.4f} by more than "
+                    f"the noise ({-gain:.4f} > {se:.4f})"
+                )
+    if champion is not None and promote:
+        if not any(
+            better(m, candidate.get(m, np.nan), champion.get(m, np.nan)) for m in GATE_METRICS
+        ):
             promote = False
             reasons.append("candidate ties the champion on every gate metric; champion stays")
-    opponents = {**baselines, **({"champion": champion} if champion is not None else {})}
     if promote:
         beaten = ", ".join(opponents) or "nothing"
-        reasons.append(f"beats {beaten} on {', '.join(GATE_METRICS)}")
+        reasons.append(f"loses to none of {beaten} beyond noise on {', '.join(GATE_METRICS)}")
+    outcome = PROMOTE if promote else KEEP
+    if not comparable:
+        outcome = NOT_COMPARABLE
+        promote = False
+        reasons.append(
+            "the champion predicts another horizon and cannot be judged on this holdout; "
+            "it stays (promote by hand with `make promote FORCE=1`)"
+        )
     columns = {"candidate": candidate, **opponents}
     table = pd.DataFrame(
         {
@@ -94,4 +140,4 @@ def decide(
         },
         index=pd.Index(REPORT_METRICS, name="metric"),
     )
-    return GateDecision(promote, reasons, table)
+    return GateDecision(outcome, reasons, table)

@@ -10,7 +10,7 @@ import pandas as pd
 from training import tracking
 from training.gate import REPORT_METRICS
 
-ROLES = ("model", "champion", "simple", "bgnbd")
+ROLES = ("model", "champion", "simple", "bgnbd", "pareto_nbd")
 
 
 def comparison_table(version: tracking.RegisteredVersion) -> pd.DataFrame:

@@ -13,23 +13,34 @@ import pandas as pd
 from features.spec import FeatureSpec
 from training import tracking
 from training.evaluate import normalized_gini, roc_auc
-from training.scorer import CustomerValueModel, ModelParams
+from training.model import CustomerValueModel, ModelParams
+from training.purchase import PurchaseModel
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Slices:
-    """The training rows cut by time and by customer (never by row within a customer-cutoff).
+    """Short-window training rows cut by time and by customer (never by row within one).
 
-    ``fit`` comes from the older training cutoffs; ``stop`` and ``score`` are two halves (by
-    customer) of the latest training cutoff: early stopping uses ``stop``, the search and the
-    churn calibration are judged on ``score``. The holdout is not here on purpose.
+    ``fit`` comes from the older window cutoffs; ``stop`` and ``score`` are two halves (by
+    customer) of the latest one: early stopping uses ``stop``, the search is judged on
+    ``score``. Labels are ``window_value`` and ``window_churned``. The holdout is not here on
+    purpose.
     """
 
     fit: pd.DataFrame
     stop: pd.DataFrame
     score: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class PartsRecipe:
+    """What every boosted fit of one training cutoff shares: its purchase model and window."""
+
+    purchase: PurchaseModel
+    window_days: int
+    season: float
 
 
 @dataclass(frozen=True)
@@ -49,23 +60,35 @@ class SearchResult:
 
 
 def trial_score(model: CustomerValueModel, score: pd.DataFrame, features: list[str]) -> float:
-    """Search objective: CLV normalised Gini + churn ROC-AUC on the scoring slice (higher wins)."""
-    pred = model.predict(score[features])
-    return normalized_gini(score["future_value"], pred["clv"]) + roc_auc(
-        score["churned"], pred["p_churn"]
+    """Search objective on the scoring slice: the boosted parts' window value normalised Gini
+    + window churn ROC-AUC (higher wins)."""
+    parts = model.parts_matrix(score[features].to_numpy(dtype="float64"))
+    return normalized_gini(score["window_value"], parts["value"]) + roc_auc(
+        score["window_churned"], parts["churn"]
     )
 
 
 def fit_on_slices(
-    slices: Slices, features: list[str], spec: FeatureSpec, params: ModelParams, seed: int
+    slices: Slices,
+    features: list[str],
+    spec: FeatureSpec,
+    params: ModelParams,
+    seed: int,
+    recipe: PartsRecipe,
 ) -> CustomerValueModel:
-    """Fit on ``fit``, early-stop on ``stop``, calibrate churn on ``score``."""
+    """Fit the boosted parts on ``fit`` and early-stop them on ``stop`` (no stack yet)."""
     return CustomerValueModel(spec, params, seed=seed).fit(
         slices.fit[features],
-        slices.fit["future_value"],
-        slices.fit["churned"],
-        early_stopping=(slices.stop[features], slices.stop["future_value"], slices.stop["churned"]),
-        calibration=(slices.score[features], slices.score["churned"]),
+        slices.fit["window_value"],
+        slices.fit["window_churned"],
+        purchase=recipe.purchase,
+        window_days=recipe.window_days,
+        season=recipe.season,
+        early_stopping=(
+            slices.stop[features],
+            slices.stop["window_value"],
+            slices.stop["window_churned"],
+        ),
     )
 
 
@@ -74,6 +97,7 @@ def search(
     features: list[str],
     spec: FeatureSpec,
     *,
+    recipe: PartsRecipe,
     time_budget: float,
     max_trials: int,
     seed: int,
@@ -113,13 +137,8 @@ def search(
             colsample_bytree=trial.suggest_float("colsample_bytree", 0.5, 1.0),
             reg_lambda=trial.suggest_float("reg_lambda", 0.1, 20.0, log=True),
         )
-        if base.clv_objective == "reg:tweedie":
-            params = replace(
-                params,
-                tweedie_variance_power=trial.suggest_float("tweedie_variance_power", 1.1, 1.8),
-            )
         tick = time.perf_counter()
-        model = fit_on_slices(trial_slices, features, spec, params, seed)
+        model = fit_on_slices(trial_slices, features, spec, params, seed, recipe)
         value = trial_score(model, trial_slices.score, features)
         if not sampled and value > best.get("score", float("-inf")):
             best.update(score=value, model=model)
@@ -169,14 +188,14 @@ def _space_values(params: ModelParams) -> dict[str, float]:
         "colsample_bytree",
         "reg_lambda",
     )
-    values = {name: getattr(params, name) for name in names}
-    if params.clv_objective == "reg:tweedie":
-        values["tweedie_variance_power"] = params.tweedie_variance_power
-    return values
+    return {name: getattr(params, name) for name in names}
 
 
-def split_by_customer(frame: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split rows into two halves by a seeded hash of ``customer_id`` (stable across runs)."""
+def split_by_customer(
+    frame: pd.DataFrame, seed: int, share: float = 0.5
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split rows by a seeded hash of ``customer_id`` (stable across runs): about ``share`` of
+    the customers, all their rows, in the first part."""
     hashed = pd.util.hash_pandas_object(frame["customer_id"], index=False, hash_key=f"{seed:016d}")
-    first = (hashed.to_numpy() % np.uint64(2)) == 0
+    first = (hashed.to_numpy() % np.uint64(10_000)) < np.uint64(round(10_000 * share))
     return frame.loc[first], frame.loc[~first]

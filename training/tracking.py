@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from training.scorer import CustomerValueModel
+from training.model import CustomerValueModel
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +129,11 @@ def log_table(frame: pd.DataFrame, name: str) -> None:
         path = Path(tmp) / f"{name}.csv"
         frame.to_csv(path, index=True)
         mlflow.log_artifact(str(path), "tables")
+
+
+def log_text(text: str, name: str) -> None:
+    """Log a text artifact (e.g. a Markdown report) under the given file name."""
+    mlflow.log_text(text, name)
 
 
 def log_dict(data: dict[str, Any], name: str) -> None:

@@ -1,4 +1,4 @@
-"""Training entrypoint: features -> search -> fit -> evaluate vs baselines -> MLflow -> gate."""
+"""Training entrypoint: fit (training.pipeline) -> evaluate vs baselines -> MLflow -> gate."""
 
 from __future__ import annotations
 
@@ -12,25 +12,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from features import FeatureSpec, build_features, build_snapshots, feature_names
+from features import FeatureSpec, build_features
 from features.io import LoadResult, load_events, load_orders
 from features.synth import write_demo
 from training import tracking
-from training.baselines import BgNbdGammaGammaBaseline, SimpleFormulaBaseline
 from training.config import DEMO_DIR, TrainConfig, parse_args
 from training.evaluate import (
-    churn_metrics,
-    clv_metrics,
     decile_table,
+    holdout_metrics,
+    paired_standard_errors,
     plot_calibration,
     plot_cumulative_gain,
     plot_deciles,
     plot_feature_importance,
 )
-from training.gate import GateDecision, decide
-from training.scorer import CustomerValueModel, ModelParams
-from training.search import Slices, fit_on_slices, search, split_by_customer
-from training.split import CutoffPlan, temporal_split
+from training.gate import REPORT_METRICS, GateDecision, decide
+from training.model import CustomerValueModel
+from training.pipeline import FAMILIES, Plan, Trained, train_models
+
+#: The baselines every run reports and the gate compares with.
+BASELINES: tuple[str, ...] = ("simple", "bgnbd", "pareto_nbd")
+#: Everything the candidate is compared with on the holdout.
+OPPONENTS: tuple[str, ...] = (*BASELINES, "champion")
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +45,11 @@ class TrainResult:
     run_id: str
     version: str
     promoted: bool
-    plan: CutoffPlan
+    plan: Plan
     metrics: dict[str, dict[str, float]]
     decision: GateDecision
     model: CustomerValueModel
+    family: str
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -108,51 +112,20 @@ def run(config: TrainConfig) -> TrainResult:
     """Run the whole training pipeline for ``config``; see the module docstring."""
     watch = _Stopwatch()
     spec = FeatureSpec(horizon_days=config.horizon_days)
-    names = feature_names(spec)
     with watch.stage("load"):
         orders_result, events_result = load_inputs(config)
     orders = orders_result.frame
     events = events_result.frame if events_result is not None else None
 
-    plan = temporal_split(
-        orders["ordered_at"].min(),
-        orders["ordered_at"].max(),
-        horizon_days=config.horizon_days,
-        step_days=config.step_days,
-        max_train_cutoffs=config.max_train_cutoffs,
-    )
-    print(f"cutoffs: {plan.note}")
-    with watch.stage("features"):
-        snapshots = build_snapshots(orders, events, plan.all_cutoffs, spec, progress=True)
-    counts = snapshots.groupby("cutoff").size()
-    for cutoff, count in counts.items():
-        role = (
-            "holdout"
-            if cutoff == plan.holdout_cutoff
-            else "validation"
-            if cutoff == plan.valid_cutoff
-            else "train"
-        )
-        print(f"  {cutoff.date()}  {role:<10} {count:>9,} customers")
-    empty = [str(c.date()) for c in plan.all_cutoffs if counts.get(c, 0) == 0]
-    if empty:
-        raise ValueError(f"snapshot(s) at {', '.join(empty)} have no customers; check the dates")
-
-    train_rows = snapshots[snapshots["cutoff"].isin(plan.fit_cutoffs)]
-    valid_rows = snapshots[snapshots["cutoff"] == plan.valid_cutoff]
-    holdout = snapshots[snapshots["cutoff"] == plan.holdout_cutoff].set_index("customer_id")
-    stop, score = split_by_customer(valid_rows, config.seed)
-    slices = Slices(fit=train_rows, stop=stop, score=score)
-
     tracking.configure()
     fingerprint = tracking.dataset_fingerprint(orders, events)
+    settings = config.fit_settings()
     with tracking.start_run("train") as run_id:
-        tracking.log_params({**config.to_params(), **_plan_params(plan)})
+        tracking.log_params(config.to_params())
         tracking.log_dict(fingerprint, "dataset_fingerprint.json")
         tracking.set_tags(
             {
                 "git_commit": tracking.git_commit(),
-                "holdout_strict": plan.strict,
                 "dataset_sha256": fingerprint["content_sha256"],
             }
         )
@@ -160,151 +133,110 @@ def run(config: TrainConfig) -> TrainResult:
             {
                 "rows_quarantined_orders": orders_result.rows_quarantined,
                 "rows_quarantined_events": events_result.rows_quarantined if events_result else 0,
-                **{f"snapshot_rows_{k}": v for k, v in _role_counts(plan, counts).items()},
             }
         )
-
-        with watch.stage("search"):
-            found = search(
-                slices,
-                names,
-                spec,
-                time_budget=config.time_budget,
-                max_trials=config.max_trials,
-                seed=config.seed,
-                base=ModelParams(clv_objective=config.clv_objective),
-            )
-        print(
-            f"search: {found.trials} trials on {found.fit_rows:,} rows in {found.seconds:.0f}s, "
-            f"best validation score {found.best_score:.4f}"
-        )
-        tracking.log_params({f"model.{k}": v for k, v in found.params.to_dict().items()})
-
         with watch.stage("fit"):
-            evaluation = found.model or fit_on_slices(
-                slices, names, spec, found.params, config.seed
+            trained = train_models(orders, events, spec=spec, settings=settings, refit=config.refit)
+        plan = trained.plan
+        print(f"cutoffs: {plan.note}")
+        tracking.log_params(_plan_params(plan))
+        tracking.set_tags({"family": trained.family})
+        if trained.search is not None and trained.search.trials:
+            found = trained.search
+            print(
+                f"search: {found.trials} trials on {found.fit_rows:,} rows in "
+                f"{found.seconds:.0f}s, best validation score {found.best_score:.4f}"
             )
-            serving = (
-                _refit(evaluation, snapshots, plan, names, config) if config.refit else evaluation
-            )
-
-        with watch.stage("baselines"):
-            history = holdout[names]
-            predictions = {"model": evaluation.predict(history)}
-            predictions["simple"] = (
-                SimpleFormulaBaseline().fit(history).predict(history, config.horizon_days)
-            )
-            predictions["bgnbd"] = (
-                BgNbdGammaGammaBaseline(random_seed=config.seed)
-                .fit(history)
-                .predict(history, config.horizon_days)
-            )
+            tracking.log_params({f"model.{k}": v for k, v in found.params.to_dict().items()})
 
         with watch.stage("evaluate"):
-            metrics = {name: _holdout_metrics(holdout, pred) for name, pred in predictions.items()}
-            champion = _champion_metrics(orders, events, holdout, plan, spec)
+            judged = trained.judged
+            champion, comparable = _champion_predictions(orders, events, judged, plan, spec)
+            predictions = dict(trained.predictions)
+            metrics = dict(trained.metrics)
+            if champion is not None:
+                predictions["champion"] = champion
+                metrics["champion"] = holdout_metrics(judged, champion)
+            opponents = {
+                name: predictions[name] for name in ("model", *OPPONENTS) if name in predictions
+            }
+            noise = paired_standard_errors(judged, opponents, "model", seed=config.seed)
             decision = decide(
                 metrics["model"],
-                {"simple": metrics["simple"], "bgnbd": metrics["bgnbd"]},
-                champion,
+                {name: metrics[name] for name in BASELINES},
+                metrics.get("champion"),
+                noise=noise["model"],
+                comparable=comparable,
             )
             for name, values in metrics.items():
                 tracking.log_metrics(values, prefix=f"holdout.{name}.")
-            if champion is not None:
-                tracking.log_metrics(champion, prefix="holdout.champion.")
-            _log_plots(holdout, predictions, evaluation)
+            for name, values in noise.items():
+                prefix = "holdout.se." if name == "model" else f"holdout.se_vs_{name}."
+                tracking.log_metrics(values, prefix=prefix)
+            _log_plots(
+                judged, {k: predictions[k] for k in ("model", *BASELINES)}, trained.evaluation
+            )
 
         with watch.stage("logging"):
-            example = holdout[names].head(5)
-            version = tracking.log_and_register(serving, evaluation, example)
-            promoted = False
+            example = judged[trained.serving.feature_names_in_].head(5)
+            version = tracking.log_and_register(trained.serving, trained.evaluation, example)
             if decision.promote:
                 tracking.set_alias(tracking.CHAMPION, version.version)
-                promoted = True
             tracking.set_tags(
-                {
-                    "gate": "promoted" if promoted else "not promoted",
-                    "gate_reasons": " | ".join(decision.reasons),
-                }
+                {"gate": decision.outcome, "gate_reasons": " | ".join(decision.reasons)}
             )
             tracking.log_table(decision.table, "gate")
+            tracking.log_table(_family_table(metrics), "families")
         tracking.log_metrics({f"seconds_{k}": v for k, v in watch.seconds.items()})
 
-    _print_report(decision, version, promoted, plan, watch.seconds)
+    _print_report(decision, version, trained, metrics, noise, watch.seconds)
     return TrainResult(
-        run_id, version.version, promoted, plan, metrics, decision, serving, watch.seconds
+        run_id,
+        version.version,
+        decision.promote,
+        plan,
+        metrics,
+        decision,
+        trained.serving,
+        trained.family,
+        watch.seconds,
     )
 
 
-def _refit(
-    evaluation: CustomerValueModel,
-    snapshots: pd.DataFrame,
-    plan: CutoffPlan,
-    names: list[str],
-    config: TrainConfig,
-) -> CustomerValueModel:
-    """The model that serves: same recipe, fit on every complete cutoff, the holdout's included.
-
-    Half of the holdout's customers (by hash) calibrate the churn probability and are kept out
-    of the fit; the tree counts are the ones early stopping chose for the evaluation model.
-    """
-    fit_part, calib_part = split_by_customer(
-        snapshots[snapshots["cutoff"] == plan.holdout_cutoff], config.seed
-    )
-    rows = pd.concat([snapshots[snapshots["cutoff"] != plan.holdout_cutoff], fit_part])
-    return CustomerValueModel(evaluation.spec, evaluation.params, seed=config.seed).fit(
-        rows[names],
-        rows["future_value"],
-        rows["churned"],
-        calibration=(calib_part[names], calib_part["churned"]),
-        n_estimators=evaluation.best_iterations_,
-    )
-
-
-def _holdout_metrics(holdout: pd.DataFrame, pred: pd.DataFrame) -> dict[str, float]:
-    clv = clv_metrics(holdout["future_value"].to_numpy(), pred["clv"].to_numpy())
-    churn = churn_metrics(holdout["churned"].to_numpy(), pred["p_churn"].to_numpy())
-    return {
-        **{f"clv_{k}": v for k, v in clv.items()},
-        **{f"churn_{k}": v for k, v in churn.items()},
-    }
-
-
-def _champion_metrics(
+def _champion_predictions(
     orders: pd.DataFrame,
     events: pd.DataFrame | None,
-    holdout: pd.DataFrame,
-    plan: CutoffPlan,
+    judged: pd.DataFrame,
+    plan: Plan,
     spec: FeatureSpec,
-) -> dict[str, float] | None:
-    """The current champion's evaluation twin scored on this run's holdout, or None.
+) -> tuple[pd.DataFrame | None, bool]:
+    """The champion's evaluation twin scored on this run's judging half, and comparability.
 
     The twin never saw labels after its own holdout cutoff, which is at or before this one, so
-    champion and candidate are judged on the same rows, both out of sample.
+    champion and candidate are judged on the same rows, both out of sample. A champion of
+    another horizon is not comparable (None, False).
     """
     champion = tracking.alias_version(tracking.CHAMPION)
     if champion is None:
-        print("gate: no champion yet; the candidate must beat the baselines")
-        return None
-    twin = tracking.load_model(champion.model_uri, which=tracking.EVALUATION_DIR)
+        print("gate: no champion yet; the candidate must hold up against the baselines")
+        return None, True
+    try:
+        twin = tracking.load_model(champion.model_uri, which=tracking.EVALUATION_DIR)
+    except ValueError as err:  # an older model format: it cannot score these features
+        print(f"gate: champion v{champion.version} cannot be loaded ({err}); not comparable")
+        return None, False
     if twin.spec.horizon_days != spec.horizon_days:
         print(
             f"gate: champion v{champion.version} predicts {twin.spec.horizon_days} days, this "
-            f"run {spec.horizon_days}; not comparable, so the champion stays (force with "
-            "`make promote`)"
+            f"run {spec.horizon_days}; not comparable"
         )
-        return {
-            "clv_spearman": float("inf"),
-            "clv_gini": float("inf"),
-            "churn_roc_auc": float("inf"),
-        }
+        return None, False
     if twin.spec == spec:
-        # Same spec: the holdout snapshot already holds exactly the features the twin needs.
-        features = holdout
+        # Same spec: the judging rows already hold exactly the features the twin needs.
+        features = judged
     else:
-        features = build_features(orders, events, cutoff=plan.holdout_cutoff, spec=twin.spec)
-    pred = twin.predict(features.loc[holdout.index, twin.feature_names_in_])
-    return _holdout_metrics(holdout, pred)
+        features = build_features(orders, events, cutoff=plan.holdout, spec=twin.spec)
+    return twin.predict(features.loc[judged.index, twin.feature_names_in_]), True
 
 
 def _log_plots(
@@ -323,38 +255,53 @@ def _log_plots(
     tracking.log_table(decile_table(y_value, clv["model"]), "clv_deciles")
 
 
-def _plan_params(plan: CutoffPlan) -> dict[str, str]:
+def _plan_params(plan: Plan) -> dict[str, str]:
     return {
-        "plan.fit_cutoffs": ",".join(str(c.date()) for c in plan.fit_cutoffs),
-        "plan.valid_cutoff": str(plan.valid_cutoff.date()),
-        "plan.holdout_cutoff": str(plan.holdout_cutoff.date()),
-        "plan.strict_holdout": str(plan.strict),
+        "plan.holdout_cutoff": str(plan.holdout.date()),
         "plan.data_end": str(plan.data_end.date()),
+        "plan.window_days": str(plan.window_days),
+        "plan.twin_cutoffs": f"{plan.twin_cutoffs[0].date()}..{plan.twin_cutoffs[-1].date()}",
+        "plan.serving_cutoffs": (
+            f"{plan.serving_cutoffs[0].date()}..{plan.serving_cutoffs[-1].date()}"
+        ),
     }
 
 
-def _role_counts(plan: CutoffPlan, counts: pd.Series) -> dict[str, int]:
-    return {
-        "train": int(sum(counts.get(c, 0) for c in plan.fit_cutoffs)),
-        "validation": int(counts.get(plan.valid_cutoff, 0)),
-        "holdout": int(counts.get(plan.holdout_cutoff, 0)),
-    }
+def _family_table(metrics: dict[str, dict[str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {name: [metrics[name].get(m, float("nan")) for m in REPORT_METRICS] for name in FAMILIES},
+        index=pd.Index(REPORT_METRICS, name="metric"),
+    )
 
 
 def _print_report(
     decision: GateDecision,
     version: tracking.RegisteredVersion,
-    promoted: bool,
-    plan: CutoffPlan,
+    trained: Trained,
+    metrics: dict[str, dict[str, float]],
+    noise: dict[str, dict[str, float]],
     seconds: dict[str, float],
 ) -> None:
+    plan = trained.plan
     print()
-    print(f"holdout {plan.holdout_cutoff.date()} ({'strict' if plan.strict else 'NOT strict'}):")
-    print(decision.table.to_string(float_format=lambda v: f"{v:,.4f}"))
+    print(
+        f"model families on the judging half of the holdout {plan.holdout.date()} "
+        f"({len(trained.judged):,} customers; the other half fit the stack):"
+    )
+    print(_family_table(metrics).to_string(float_format=lambda v: f"{v:,.4f}"))
+    print(f"chosen family: {trained.family}")
+    print()
+    print(
+        "candidate vs baselines (same customers; se = bootstrap standard error of the difference):"
+    )
+    table = decision.table.copy()
+    for name in table.columns:
+        if name in noise:
+            table[f"se vs {name}"] = [noise[name].get(m, float("nan")) for m in table.index]
+    print(table.to_string(float_format=lambda v: f"{v:,.4f}"))
     print()
     print(f"registered {version.name} version {version.version} (alias candidate)")
-    verdict = "promoted to champion" if promoted else "NOT promoted"
-    print(f"gate: {verdict}: " + "; ".join(decision.reasons))
+    print(f"gate: {decision.outcome}: " + "; ".join(decision.reasons))
     print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
 
 

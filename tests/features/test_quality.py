@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import FeatureSpec
+from features import FeatureSpec, feature_names
 from features.quality import quality_feature_names, quality_features
 
 CUTOFF = "2024-04-01"
@@ -60,3 +60,13 @@ def test_missing_optional_data_gives_nan_not_zero():
     clean = validate_orders(orders, strict=True).frame
     f = quality_features(clean, None, cutoff=CUTOFF, spec=FeatureSpec())
     assert f.loc["a"].isna().all(), f.loc["a"][f.loc["a"].notna()]
+
+
+def test_names_follow_the_spec_and_never_collide(orders, events):
+    spec = FeatureSpec(windows=(7, 60), trend_days=60, quality_days=180)
+    out = quality_features(orders, events, cutoff="2024-04-01", spec=spec)
+    assert "tickets_60d" in out.columns and "tickets_180d" in out.columns
+    names = feature_names(spec)
+    assert len(names) == len(set(names))
+    with pytest.raises(ValueError, match="trend_days and quality_days must differ"):
+        FeatureSpec(trend_days=180, quality_days=180)

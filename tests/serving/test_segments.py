@@ -126,7 +126,12 @@ def test_reason_texts_rank_by_magnitude_and_check_shapes():
     names = ["orders_90d", "returns_365d", "open_tickets"]
     texts = reason_texts(contributions, values, names, k=2).to_pylist()
     assert texts[0] == "↓ 2 returns in the last 365 days; ↑ 3 support tickets still open"
-    assert texts[1].count(";") == 1  # ties still give k reasons
+    assert texts[1] == ""  # nothing moved the prediction: no reason is made up
+    partly = reason_texts(np.array([[0.0, 0.5, 0.0]] * 70), values[[0] * 70], names, k=3)
+    assert set(partly.to_pylist()) == {"↑ 2 returns in the last 365 days"}
+    assert reason_texts(np.array([[0.0, 0.5, 0.0]]), values[:1], names, k=3).to_pylist() == [
+        "↑ 2 returns in the last 365 days"
+    ]
     with pytest.raises(ValueError, match="rows x 3 features"):
         reason_texts(contributions[:, :2], values, names)
     assert reason_texts(np.empty((0, 3)), np.empty((0, 3)), names).to_pylist() == []
@@ -138,3 +143,21 @@ def test_every_feature_has_its_own_words_when_missing():
     texts = [describe(name, np.nan) for name in names]
     repeated = {t for t in texts if texts.count(t) > 1}
     assert not repeated, repeated
+
+
+def test_every_feature_the_model_explains_has_words():
+    # The features and what the model derives from them (training.model): none may fall back
+    # to "name = value".
+    from training.model import P_ALIVE, PURCHASE_CHURN, PURCHASE_VALUE, RECENCY_GAP
+
+    spec = FeatureSpec(windows=(14, 60), quality_days=180)
+    names = [
+        *feature_names(spec),
+        RECENCY_GAP,
+        P_ALIVE,
+        "expected_orders_45d",
+        PURCHASE_CHURN,
+        PURCHASE_VALUE,
+    ]
+    fallback = [name for name in names if describe(name, 2.0).startswith(name.replace("_", " "))]
+    assert not fallback, fallback

@@ -1,36 +1,60 @@
 """The promotion gate's decisions."""
 
-from training.gate import decide
+from training.gate import KEEP, NOT_COMPARABLE, PROMOTE, better, decide
 
 BASE = {
-    "simple": {"clv_spearman": 0.5, "clv_gini": 0.6, "churn_roc_auc": 0.7},
-    "bgnbd": {"clv_spearman": 0.55, "clv_gini": 0.62, "churn_roc_auc": 0.72},
+    "simple": {"clv_spearman": 0.5, "clv_gini": 0.6, "clv_rmse": 50.0, "churn_roc_auc": 0.7},
+    "bgnbd": {"clv_spearman": 0.55, "clv_gini": 0.62, "clv_rmse": 45.0, "churn_roc_auc": 0.72},
 }
-GOOD = {"clv_spearman": 0.6, "clv_gini": 0.7, "churn_roc_auc": 0.8}
+GOOD = {"clv_spearman": 0.6, "clv_gini": 0.7, "clv_rmse": 40.0, "churn_roc_auc": 0.8}
 
 
-def test_first_version_needs_only_to_beat_the_baselines():
+def test_first_version_needs_only_to_hold_up_against_the_baselines():
     decision = decide(GOOD, BASE, None)
-    assert decision.promote
-    assert decision.reasons == ["beats simple, bgnbd on clv_spearman, clv_gini, churn_roc_auc"]
+    assert decision.promote and decision.outcome == PROMOTE
+    assert decision.reasons == [
+        "loses to none of simple, bgnbd beyond noise on clv_spearman, clv_gini, clv_rmse, "
+        "churn_roc_auc"
+    ]
     assert list(decision.table.columns) == ["candidate", "simple", "bgnbd"]
 
 
-def test_losing_to_a_baseline_on_any_gate_metric_blocks():
-    decision = decide({**GOOD, "clv_gini": 0.61}, BASE, None)
+def test_losing_to_a_baseline_beyond_noise_blocks_and_within_noise_does_not():
+    worse = {**GOOD, "clv_gini": 0.61, "clv_rmse": 46.0}
+    decision = decide(worse, BASE, None, noise={"clv_gini": 0.005, "clv_rmse": 2.0})
+    assert decision.outcome == KEEP
+    assert decision.reasons == [
+        "clv_gini: candidate 0.6100 loses to bgnbd 0.6200 by more than the noise (0.0100 > 0.0050)"
+    ]
+    assert decide(worse, BASE, None, noise={"clv_gini": 0.02, "clv_rmse": 2.0}).promote
+
+
+def test_lower_rmse_is_better():
+    assert better("clv_rmse", 1.0, 2.0) and not better("clv_gini", 1.0, 2.0)
+    assert not better("clv_gini", float("nan"), 0.1) and better("clv_gini", 0.1, float("nan"))
+    decision = decide({**GOOD, "clv_rmse": 60.0}, BASE, None)
     assert not decision.promote
-    assert decision.reasons == ["clv_gini: candidate 0.6100 does not beat bgnbd 0.6200"]
+    assert decision.reasons[0].startswith("clv_rmse: candidate 60.0000 loses to simple 50.0000")
 
 
-def test_champion_must_be_matched_everywhere_and_beaten_somewhere():
+def test_champion_must_not_be_lost_to_and_must_be_beaten_somewhere():
     assert decide(GOOD, BASE, {**GOOD, "churn_roc_auc": 0.79}).promote
     worse = decide(GOOD, BASE, {**GOOD, "clv_gini": 0.71, "churn_roc_auc": 0.5})
     assert not worse.promote
-    assert worse.reasons == ["clv_gini: candidate 0.7000 is worse than champion 0.7100"]
+    assert worse.reasons == [
+        "clv_gini: candidate 0.7000 loses to champion 0.7100 by more than the noise "
+        "(0.0100 > 0.0000)"
+    ]
     tie = decide(GOOD, BASE, dict(GOOD))
     assert not tie.promote
     assert tie.reasons == ["candidate ties the champion on every gate metric; champion stays"]
     assert list(tie.table.columns) == ["candidate", "simple", "bgnbd", "champion"]
+
+
+def test_a_champion_of_another_horizon_is_not_comparable_and_stays():
+    decision = decide(GOOD, BASE, None, comparable=False)
+    assert decision.outcome == NOT_COMPARABLE and not decision.promote
+    assert "cannot be judged on this holdout" in decision.reasons[-1]
 
 
 def test_missing_candidate_metric_blocks_and_missing_baseline_metric_is_skipped():

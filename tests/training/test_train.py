@@ -17,12 +17,15 @@ def test_run_is_tracked_registered_and_aliased(trained_store):
     client = MlflowClient(trained_store.tracking_uri)
     run = client.get_run(result.run_id)
     assert run.data.params["horizon_days"] == "180"
-    assert run.data.params["plan.holdout_cutoff"] == str(result.plan.holdout_cutoff.date())
-    for name in ("model", "simple", "bgnbd"):
+    assert run.data.params["plan.holdout_cutoff"] == str(result.plan.holdout.date())
+    for name in ("model", "simple", "bgnbd", "pareto_nbd", "hybrid", "classical", "boosted"):
         assert f"holdout.{name}.clv_gini" in run.data.metrics
         assert f"holdout.{name}.churn_roc_auc" in run.data.metrics
+    for metric in ("clv_gini", "clv_spearman", "clv_rmse", "churn_roc_auc"):
+        assert run.data.metrics[f"holdout.se.{metric}"] > 0
     assert run.data.tags["git_commit"]
-    assert run.data.tags["holdout_strict"] == str(result.plan.strict)
+    assert run.data.tags["family"] == result.family in ("hybrid", "classical", "boosted")
+    assert run.data.tags["gate"] in ("promoted", "not promoted")
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "plots")}
     assert {
         "plots/clv_deciles.png",
@@ -30,6 +33,8 @@ def test_run_is_tracked_registered_and_aliased(trained_store):
         "plots/churn_calibration.png",
         "plots/churn_feature_importance.png",
     } <= artifacts
+    tables = {a.path for a in client.list_artifacts(result.run_id, "tables")}
+    assert {"tables/gate.csv", "tables/families.csv"} <= tables
     fingerprint = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/dataset_fingerprint.json")
     assert fingerprint["orders_rows"] == len(trained_store.orders)
     assert len(fingerprint["content_sha256"]) == 64
@@ -63,7 +68,7 @@ def holdout_features(trained_store):
     return build_features(
         trained_store.orders,
         trained_store.events,
-        cutoff=result.plan.holdout_cutoff,
+        cutoff=result.plan.holdout,
         spec=result.model.spec,
     )
 
@@ -82,7 +87,7 @@ def test_more_recent_last_order_lowers_churn_probability(trained_store, holdout_
 def test_more_recent_history_lowers_churn_on_rebuilt_features(trained_store):
     # The same customers' histories, shifted 60 days later: every order is more recent.
     result = trained_store.result
-    cutoff = result.plan.holdout_cutoff
+    cutoff = result.plan.holdout
     orders = trained_store.orders
     past = orders[orders["ordered_at"] < cutoff - pd.Timedelta(days=60)]
     shifted = past.assign(ordered_at=past["ordered_at"] + pd.Timedelta(days=60))
@@ -108,13 +113,13 @@ def test_relabelling_customer_ids_changes_nothing(trained_store):
     orders, events = trained_store.orders, trained_store.events
     mapping = {c: f"X-{i:06d}" for i, c in enumerate(orders["customer_id"].unique()[::-1])}
     a = result.model.predict(
-        build_features(orders, events, cutoff=result.plan.holdout_cutoff, spec=result.model.spec)
+        build_features(orders, events, cutoff=result.plan.holdout, spec=result.model.spec)
     )
     b = result.model.predict(
         build_features(
             orders.assign(customer_id=orders["customer_id"].map(mapping)),
             events.assign(customer_id=events["customer_id"].map(mapping)),
-            cutoff=result.plan.holdout_cutoff,
+            cutoff=result.plan.holdout,
             spec=result.model.spec,
         )
     )

@@ -1,5 +1,6 @@
 """Whole training runs beyond the session model: a retrain against a champion, a short history."""
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -7,7 +8,7 @@ from features.synth import generate, write_tables
 from training import tracking
 from training.config import TrainConfig
 from training.promote import main as promote_main
-from training.train import run
+from training.train import main, run
 
 pytestmark = pytest.mark.slow
 
@@ -42,10 +43,9 @@ def test_retrain_on_same_data_is_compared_with_the_champion_and_keeps_it(trained
     assert "not promoting: re-run with --force" in shown
 
 
-def test_one_year_with_half_year_horizon_trains_and_says_holdout_is_not_strict(
-    tmp_path, monkeypatch, capsys
+def test_one_year_with_half_year_horizon_trains_on_a_strict_holdout(
+    tmp_path, own_tracking_store, capsys
 ):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     orders, events = generate(customers=1500, seed=5, start="2024-07-01", end="2025-07-01")
     write_tables(orders, events, tmp_path / "data")
     result = run(
@@ -56,9 +56,19 @@ def test_one_year_with_half_year_horizon_trains_and_says_holdout_is_not_strict(
             output_dir=tmp_path / "out",
         )
     )
-    assert not result.plan.strict
-    assert "NOT a strict holdout" in capsys.readouterr().out
+    # Short windows leave room for a horizon-long holdout after one year of data.
+    assert max(result.plan.twin_cutoffs) + pd.Timedelta(days=90) <= result.plan.holdout
+    assert "the other half fit the stack" in capsys.readouterr().out
     run_data = MlflowClient().get_run(result.run_id).data
-    assert run_data.tags["holdout_strict"] == "False"
-    assert run_data.params["plan.strict_holdout"] == "False"
+    assert run_data.params["plan.holdout_cutoff"] == str(result.plan.holdout.date())
     assert "holdout.model.clv_gini" in run_data.metrics
+
+
+def test_a_horizon_the_history_cannot_hold_is_refused_with_the_longest_one_it_can(
+    tmp_path, own_tracking_store, capsys
+):
+    orders, events = generate(customers=300, seed=5, start="2024-07-01", end="2025-03-01")
+    write_tables(orders, events, tmp_path / "data")
+    code = main(["--orders", str(tmp_path / "data" / "orders.parquet"), "--horizon-days", "365"])
+    assert code == 2
+    assert "use --horizon-days" in capsys.readouterr().err

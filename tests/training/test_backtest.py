@@ -1,0 +1,120 @@
+"""The backtest: trains on the past only, compares with what happened, beside the baselines."""
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from features import FeatureSpec
+from features.io import validate_events, validate_orders
+from features.synth import generate, write_tables
+from training.backtest import CLASSICAL, backtest_cutoff, floor_verdicts, main, restrict_to_cohort
+from training.config import FitSettings
+
+pytestmark = pytest.mark.slow
+
+CUTOFF = pd.Timestamp("2025-01-01")
+SPEC = FeatureSpec(horizon_days=120)
+SETTINGS = FitSettings(max_cutoffs=8, seed=3)
+
+
+@pytest.fixture(scope="module")
+def store():
+    orders, events = generate(customers=1200, seed=21, start="2023-07-01", end="2025-05-15")
+    return validate_orders(orders, strict=True).frame, validate_events(events, strict=True).frame
+
+
+def test_backtest_scores_every_customer_beside_the_baselines_and_ignores_the_future(store):
+    orders, events = store
+    result, actual, predictions = backtest_cutoff(
+        orders, events, cutoff=CUTOFF, spec=SPEC, settings=SETTINGS
+    )
+    assert set(predictions) == {"model", "simple", "bgnbd", "pareto_nbd"}
+    customers = orders.loc[orders["ordered_at"] < CUTOFF, "customer_id"].nunique()
+    assert result.customers == len(actual) == customers
+    for name, metrics in result.metrics.items():
+        assert 0 < metrics["churn_roc_auc"] <= 1, name
+        assert metrics["clv_rmse"] > 0, name
+    assert set(result.noise) == {"model", "simple", "bgnbd", "pareto_nbd"}
+    assert result.noise["model"]["clv_gini"] > 0
+    verdicts = floor_verdicts(result)
+    assert set(verdicts) == {
+        "clv_spearman",
+        "clv_gini",
+        "clv_rmse",
+        "churn_roc_auc",
+        "clv_total_error_pct",
+    }
+    assert set(verdicts.values()) <= {"ahead", "within noise", "behind", "ok", "off"}
+    assert result.family in ("hybrid", "classical", "boosted")
+
+    # What happens after the horizon cannot change anything: the fit reads rows before the
+    # cutoff only, the labels rows before cutoff + horizon.
+    later = orders[orders["ordered_at"] >= CUTOFF + pd.Timedelta(days=SPEC.horizon_days)]
+    doubled = pd.concat(
+        [orders, later.assign(order_id="again-" + later["order_id"], amount=later["amount"] * 5)],
+        ignore_index=True,
+    )
+    again, _, predictions_again = backtest_cutoff(
+        doubled, events, cutoff=CUTOFF, spec=SPEC, settings=SETTINGS
+    )
+    pd.testing.assert_frame_equal(predictions["model"], predictions_again["model"])
+    assert again.metrics["bgnbd"] == result.metrics["bgnbd"]
+
+
+def test_a_cutoff_whose_outcome_is_unknown_is_refused(store):
+    orders, events = store
+    with pytest.raises(ValueError, match="ends after the last order .* choose an earlier --cutoff"):
+        backtest_cutoff(
+            orders, events, cutoff=pd.Timestamp("2025-04-01"), spec=SPEC, settings=SETTINGS
+        )
+
+
+def test_cohort_keeps_only_customers_first_seen_in_it(store):
+    orders, events = store
+    first = orders.groupby("customer_id")["ordered_at"].min()
+    kept, kept_events = restrict_to_cohort(
+        orders, events, pd.Timestamp("2023-09-01"), pd.Timestamp("2023-10-31")
+    )
+    expected = set(first[(first >= "2023-09-01") & (first < "2023-11-01")].index)
+    assert set(kept["customer_id"]) == expected
+    assert set(kept_events["customer_id"]) <= expected
+    with pytest.raises(ValueError, match="no customer's first order is between"):
+        restrict_to_cohort(orders, events, pd.Timestamp("2030-01-01"), pd.Timestamp("2030-02-01"))
+
+
+def test_cli_logs_a_backtest_run_and_writes_the_table(store, tmp_path, own_tracking_store, capsys):
+    orders, events = store
+    write_tables(orders, events, tmp_path / "data")
+    out = tmp_path / "report.md"
+    code = main(
+        [
+            "--orders",
+            str(tmp_path / "data" / "orders.parquet"),
+            "--events",
+            str(tmp_path / "data" / "service_events.parquet"),
+            "--cutoff",
+            "2025-01-01",
+            "--horizon-days",
+            "120",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    text = out.read_text()
+    assert "| 2025-01-01 | **model**" in text
+    for name in ("simple", "bgnbd", *CLASSICAL):
+        assert f"| 2025-01-01 | {name} |" in text
+    assert "Bootstrap SE of the model's metrics" in text
+    client = MlflowClient()
+    runs = mlflow.search_runs(experiment_names=["customer-value"], output_format="list")
+    parent = [r for r in runs if r.info.run_name == "backtest"]
+    child = [r for r in runs if r.info.run_name == "backtest-2025-01-01"]
+    assert parent and child
+    assert "model.clv_gini" in child[0].data.metrics
+    artifacts = {a.path for a in client.list_artifacts(child[0].info.run_id, "plots")}
+    assert {"plots/clv_deciles.png", "plots/churn_calibration.png"} <= artifacts
+    assert not client.search_registered_models()  # a backtest registers nothing
+    assert main(["--orders", "nope.csv", "--cutoff", "2025-01-01"]) == 2
+    assert "nope.csv" in capsys.readouterr().err

@@ -1,0 +1,205 @@
+"""The model's contract: fit, stack, predict, explain, save and load."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from features import FeatureSpec, feature_names
+from training.model import (
+    PURCHASE_CHURN,
+    PURCHASE_VALUE,
+    CustomerValueModel,
+    ModelParams,
+    monotone_directions,
+)
+from training.purchase import PurchaseModel
+
+SPEC = FeatureSpec(horizon_days=180)
+NAMES = feature_names(SPEC)
+PURCHASE = PurchaseModel(r=0.6, alpha=80.0, a=0.7, b=2.0, p=5.0, q=4.0, v=20.0)
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Customers whose chance to buy falls with the days since their last order."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    X = pd.DataFrame(rng.random((n, len(NAMES))), columns=NAMES)
+    frequency = rng.integers(0, 6, n).astype(float)
+    age = rng.uniform(30, 700, n)
+    last = age * rng.random(n)
+    X = X.assign(
+        frequency=frequency,
+        T=age,
+        days_since_first_order=age,
+        recency=np.where(frequency > 0, last, 0.0),
+        days_since_last_order=age - np.where(frequency > 0, last, 0.0),
+        days_between_orders_mean=np.where(frequency > 0, last / np.maximum(frequency, 1), np.nan),
+        repeat_order_value_mean=np.where(frequency > 0, rng.gamma(2.0, 30.0, n), np.nan),
+    )
+    buy = rng.random(n) < np.exp(-X["days_since_last_order"] / 150) * (0.3 + 0.1 * frequency)
+    value = np.where(buy, rng.gamma(2.0, 40.0, n), 0.0)
+    return X, pd.Series(value), pd.Series((~buy).astype(int))
+
+
+_FITTED: dict[tuple[int, str], CustomerValueModel] = {}
+
+
+def fitted(data, seed=1, family="hybrid"):
+    """The model fit on ``data`` (one fit per seed and family per test session)."""
+    if (seed, family) not in _FITTED:
+        _FITTED[seed, family] = _fit(data, seed, family)
+    return _FITTED[seed, family]
+
+
+def _fit(data, seed, family):
+    X, value, churned = data
+    model = CustomerValueModel(
+        SPEC, ModelParams(n_estimators=60), seed=seed
+    ).fit(
+        X[:2000],
+        value[:2000] / 2,  # the short window sees about half the horizon's revenue
+        churned[:2000],
+        purchase=PURCHASE,
+        window_days=90,
+        early_stopping=(X[2000:2500], value[2000:2500] / 2, churned[2000:2500]),
+    )
+    return model.fit_stack(X[2500:], value[2500:], churned[2500:], family=family)
+
+
+def test_not_fitted_and_no_stack_errors(data):
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        CustomerValueModel(SPEC).predict(data[0])
+    X, value, churned = data
+    parts_only = CustomerValueModel(SPEC, ModelParams(n_estimators=5)).fit(
+        X, value, churned, purchase=PURCHASE, window_days=90
+    )
+    with pytest.raises(NotFittedError, match="no stack yet; call fit_stack"):
+        parts_only.predict(X)
+
+
+def test_feature_name_diff_lists_missing_and_unexpected(data):
+    model = fitted(data)
+    bad = data[0].drop(columns=["T", "frequency"]).assign(shoe_size=1.0)
+    with pytest.raises(
+        ValueError,
+        match=r"Missing features \(2\): \['frequency', 'T'\]\n"
+        r"Unexpected features \(1\): \['shoe_size'\]",
+    ):
+        model.predict(bad)
+
+
+def test_fit_needs_the_purchase_columns_and_a_known_family(data):
+    X, value, churned = data
+    with pytest.raises(ValueError, match=r"lack the purchase model's column\(s\) \['T'\]"):
+        CustomerValueModel(SPEC).fit(
+            X.drop(columns=["T"]), value, churned, purchase=PURCHASE, window_days=90
+        )
+    with pytest.raises(ValueError, match="family must be one of"):
+        fitted(data, family="magic")
+
+
+def test_column_order_does_not_matter_and_outputs_are_in_range(data):
+    model = fitted(data)
+    X = data[0]
+    shuffled = X[list(reversed(NAMES))]
+    pd.testing.assert_frame_equal(model.predict(X), model.predict(shuffled))
+    pred = model.predict(X)
+    assert (pred["clv"] >= 0).all() and pred["p_churn"].between(0, 1).all()
+    # The stack keeps the churn probability smooth: no collapse onto a few isotonic steps.
+    assert pred["p_churn"].nunique() > len(X) * 0.9
+
+
+def test_stack_weights_are_never_negative_and_classical_ignores_the_trees(data):
+    hybrid = fitted(data)
+    assert min(hybrid.stack_.churn[1:] + hybrid.stack_.value[1:]) >= 0
+    classical = fitted(data, family="classical")
+    assert classical.stack_.churn[2] == classical.stack_.value[2] == 0
+    boosted = fitted(data, family="boosted")
+    assert boosted.stack_.churn[1] == boosted.stack_.value[1] == 0
+
+
+def test_same_seed_same_model_and_save_load_round_trip(data, tmp_path):
+    a, b = _fit(data, 3, "hybrid"), _fit(data, 3, "hybrid")
+    pd.testing.assert_frame_equal(a.predict(data[0]), b.predict(data[0]))
+    loaded = CustomerValueModel.load(a.save(tmp_path / "m"))
+    pd.testing.assert_frame_equal(a.predict(data[0]), loaded.predict(data[0]))
+    assert loaded.spec == SPEC and loaded.feature_names_in_ == NAMES
+    assert loaded.purchase_ == PURCHASE and loaded.stack_ == a.stack_
+
+
+def test_contributions_sum_to_the_final_logit_and_log_value(data):
+    model = fitted(data)
+    X = data[0][:50]
+    contrib = model.contributions(X, approximate=False)
+    pred = model.predict(X)
+    logit = np.log(pred["p_churn"] / (1 - pred["p_churn"]))
+    churn_bias = model.stack_.churn[0] + model.stack_.churn[1] * model.stack_.reference[0]
+    np.testing.assert_allclose(
+        contrib["churn"].sum(axis=1) + churn_bias, logit, rtol=1e-4, atol=1e-4
+    )
+    value_bias = model.stack_.value[0] + model.stack_.value[1] * model.stack_.reference[1]
+    np.testing.assert_allclose(
+        contrib["clv"].sum(axis=1) + value_bias,
+        np.log(pred["clv"] / model.season_),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    assert list(contrib["clv"].columns)[-3:] == [PURCHASE_CHURN, PURCHASE_VALUE, "bias"]
+    assert model.explain(X.to_numpy()).shape == (50, len(model.explanation_names_))
+
+
+def test_more_days_since_the_last_order_never_lower_churn_or_raise_value(data):
+    model = fitted(data)
+    X = data[0]
+    later = X.assign(days_since_last_order=X["days_since_last_order"] + 60, T=X["T"] + 60)
+    before, after = model.predict(X), model.predict(later)
+    assert (after["p_churn"] >= before["p_churn"] - 1e-9).all()
+    assert (after["clv"] <= before["clv"] * (1 + 1e-9)).all()
+
+
+def test_constraints_follow_the_spec():
+    spec = FeatureSpec(windows=(7, 60), quality_days=180)
+    table = monotone_directions(spec, 45)
+    assert table["churn"]["orders_7d"] == -1 and table["clv"]["revenue_60d"] == +1
+    assert table["churn"]["late_deliveries_180d"] == +1
+    assert table["churn"]["expected_orders_45d"] == -1
+    assert set(table["churn"]) <= {
+        *feature_names(spec),
+        "recency_gap_ratio",
+        "p_alive",
+        "expected_orders_45d",
+    }
+
+
+def test_search_reuses_its_best_model_and_samples_large_fits(data):
+    from training.search import PartsRecipe, Slices, fit_on_slices, search
+
+    X, value, churned = data
+    frame = X.assign(
+        window_value=value, window_churned=churned, customer_id=[f"c{i}" for i in range(len(X))]
+    )
+    slices = Slices(fit=frame[:2000], stop=frame[2000:2500], score=frame[2500:])
+    base = ModelParams(n_estimators=30)
+    recipe = PartsRecipe(PURCHASE, 90, 1.0)
+    found = search(
+        slices, NAMES, SPEC, recipe=recipe, time_budget=60, max_trials=2, seed=4, base=base
+    )
+    assert found.trials == 2 and found.fit_rows == 2000 and found.model is not None
+    refit = fit_on_slices(slices, NAMES, SPEC, found.params, 4, recipe)
+    np.testing.assert_array_equal(
+        found.model.parts_matrix(X.to_numpy())["churn"], refit.parts_matrix(X.to_numpy())["churn"]
+    )
+    sampled = search(
+        slices,
+        NAMES,
+        SPEC,
+        recipe=recipe,
+        time_budget=60,
+        max_trials=1,
+        seed=4,
+        base=base,
+        max_fit_rows=500,
+    )
+    assert 300 < sampled.fit_rows < 700 and sampled.model is None

@@ -1,0 +1,80 @@
+"""The purchase model's closed forms equal pymc-marketing's own predictions."""
+
+import numpy as np
+import pytest
+from test_baselines import simulate  # tests/training is on sys.path (pytest prepend mode)
+
+from training.baselines import BgNbdGammaGammaBaseline, _bgnbd_summary, _point
+from training.purchase import PURCHASE_COLUMNS, PurchaseHistory, PurchaseModel
+
+PARAMS = {"r": 0.6, "alpha": 80.0, "a": 0.7, "b": 2.0, "p": 5.0, "q": 4.0, "v": 20.0}
+
+
+def history(frame) -> PurchaseHistory:
+    return PurchaseHistory.from_columns(
+        {c: frame[c].to_numpy(dtype="float64") for c in PURCHASE_COLUMNS}
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    frame = simulate(1500, seed=3)
+    return frame, BgNbdGammaGammaBaseline(random_seed=1).fit(frame)
+
+
+@pytest.mark.slow
+def test_closed_forms_equal_pymc_marketing(fitted):
+    frame, baseline = fitted
+    model = PurchaseModel(**baseline.bgnbd_params_, **baseline.gamma_gamma_params_)
+    h = history(frame)
+    parts = baseline.predict_components(frame, 120.0)
+    np.testing.assert_allclose(model.expected_orders(h, 120.0), parts["purchases"], rtol=1e-8)
+    np.testing.assert_allclose(model.p_no_order(h, 120.0), parts["p_churn"], rtol=1e-8)
+    np.testing.assert_allclose(model.expected_spend(h), parts["spend"], rtol=1e-8)
+    summary = _bgnbd_summary(frame)
+    alive = baseline.bgnbd_model_.expected_probability_alive(
+        summary[["customer_id", "frequency", "recency", "T"]]
+    )
+    np.testing.assert_allclose(
+        model.p_alive(h), _point(alive, summary["customer_id"].to_numpy()), rtol=1e-8
+    )
+
+
+def test_longer_silence_lowers_p_alive_and_raises_p_no_order():
+    model = PurchaseModel(**PARAMS)
+    quiet = PurchaseHistory(
+        x=np.array([4.0, 4.0, 4.0, 0.0, 0.0]),
+        t_x=np.array([200.0, 200.0, 200.0, 0.0, 0.0]),
+        T=np.array([210.0, 300.0, 500.0, 100.0, 400.0]),
+        spend=np.array([50.0, 50.0, 50.0, np.nan, np.nan]),
+    )
+    alive = model.p_alive(quiet)
+    none = model.p_no_order(quiet, 90.0)
+    assert alive[0] > alive[1] > alive[2] and alive[3] == alive[4] == 1.0
+    assert none[0] < none[1] < none[2] and none[3] < none[4]
+    assert (model.expected_orders(quiet, 90.0) >= 0).all()
+    assert model.expected_spend(quiet)[3] == pytest.approx(
+        PARAMS["p"] * PARAMS["v"] / (PARAMS["q"] - 1)
+    )
+
+
+def test_only_cancelled_orders_count_as_a_one_time_buyer_of_that_age():
+    h = PurchaseHistory.from_columns(
+        {
+            "frequency": np.array([np.nan]),
+            "recency": np.array([np.nan]),
+            "T": np.array([np.nan]),
+            "days_since_first_order": np.array([30.0]),
+            "repeat_order_value_mean": np.array([np.nan]),
+        }
+    )
+    assert h.x[0] == 0 and h.T[0] == 30 and h.t_x[0] == 0
+
+
+def test_parameters_are_checked_and_round_trip():
+    model = PurchaseModel(**PARAMS)
+    assert PurchaseModel.from_dict(model.to_dict()) == model
+    with pytest.raises(ValueError, match=r"must be finite and > 0; got \{'alpha': -1.0\}"):
+        PurchaseModel(**{**PARAMS, "alpha": -1.0})
+    with pytest.raises(ValueError, match="Gamma-Gamma q must be > 1"):
+        PurchaseModel(**{**PARAMS, "q": 0.5})

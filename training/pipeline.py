@@ -1,0 +1,330 @@
+"""Fit the model of one cutoff, and its evaluation twin, from a store's history.
+
+Shared by ``training.train`` (which then tracks, gates and registers) and
+``training.backtest`` (which replays it at past cutoffs). Everything here uses only orders
+before the cutoff it is given.
+
+For data ending at ``end`` and a horizon ``H``:
+
+* the **evaluation twin** is fit on the history before ``holdout = end - H``: purchase model
+  on the features at ``holdout``, boosted parts on short windows ending on or before it;
+* the **holdout** is every customer at ``holdout`` with their real horizon labels. Half of
+  them (by a hash of the id) fit the twin's stack; the other half judge the twin, the model
+  families and the baselines: nothing fit on that half, strict by construction;
+* the **serving model** is fit the same way on the history before ``end`` and takes the
+  stack the twin learnt on the whole holdout.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, replace
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from features import FeatureSpec, build_features, build_labels, feature_names
+from features.season import seasonal_index
+from training.baselines import (
+    BgNbdGammaGammaBaseline,
+    ParetoNbdGammaGammaBaseline,
+    SimpleFormulaBaseline,
+)
+from training.config import FitSettings
+from training.evaluate import holdout_metrics
+from training.gate import GATE_METRICS, better
+from training.model import CustomerValueModel, ModelParams
+from training.purchase import PurchaseModel
+from training.search import (
+    PartsRecipe,
+    SearchResult,
+    Slices,
+    fit_on_slices,
+    search,
+    split_by_customer,
+)
+from training.split import Plan, plan_cutoffs
+
+logger = logging.getLogger(__name__)
+
+#: The model families the training compares on the judging half of the holdout.
+FAMILIES: tuple[str, ...] = ("hybrid", "classical", "boosted")
+
+
+def window_snapshots(
+    orders: pd.DataFrame,
+    events: pd.DataFrame | None,
+    cutoffs: list[pd.Timestamp],
+    spec: FeatureSpec,
+    window_days: int,
+) -> pd.DataFrame:
+    """Features (built with ``spec``) and short-window labels at each cutoff.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``customer_id``, ``cutoff``, the features, ``window_value``, ``window_churned``.
+    """
+    window_spec = replace(spec, horizon_days=window_days)
+    frames = []
+    for cutoff in tqdm(cutoffs, desc="window snapshots", unit="cutoff", leave=False):
+        features = build_features(orders, events, cutoff=cutoff, spec=spec)
+        labels = build_labels(orders, cutoff=cutoff, spec=window_spec)
+        frame = features.join(
+            labels.rename(columns={"future_value": "window_value", "churned": "window_churned"})
+        )
+        frame.insert(0, "cutoff", cutoff)
+        frames.append(frame.reset_index())
+    return pd.concat(frames, ignore_index=True)
+
+
+@dataclass
+class FittedCutoff:
+    """The parts fit on the history before one cutoff."""
+
+    cutoff: pd.Timestamp
+    features: pd.DataFrame
+    bgnbd: BgNbdGammaGammaBaseline
+    model: CustomerValueModel
+    search: SearchResult | None = None
+
+
+def fit_cutoff(
+    orders: pd.DataFrame,
+    events: pd.DataFrame | None,
+    *,
+    cutoff: pd.Timestamp,
+    window_cutoffs: list[pd.Timestamp],
+    spec: FeatureSpec,
+    settings: FitSettings,
+    params: ModelParams | None = None,
+    n_estimators: tuple[int, int] | None = None,
+) -> FittedCutoff:
+    """Fit the purchase model and the boosted parts on the history before ``cutoff``.
+
+    With ``n_estimators`` the boosted parts are fit on every window row with those tree
+    counts; otherwise the latest window cutoff early-stops them (and the search, when
+    ``settings.time_budget`` > 0, tunes them on it first).
+    """
+    features = build_features(orders, events, cutoff=cutoff, spec=spec)
+    bgnbd = BgNbdGammaGammaBaseline(random_seed=settings.seed).fit(features)
+    purchase = PurchaseModel(**bgnbd.bgnbd_params_, **bgnbd.gamma_gamma_params_)
+    window = min(settings.window_days, spec.horizon_days)
+    recipe = PartsRecipe(
+        purchase, window, seasonal_index(orders, cutoff=cutoff, horizon_days=spec.horizon_days)
+    )
+    rows = _sample_customers(
+        window_snapshots(orders, events, window_cutoffs, spec, window),
+        settings.max_fit_rows,
+        settings.seed,
+    )
+    names = feature_names(spec)
+    base = params or settings.params
+    if n_estimators is not None:
+        model = CustomerValueModel(spec, base, seed=settings.seed).fit(
+            rows[names],
+            rows["window_value"],
+            rows["window_churned"],
+            purchase=purchase,
+            window_days=window,
+            season=recipe.season,
+            n_estimators=n_estimators,
+        )
+        return FittedCutoff(cutoff, features, bgnbd, model)
+    # Early stopping and the search judge on other customers at the same cutoffs: holding out
+    # the latest cutoff instead would take the rows most like the ones scored out of the fit
+    # (on short histories there are only a few window cutoffs).
+    fit_rows, later = split_by_customer(rows, settings.seed, share=0.8)
+    stop, score = split_by_customer(later, settings.seed + 1)
+    slices = Slices(fit=fit_rows, stop=stop, score=score)
+    found = search(
+        slices,
+        names,
+        spec,
+        recipe=recipe,
+        time_budget=settings.time_budget,
+        max_trials=settings.max_trials,
+        seed=settings.seed,
+        base=base,
+    )
+    model = found.model or fit_on_slices(slices, names, spec, found.params, settings.seed, recipe)
+    return FittedCutoff(cutoff, features, bgnbd, model, found)
+
+
+def _sample_customers(rows: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
+    """At most ``limit`` rows, keeping whole customers (seeded hash)."""
+    if len(rows) <= limit:
+        return rows
+    hashed = pd.util.hash_pandas_object(
+        rows["customer_id"], index=False, hash_key=f"{seed + 3:016d}"
+    ).to_numpy()
+    share = int(1_000_000 * limit // len(rows))
+    return rows.loc[(hashed % 1_000_000) < share]
+
+
+@dataclass
+class Trained:
+    """What :func:`train_models` produced.
+
+    Attributes
+    ----------
+    plan : Plan
+    evaluation : CustomerValueModel
+        The twin, its stack fit on the whole holdout (what the serving model uses).
+    serving : CustomerValueModel
+        Fit on the history before the data end, with the twin's stack.
+    family : str
+        The family chosen on the judging half (one of :data:`FAMILIES`).
+    judged : pandas.DataFrame
+        The judging half of the holdout: features and labels.
+    predictions : dict
+        Name -> predictions (``clv``, ``p_churn``) on ``judged``: ``model`` (the chosen
+        family), each family, and the baselines ``simple``, ``bgnbd``, ``pareto_nbd``.
+    metrics : dict
+        Name -> holdout metrics of each entry of ``predictions``.
+    serving_bgnbd : BgNbdGammaGammaBaseline
+        The BG/NBD fit before the data end (the serving model's purchase model).
+    """
+
+    plan: Plan
+    evaluation: CustomerValueModel
+    serving: CustomerValueModel
+    family: str
+    judged: pd.DataFrame
+    predictions: dict[str, pd.DataFrame]
+    metrics: dict[str, dict[str, float]]
+    serving_bgnbd: BgNbdGammaGammaBaseline
+    search: SearchResult | None = None
+    holdout_customers: int = 0
+
+
+def train_models(
+    orders: pd.DataFrame,
+    events: pd.DataFrame | None,
+    *,
+    spec: FeatureSpec,
+    settings: FitSettings,
+    refit: bool = True,
+) -> Trained:
+    """Fit the twin, judge the families and baselines on the holdout, fit the serving model.
+
+    Parameters
+    ----------
+    orders, events : pandas.DataFrame
+        Validated inputs (``events`` may be None). The data end is the day after the last
+        order.
+    spec : FeatureSpec
+        Horizon and windows.
+    settings : FitSettings
+    refit : bool
+        Fit the serving model on the history before the data end (default); False serves the
+        twin itself.
+
+    Returns
+    -------
+    Trained
+    """
+    plan = plan_cutoffs(
+        orders,
+        horizon_days=spec.horizon_days,
+        window_days=settings.window_days,
+        step_days=settings.step_days,
+        max_cutoffs=settings.max_cutoffs,
+        min_history_days=settings.min_history_days,
+    )
+    logger.info("plan: %s", plan.note)
+    twin = fit_cutoff(
+        orders,
+        events,
+        cutoff=plan.holdout,
+        window_cutoffs=plan.twin_cutoffs,
+        spec=spec,
+        settings=settings,
+    )
+    names = feature_names(spec)
+    labels = build_labels(orders, cutoff=plan.holdout, spec=spec)
+    holdout = twin.features.join(labels)
+    fitting, judged = split_by_customer(holdout.reset_index(), settings.seed)
+    fitting = fitting.set_index("customer_id")
+    judged = judged.set_index("customer_id")
+
+    predictions = {
+        name: _stacked(twin.model, fitting, family=name).predict(judged[names]) for name in FAMILIES
+    }
+    history = judged[names]
+    predictions["simple"] = SimpleFormulaBaseline().fit(history).predict(history, spec.horizon_days)
+    predictions["bgnbd"] = twin.bgnbd.predict(history, spec.horizon_days)
+    predictions["pareto_nbd"] = (
+        ParetoNbdGammaGammaBaseline(random_seed=settings.seed)
+        .fit(twin.features)
+        .predict(history, spec.horizon_days)
+    )
+    metrics = {name: holdout_metrics(judged, pred) for name, pred in predictions.items()}
+    family = choose_family(metrics)
+    predictions["model"] = predictions[family]
+    metrics["model"] = metrics[family]
+    logger.info("family: %s", family)
+
+    evaluation = _stacked(twin.model, holdout, family=family)
+    # The serving model may know what the evaluation model could not: the season of the
+    # holdout's horizon, now that it has happened. Its stack is fit with that season taken out.
+    served_season = seasonal_index(
+        orders, cutoff=plan.data_end, horizon_days=spec.horizon_days, window_start=plan.holdout
+    )
+    stack = _stacked(twin.model, holdout, family=family, season=served_season).stack_
+    if refit:
+        fitted = fit_cutoff(
+            orders,
+            events,
+            cutoff=plan.data_end,
+            window_cutoffs=plan.serving_cutoffs,
+            spec=spec,
+            settings=settings,
+            params=twin.model.params,
+            n_estimators=twin.model.best_iterations_,
+        )
+        serving = fitted.model.with_stack(stack)
+        serving_bgnbd = fitted.bgnbd
+    else:
+        serving, serving_bgnbd = evaluation, twin.bgnbd
+    return Trained(
+        plan,
+        evaluation,
+        serving,
+        family,
+        judged,
+        predictions,
+        metrics,
+        serving_bgnbd,
+        twin.search,
+        len(holdout),
+    )
+
+
+def _stacked(
+    model: CustomerValueModel, rows: pd.DataFrame, *, family: str, season: float | None = None
+) -> CustomerValueModel:
+    """A copy of ``model`` (the same fitted parts) with a stack of ``family`` fit on ``rows``."""
+    names = model.feature_names_in_
+    return copy.copy(model).fit_stack(
+        rows[names], rows["future_value"], rows["churned"], family=family, season=season
+    )
+
+
+def choose_family(metrics: dict[str, dict[str, float]]) -> str:
+    """The family that wins most gate metrics on the judging half; hybrid on a tie.
+
+    The classical family is the purchase model calibrated; boosted is the trees alone. A
+    shop where learning adds nothing is served the classical model, by the same rules the
+    gate applies.
+    """
+    wins = {name: 0 for name in FAMILIES}
+    for metric in GATE_METRICS:
+        scores = {name: metrics[name].get(metric, float("nan")) for name in FAMILIES}
+        best = None
+        for name in FAMILIES:
+            if best is None or better(metric, scores[name], scores[best]):
+                best = name
+        wins[best] += 1
+    return max(FAMILIES, key=lambda name: (wins[name], name == "hybrid"))

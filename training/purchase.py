@@ -1,0 +1,138 @@
+"""The purchase model inside every registered model: BG/NBD + Gamma-Gamma in closed form.
+
+The parameters are fit by pymc-marketing (:class:`training.baselines.BgNbdGammaGammaBaseline`);
+this module only evaluates the published formulas with numpy and scipy, so that scoring one
+customer online costs microseconds and needs no probabilistic-programming stack at serving
+time. ``tests/training/test_purchase.py`` pins every quantity to pymc-marketing's own.
+
+Formulas (Fader, Hardie & Lee 2005, "Counting your customers the easy way"; Fader, Hardie &
+Lee 2005, "RFM and CLV: using iso-value curves"), with ``x`` repeat purchase days, ``t_x``
+the age of the last purchase and ``T`` the age of the customer, all in days:
+
+* ``P(alive) = 1 / (1 + [x > 0] a / (b + x - 1) ((alpha + T) / (alpha + t_x)) ** (r + x))``
+* ``E[orders in t | alive] = (a + b + x - 1) / (a - 1) (1 - g 2F1(r + x, b + x; a + b + x - 1;
+  t / (alpha + T + t)))`` with ``g = ((alpha + T) / (alpha + T + t)) ** (r + x)``
+* ``P(no order in t) = 1 - P(alive) + P(alive) g``: under BG/NBD a customer can only drop out
+  right after a purchase, so an alive customer who buys nothing stays alive.
+* Gamma-Gamma: ``E[spend | x, m] = p (v + x m) / (p x + q - 1)``; ``p v / (q - 1)`` without
+  repeat spend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import hyp2f1
+
+#: Feature columns the purchase model reads, in this order.
+PURCHASE_COLUMNS: tuple[str, ...] = (
+    "frequency",
+    "recency",
+    "T",
+    "days_since_first_order",
+    "repeat_order_value_mean",
+)
+
+
+@dataclass(frozen=True)
+class PurchaseHistory:
+    """BG/NBD inputs per customer: ``x`` repeat days, ``t_x`` last-purchase age, ``T`` age."""
+
+    x: np.ndarray
+    t_x: np.ndarray
+    T: np.ndarray
+    spend: np.ndarray
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, np.ndarray]) -> PurchaseHistory:
+        """Build from the :data:`PURCHASE_COLUMNS` as float arrays (NaN where missing).
+
+        A customer with only cancelled orders (``frequency`` NaN) counts as a one-time buyer
+        whose age is the days since the first order, as in the BG/NBD baseline.
+        """
+        frequency = np.asarray(columns["frequency"], dtype="float64")
+        no_purchase = np.isnan(frequency)
+        age = np.asarray(columns["T"], dtype="float64")
+        age = np.where(no_purchase | np.isnan(age), columns["days_since_first_order"], age)
+        age = np.clip(np.nan_to_num(age, nan=0.0), 0.0, None)
+        x = np.round(np.nan_to_num(frequency, nan=0.0)).clip(0.0, None)
+        recency = np.nan_to_num(np.asarray(columns["recency"], dtype="float64"), nan=0.0)
+        t_x = np.where(x > 0, np.clip(recency, 0.0, age), 0.0)
+        spend = np.asarray(columns["repeat_order_value_mean"], dtype="float64")
+        return cls(x, t_x, age, spend)
+
+
+@dataclass(frozen=True)
+class PurchaseModel:
+    """Fitted BG/NBD (``r, alpha, a, b``) and Gamma-Gamma (``p, q, v``) parameters, in days."""
+
+    r: float
+    alpha: float
+    a: float
+    b: float
+    p: float
+    q: float
+    v: float
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in asdict(self).items() if not (np.isfinite(v) and v > 0)}
+        if bad:
+            raise ValueError(f"purchase model parameters must be finite and > 0; got {bad}")
+        if self.q <= 1.0:
+            raise ValueError(f"Gamma-Gamma q must be > 1 (a finite mean spend); got {self.q}")
+
+    def to_dict(self) -> dict[str, float]:
+        """The seven parameters, JSON-ready."""
+        return {k: float(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PurchaseModel:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(**{k: float(data[k]) for k in cls.__dataclass_fields__})
+
+    def p_alive(self, h: PurchaseHistory) -> np.ndarray:
+        """Probability that each customer has not dropped out by the cutoff."""
+        odds = np.where(
+            h.x > 0,
+            self.a / (self.b + np.maximum(h.x, 1.0) - 1.0) * self._age_ratio(h),
+            0.0,
+        )
+        return 1.0 / (1.0 + odds)
+
+    def _age_ratio(self, h: PurchaseHistory) -> np.ndarray:
+        # ((alpha + T) / (alpha + t_x)) ** (r + x) in log space: the power overflows for
+        # frequent buyers who have been quiet for a long time.
+        log_ratio = (self.r + h.x) * (np.log(self.alpha + h.T) - np.log(self.alpha + h.t_x))
+        return np.exp(np.minimum(log_ratio, 700.0))
+
+    def _quiet(self, h: PurchaseHistory, days: float) -> np.ndarray:
+        """``g``: P(no purchase in the next ``days`` | alive)."""
+        return ((self.alpha + h.T) / (self.alpha + h.T + days)) ** (self.r + h.x)
+
+    def expected_orders(self, h: PurchaseHistory, days: float) -> np.ndarray:
+        """Expected purchase days in ``[cutoff, cutoff + days)``."""
+        z = days / (self.alpha + h.T + days)
+        series = hyp2f1(self.r + h.x, self.b + h.x, self.a + self.b + h.x - 1.0, z)
+        alive = (
+            (self.a + self.b + h.x - 1.0) / (self.a - 1.0) * (1.0 - self._quiet(h, days) * series)
+        )
+        return np.clip(self.p_alive(h) * alive, 0.0, None)
+
+    def p_no_order(self, h: PurchaseHistory, days: float) -> np.ndarray:
+        """Probability of no purchase in ``[cutoff, cutoff + days)``."""
+        alive = self.p_alive(h)
+        return np.clip(1.0 - alive + alive * self._quiet(h, days), 0.0, 1.0)
+
+    def expected_spend(self, h: PurchaseHistory) -> np.ndarray:
+        """Gamma-Gamma expected spend per purchase; the population mean without repeat spend."""
+        known = (h.x > 0) & np.isfinite(h.spend) & (h.spend > 0)
+        x = np.where(known, h.x, 0.0)
+        m = np.where(known, h.spend, 0.0)
+        conditional = self.p * (self.v + x * m) / (self.p * x + self.q - 1.0)
+        return np.where(known, conditional, self.p * self.v / (self.q - 1.0))
+
+    def expected_value(self, h: PurchaseHistory, days: float) -> np.ndarray:
+        """Expected revenue in ``[cutoff, cutoff + days)``: expected orders x expected spend."""
+        return self.expected_orders(h, days) * self.expected_spend(h)
