@@ -1,24 +1,33 @@
-"""Session fixtures: a small synthetic store and a model trained on it in a temp MLflow store."""
+"""Session fixtures: one temp MLflow store, a small synthetic store, and models registered in it.
+
+Two models, for two kinds of test:
+
+* ``served_store``: a small model fit directly (a few trees, fixed purchase-model parameters,
+  no search and no baselines) and registered like ``make train`` registers one. The serving
+  tests (batch, service, reload, real server) need a real registered model, not a good one:
+  this takes seconds.
+* ``trained_store``: the whole training pipeline (``training.train.run``), for the tests of
+  training itself; they are marked ``slow``.
+
+Heavy modules are imported inside the fixtures, so collecting a fast test imports neither
+MLflow nor the training stack.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
-from features.synth import generate, write_tables
-from serving.batch import BatchConfig
-from serving.batch import run as score_base
-from training.config import TrainConfig
-from training.train import TrainResult, run
-
 
 @dataclass
-class TrainedStore:
-    """A trained model and everything it was trained from."""
+class Store:
+    """A synthetic store's data on disk and in memory, and the session's tracking store."""
 
     root: Path
     tracking_uri: str
@@ -26,37 +35,43 @@ class TrainedStore:
     events_path: Path
     orders: pd.DataFrame
     events: pd.DataFrame
-    result: TrainResult
+
+
+@dataclass
+class ServedStore(Store):
+    """The store plus a small registered model."""
+
+    version: str
 
     @property
     def model_uri(self) -> str:
-        return f"models:/customer-value/{self.result.version}"
+        return f"models:/customer-value/{self.version}"
+
+
+@dataclass
+class TrainedStore(ServedStore):
+    """The store plus a model from the whole training pipeline, and what training returned."""
+
+    result: Any
 
 
 @pytest.fixture(scope="session")
-def trained_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
-    """Train once per session on 2,000 synthetic customers (2.5 years, 180-day horizon).
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """2,000 synthetic customers (2.5 years) and a SQLite MLflow store for the whole session.
 
-    The tracking store is a real SQLite MLflow store in a temp dir; MLFLOW_TRACKING_URI points
-    at it for the whole session so every test talks to the same registry.
+    MLFLOW_TRACKING_URI points at the store for the session, so every test talks to the same
+    registry.
     """
+    from features.synth import generate, write_tables
+
     root = tmp_path_factory.mktemp("store")
     orders, events = generate(customers=2000, seed=11, start="2023-01-01", end="2025-07-01")
     write_tables(orders, events, root / "data")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
-    config = TrainConfig(
-        orders=root / "data" / "orders.parquet",
-        events=root / "data" / "service_events.parquet",
-        horizon_days=180,
-        step_days=30,
-        max_train_cutoffs=6,
-        time_budget=0,
-        output_dir=root / "out",
-    )
-    result = run(config)
-    yield TrainedStore(root, uri, config.orders, config.events, orders, events, result)
+    data = root / "data"
+    yield Store(root, uri, data / "orders.parquet", data / "service_events.parquet", orders, events)
     if previous is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
@@ -64,29 +79,85 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
 
 
 @pytest.fixture(scope="session")
+def served_store(store: Store) -> ServedStore:
+    """A small model, fit in seconds on the store and registered (alias ``candidate``)."""
+    from features import FeatureSpec, build_features, build_labels, feature_names
+    from features.io import validate_events, validate_orders
+    from training import tracking
+    from training.model import CustomerValueModel, ModelParams
+    from training.pipeline import window_snapshots
+    from training.purchase import PurchaseModel
+
+    orders = validate_orders(store.orders, strict=True).frame
+    events = validate_events(store.events, strict=True).frame
+    spec = FeatureSpec(horizon_days=180)
+    names = feature_names(spec)
+    holdout = pd.Timestamp("2025-01-01")
+    cutoffs = [holdout - pd.Timedelta(days=90 + 30 * k) for k in range(4)]
+    rows = window_snapshots(orders, events, cutoffs, spec, 90)
+    purchase = PurchaseModel(r=1.0, alpha=60.0, a=0.8, b=3.0, p=4.0, q=5.0, v=80.0)
+    model = CustomerValueModel(spec, ModelParams(n_estimators=20, max_depth=3), seed=5).fit(
+        rows[names],
+        rows["window_value"],
+        rows["window_churned"],
+        purchase=purchase,
+        window_days=90,
+    )
+    features = build_features(orders, events, cutoff=holdout, spec=spec)
+    labels = build_labels(orders, cutoff=holdout, spec=spec)
+    model.fit_stack(features[names], labels["future_value"], labels["churned"])
+    tracking.configure()
+    with tracking.start_run("serving-test-model"):
+        version = tracking.log_and_register(model, model, features[names].head(5))
+    return ServedStore(**vars(store), version=version.version)
+
+
+@pytest.fixture(scope="session")
+def trained_store(store: Store) -> TrainedStore:
+    """The whole training pipeline on the store (180-day horizon, no search)."""
+    from training.config import TrainConfig
+    from training.train import run
+
+    config = TrainConfig(
+        orders=store.orders_path,
+        events=store.events_path,
+        horizon_days=180,
+        step_days=30,
+        max_train_cutoffs=6,
+        time_budget=0,
+        output_dir=store.root / "out",
+    )
+    result = run(config)
+    return TrainedStore(**vars(store), version=result.version, result=result)
+
+
+@pytest.fixture(scope="session")
 def latest_scores(
-    trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[BatchConfig, pd.DataFrame]:
-    """Batch scores of the trained store at the "latest" cutoff, plus the online feature table.
+    served_store: ServedStore, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Any, pd.DataFrame]:
+    """Batch scores of the store at the "latest" cutoff, plus the online feature table.
 
     Returns the batch config (``features_out`` is the table the service reads) and the scores
     indexed by customer_id.
     """
+    from serving.batch import BatchConfig
+    from serving.batch import run as score_base
+
     out = tmp_path_factory.mktemp("latest") / "scores.parquet"
     config = BatchConfig(
-        orders=trained_store.orders_path,
-        events=trained_store.events_path,
+        orders=served_store.orders_path,
+        events=served_store.events_path,
         cutoff="latest",
         out=out,
         features_out=out.with_name("online_features.parquet"),
-        model_uri=trained_store.model_uri,
+        model_uri=served_store.model_uri,
     )
     score_base(config)
     return config, pd.read_parquet(out).set_index("customer_id")
 
 
 @pytest.fixture
-def own_tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def own_tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh SQLite MLflow store for one test; the session's store is back afterwards.
 
     Setting the variable is not enough to undo: the code under test points MLflow's own

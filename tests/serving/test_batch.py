@@ -19,21 +19,21 @@ from training import tracking
 
 
 @pytest.fixture(scope="module")
-def scored(trained_store, tmp_path_factory):
+def scored(served_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("scores") / "scores.parquet"
     config = BatchConfig(
-        orders=trained_store.orders_path,
-        events=trained_store.events_path,
+        orders=served_store.orders_path,
+        events=served_store.events_path,
         cutoff="2025-01-01",
         out=out,
         features_out=out.with_name("online_features.parquet"),
-        model_uri=trained_store.model_uri,
+        model_uri=served_store.model_uri,
         chunk_customers=300,  # several chunks on purpose
     )
     return config, run(config)
 
 
-def score_latest(trained_store, orders, events, out):
+def score_latest(served_store, orders, events, out):
     """Batch-score ``orders``/``events`` with the trained model at "latest" into ``out``."""
     return run(
         BatchConfig(
@@ -42,34 +42,34 @@ def score_latest(trained_store, orders, events, out):
             cutoff="latest",
             out=out,
             features_out=None,
-            model_uri=trained_store.model_uri,
+            model_uri=served_store.model_uri,
         )
     )
 
 
-def test_every_customer_is_scored_or_rejected(trained_store, scored):
+def test_every_customer_is_scored_or_rejected(served_store, scored):
     config, summary = scored
     frame = pd.read_parquet(config.out)
     assert list(frame.columns) == list(SCORE_COLUMNS)
     assert frame["customer_id"].is_unique
     rejected = pd.read_csv(config.out.with_name("scores.rejected.csv"), dtype=str)
-    customers = trained_store.orders["customer_id"].nunique()
+    customers = served_store.orders["customer_id"].nunique()
     assert len(frame) == summary.scored
     assert summary.scored + len(rejected) == customers == summary.input_customers
     assert set(rejected["reason"]) == {"no order before the cutoff"}
     assert summary.rejected == {"no order before the cutoff": len(rejected)}
     assert frame["clv"].sum() == pytest.approx(summary.total_clv)
-    assert (frame["model_version"] == trained_store.result.version).all()
+    assert (frame["model_version"] == served_store.version).all()
     assert frame["reasons"].str.count(";").eq(2).all()
 
 
-def test_chunked_scores_equal_one_shot_scores(trained_store, scored):
+def test_chunked_scores_equal_one_shot_scores(served_store, scored):
     config, _ = scored
     frame = pd.read_parquet(config.out).set_index("customer_id")
-    model = tracking.load_model(trained_store.model_uri)
+    model = tracking.load_model(served_store.model_uri)
     features = build_features(
-        trained_store.orders,
-        trained_store.events,
+        served_store.orders,
+        served_store.events,
         cutoff=pd.Timestamp("2025-01-01"),
         spec=model.spec,
     )
@@ -79,12 +79,12 @@ def test_chunked_scores_equal_one_shot_scores(trained_store, scored):
     )
 
 
-def test_online_feature_table_records_cutoff_and_version(trained_store, scored):
+def test_online_feature_table_records_cutoff_and_version(served_store, scored):
     config, summary = scored
     table = pq.read_table(config.features_out)
     meta = table.schema.metadata
     assert meta[b"customer_value.cutoff"].startswith(b"2025-01-01")
-    assert meta[b"customer_value.model_version"] == trained_store.result.version.encode()
+    assert meta[b"customer_value.model_version"] == served_store.version.encode()
     assert table.num_rows == summary.scored
     # The scores carry the same run id, and the reasons mode they were computed with.
     scores_meta = pq.read_schema(config.out).metadata
@@ -93,13 +93,13 @@ def test_online_feature_table_records_cutoff_and_version(trained_store, scored):
     assert scores_meta[b"customer_value.reasons"] == b"approximate"
 
 
-def test_customers_with_only_service_events_are_rejected_not_dropped(trained_store, tmp_path):
-    events = pd.read_parquet(trained_store.events_path)
+def test_customers_with_only_service_events_are_rejected_not_dropped(served_store, tmp_path):
+    events = pd.read_parquet(served_store.events_path)
     extra = events.iloc[:2].assign(customer_id="events-only")
     path = tmp_path / "events.parquet"
     pd.concat([events, extra]).to_parquet(path)
     out = tmp_path / "scores.parquet"
-    summary = score_latest(trained_store, trained_store.orders_path, path, out)
+    summary = score_latest(served_store, served_store.orders_path, path, out)
     assert summary.rejected["service events but no orders"] == 1
     assert summary.scored + summary.rejected_total == summary.input_customers
     rejected = pd.read_csv(out.with_name("scores.rejected.csv"), dtype=str)
@@ -108,11 +108,11 @@ def test_customers_with_only_service_events_are_rejected_not_dropped(trained_sto
     )
 
 
-def test_customers_are_counted_by_id_as_the_loader_reads_it(trained_store, tmp_path):
+def test_customers_are_counted_by_id_as_the_loader_reads_it(served_store, tmp_path):
     # Quarantined rows keep their ids as written; a padded id of a scored customer, a blank
     # id and an id in both the bad orders and the events must each count right, once.
-    orders = pd.read_parquet(trained_store.orders_path)
-    events = pd.read_parquet(trained_store.events_path)
+    orders = pd.read_parquet(served_store.orders_path)
+    events = pd.read_parquet(served_store.events_path)
     scored_id = orders["customer_id"].iloc[0]
     bad = orders.iloc[:3].assign(
         customer_id=[f" {scored_id} ", "  ", " ghost2"], amount=-1.0, order_id=["b1", "b2", "b3"]
@@ -122,7 +122,7 @@ def test_customers_are_counted_by_id_as_the_loader_reads_it(trained_store, tmp_p
     pd.concat([orders, bad]).to_parquet(orders_path)
     pd.concat([events, ghost_events]).to_parquet(events_path)
     out = tmp_path / "scores.parquet"
-    summary = score_latest(trained_store, orders_path, events_path, out)
+    summary = score_latest(served_store, orders_path, events_path, out)
     ids = set(orders["customer_id"]) | set(events["customer_id"]) | {"ghost2"}
     assert summary.input_customers == len(ids)
     assert summary.rejected == {"every order row was quarantined": 1}
@@ -131,14 +131,14 @@ def test_customers_are_counted_by_id_as_the_loader_reads_it(trained_store, tmp_p
     assert scored_id in set(pd.read_parquet(out)["customer_id"])
 
 
-def test_a_run_with_nobody_to_score_still_replaces_the_feature_table(trained_store, tmp_path):
+def test_a_run_with_nobody_to_score_still_replaces_the_feature_table(served_store, tmp_path):
     config = BatchConfig(
-        orders=trained_store.orders_path,
-        events=trained_store.events_path,
+        orders=served_store.orders_path,
+        events=served_store.events_path,
         cutoff="latest",
         out=tmp_path / "scores.parquet",
         features_out=tmp_path / "online_features.parquet",
-        model_uri=trained_store.model_uri,
+        model_uri=served_store.model_uri,
     )
     run(config)
     before = pq.read_table(config.features_out)
@@ -154,13 +154,13 @@ def test_a_run_with_nobody_to_score_still_replaces_the_feature_table(trained_sto
     assert pd.read_parquet(config.out).empty
 
 
-def test_quarantined_customers_are_rejected_and_csv_output(trained_store, tmp_path):
-    orders = pd.read_parquet(trained_store.orders_path)
+def test_quarantined_customers_are_rejected_and_csv_output(served_store, tmp_path):
+    orders = pd.read_parquet(served_store.orders_path)
     bad = orders.iloc[:3].assign(customer_id="ghost", amount=-1.0, order_id=["g1", "g2", "g3"])
     path = tmp_path / "orders.parquet"
     pd.concat([orders, bad]).to_parquet(path)
     out = tmp_path / "out" / "scores.csv"
-    summary = score_latest(trained_store, path, None, out)
+    summary = score_latest(served_store, path, None, out)
     assert summary.rejected["every order row was quarantined"] == 1
     frame = pd.read_csv(out, dtype={"customer_id": str})
     assert len(frame) == summary.scored
@@ -170,14 +170,14 @@ def test_quarantined_customers_are_rejected_and_csv_output(trained_store, tmp_pa
     assert not list(out.parent.glob(".*tmp")) and not list(out.parent.glob(".scoring-*"))
 
 
-def test_chunks_keep_each_customer_whole(trained_store):
-    chunks = CustomerChunks(trained_store.orders, trained_store.events, size=500)
+def test_chunks_keep_each_customer_whole(served_store):
+    chunks = CustomerChunks(served_store.orders, served_store.events, size=500)
     seen = []
     for orders, events in chunks:
         ids = set(orders["customer_id"])
         seen.append(ids)
         assert set(events["customer_id"]) <= ids
-    assert sum(len(s) for s in seen) == trained_store.orders["customer_id"].nunique()
+    assert sum(len(s) for s in seen) == served_store.orders["customer_id"].nunique()
     assert len(chunks) == len(seen)
 
 

@@ -18,19 +18,19 @@ RUNS = {"early": "2025-01-01", "late": "latest"}
 
 
 @pytest.fixture(scope="module")
-def runs(trained_store, tmp_path_factory):
+def runs(served_store, tmp_path_factory):
     """Two batch runs of the trained store (two cutoffs), each with its table and scores."""
     folders = {}
     for name, cutoff in RUNS.items():
         folder = tmp_path_factory.mktemp(name)
         score_base(
             BatchConfig(
-                orders=trained_store.orders_path,
-                events=trained_store.events_path,
+                orders=served_store.orders_path,
+                events=served_store.events_path,
                 cutoff=cutoff,
                 out=folder / "scores.parquet",
                 features_out=folder / "online_features.parquet",
-                model_uri=trained_store.model_uri,
+                model_uri=served_store.model_uri,
             )
         )
         folders[name] = folder
@@ -46,10 +46,10 @@ def land(run_folder, served_folder) -> None:
 
 
 @pytest.fixture
-def service(runs, trained_store, tmp_path, monkeypatch):
+def service(runs, served_store, tmp_path, monkeypatch):
     """A service on the early run, checking for a new run on every request."""
     land(runs["early"], tmp_path)
-    monkeypatch.setenv("CUSTOMER_VALUE_MODEL_URI", trained_store.model_uri)
+    monkeypatch.setenv("CUSTOMER_VALUE_MODEL_URI", served_store.model_uri)
     monkeypatch.setenv("CUSTOMER_VALUE_FEATURES", str(tmp_path / "online_features.parquet"))
     monkeypatch.setenv("CUSTOMER_VALUE_RELOAD_SECONDS", "0")
     monkeypatch.delenv("CUSTOMER_VALUE_LOOKUPS", raising=False)
@@ -124,10 +124,10 @@ def test_a_request_in_flight_during_the_swap_finishes_on_its_own_run(
     )
 
 
-def test_the_new_champion_comes_with_the_next_run(runs, trained_store, tmp_path, monkeypatch):
+def test_the_new_champion_comes_with_the_next_run(runs, served_store, tmp_path, monkeypatch):
     # A retrain promotes a new version; the service follows the alias at the next run.
     client = MlflowClient()
-    name, first = "customer-value", trained_store.result.version
+    name, first = "customer-value", served_store.version
     source = client.get_model_version(name, first)
     second = str(client.create_model_version(name, source.source, run_id=source.run_id).version)
     alias = "reload-test"

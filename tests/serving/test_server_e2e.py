@@ -45,7 +45,7 @@ def scored(latest_scores):
 
 @contextlib.contextmanager
 def running_server(
-    trained_store,
+    served_store,
     features: Path,
     home: Path,
     log_path: Path,
@@ -60,8 +60,8 @@ def running_server(
     """
     env = {
         **os.environ,
-        "MLFLOW_TRACKING_URI": trained_store.tracking_uri,
-        "CUSTOMER_VALUE_MODEL_URI": trained_store.model_uri,
+        "MLFLOW_TRACKING_URI": served_store.tracking_uri,
+        "CUSTOMER_VALUE_MODEL_URI": served_store.model_uri,
         "CUSTOMER_VALUE_FEATURES": str(features),
         "CUSTOMER_VALUE_API_KEY": API_KEY,
         "BENTOML_HOME": str(home),
@@ -78,23 +78,23 @@ def running_server(
 
 
 @pytest.fixture(scope="module")
-def server(trained_store, scored, tmp_path_factory):
+def server(served_store, scored, tmp_path_factory):
     """The service as deployed by default: lookups answered from the batch scores."""
     config, _ = scored
     folder = tmp_path_factory.mktemp("server")
     with running_server(
-        trained_store, config.features_out, folder / "bentoml", folder / "server.log"
+        served_store, config.features_out, folder / "bentoml", folder / "server.log"
     ) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-def model_server(trained_store, scored, tmp_path_factory):
+def model_server(served_store, scored, tmp_path_factory):
     """The service with ``CUSTOMER_VALUE_LOOKUPS=model``: the model scores every lookup."""
     config, _ = scored
     folder = tmp_path_factory.mktemp("model-server")
     with running_server(
-        trained_store,
+        served_store,
         config.features_out,
         folder / "bentoml",
         folder / "server.log",
@@ -103,11 +103,11 @@ def model_server(trained_store, scored, tmp_path_factory):
         yield client
 
 
-def test_lookup_inline_and_unknown(server, scored, trained_store):
+def test_lookup_inline_and_unknown(server, scored, served_store):
     _, scores = scored
     known = scores.index[2]
-    orders = trained_store.orders[trained_store.orders["customer_id"] == known]
-    events = trained_store.events[trained_store.events["customer_id"] == known]
+    orders = served_store.orders[served_store.orders["customer_id"] == known]
+    events = served_store.events[served_store.events["customer_id"] == known]
     inline = {
         "customer_id": known,
         "cutoff": str(scores["cutoff"].iloc[0].date()),
@@ -216,7 +216,7 @@ def test_concurrent_requests_are_batched_and_metrics_show_it(model_server, score
     assert 0 < batches < rows  # some batch held more than one request's rows
 
 
-def test_the_built_bento_serves_the_batch_answers(trained_store, scored, tmp_path):
+def test_the_built_bento_serves_the_batch_answers(served_store, scored, tmp_path):
     # `make bento` then `bentoml serve customer-value:latest`: the Bento runs from its own
     # folder (here started from an unrelated one), given the store and table by absolute path.
     config, scores = scored
@@ -235,7 +235,7 @@ def test_the_built_bento_serves_the_batch_answers(trained_store, scored, tmp_pat
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     with running_server(
-        trained_store,
+        served_store,
         config.features_out,
         home,
         tmp_path / "bento.log",
@@ -252,7 +252,7 @@ def test_the_built_bento_serves_the_batch_answers(trained_store, scored, tmp_pat
 
 
 def test_the_running_server_picks_up_the_next_batch_run(
-    trained_store, scored, tmp_path, tmp_path_factory
+    served_store, scored, tmp_path, tmp_path_factory
 ):
     # The nightly loop: the server answers from one run; the next run's files are renamed
     # into place; without a restart the answers move to the new run.
@@ -278,7 +278,7 @@ def test_the_running_server_picks_up_the_next_batch_run(
     customer = pd.read_parquet(early_config.out)["customer_id"].iloc[0]
     body = {"customers": [{"customer_id": customer}]}
     with running_server(
-        trained_store,
+        served_store,
         served / "online_features.parquet",
         tmp_path / "bentoml",
         tmp_path / "server.log",

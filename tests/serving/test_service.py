@@ -42,11 +42,11 @@ COMPARED = ("value_segment", "risk_segment", "action", "reasons", "value_reasons
 
 
 @pytest.fixture(scope="module")
-def online(trained_store, latest_scores):
+def online(served_store, latest_scores):
     """Batch-score the store ("latest" cutoff) and point the service's environment at it."""
     config, scores = latest_scores
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CUSTOMER_VALUE_MODEL_URI", trained_store.model_uri)
+        patch.setenv("CUSTOMER_VALUE_MODEL_URI", served_store.model_uri)
         patch.setenv("CUSTOMER_VALUE_FEATURES", str(config.features_out))
         patch.delenv("CUSTOMER_VALUE_API_KEY", raising=False)
         yield config, scores
@@ -127,16 +127,16 @@ def test_lookup_equals_batch_for_every_customer_in_one_request(svc, online):
         assert_matches_batch(result, scores.loc[result["customer_id"]])
 
 
-def test_inline_history_equals_batch_at_the_batch_cutoff(svc, online, trained_store):
+def test_inline_history_equals_batch_at_the_batch_cutoff(svc, online, served_store):
     _, scores = online
     cutoff = scores["cutoff"].iloc[0]
-    ids = some_customers(scores, trained_store.events)
-    quiet = scores.index.difference(trained_store.events["customer_id"].unique())
+    ids = some_customers(scores, served_store.events)
+    quiet = scores.index.difference(served_store.events["customer_id"].unique())
     ids.append(quiet[0])  # a customer without service events
     customers = []
     for customer_id in ids:
-        orders = trained_store.orders[trained_store.orders["customer_id"] == customer_id]
-        events = trained_store.events[trained_store.events["customer_id"] == customer_id]
+        orders = served_store.orders[served_store.orders["customer_id"] == customer_id]
+        events = served_store.events[served_store.events["customer_id"] == customer_id]
         # Batch had an events file, so "no events" is sent as [] (zero tickets), not omitted.
         item = {
             "customer_id": customer_id,
@@ -152,13 +152,13 @@ def test_inline_history_equals_batch_at_the_batch_cutoff(svc, online, trained_st
         assert_matches_batch(result, scores.loc[result["customer_id"]])
 
 
-def test_omitted_service_events_mean_unknown_and_an_empty_list_means_none(svc, trained_store):
+def test_omitted_service_events_mean_unknown_and_an_empty_list_means_none(svc, served_store):
     cutoff = pd.Timestamp("2025-01-01")
-    with_events = trained_store.events["customer_id"].unique()
+    with_events = served_store.events["customer_id"].unique()
     quiet = next(
-        c for c in trained_store.orders["customer_id"].unique() if c not in set(with_events)
+        c for c in served_store.orders["customer_id"].unique() if c not in set(with_events)
     )
-    orders = trained_store.orders[trained_store.orders["customer_id"] == quiet]
+    orders = served_store.orders[served_store.orders["customer_id"] == quiet]
     inline = [
         (0, cutoff, *validate_history(0, history(orders), [])),
         (1, cutoff, *validate_history(1, history(orders), None)),
@@ -329,11 +329,11 @@ def test_request_schema_bounds_orders_per_customer_and_per_request():
 # -- through the ASGI app ---------------------------------------------------------------------
 
 
-def test_http_lookup_and_inline(client, online, trained_store):
+def test_http_lookup_and_inline(client, online, served_store):
     _, scores = online
     known = scores.index[1]
-    orders = trained_store.orders[trained_store.orders["customer_id"] == known]
-    events = trained_store.events[trained_store.events["customer_id"] == known]
+    orders = served_store.orders[served_store.orders["customer_id"] == known]
+    events = served_store.events[served_store.events["customer_id"] == known]
     inline = {
         "customer_id": known,
         "cutoff": str(scores["cutoff"].iloc[0]),

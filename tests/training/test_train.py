@@ -11,6 +11,8 @@ from training import tracking
 from training.config import parse_args
 from training.train import main
 
+pytestmark = pytest.mark.slow
+
 
 def test_run_is_tracked_registered_and_aliased(trained_store):
     result = trained_store.result
@@ -140,7 +142,7 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "horizon_days=400 is too long for 153 days of orders" in capsys.readouterr().err
 
 
-def test_read_only_configure_creates_no_experiment(trained_store, tmp_path):
+def test_read_only_configure_creates_no_experiment(store, tmp_path):
     # Scoring only loads registered models: it must not create experiments in the store.
     uri = f"sqlite:///{tmp_path / 'fresh.db'}"
     MlflowClient(uri).search_experiments()  # an existing store without that experiment
@@ -149,13 +151,13 @@ def test_read_only_configure_creates_no_experiment(trained_store, tmp_path):
         assert mlflow.get_tracking_uri() == uri
         assert MlflowClient(uri).get_experiment_by_name("never-created") is None
     finally:
-        tracking.configure(trained_store.tracking_uri)
+        tracking.configure(store.tracking_uri)
 
 
-def test_read_only_configure_refuses_a_missing_store(trained_store, tmp_path):
+def test_read_only_configure_refuses_a_missing_store(store, tmp_path):
     # A read-only scorer pointed at the wrong place must say so, not create an empty store.
     missing = tmp_path / "nowhere" / "mlflow.db"
     with pytest.raises(FileNotFoundError, match=r"no MLflow store at .*nowhere/mlflow\.db"):
         tracking.configure(f"sqlite:///{missing}", read_only=True)
     assert not missing.exists()
-    assert mlflow.get_tracking_uri() == trained_store.tracking_uri
+    assert mlflow.get_tracking_uri() == store.tracking_uri
