@@ -1,4 +1,4 @@
-"""The baselines: exact simple-formula values, BG/NBD behaviour on simulated data, contracts."""
+"""The baselines: exact simple-formula values, BG/NBD and Pareto/NBD on simulated data."""
 
 import math
 import re
@@ -8,11 +8,19 @@ import pandas as pd
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from training.baselines import BgNbdGammaGammaBaseline, SimpleFormulaBaseline
+from training.baselines import (
+    PARETO_NBD_MAX_SHAPE,
+    BgNbdGammaGammaBaseline,
+    ParetoNbdGammaGammaBaseline,
+    SimpleFormulaBaseline,
+)
 
 HORIZON = 90.0
 # BG/NBD (days) and Gamma-Gamma parameters the simulated customers are drawn from.
 TRUE = {"r": 0.5, "alpha": 60.0, "a": 0.8, "b": 2.5, "p": 6.0, "q": 4.0, "v": 15.0}
+# Pareto/NBD (days): purchase rate ~ Gamma(r, alpha), dropout rate ~ Gamma(s, beta).
+PARETO_TRUE = {"r": 0.6, "alpha": 80.0, "s": 0.8, "beta": 250.0}
+COMPONENT_COLUMNS = ["purchases", "spend", "p_churn", "p_alive"]
 
 
 def simulate(n: int, seed: int, horizon: float = HORIZON) -> pd.DataFrame:
@@ -37,6 +45,52 @@ def simulate(n: int, seed: int, horizon: float = HORIZON) -> pd.DataFrame:
         last[i[before]] = clock[i[before]]
         future[i[inside]] += 1
         active[i[(clock[i] >= age[i] + horizon) | (rng.random(i.size) < dropout[i])]] = False
+    return summarise(rng, past, last, age, future)
+
+
+def simulate_pareto_nbd(
+    n: int, seed: int, horizon: float = HORIZON, dropout_rate: float | None = None
+) -> pd.DataFrame:
+    """Customers drawn from Pareto/NBD + Gamma-Gamma, summarised as ``build_features`` does.
+
+    Each customer buys at Poisson rate ``lambda ~ Gamma(r, alpha)`` until dying at an
+    exponential time of rate ``mu ~ Gamma(s, beta)`` (possibly before any repeat purchase),
+    or of rate ``dropout_rate`` for everyone when given (the limit ``s, beta -> inf``). The
+    first purchase is ``T`` days before the cutoff. ``alive`` is the true state at the
+    cutoff; spend as in :func:`simulate`.
+    """
+    rng = np.random.default_rng(seed)
+    rate = rng.gamma(PARETO_TRUE["r"], 1.0 / PARETO_TRUE["alpha"], n)
+    if dropout_rate is None:
+        mu = rng.gamma(PARETO_TRUE["s"], 1.0 / PARETO_TRUE["beta"], n)
+    else:
+        mu = np.full(n, dropout_rate)
+    death = rng.exponential(1.0 / mu)
+    age = np.floor(rng.uniform(30, 730, n))
+    end = np.minimum(death, age + horizon)
+    clock, past, last, future = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    active = np.ones(n, dtype=bool)
+    while active.any():
+        i = np.flatnonzero(active)
+        clock[i] += rng.exponential(1.0 / rate[i])
+        bought = clock[i] < end[i]
+        before = bought & (clock[i] < age[i])
+        past[i[before]] += 1
+        last[i[before]] = clock[i[before]]
+        future[i[bought & ~before]] += 1
+        active[i[~bought]] = False
+    return summarise(rng, past, last, age, future).assign(alive=death > age)
+
+
+def summarise(
+    rng: np.random.Generator,
+    past: np.ndarray,
+    last: np.ndarray,
+    age: np.ndarray,
+    future: np.ndarray,
+) -> pd.DataFrame:
+    """The feature columns for simulated purchases, with Gamma(p, nu) order values."""
+    n = len(past)
     nu = rng.gamma(TRUE["q"], 1.0 / TRUE["v"], n)
     repeats = np.maximum(past, 1.0)
     repeat_mean = rng.gamma(TRUE["p"] * repeats, 1.0 / (nu * repeats))
@@ -123,6 +177,7 @@ def test_simple_formula_rejects_a_bad_floor_and_horizon(simple_features):
     [
         (SimpleFormulaBaseline(), ["avg_order_value"]),
         (BgNbdGammaGammaBaseline(), ["recency", "repeat_order_value_mean"]),
+        (ParetoNbdGammaGammaBaseline(), ["T"]),
     ],
 )
 def test_missing_columns_are_named(baseline, drop):
@@ -131,23 +186,46 @@ def test_missing_columns_are_named(baseline, drop):
         baseline.fit(features.drop(columns=drop))
 
 
-@pytest.mark.parametrize("baseline", [SimpleFormulaBaseline(), BgNbdGammaGammaBaseline()])
+@pytest.mark.parametrize(
+    "baseline",
+    [SimpleFormulaBaseline(), BgNbdGammaGammaBaseline(), ParetoNbdGammaGammaBaseline()],
+)
 def test_predict_before_fit_is_an_error(baseline):
     features = simulate(50, seed=0).assign(orders_total=1.0, avg_order_value=10.0)
     with pytest.raises(NotFittedError, match="not fitted yet"):
         baseline.predict(features, HORIZON)
+    if not isinstance(baseline, SimpleFormulaBaseline):
+        with pytest.raises(NotFittedError, match=re.escape("call fit(features) before predict")):
+            baseline.predict_components(features, HORIZON)
 
 
-def test_bgnbd_without_repeat_buyers_is_a_runtime_error():
+@pytest.mark.parametrize(
+    ("baseline", "name"),
+    [(BgNbdGammaGammaBaseline(), "BG/NBD"), (ParetoNbdGammaGammaBaseline(), "Pareto/NBD")],
+)
+def test_without_repeat_buyers_is_a_runtime_error(baseline, name):
     features = simulate(200, seed=0).assign(frequency=0.0, recency=0.0)
-    with pytest.raises(RuntimeError, match="BG/NBD fit failed: no customer has a repeat"):
-        BgNbdGammaGammaBaseline().fit(features)
+    with pytest.raises(RuntimeError, match=f"{name} fit failed: no customer has a repeat"):
+        baseline.fit(features)
 
 
-def test_gamma_gamma_without_repeat_spend_is_a_runtime_error():
+@pytest.mark.parametrize("baseline", [BgNbdGammaGammaBaseline(), ParetoNbdGammaGammaBaseline()])
+def test_gamma_gamma_without_repeat_spend_is_a_runtime_error(baseline):
     features = simulate(200, seed=0).assign(repeat_order_value_mean=0.0)
     with pytest.raises(RuntimeError, match="Gamma-Gamma fit failed: 0 customers"):
-        BgNbdGammaGammaBaseline().fit(features)
+        baseline.fit(features)
+
+
+@pytest.mark.parametrize("cap", [0, 2.5, -3])
+def test_a_bad_fit_subsample_is_named(cap):
+    with pytest.raises(ValueError, match=f"max_fit_customers must be a positive integer .*{cap}"):
+        ParetoNbdGammaGammaBaseline(max_fit_customers=cap).fit(simulate(50, seed=0))
+
+
+def test_pareto_nbd_fits_on_a_smaller_subsample_by_default():
+    assert ParetoNbdGammaGammaBaseline().max_fit_customers == 10_000
+    assert BgNbdGammaGammaBaseline().max_fit_customers == 200_000
+    assert ParetoNbdGammaGammaBaseline(max_fit_customers=None).max_fit_customers is None
 
 
 # --------------------------------------------------------------------------- BG/NBD + Gamma-Gamma
@@ -176,6 +254,7 @@ def test_bgnbd_recovers_the_simulated_future(bgnbd, simulated):
     # churn, the baseline's closed form matches the simulation.
     once = simulated["frequency"] == 0
     assert parts.loc[once, "p_churn"].mean() == pytest.approx((actual[once] == 0).mean(), abs=0.02)
+    assert (parts.loc[once, "p_alive"] == 1.0).all()
     assert bgnbd.bgnbd_params_["r"] / bgnbd.bgnbd_params_["alpha"] == pytest.approx(
         TRUE["r"] / TRUE["alpha"], rel=0.2
     )
@@ -192,51 +271,145 @@ def test_bgnbd_more_recent_or_frequent_means_more_purchases_and_less_churn(bgnbd
         ]
     )
     parts = bgnbd.predict_components(customers, HORIZON)
-    purchases, churn = parts["purchases"], parts["p_churn"]
+    purchases, churn, alive = parts["purchases"], parts["p_churn"], parts["p_alive"]
 
     assert purchases["p0"] > purchases["p1"] and churn["p0"] < churn["p1"]
+    assert alive["p0"] > alive["p1"]
     assert purchases["p2"] > purchases["p0"] > purchases["p3"]
     assert churn["p2"] < churn["p0"] < churn["p3"]
 
 
 @pytest.mark.slow
-def test_bgnbd_output_contract(bgnbd, simulated):
+@pytest.mark.parametrize("fitted", ["bgnbd", "pareto_nbd"])
+def test_output_contract(fitted, request, simulated):
+    baseline = request.getfixturevalue(fitted)
     features = simulated.head(30).copy()
     features.iloc[:3, features.columns.get_loc("frequency")] = np.nan  # only cancelled orders
     features.iloc[:3, features.columns.get_loc("recency")] = np.nan
     features.iloc[3, features.columns.get_loc("recency")] = 10_000.0  # recency > T is clipped
     features.index = ["same"] * 30  # the index is carried through, not interpreted
 
-    out = bgnbd.predict(features, HORIZON)
+    out = baseline.predict(features, HORIZON)
+    parts = baseline.predict_components(features, HORIZON)
 
     assert list(out.columns) == ["clv", "p_churn"]
-    assert list(out.index) == ["same"] * 30
-    assert not out.isna().any().any()
+    assert list(parts.columns) == COMPONENT_COLUMNS
+    assert list(out.index) == list(parts.index) == ["same"] * 30
+    assert not out.isna().any().any() and not parts.isna().any().any()
     assert (out["clv"] >= 0).all()
-    assert out["p_churn"].between(0, 1).all()
+    assert out["p_churn"].between(0, 1).all() and parts["p_alive"].between(0, 1).all()
+    assert out["clv"].to_numpy() == pytest.approx((parts["purchases"] * parts["spend"]).to_numpy())
     # Customers without a purchase are scored like one-time buyers of the same age.
     one_time = probe([{"frequency": 0, "recency": 0, "T": features["T"].iloc[0]}])
-    expected = bgnbd.predict(one_time, HORIZON).iloc[0]
-    assert out.iloc[0].to_numpy() == pytest.approx(expected.to_numpy())
+    expected = baseline.predict_components(one_time, HORIZON).iloc[0]
+    assert parts.iloc[0].to_numpy() == pytest.approx(expected.to_numpy())
+    assert baseline.predict_components(features.head(0), HORIZON).columns.tolist() == (
+        COMPONENT_COLUMNS
+    )
 
 
 @pytest.mark.slow
-def test_bgnbd_relabelling_and_reordering_customers_changes_nothing(bgnbd, simulated):
+@pytest.mark.parametrize("fitted", ["bgnbd", "pareto_nbd"])
+def test_relabelling_and_reordering_customers_changes_nothing(fitted, request, simulated):
+    baseline = request.getfixturevalue(fitted)
     features = simulated.head(200)
-    before = bgnbd.predict(features, HORIZON)
+    before = baseline.predict_components(features, HORIZON)
     shuffled = features.sample(frac=1.0, random_state=3)
     original = shuffled.index
     shuffled.index = pd.Index([f"z{k}" for k in range(len(shuffled))], name="customer_id")
 
-    after = bgnbd.predict(shuffled, HORIZON).set_axis(original)
+    after = baseline.predict_components(shuffled, HORIZON).set_axis(original)
 
     pd.testing.assert_frame_equal(after.loc[features.index], before, check_names=False)
 
 
 @pytest.mark.slow
-def test_bgnbd_fits_on_a_seeded_subsample(simulated):
-    model = BgNbdGammaGammaBaseline(random_seed=0, max_fit_customers=1000).fit(simulated)
+@pytest.mark.parametrize("estimator", [BgNbdGammaGammaBaseline, ParetoNbdGammaGammaBaseline])
+def test_fits_on_a_seeded_subsample(estimator, simulated):
+    model = estimator(random_seed=0, max_fit_customers=1000).fit(simulated)
     assert model.n_fit_customers_ == 1000
     out = model.predict(simulated, HORIZON)
     assert out.index.equals(simulated.index)
     assert out["clv"].sum() == pytest.approx(simulated["future_value"].sum(), rel=0.3)
+
+
+# ------------------------------------------------------------------------- Pareto/NBD + Gamma-Gamma
+
+
+@pytest.fixture(scope="module")
+def pareto_simulated() -> pd.DataFrame:
+    return simulate_pareto_nbd(3000, seed=2)
+
+
+@pytest.fixture(scope="module")
+def pareto_nbd(pareto_simulated) -> ParetoNbdGammaGammaBaseline:
+    return ParetoNbdGammaGammaBaseline(random_seed=0).fit(pareto_simulated)
+
+
+@pytest.mark.slow
+def test_pareto_nbd_recovers_the_simulated_truth(pareto_nbd, pareto_simulated):
+    params = pareto_nbd.pareto_nbd_params_
+    # r and alpha are pinned down by 3,000 customers (within 12% over 14 seeds); s and beta
+    # only as their ratio, the mean dropout rate (within 27%; s alone ranged 0.6-1.6 around 0.8).
+    assert params["r"] == pytest.approx(PARETO_TRUE["r"], rel=0.2)
+    assert params["alpha"] == pytest.approx(PARETO_TRUE["alpha"], rel=0.2)
+    assert params["s"] / params["beta"] == pytest.approx(
+        PARETO_TRUE["s"] / PARETO_TRUE["beta"], rel=0.35
+    )
+    assert params["s"] < PARETO_NBD_MAX_SHAPE  # an interior optimum: the cap plays no part
+
+    parts = pareto_nbd.predict_components(pareto_simulated, HORIZON)
+    clv = pareto_nbd.predict(pareto_simulated, HORIZON)["clv"]
+    actual = pareto_simulated["future_purchases"]
+    assert parts["purchases"].sum() == pytest.approx(actual.sum(), rel=0.1)
+    assert clv.sum() == pytest.approx(pareto_simulated["future_value"].sum(), rel=0.15)
+    assert parts["p_churn"].mean() == pytest.approx((actual == 0).mean(), abs=0.02)
+    assert parts["p_alive"].mean() == pytest.approx(pareto_simulated["alive"].mean(), abs=0.05)
+    # One-time buyers can already be dead under Pareto/NBD: pymc-marketing's P(no purchase)
+    # is right for them too, and matches what the simulated one-time buyers did.
+    once = pareto_simulated["frequency"] == 0
+    assert parts.loc[once, "p_churn"].mean() == pytest.approx((actual[once] == 0).mean(), abs=0.03)
+    assert parts.loc[once, "p_alive"].mean() == pytest.approx(
+        pareto_simulated.loc[once, "alive"].mean(), abs=0.07
+    )
+
+
+@pytest.mark.slow
+def test_pareto_nbd_longer_silence_means_more_churn_and_less_alive(pareto_nbd):
+    customers = probe(
+        [
+            {"frequency": 5, "recency": 360, "T": 365},  # recent
+            {"frequency": 5, "recency": 200, "T": 365},  # same frequency, silent for longer
+            {"frequency": 5, "recency": 50, "T": 365},  # silent for longest
+            {"frequency": 10, "recency": 360, "T": 365},  # recent and more frequent
+            {"frequency": 0, "recency": 0, "T": 30},  # one-time buyers, ever longer ago
+            {"frequency": 0, "recency": 0, "T": 200},
+            {"frequency": 0, "recency": 0, "T": 600},
+        ]
+    )
+    parts = pareto_nbd.predict_components(customers, HORIZON)
+    purchases, churn, alive = parts["purchases"], parts["p_churn"], parts["p_alive"]
+
+    for steps in (["p0", "p1", "p2"], ["p4", "p5", "p6"]):
+        assert churn[steps].is_monotonic_increasing and churn[steps].is_unique
+        assert alive[steps].is_monotonic_decreasing and alive[steps].is_unique
+        assert purchases[steps].is_monotonic_decreasing and purchases[steps].is_unique
+    assert purchases["p3"] > purchases["p0"] and churn["p3"] < churn["p0"]
+    assert alive["p4"] < 1.0  # unlike BG/NBD, a one-time buyer may have dropped out
+    assert parts["p_churn"].between(0, 1).all() and parts["p_alive"].between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_pareto_nbd_caps_the_dropout_shape_when_dropout_is_homogeneous():
+    # Everyone drops out at the same rate: the likelihood keeps rising as s, beta -> inf (as on
+    # the real retail data); the fit stops at the cap instead of chasing it.
+    features = simulate_pareto_nbd(1500, seed=5, dropout_rate=1 / 300)
+
+    model = ParetoNbdGammaGammaBaseline(random_seed=0).fit(features)
+
+    assert model.pareto_nbd_params_["s"] == pytest.approx(PARETO_NBD_MAX_SHAPE, rel=0.01)
+    assert model.pareto_nbd_params_["s"] / model.pareto_nbd_params_["beta"] == pytest.approx(
+        1 / 300, rel=0.3
+    )
+    parts = model.predict_components(features, HORIZON)
+    assert np.isfinite(parts.to_numpy()).all()
