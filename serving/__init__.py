@@ -1,0 +1,1 @@
+"""Scoring: batch, online (BentoML), reasons and segments."""

@@ -44,6 +44,7 @@ class RequestGuard:
         self.key = os.environ.get(API_KEY_ENV, "").encode()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Check an HTTP request at the edge, then pass it on (ASGI)."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -96,8 +97,11 @@ _GONE = object()
 
 
 async def _read_bounded(receive: Any) -> bytes | object | None:
-    """The whole request body; None once it exceeds :data:`MAX_BODY_BYTES`; :data:`_GONE` if
-    the client disconnected first."""
+    """Read the whole request body, bounded.
+
+    Returns None once it exceeds :data:`MAX_BODY_BYTES`, and :data:`_GONE` if the client
+    disconnected first.
+    """
     parts, size = [], 0
     while True:
         message = await receive()

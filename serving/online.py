@@ -64,8 +64,10 @@ class OnlineConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OnlineConfig:
-        """Read ``CUSTOMER_VALUE_MODEL_URI``, ``CUSTOMER_VALUE_FEATURES`` and
-        ``CUSTOMER_VALUE_LOOKUPS`` (else the defaults).
+        """Read the service's settings from the environment.
+
+        ``CUSTOMER_VALUE_MODEL_URI``, ``CUSTOMER_VALUE_FEATURES`` and ``CUSTOMER_VALUE_LOOKUPS``
+        (else the defaults).
 
         Raises
         ------

@@ -1,0 +1,1 @@
+"""Training: the model, its fit, evaluation against baselines, tracking and promotion."""

@@ -507,8 +507,10 @@ class CustomerValueModel:
     def contributions_matrix(
         self, X: np.ndarray, *, approximate: bool = True
     ) -> dict[str, np.ndarray]:
-        """:meth:`contributions` on a bare matrix: ``{"clv": ..., "churn": ...}``, each
-        rows x (explanation names + bias), float64."""
+        """:meth:`contributions` on a bare matrix.
+
+        Returns ``{"clv": ..., "churn": ...}``, each rows x (explanation names + bias), float64.
+        """
         X = self._checked_matrix(X)
         stack = self._require_stack()
         parts = self.parts_matrix(X)

@@ -14,8 +14,10 @@ ROLES = ("model", "champion", "simple", "bgnbd", "pareto_nbd")
 
 
 def comparison_table(version: tracking.RegisteredVersion) -> pd.DataFrame:
-    """The holdout metrics a version's training run logged for itself, the champion of the
-    time and both baselines (all on that run's holdout)."""
+    """Tabulate the holdout metrics a version's training run logged.
+
+    For itself, the champion of the time and the baselines, all on that run's holdout.
+    """
     logged = tracking.version_metrics(version)
     table = pd.DataFrame(
         {

@@ -60,8 +60,10 @@ class SearchResult:
 
 
 def trial_score(model: CustomerValueModel, score: pd.DataFrame, features: list[str]) -> float:
-    """Search objective on the scoring slice: the boosted parts' window value normalised Gini
-    + window churn ROC-AUC (higher wins)."""
+    """Score a trial on the scoring slice (higher wins).
+
+    The boosted parts' window value normalised Gini plus their window churn ROC-AUC.
+    """
     parts = model.parts_matrix(score[features].to_numpy(dtype="float64"))
     return normalized_gini(score["window_value"], parts["value"]) + roc_auc(
         score["window_churned"], parts["churn"]
@@ -194,8 +196,10 @@ def _space_values(params: ModelParams) -> dict[str, float]:
 def split_by_customer(
     frame: pd.DataFrame, seed: int, share: float = 0.5
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split rows by a seeded hash of ``customer_id`` (stable across runs): about ``share`` of
-    the customers, all their rows, in the first part."""
+    """Split rows by a seeded hash of ``customer_id`` (stable across runs).
+
+    About ``share`` of the customers, with all their rows, go to the first part.
+    """
     hashed = pd.util.hash_pandas_object(frame["customer_id"], index=False, hash_key=f"{seed:016d}")
     first = (hashed.to_numpy() % np.uint64(10_000)) < np.uint64(round(10_000 * share))
     return frame.loc[first], frame.loc[~first]

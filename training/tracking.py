@@ -87,9 +87,11 @@ class CustomerValuePyfunc(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc wrapper: feature frame in, ``clv`` and ``p_churn`` out."""
 
     def load_context(self, context: Any) -> None:
+        """Load the serving model from the logged artifacts."""
         self.model = CustomerValueModel.load(context.artifacts[SERVING_DIR])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        """Predict ``clv`` and ``p_churn`` for a feature frame."""
         return self.model.predict(model_input)
 
 
