@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP) ## Create .venv and install the project with the versions in constraints.txt
 
 lock: $(STAMP) ## Re-resolve constraints.txt from pyproject.toml (then commit it)
-	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --extra spark -o constraints.txt
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev -o constraints.txt
 
 $(DATA_DIR)/orders.parquet: | $(STAMP)
 	$(PY) -m features.synth --customers $(CUSTOMERS) --seed $(SEED) --out $(DATA_DIR)
@@ -92,7 +92,7 @@ test: $(STAMP) ## Run the whole test suite (fast tests + server/slow suites)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP) ## Run only the fast offline tests
-	$(PY) -m pytest -q -m "not slow and not server and not spark"
+	$(PY) -m pytest -q -m "not slow and not server"
 
 lint: $(STAMP) ## ruff lint + format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
