@@ -292,10 +292,12 @@ def _print_report(
     print(f"chosen family: {trained.family}")
     print()
     print(
-        "candidate vs baselines (same customers; se = bootstrap standard error of the difference):"
+        "candidate vs baselines on the same customers (se: bootstrap standard error of the "
+        "candidate's metric, the gate's noise; se vs X: of the candidate-minus-X difference):"
     )
     table = decision.table.copy()
-    for name in table.columns:
+    table.insert(1, "se", [noise["model"].get(m, float("nan")) for m in table.index])
+    for name in decision.table.columns:
         if name in noise:
             table[f"se vs {name}"] = [noise[name].get(m, float("nan")) for m in table.index]
     print(table.to_string(float_format=lambda v: f"{v:,.4f}"))
