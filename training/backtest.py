@@ -25,6 +25,7 @@ from features.history import as_cutoff
 from features.io import load_events, load_orders
 from training import tracking
 from training.baselines import ParetoNbdGammaGammaBaseline, SimpleFormulaBaseline
+from training.config import FitSettings, TrainConfig, positive_int, run_entrypoint
 from training.evaluate import (
     holdout_metrics,
     paired_standard_errors,
@@ -32,7 +33,7 @@ from training.evaluate import (
     plot_deciles,
 )
 from training.gate import GATE_METRICS, LOWER_IS_BETTER
-from training.pipeline import FitSettings, train_models
+from training.pipeline import train_models
 
 logger = logging.getLogger(__name__)
 
@@ -305,8 +306,6 @@ def _date(text: str) -> pd.Timestamp:
 
 def parse_args(argv: list[str] | None = None) -> BacktestConfig:
     """Build a :class:`BacktestConfig` from command-line flags."""
-    from training.config import TrainConfig, _positive_int
-
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
         prog="python -m training.backtest",
@@ -324,7 +323,7 @@ def parse_args(argv: list[str] | None = None) -> BacktestConfig:
         dest="cutoffs",
         help="a past cutoff (repeat for several); cutoff + horizon must be within the data",
     )
-    parser.add_argument("--horizon-days", type=_positive_int, default=defaults.horizon_days)
+    parser.add_argument("--horizon-days", type=positive_int, default=defaults.horizon_days)
     parser.add_argument(
         "--cohort",
         nargs=2,
@@ -332,7 +331,7 @@ def parse_args(argv: list[str] | None = None) -> BacktestConfig:
         metavar=("FIRST", "LAST"),
         help="only customers whose first order is between these dates",
     )
-    parser.add_argument("--window-days", type=_positive_int, default=defaults.window_days)
+    parser.add_argument("--window-days", type=positive_int, default=defaults.window_days)
     parser.add_argument(
         "--time-budget",
         type=float,
@@ -359,18 +358,7 @@ def parse_args(argv: list[str] | None = None) -> BacktestConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (``python -m training.backtest``)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("mlflow", "alembic", "urllib3", "pymc", "pytensor", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    config = parse_args(argv)
-    try:
-        run(config)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_entrypoint(lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

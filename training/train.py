@@ -16,7 +16,7 @@ from features import FeatureSpec, build_features
 from features.io import LoadResult, load_events, load_orders
 from features.synth import write_demo
 from training import tracking
-from training.config import DEMO_DIR, TrainConfig, parse_args
+from training.config import DEMO_DIR, TrainConfig, parse_args, run_entrypoint
 from training.evaluate import (
     decile_table,
     holdout_metrics,
@@ -309,18 +309,7 @@ def _print_report(
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (``python -m training.train``)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("mlflow", "alembic", "urllib3", "pymc", "pytensor", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    config = parse_args(argv)
-    try:
-        run(config)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_entrypoint(lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":
