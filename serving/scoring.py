@@ -63,14 +63,15 @@ def score_matrix(
         nothing = np.zeros(0, dtype="float64")
         no_text = pa.array([], type=pa.string())
         return Scores(nothing, nothing.copy(), no_text, no_text)
-    clv, p_churn = model.predict_matrix(X32)
     if reasons == "none":
+        clv, p_churn = model.predict_matrix(X32)
         empty = pa.array([""] * len(X32), type=pa.string())
         return Scores(clv, p_churn, empty, empty)
-    contributions = model.contributions_matrix(X32, approximate=reasons == "approximate")
+    clv, p_churn, contributions, values = model.score_matrix(
+        X32, approximate=reasons == "approximate"
+    )
     # The bias column (last) is not a reason; the text quotes the customer's own values, the
     # derived ones (how overdue, the purchase model's figures) included.
-    values = model.explain(np.asarray(X, dtype="float64"))
     names = model.explanation_names_
     return Scores(
         clv,

@@ -146,6 +146,19 @@ class Stack:
         return cls(tuple(data["churn"]), tuple(data["value"]), tuple(data["reference"]))
 
 
+@dataclass(frozen=True)
+class _Evaluated:
+    """One evaluation of a feature matrix.
+
+    The derived features (float64, and float32 as the trees take them) and each part's
+    figures (:meth:`CustomerValueModel.parts_matrix`).
+    """
+
+    derived: np.ndarray
+    trees_in: np.ndarray
+    parts: dict[str, np.ndarray]
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, _EPS, 1.0 - _EPS)
     return np.log(p / (1.0 - p))
@@ -392,11 +405,12 @@ class CustomerValueModel:
         customers of any rhythm and age. ``p_alive`` and ``expected_orders_<window>d`` are the
         purchase model's.
         """
+        return self._derive(np.asarray(X, dtype="float64"), self._history(X))
+
+    def _derive(self, X: np.ndarray, history: PurchaseHistory) -> np.ndarray:
         index = {name: i for i, name in enumerate(self.feature_names_in_)}
-        X = np.asarray(X, dtype="float64")
         gap = X[:, index["days_between_orders_mean"]]
         ratio = X[:, index["days_since_last_order"]] / np.maximum(gap, 1.0)
-        history = self._history(X)
         return np.column_stack(
             [
                 X,
@@ -417,17 +431,22 @@ class CustomerValueModel:
             in the window scaled to the horizon (horizon / window).
         """
         self._require_fitted()
-        X = np.asarray(X, dtype="float64")
+        return self._evaluate(np.asarray(X, dtype="float64")).parts
+
+    def _evaluate(self, X: np.ndarray) -> _Evaluated:
+        """The derived features and every part's figures, computed once for all uses."""
         history = self._history(X)
         horizon = float(self.spec.horizon_days)
-        derived = self.derive(X).astype("float32")
+        derived = self._derive(X, history)
+        trees_in = derived.astype("float32")
         scale = horizon / self.window_days_
-        return {
+        parts = {
             "purchase_churn": self.purchase_.p_no_order(history, horizon),
             "purchase_value": self.purchase_.expected_value(history, horizon),
-            "churn": self._booster_predict(self.churn_model_, derived).astype("float64"),
-            "value": self._booster_predict(self.clv_model_, derived).astype("float64") * scale,
+            "churn": self._booster_predict(self.churn_model_, trees_in).astype("float64"),
+            "value": self._booster_predict(self.clv_model_, trees_in).astype("float64") * scale,
         }
+        return _Evaluated(derived, trees_in, parts)
 
     # -- predicting ----------------------------------------------------------------------------
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
@@ -456,7 +475,10 @@ class CustomerValueModel:
         """
         X = self._checked_matrix(X)
         stack = self._require_stack()
-        parts = self.parts_matrix(X)
+        return self._combine(stack, self._evaluate(np.asarray(X, dtype="float64")).parts)
+
+    def _combine(self, stack: Stack, parts: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The stack: the parts' figures into ``clv`` and ``p_churn``."""
         b0, b_purchase, b_boosted = stack.churn
         churn_logit = (
             b0 + b_purchase * _logit(parts["purchase_churn"]) + b_boosted * _logit(parts["churn"])
@@ -481,8 +503,34 @@ class CustomerValueModel:
     def explain(self, X: np.ndarray) -> np.ndarray:
         """The values behind :meth:`contributions_matrix`'s columns (rows x explanation names)."""
         X = self._checked_matrix(X)
-        parts = self.parts_matrix(X)
-        return np.column_stack([self.derive(X), parts["purchase_churn"], parts["purchase_value"]])
+        return self._explained_values(self._evaluate(np.asarray(X, dtype="float64")))
+
+    @staticmethod
+    def _explained_values(evaluated: _Evaluated) -> np.ndarray:
+        parts = evaluated.parts
+        return np.column_stack(
+            [evaluated.derived, parts["purchase_churn"], parts["purchase_value"]]
+        )
+
+    def score_matrix(
+        self, X: np.ndarray, *, approximate: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """Predictions, contributions and the values they explain, in one evaluation.
+
+        What batch and online scoring need for predictions with reasons: the same numbers as
+        :meth:`predict_matrix`, :meth:`contributions_matrix` and :meth:`explain`, with the
+        purchase model and the derived features computed once instead of three times.
+
+        Returns
+        -------
+        (clv, p_churn, contributions, values)
+        """
+        X = self._checked_matrix(X)
+        stack = self._require_stack()
+        evaluated = self._evaluate(np.asarray(X, dtype="float64"))
+        clv, p_churn = self._combine(stack, evaluated.parts)
+        contributions = self._contributions(stack, evaluated, approximate)
+        return clv, p_churn, contributions, self._explained_values(evaluated)
 
     def contributions(
         self, features: pd.DataFrame, *, approximate: bool = True
@@ -513,9 +561,17 @@ class CustomerValueModel:
         """
         X = self._checked_matrix(X)
         stack = self._require_stack()
-        parts = self.parts_matrix(X)
+        return self._contributions(
+            stack, self._evaluate(np.asarray(X, dtype="float64")), approximate
+        )
+
+    def _contributions(
+        self, stack: Stack, evaluated: _Evaluated, approximate: bool
+    ) -> dict[str, np.ndarray]:
+        parts = evaluated.parts
+        rows = len(evaluated.derived)
         matrix = xgb.DMatrix(
-            self.derive(X).astype("float32"), feature_names=self.derived_names_, nthread=self.n_jobs
+            evaluated.trees_in, feature_names=self.derived_names_, nthread=self.n_jobs
         )
         purchase_terms = {
             # P(no order) logit and log value, relative to their training means.
@@ -538,7 +594,7 @@ class CustomerValueModel:
                 .astype("float64")
             )
             features_part = weights[target] * boosted[:, :-1]
-            own = np.zeros((len(X), 2))
+            own = np.zeros((rows, 2))
             own[:, 0 if target == "churn" else 1] = purchase_terms[target]
             bias = weights[target] * (boosted[:, -1] + scale[target])
             out[target] = np.column_stack([features_part, own, bias])

@@ -203,3 +203,16 @@ def test_search_reuses_its_best_model_and_samples_large_fits(data):
         max_fit_rows=500,
     )
     assert 300 < sampled.fit_rows < 700 and sampled.model is None
+
+
+def test_one_scoring_pass_gives_what_the_three_calls_give(data):
+    model = fitted(data)
+    X = data[0].to_numpy()[:200]
+    clv, p_churn, contributions, values = model.score_matrix(X, approximate=True)
+    expected_clv, expected_churn = model.predict_matrix(X)
+    np.testing.assert_array_equal(clv, expected_clv)
+    np.testing.assert_array_equal(p_churn, expected_churn)
+    separate = model.contributions_matrix(X, approximate=True)
+    for target in ("clv", "churn"):
+        np.testing.assert_array_equal(contributions[target], separate[target])
+    np.testing.assert_array_equal(values, model.explain(X))
