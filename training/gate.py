@@ -37,7 +37,7 @@ def better(metric: str, a: float, b: float) -> bool:
     return a < b if metric in LOWER_IS_BETTER else a > b
 
 
-def _gain(metric: str, mine: float, theirs: float) -> float:
+def gain(metric: str, mine: float, theirs: float) -> float:
     """How much better ``mine`` is than ``theirs`` (negative: worse), in the metric's units."""
     return theirs - mine if metric in LOWER_IS_BETTER else mine - theirs
 
@@ -108,12 +108,12 @@ def decide(
             if value is None or pd.isna(value):
                 continue
             se = noise.get(metric, 0.0)
-            gain = _gain(metric, mine, value)
-            if gain < -se:
+            margin = gain(metric, mine, value)
+            if margin < -se:
                 promote = False
                 reasons.append(
                     f"{metric}: candidate {mine:.4f} loses to {name} {value:.4f} by more than "
-                    f"the noise ({-gain:.4f} > {se:.4f})"
+                    f"the noise ({-margin:.4f} > {se:.4f})"
                 )
     if champion is not None and promote:
         if not any(
@@ -132,12 +132,16 @@ def decide(
             "the champion predicts another horizon and cannot be judged on this holdout; "
             "it stays (promote by hand with `make promote FORCE=1`)"
         )
-    columns = {"candidate": candidate, **opponents}
-    table = pd.DataFrame(
+    table = report_table({"candidate": candidate, **opponents})
+    return GateDecision(outcome, reasons, table)
+
+
+def report_table(columns: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """The :data:`REPORT_METRICS` of each named set of metrics, one column each (NaN if absent)."""
+    return pd.DataFrame(
         {
             name: [metrics.get(m, float("nan")) for m in REPORT_METRICS]
             for name, metrics in columns.items()
         },
         index=pd.Index(REPORT_METRICS, name="metric"),
     )
-    return GateDecision(outcome, reasons, table)

@@ -26,7 +26,7 @@ from training.evaluate import (
     plot_deciles,
     plot_feature_importance,
 )
-from training.gate import REPORT_METRICS, GateDecision, decide
+from training.gate import GateDecision, decide, report_table
 from training.model import CustomerValueModel
 from training.pipeline import FAMILIES, Plan, Trained, train_models
 
@@ -71,16 +71,40 @@ def load_inputs(config: TrainConfig) -> tuple[LoadResult, LoadResult | None]:
     orders_path, events_path = config.orders, config.events
     if orders_path is None:
         orders_path, events_path = ensure_demo_data(DEMO_DIR, config.demo_customers, config.seed)
-    orders = load_orders(orders_path, columns=config.columns, strict=config.strict)
+    return load_validated(
+        orders_path,
+        events_path,
+        columns=config.columns,
+        strict=config.strict,
+        quarantine_dir=config.output_dir / "quarantine",
+    )
+
+
+def load_validated(
+    orders_path: Path,
+    events_path: Path | None,
+    *,
+    columns: str,
+    strict: bool,
+    quarantine_dir: Path,
+) -> tuple[LoadResult, LoadResult | None]:
+    """Load and validate the input files; count, log and write to quarantine unusable rows.
+
+    Raises
+    ------
+    ValueError
+        When no order row is usable.
+    """
+    orders = load_orders(orders_path, columns=columns, strict=strict)
     events = (
-        load_events(events_path, columns=config.columns, strict=config.strict)
+        load_events(events_path, columns=columns, strict=strict)
         if events_path is not None
         else None
     )
     for name, result in (("orders", orders), ("service_events", events)):
         if result is None:
             continue
-        result.write_quarantine(config.output_dir / "quarantine", name)
+        result.write_quarantine(quarantine_dir, name)
         logger.info(
             "%s: %d rows read, %d loaded, %d quarantined",
             name,
@@ -268,10 +292,7 @@ def _plan_params(plan: Plan) -> dict[str, str]:
 
 
 def _family_table(metrics: dict[str, dict[str, float]]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {name: [metrics[name].get(m, float("nan")) for m in REPORT_METRICS] for name in FAMILIES},
-        index=pd.Index(REPORT_METRICS, name="metric"),
-    )
+    return report_table({name: metrics[name] for name in FAMILIES})
 
 
 def _print_report(
