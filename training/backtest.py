@@ -4,7 +4,7 @@ For each ``--cutoff``: train exactly as ``make train`` would on the rows before 
 (nothing after it is read), score every customer at the cutoff, and compare with what they
 really did in ``[cutoff, cutoff + horizon)``, side by side with the simple formula, BG/NBD +
 Gamma-Gamma and Pareto/NBD + Gamma-Gamma fit on the same rows. Each metric of the model
-comes with the bootstrap standard error of its difference to each baseline. Everything is
+comes with its bootstrap standard error and that of its difference to each baseline. Everything is
 logged to MLflow as one ``backtest`` run (a nested run per cutoff, with decile and
 calibration plots); nothing is registered.
 """
@@ -22,7 +22,6 @@ import pandas as pd
 
 from features import FeatureSpec, build_features, build_labels
 from features.history import as_cutoff
-from features.io import load_events, load_orders
 from training import tracking
 from training.baselines import ParetoNbdGammaGammaBaseline, SimpleFormulaBaseline
 from training.config import FitSettings, TrainConfig, positive_int, run_entrypoint
@@ -32,8 +31,9 @@ from training.evaluate import (
     plot_calibration,
     plot_deciles,
 )
-from training.gate import GATE_METRICS, LOWER_IS_BETTER
+from training.gate import GATE_METRICS, gain
 from training.pipeline import train_models
+from training.train import load_validated
 
 logger = logging.getLogger(__name__)
 
@@ -166,13 +166,10 @@ def floor_verdicts(result: CutoffResult) -> dict[str, str]:
     out = {}
     mine = result.metrics["model"]
     for metric in GATE_METRICS:
-        lower = metric in LOWER_IS_BETTER
-        best = min if lower else max
-        rival = best(CLASSICAL, key=lambda name: result.metrics[name][metric])
-        theirs = result.metrics[rival][metric]
-        gain = (theirs - mine[metric]) if lower else (mine[metric] - theirs)
+        # The better classical model: the one the model gains least on.
+        margin = min(gain(metric, mine[metric], result.metrics[name][metric]) for name in CLASSICAL)
         se = result.noise["model"].get(metric, 0.0)
-        out[metric] = "ahead" if gain > 0 else "within noise" if gain >= -se else "behind"
+        out[metric] = "ahead" if margin > 0 else "within noise" if margin >= -se else "behind"
     total = abs(mine["clv_total_error_pct"])
     classical = min(abs(result.metrics[name]["clv_total_error_pct"]) for name in CLASSICAL)
     fine = total <= 10 or (classical > 20 and total <= classical / 2)
@@ -234,12 +231,16 @@ def markdown(results: list[CutoffResult], config: BacktestConfig) -> str:
 
 def run(config: BacktestConfig) -> list[CutoffResult]:
     """Backtest every cutoff of ``config``; print the table and log it to MLflow."""
-    orders = load_orders(config.orders, columns=config.columns).frame
-    events = (
-        load_events(config.events, columns=config.columns).frame
-        if config.events is not None
-        else None
+    # The same loading as training: unusable rows are counted, logged and quarantined.
+    loaded_orders, loaded_events = load_validated(
+        config.orders,
+        config.events,
+        columns=config.columns,
+        strict=False,
+        quarantine_dir=TrainConfig().output_dir / "quarantine",
     )
+    orders = loaded_orders.frame
+    events = loaded_events.frame if loaded_events is not None else None
     if config.cohort is not None:
         orders, events = restrict_to_cohort(orders, events, *config.cohort)
     spec = FeatureSpec(horizon_days=config.horizon_days)
@@ -269,7 +270,8 @@ def run(config: BacktestConfig) -> list[CutoffResult]:
                 for name, values in result.metrics.items():
                     tracking.log_metrics(values, prefix=f"{name}.")
                 for name, values in result.noise.items():
-                    tracking.log_metrics(values, prefix=f"se_vs_{name}.")
+                    prefix = "se." if name == "model" else f"se_vs_{name}."
+                    tracking.log_metrics(values, prefix=prefix)
                 value = actual["future_value"].to_numpy()
                 churn = actual["churned"].to_numpy()
                 tracking.log_figure(
