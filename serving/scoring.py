@@ -70,8 +70,10 @@ def score_matrix(
     clv, p_churn, contributions, values = model.score_matrix(
         X32, approximate=reasons == "approximate"
     )
-    # The bias column (last) is not a reason; the text quotes the customer's own values, the
-    # derived ones (how overdue, the purchase model's figures) included.
+    # The bias column (last) is not a reason; the text quotes the customer's own values (as
+    # given, not the float32 the trees read), then the derived ones (how overdue, the purchase
+    # model's figures).
+    values[:, : X.shape[1]] = np.asarray(X, dtype="float64")
     names = model.explanation_names_
     return Scores(
         clv,
