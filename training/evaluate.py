@@ -729,10 +729,10 @@ def holdout_metrics(holdout: pd.DataFrame, pred: pd.DataFrame) -> dict[str, floa
 
 #: Metrics whose paired bootstrap standard error is computed (the gate's).
 _BOOTSTRAP_METRICS: dict[str, tuple[str, Callable[[np.ndarray, np.ndarray], float]]] = {
-    "clv_spearman": ("future_value", lambda y, p: spearman(y, p)),
-    "clv_gini": ("future_value", lambda y, p: normalized_gini(y, p)),
-    "clv_rmse": ("future_value", lambda y, p: rmse(y, p)),
-    "churn_roc_auc": ("churned", lambda y, p: roc_auc(y, p)),
+    "clv_spearman": ("future_value", spearman),
+    "clv_gini": ("future_value", normalized_gini),
+    "clv_rmse": ("future_value", rmse),
+    "churn_roc_auc": ("churned", roc_auc),
 }
 
 
