@@ -50,9 +50,11 @@ import numpy as np
 import psutil
 import pyarrow.parquet as pq
 
-from serving.local_server import local_server, wait_ready
-
 ROOT = Path(__file__).resolve().parents[1]
+# The local-server helper is test support, not part of the served package.
+sys.path.insert(0, str(ROOT / "tests"))
+from local_server import local_server, wait_ready  # noqa: E402
+
 WRK_SCRIPT = Path(__file__).resolve().with_name("wrk_score.lua")
 DEFAULT_FEATURES = ROOT / "models" / "scores" / "online_features.parquet"
 

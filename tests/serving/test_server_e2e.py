@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from serving.batch import run as score_base
-from serving.local_server import PROJECT_ROOT, SERVICE, local_server
+from local_server import PROJECT_ROOT, SERVICE, local_server
 
 pytestmark = pytest.mark.server
 
