@@ -68,10 +68,11 @@ ui: $(STAMP) ## MLflow UI on http://127.0.0.1:5000 (the local tracking store)
 
 CUTOFF ?= latest
 OUT ?= models/scores/scores.parquet
-score: $(STAMP) ## Score the whole base with the champion (ORDERS= EVENTS= COLUMNS= CUTOFF=latest OUT=...parquet|.csv)
+FEATURES_OUT ?=
+score: $(STAMP) ## Score the whole base with the champion (ORDERS= EVENTS= COLUMNS= CUTOFF=latest OUT=...parquet|.csv FEATURES_OUT=)
 	$(PY) -m serving.batch --cutoff $(CUTOFF) --out $(OUT) \
 	  $(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
-	  $(if $(COLUMNS),--columns $(COLUMNS))
+	  $(if $(COLUMNS),--columns $(COLUMNS)) $(if $(FEATURES_OUT),--features-out $(FEATURES_OUT))
 
 PORT ?= 3000
 serve: $(STAMP) ## Serve the champion on http://127.0.0.1:3000 (after `make score`; CUSTOMER_VALUE_API_KEY= optional)

@@ -4,69 +4,51 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from features import build_features
 from features.history import as_cutoff, format_cutoff
 from features.io import LoadResult, load_events, load_orders
+from serving.run_files import (
+    DEFAULT_FEATURES_OUT,
+    DEFAULT_OUT,
+    SCORE_COLUMNS,
+    RunStamp,
+    rejected_path,
+    store_label,
+    sweep_stale_work,
+    work_folder,
+    write_feature_table,
+    write_scores,
+)
 from serving.scoring import REASON_MODES, score_frame
 from serving.segments import assign_segments, value_thresholds
+from serving.settings import DEFAULT_MODEL_URI
 from training import tracking
 from training.config import DEMO_DIR
 from training.model import CustomerValueModel
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_URI = f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}"
-DEFAULT_OUT = Path("models/scores/scores.parquet")
-DEFAULT_FEATURES_OUT = Path("models/scores/online_features.parquet")
-#: Parquet schema metadata of the online feature table (read by ``serving.online``).
-META_CUTOFF = b"customer_value.cutoff"
-META_MODEL_NAME = b"customer_value.model_name"
-META_MODEL_VERSION = b"customer_value.model_version"
-#: One id per batch run, in the feature table and the parquet scores: the service answers
-#: lookups from the scores only when both files come from the same run.
-META_RUN_ID = b"customer_value.run_id"
-#: The reasons mode of the parquet scores (serving.scoring.REASON_MODES).
-META_REASONS = b"customer_value.reasons"
-#: What scoring gives every customer: predictions, segments, action and reasons (the batch
-#: file's columns and the online answer's fields).
-SCORED_FIELDS: tuple[str, ...] = (
-    "clv",
-    "p_churn",
-    "value_segment",
-    "risk_segment",
-    "action",
-    "reasons",
-    "value_reasons",
-)
-SCORE_COLUMNS: tuple[str, ...] = (
-    "customer_id",
-    "cutoff",
-    "horizon_days",
-    *SCORED_FIELDS,
-    "model_name",
-    "model_version",
-)
-
 
 @dataclass(frozen=True)
 class BatchConfig:
-    """What to score, with which model, and where to write it."""
+    """What to score, with which model, and where to write it.
+
+    ``features_out`` is the online feature table (None: none is written). The command line
+    writes the live table (:data:`DEFAULT_FEATURES_OUT`) only when the scores go to their
+    default place beside it, or when ``--features-out`` asks for it.
+    """
 
     orders: Path = DEMO_DIR / "orders.parquet"
     events: Path | None = DEMO_DIR / "service_events.parquet"
@@ -94,6 +76,7 @@ class BatchSummary:
     segments: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     out: Path | None = None
+    features_out: Path | None = None
 
     @property
     def rejected_total(self) -> int:
@@ -187,11 +170,6 @@ def _rejected_customers(
     )
 
 
-def rejected_path(out: Path) -> Path:
-    """Where a run writing ``out`` lists the customers it could not score, with the reason."""
-    return out.with_name(f"{out.stem}.rejected.csv")
-
-
 def resolve_cutoff(cutoff: str, orders: pd.DataFrame) -> pd.Timestamp:
     """``latest`` -> the day after the last order (everything known is used); else the date."""
     if cutoff == "latest":
@@ -219,6 +197,11 @@ def run(config: BatchConfig) -> BatchSummary:
         if config.events is not None
         else None
     )
+    for folder in {
+        config.out.parent,
+        *([config.features_out.parent] if config.features_out else []),
+    }:
+        sweep_stale_work(folder)
     quarantine_dir = config.out.parent
     orders = orders_result.frame
     for name, result in (("orders", orders_result), ("service_events", events_result)):
@@ -240,9 +223,7 @@ def run(config: BatchConfig) -> BatchSummary:
     # something: every id in the input is scored or rejected exactly once.
     input_customers = len(everyone)
     timings["chunk"] = time.perf_counter() - tick - timings["load_data"]
-    config.out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".scoring-", dir=config.out.parent))
-    try:
+    with work_folder(config.out.parent) as work:
         parts, feature_parts = [], []
         clv_all = []
         seconds = {"features": 0.0, "predict": 0.0}
@@ -282,31 +263,22 @@ def run(config: BatchConfig) -> BatchSummary:
             scored_count,
             rejected,
         )
-        run_metadata = {
-            META_CUTOFF: str(cutoff).encode(),
-            META_MODEL_NAME: info["model_name"].encode(),
-            META_MODEL_VERSION: info["model_version"].encode(),
-            META_RUN_ID: uuid.uuid4().hex.encode(),
-        }
-        _write_scores(
-            parts,
-            thresholds,
-            cutoff,
-            model,
-            info,
-            config,
-            summary,
-            {**run_metadata, META_REASONS: config.reasons.encode()},
+        stamp = RunStamp(
+            run_id=uuid.uuid4().hex,
+            cutoff=str(cutoff),
+            model_name=info["model_name"],
+            model_version=info["model_version"],
+            store=store_label(mlflow.get_tracking_uri()),
+            orders=str(Path(config.orders).resolve()),
         )
+        frames = _final_frames(parts, thresholds, cutoff, model, info, summary)
+        write_scores(frames, config.out, replace(stamp, reasons=config.reasons))
         if config.features_out is not None:
-            _write_feature_table(
-                feature_parts, model.feature_names_in_, run_metadata, config.features_out
-            )
+            write_feature_table(feature_parts, model.feature_names_in_, config.features_out, stamp)
         timings["write"] = time.perf_counter() - tick
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     summary.seconds = timings
     summary.out = config.out
+    summary.features_out = config.features_out
     if summary.scored + summary.rejected_total != summary.input_customers:
         raise RuntimeError(
             f"row accounting failed: {summary.scored} scored + {summary.rejected_total} rejected "
@@ -315,111 +287,32 @@ def run(config: BatchConfig) -> BatchSummary:
     return summary
 
 
-def _write_scores(
+def _final_frames(
     parts: list[Path],
     thresholds: dict[str, float],
     cutoff: pd.Timestamp,
     model: CustomerValueModel,
     info: dict[str, str],
-    config: BatchConfig,
     summary: BatchSummary,
-    metadata: dict[bytes, bytes],
-) -> None:
-    """Second pass: add segments (which need the whole base) and write atomically.
+) -> Iterator[pd.DataFrame]:
+    """Second pass over the scored parts: segments (which need the whole base) and run columns.
 
-    Parquet output carries ``metadata`` (run id, cutoff, model, reasons mode) in its schema.
+    Adds each part's CLV and segment counts to ``summary`` as it goes.
     """
-    fmt = "csv" if config.out.suffix.lower() == ".csv" else "parquet"
-    tmp = config.out.with_name(f".{config.out.name}.tmp")
-    writer = None
-    segment_counts: dict[str, dict[str, int]] = {
-        "value_segment": {},
-        "risk_segment": {},
-        "action": {},
-    }
-    try:
-        for index, part in enumerate(parts):
-            frame = pd.read_parquet(part)
-            segments = assign_segments(frame["clv"], frame["p_churn"], thresholds)
-            frame = pd.concat([frame, segments], axis=1)
-            frame["cutoff"] = cutoff
-            frame["horizon_days"] = model.spec.horizon_days
-            frame["model_name"] = info["model_name"]
-            frame["model_version"] = info["model_version"]
-            frame = frame[list(SCORE_COLUMNS)]
-            summary.total_clv += float(frame["clv"].sum())
-            for column, counts in segment_counts.items():
-                for key, count in frame[column].value_counts().items():
-                    counts[key] = counts.get(key, 0) + int(count)
-            if fmt == "csv":
-                frame.to_csv(tmp, mode="a" if index else "w", header=index == 0, index=False)
-            else:
-                table = pa.Table.from_pandas(frame, preserve_index=False)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, _with_metadata(table.schema, metadata))
-                writer.write_table(table.cast(writer.schema))
-        if writer is not None:
-            writer.close()
-            writer = None
-        if not parts:
-            # The same column types as a run with customers, so readers need no special case.
-            types = {
-                "cutoff": "datetime64[ns]",
-                "horizon_days": "int64",
-                "clv": "float64",
-                "p_churn": "float64",
-            }
-            empty = pd.DataFrame({c: pd.Series(dtype=types.get(c, "str")) for c in SCORE_COLUMNS})
-            if fmt == "csv":
-                empty.to_csv(tmp, index=False)
-            else:
-                table = pa.Table.from_pandas(empty, preserve_index=False)
-                pq.write_table(table.replace_schema_metadata(metadata), tmp)
-        # Rename last: a crash before this line leaves the previous scores untouched.
-        os.replace(tmp, config.out)
-    finally:
-        if writer is not None:
-            writer.close()
-        if tmp.exists():
-            tmp.unlink()
-    summary.segments = segment_counts
-
-
-def _write_feature_table(
-    parts: list[Path], feature_names: list[str], metadata: dict[bytes, bytes], out: Path
-) -> None:
-    """The online feature table the service reads: features per customer at the cutoff.
-
-    Written even when nobody was scored (an empty table with the model's columns), so the
-    service never keeps serving an earlier run's table after this run.
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    writer = None
-    try:
-        for part in parts:
-            table = pq.read_table(part)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, _with_metadata(table.schema, metadata))
-            writer.write_table(table.cast(writer.schema))
-        if writer is None:
-            schema = pa.schema(
-                [("customer_id", pa.string())] + [(name, pa.float64()) for name in feature_names]
-            )
-            pq.write_table(schema.empty_table().replace_schema_metadata(metadata), tmp)
-        if writer is not None:
-            writer.close()
-            writer = None
-        os.replace(tmp, out)
-    finally:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
-
-
-def _with_metadata(schema: pa.Schema, metadata: dict[bytes, bytes]) -> pa.Schema:
-    """``schema`` with ``metadata`` added to what it has (pandas' own metadata is kept)."""
-    return schema.with_metadata({**(schema.metadata or {}), **metadata})
+    summary.segments = {"value_segment": {}, "risk_segment": {}, "action": {}}
+    for part in parts:
+        frame = pd.read_parquet(part)
+        segments = assign_segments(frame["clv"], frame["p_churn"], thresholds)
+        frame = pd.concat([frame, segments], axis=1)
+        frame["cutoff"] = cutoff
+        frame["horizon_days"] = model.spec.horizon_days
+        frame["model_name"] = info["model_name"]
+        frame["model_version"] = info["model_version"]
+        summary.total_clv += float(frame["clv"].sum())
+        for column, counts in summary.segments.items():
+            for key, count in frame[column].value_counts().items():
+                counts[key] = counts.get(key, 0) + int(count)
+        yield frame[list(SCORE_COLUMNS)]
 
 
 def parse_args(argv: list[str] | None = None) -> BatchConfig:
@@ -440,9 +333,10 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
     parser.add_argument("--out", type=Path, default=d.out, help=".parquet (default) or .csv")
     parser.add_argument(
         "--features-out",
-        type=Path,
-        default=d.features_out,
-        help="online feature table for the service",
+        default=None,
+        help=f"online feature table for the service, or 'none' (default: {DEFAULT_FEATURES_OUT} "
+        f"when --out is the default {DEFAULT_OUT}, else none, so scoring another file never "
+        "replaces the table a running service answers from)",
     )
     parser.add_argument("--model-uri", default=d.model_uri)
     parser.add_argument("--chunk-customers", type=int, default=d.chunk_customers)
@@ -464,12 +358,24 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
         columns=args.columns,
         cutoff=args.cutoff,
         out=args.out,
-        features_out=args.features_out,
+        features_out=_features_out(args.features_out, args.out),
         model_uri=args.model_uri,
         chunk_customers=args.chunk_customers,
         reasons=args.reasons,
         strict=args.strict,
     )
+
+
+def _features_out(flag: str | None, out: Path) -> Path | None:
+    """The online feature table a run writes: asked for, or the live one beside the scores.
+
+    Without ``--features-out``, only a run whose scores go to the default place (the nightly
+    ``make score``) replaces the live table; any other run (another file, another ``--out``)
+    leaves it alone: the service would otherwise reload it and answer from other customers.
+    """
+    if flag is None:
+        return DEFAULT_FEATURES_OUT if out.resolve() == DEFAULT_OUT.resolve() else None
+    return None if flag.lower() == "none" else Path(flag)
 
 
 def print_summary(summary: BatchSummary) -> None:
@@ -487,6 +393,13 @@ def print_summary(summary: BatchSummary) -> None:
         print(f"  {column}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary.seconds.items()))
     print(f"wrote {summary.out}")
+    if summary.features_out is not None:
+        print(f"wrote the online feature table {summary.features_out}")
+    else:
+        print(
+            "no online feature table written (the live one is left as it was); pass "
+            "--features-out PATH to write one"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

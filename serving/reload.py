@@ -16,34 +16,29 @@ import asyncio
 import functools
 import gc
 import logging
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio.to_thread
-import pyarrow as pa
-import pyarrow.parquet as pq
+import mlflow
 
-from serving.batch import META_RUN_ID
 from serving.batching import AdaptiveBatcher
-from serving.online import (
+from serving.online import ONLINE_REASONS, load_value_thresholds, score_rows
+from serving.run_files import (
     BatchAnswers,
     FeatureTable,
-    OnlineConfig,
+    Signature,
+    file_signature,
     load_batch_answers,
     load_feature_table,
-    load_value_thresholds,
-    score_rows,
+    store_label,
 )
+from serving.settings import OnlineConfig
 from training import tracking
 from training.model import CustomerValueModel
 
 logger = logging.getLogger(__name__)
 
-RELOAD_ENV = "CUSTOMER_VALUE_RELOAD_SECONDS"
-#: How often (at most) a request checks whether the feature table file changed.
-DEFAULT_RELOAD_SECONDS = 30.0
 #: Adaptive batching of the model call: most feature rows per batch, and the longest a row may
 #: wait in the queue before the dispatcher sheds it (the caller gets 503).
 MAX_BATCH_ROWS = 500
@@ -53,31 +48,10 @@ MAX_LATENCY_MS = 1000
 #: disk may have been down for a moment).
 RETRY_SECONDS = 300.0
 
-#: A feature table's identity and version: inode, size, modification time in ns, and the batch
-#: run id in its footer (a copy that keeps size and mtime, e.g. ``cp -p``, still differs).
-Signature = tuple[int, int, int, bytes]
-
-
-def file_signature(path: Path) -> Signature | None:
-    """What changes when the table at ``path`` is rewritten or replaced; None when missing."""
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None
-    try:
-        run_id = (pq.read_schema(path).metadata or {}).get(META_RUN_ID, b"")
-    except (OSError, pa.ArrowException):
-        run_id = b"unreadable"  # the reload will say what is wrong with it
-    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, run_id)
-
 
 def reload_interval(environ: dict[str, str] | None = None) -> float:
-    """``CUSTOMER_VALUE_RELOAD_SECONDS`` (default 30; 0 checks on every request; < 0 never)."""
-    text = (os.environ if environ is None else environ).get(RELOAD_ENV, "")
-    try:
-        return float(text) if text else DEFAULT_RELOAD_SECONDS
-    except ValueError:
-        raise ValueError(f"{RELOAD_ENV}={text!r}; expected a number of seconds") from None
+    """``CUSTOMER_VALUE_RELOAD_SECONDS`` (:class:`serving.settings.OnlineConfig`)."""
+    return OnlineConfig.from_env(environ).reload_seconds
 
 
 @dataclass(frozen=True)
@@ -129,9 +103,13 @@ def load_served(
         model = current.model
     else:
         model = tracking.load_model(tracking.pinned_uri(config.model_uri, info))
-    table = load_feature_table(config.features, model.feature_names_in_)
+    table = load_feature_table(
+        config.features, model.feature_names_in_, store_label(mlflow.get_tracking_uri())
+    )
     answers = (
-        load_batch_answers(table, info["model_version"]) if config.lookups == "batch" else None
+        load_batch_answers(table, info["model_version"], ONLINE_REASONS)
+        if config.lookups == "batch"
+        else None
     )
     thresholds, source = load_value_thresholds(table, model, answers)
     for rows in (1, 16):

@@ -1,19 +1,21 @@
 """Batch scoring: every customer scored or rejected with a reason, atomic output, both formats."""
 
 import dataclasses
+import os
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from features import build_features
-from serving.batch import (
+from serving.batch import BatchConfig, CustomerChunks, main, parse_args, print_summary, run
+from serving.run_files import (
+    DEFAULT_FEATURES_OUT,
     SCORE_COLUMNS,
-    BatchConfig,
-    CustomerChunks,
-    print_summary,
+    RunStamp,
     rejected_path,
-    run,
+    store_label,
 )
 from training import tracking
 
@@ -191,3 +193,76 @@ def test_summary_says_what_was_scored_and_where_the_rejected_are(scored, capsys)
     assert f"rejected {rejected:,}: no order before the cutoff" in out
     assert f"(each rejected customer and its reason: {rejected_path(config.out)})" in out
     assert f"wrote {config.out}" in out
+
+
+# -- the live feature table and a run's files -----------------------------------------------
+
+
+def test_scoring_another_file_leaves_the_live_feature_table_alone(
+    served_store, tmp_path, monkeypatch
+):
+    # `python -m serving.batch --orders other.csv --out elsewhere.parquet` used to overwrite
+    # the live table a running service reloads (its customers then became unknown).
+    monkeypatch.chdir(tmp_path)
+    live = tmp_path / DEFAULT_FEATURES_OUT
+    live.parent.mkdir(parents=True)
+    live.write_bytes(b"the live table")
+    argv = [
+        "--orders",
+        str(served_store.orders_path),
+        "--events",
+        str(served_store.events_path),
+        "--model-uri",
+        served_store.model_uri,
+        "--out",
+        str(tmp_path / "elsewhere.parquet"),
+    ]
+    config = parse_args(argv)
+    assert config.features_out is None
+    assert main(argv) == 0
+    assert live.read_bytes() == b"the live table"
+    assert (tmp_path / "elsewhere.parquet").exists()
+    # Asked for, a table is written where it was asked; the default run writes the live one.
+    asked = parse_args([*argv, "--features-out", str(tmp_path / "mine.parquet")])
+    assert asked.features_out == tmp_path / "mine.parquet"
+    assert parse_args([*argv[:-2]]).features_out == DEFAULT_FEATURES_OUT
+    assert parse_args([*argv[:-2], "--features-out", "none"]).features_out is None
+
+
+def test_feature_table_records_the_store_model_and_orders_it_came_from(served_store, scored):
+    config, _ = scored
+    stamp = RunStamp.from_metadata(pq.read_schema(config.features_out).metadata)
+    assert stamp.store == store_label(served_store.tracking_uri)
+    assert stamp.orders == str(served_store.orders_path.resolve())
+    assert (stamp.model_name, stamp.model_version) == ("customer-value", served_store.version)
+    scores_stamp = RunStamp.from_metadata(pq.read_schema(config.out).metadata)
+    assert scores_stamp == dataclasses.replace(stamp, reasons="approximate")
+
+
+def test_store_label_drops_credentials_and_resolves_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert store_label("sqlite:///models/mlflow.db") == f"sqlite:///{tmp_path}/models/mlflow.db"
+    assert store_label("https://bob:secret@mlflow.example:8443/x") == (
+        "https://mlflow.example:8443/x"
+    )
+    assert "secret" not in store_label("postgresql://bob:secret@db/mlflow")
+
+
+def test_a_killed_runs_work_files_are_removed_by_the_next_run(served_store, tmp_path):
+    dead = 2**22 + 12345  # above Linux's default pid_max: no such process
+    assert not Path(f"/proc/{dead}").exists()
+    left = [
+        tmp_path / f".scoring-{dead}-abc",
+        tmp_path / ".scoring-k3j4h5",  # named before process ids were in the names
+    ]
+    for folder in left:
+        folder.mkdir()
+        (folder / "part-00000.parquet").write_bytes(b"x" * 1000)
+    stale_tmp = tmp_path / f".scoring-{dead}-scores.parquet.tmp"
+    stale_tmp.write_bytes(b"half")
+    running = tmp_path / f".scoring-{os.getpid()}-busy"
+    running.mkdir()
+    score_latest(served_store, served_store.orders_path, None, tmp_path / "scores.parquet")
+    assert not any(path.exists() for path in [*left, stale_tmp])
+    assert running.exists()  # a run still going keeps its work folder
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [running.name]

@@ -13,20 +13,18 @@ import pytest
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
-from serving import batch
 from serving.batch import run as score_base
 from serving.guard import BENTOML_REQUEST_LOGGER
 from serving.online import (
-    OnlineConfig,
+    ONLINE_REASONS,
     build_inline_features,
     finish,
-    load_batch_answers,
-    load_feature_table,
     load_value_thresholds,
     prepare,
     score_rows,
     validate_history,
 )
+from serving.run_files import RunStamp, TableMismatch, load_batch_answers, load_feature_table
 from serving.segments import value_thresholds
 from serving.service import (
     MAX_CUSTOMERS,
@@ -35,6 +33,7 @@ from serving.service import (
     CustomerValue,
     ScoreRequest,
 )
+from serving.settings import OnlineConfig
 from training import tracking
 
 API_KEY = "s3cret"
@@ -417,13 +416,13 @@ def test_thresholds_without_the_scores_file_equal_batch(online, tmp_path):
     model = tracking.load_model(config.model_uri)
     version = tracking.version_info(config.model_uri)["model_version"]
     table = load_feature_table(lonely, model.feature_names_in_)
-    assert load_batch_answers(table, version) is None  # no scores.parquet beside it
+    assert load_batch_answers(table, version, ONLINE_REASONS) is None  # no scores.parquet beside it
     thresholds, source = load_value_thresholds(table, model)
     assert "predicted" in source
     expected = value_thresholds(scores["clv"].to_numpy())
     assert thresholds == pytest.approx(expected, rel=1e-9)
     beside = load_feature_table(config.features_out, model.feature_names_in_)
-    answers = load_batch_answers(beside, version)
+    answers = load_batch_answers(beside, version, ONLINE_REASONS)
     assert answers is not None
     thresholds, source = load_value_thresholds(beside, model, answers)
     assert thresholds == expected and "scores.parquet" in source
@@ -436,7 +435,7 @@ def test_model_scored_lookups_equal_the_batch_answers(online):
     model = tracking.load_model(config.model_uri)
     version = tracking.version_info(config.model_uri)["model_version"]
     table = load_feature_table(config.features_out, model.feature_names_in_)
-    answers = load_batch_answers(table, version)
+    answers = load_batch_answers(table, version, ONLINE_REASONS)
     thresholds, _ = load_value_thresholds(table, model, answers)
     items = [{"customer_id": i} for i in scores.index]
     pending = prepare(items, table, model.spec)
@@ -464,23 +463,24 @@ def test_batch_answers_are_refused_when_they_belong_to_another_run(online, tmp_p
     meta = scores.schema.metadata
 
     def write(scores_table: pa.Table, **changes: bytes) -> None:
-        changed = {**meta, **{getattr(batch, name): value for name, value in changes.items()}}
+        changed = {**meta, **{f"customer_value.{k}".encode(): v for k, v in changes.items()}}
         pq.write_table(scores_table.replace_schema_metadata(changed), folder / "scores.parquet")
 
     write(scores)
-    assert load_batch_answers(table, version) is not None
+    assert load_batch_answers(table, version, ONLINE_REASONS) is not None
     for label, scores_table, changes in (
-        ("another run", scores, {"META_RUN_ID": b"0" * 32}),
-        ("no run id", scores, {"META_RUN_ID": b""}),
-        ("reasons none", scores, {"META_REASONS": b"none"}),
-        ("exact reasons", scores, {"META_REASONS": b"exact"}),
+        ("another run", scores, {"run_id": b"0" * 32}),
+        ("no run id", scores, {"run_id": b""}),
+        ("reasons none", scores, {"reasons": b"none"}),
+        ("exact reasons", scores, {"reasons": b"exact"}),
     ):
         write(scores_table, **changes)
-        assert load_batch_answers(table, version) is None, label
+        assert load_batch_answers(table, version, ONLINE_REASONS) is None, label
     write(scores.slice(1))  # same run id, but not the same customers
-    assert load_batch_answers(table, version) is None
+    assert load_batch_answers(table, version, ONLINE_REASONS) is None
     write(scores)
-    assert load_batch_answers(table, "999") is None  # the table was written by another version
+    # The table was written by another version.
+    assert load_batch_answers(table, "999", ONLINE_REASONS) is None
 
 
 def test_lookup_mode_comes_from_the_environment():
@@ -523,3 +523,40 @@ def test_feature_table_errors_say_what_to_do(tmp_path):
     pq.write_table(table, partial)
     with pytest.raises(ValueError, match=r"missing column\(s\) \['frequency'\]"):
         load_feature_table(partial, ["recency", "frequency"])
+
+
+def test_a_table_of_another_tracking_store_is_refused(online, tmp_path):
+    # Another store's table carried the same "customer-value v1" label and was served as if
+    # it were this store's; its stamp names its store now.
+    config, _ = online
+    model = tracking.load_model(config.model_uri)
+    table = pq.read_table(config.features_out)
+    stamp = RunStamp.from_metadata(table.schema.metadata)
+    assert stamp.store  # written by this version
+    assert load_feature_table(config.features_out, model.feature_names_in_, stamp.store)
+    other = tmp_path / "online_features.parquet"
+    meta = {**table.schema.metadata, b"customer_value.store": b"sqlite:////elsewhere/mlflow.db"}
+    pq.write_table(table.replace_schema_metadata(meta), other)
+    with pytest.raises(TableMismatch, match="tracking store sqlite:////elsewhere/mlflow.db"):
+        load_feature_table(other, model.feature_names_in_, stamp.store)
+
+
+def test_unreadable_table_and_scores_are_named(online, tmp_path, caplog):
+    config, _ = online
+    model = tracking.load_model(config.model_uri)
+    version = tracking.version_info(config.model_uri)["model_version"]
+    junk = tmp_path / "junk" / "online_features.parquet"
+    junk.parent.mkdir()
+    junk.write_bytes(b"\x00not parquet" * 100)
+    with pytest.raises(ValueError, match=f"{junk}.*not a readable Parquet file"):
+        load_feature_table(junk, model.feature_names_in_)
+    # The scores beside the table are optional: a corrupt one is named and lookups fall back
+    # to the model, instead of the service failing to start.
+    folder = tmp_path / "corrupt-scores"
+    folder.mkdir()
+    (folder / "online_features.parquet").write_bytes(config.features_out.read_bytes())
+    (folder / "scores.parquet").write_bytes(config.out.read_bytes()[:-100])
+    table = load_feature_table(folder / "online_features.parquet", model.feature_names_in_)
+    with caplog.at_level(logging.WARNING, logger="serving.run_files"):
+        assert load_batch_answers(table, version, ONLINE_REASONS) is None
+    assert f"{folder / 'scores.parquet'} cannot be read" in caplog.text

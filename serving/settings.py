@@ -1,0 +1,89 @@
+"""The service's settings: every environment variable it reads, read in one place.
+
+Configuration is infrastructure only (where the model and the table are, how to answer
+lookups, how often to look for a new batch run, the API key); what the model does is decided
+at training time. ``MLFLOW_TRACKING_URI`` is read by :func:`training.tracking.tracking_uri`.
+BentoML's own settings (worker count, access log, ...) go through ``BENTOML_CONFIG_OPTIONS``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serving.run_files import DEFAULT_FEATURES_OUT
+from training import tracking
+
+MODEL_URI_ENV = "CUSTOMER_VALUE_MODEL_URI"
+FEATURES_ENV = "CUSTOMER_VALUE_FEATURES"
+LOOKUPS_ENV = "CUSTOMER_VALUE_LOOKUPS"
+RELOAD_ENV = "CUSTOMER_VALUE_RELOAD_SECONDS"
+API_KEY_ENV = "CUSTOMER_VALUE_API_KEY"
+
+DEFAULT_MODEL_URI = f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}"
+#: How lookups are answered: from the batch run's scores when they belong to the served model
+#: and the table's cutoff (``batch``, the default), or by the model on every request (``model``).
+LOOKUP_MODES: tuple[str, ...] = ("batch", "model")
+#: How often (at most) a request checks whether the feature table file changed.
+DEFAULT_RELOAD_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    """Where the service finds its model and feature table, and how it answers.
+
+    Attributes
+    ----------
+    model_uri : str
+        ``CUSTOMER_VALUE_MODEL_URI`` (default ``models:/customer-value@champion``).
+    features : pathlib.Path
+        ``CUSTOMER_VALUE_FEATURES``: the online feature table of the batch run.
+    lookups : str
+        ``CUSTOMER_VALUE_LOOKUPS``: one of :data:`LOOKUP_MODES`.
+    reload_seconds : float
+        ``CUSTOMER_VALUE_RELOAD_SECONDS``: seconds between checks for a new batch run (0 on
+        every request, < 0 never).
+    api_key : str
+        ``CUSTOMER_VALUE_API_KEY``: when set, requests must carry it (:mod:`serving.guard`).
+        Not shown in ``repr``, so it never reaches a log.
+    """
+
+    model_uri: str = DEFAULT_MODEL_URI
+    features: Path = DEFAULT_FEATURES_OUT
+    lookups: str = "batch"
+    reload_seconds: float = DEFAULT_RELOAD_SECONDS
+    api_key: str = field(default="", repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OnlineConfig:
+        """Read the settings from the environment (``os.environ`` by default).
+
+        Raises
+        ------
+        ValueError
+            Naming the variable, its value and what was expected, when
+            ``CUSTOMER_VALUE_LOOKUPS`` is not one of :data:`LOOKUP_MODES` or
+            ``CUSTOMER_VALUE_RELOAD_SECONDS`` is not a number.
+        """
+        env = os.environ if environ is None else environ
+        lookups = env.get(LOOKUPS_ENV) or "batch"
+        if lookups not in LOOKUP_MODES:
+            raise ValueError(
+                f"{LOOKUPS_ENV}={lookups!r}; expected one of {', '.join(LOOKUP_MODES)}"
+            )
+        reload_text = env.get(RELOAD_ENV, "")
+        try:
+            reload_seconds = float(reload_text) if reload_text else DEFAULT_RELOAD_SECONDS
+        except ValueError:
+            raise ValueError(
+                f"{RELOAD_ENV}={reload_text!r}; expected a number of seconds"
+            ) from None
+        return cls(
+            model_uri=env.get(MODEL_URI_ENV) or DEFAULT_MODEL_URI,
+            features=Path(env.get(FEATURES_ENV) or DEFAULT_FEATURES_OUT),
+            lookups=lookups,
+            reload_seconds=reload_seconds,
+            api_key=env.get(API_KEY_ENV, ""),
+        )
