@@ -25,14 +25,10 @@ from features.history import as_cutoff
 from training import tracking
 from training.baselines import ParetoNbdGammaGammaBaseline, SimpleFormulaBaseline
 from training.config import FitSettings, TrainConfig, positive_int, run_entrypoint
-from training.evaluate import (
-    holdout_metrics,
-    paired_standard_errors,
-    plot_calibration,
-    plot_deciles,
-)
+from training.evaluate import holdout_metrics, paired_standard_errors
 from training.gate import GATE_METRICS, gain
 from training.pipeline import train_models
+from training.plots import plot_calibration, plot_deciles
 from training.train import load_validated
 
 logger = logging.getLogger(__name__)

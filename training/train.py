@@ -17,18 +17,16 @@ from features.io import LoadResult, load_events, load_orders
 from features.synth import write_demo
 from training import tracking
 from training.config import DEMO_DIR, TrainConfig, parse_args, run_entrypoint
-from training.evaluate import (
-    decile_table,
-    holdout_metrics,
-    paired_standard_errors,
+from training.evaluate import decile_table, holdout_metrics, paired_standard_errors
+from training.gate import GateDecision, decide, report_table
+from training.model import CustomerValueModel
+from training.pipeline import FAMILIES, Plan, Trained, train_models
+from training.plots import (
     plot_calibration,
     plot_cumulative_gain,
     plot_deciles,
     plot_feature_importance,
 )
-from training.gate import GateDecision, decide, report_table
-from training.model import CustomerValueModel
-from training.pipeline import FAMILIES, Plan, Trained, train_models
 
 #: The baselines every run reports and the gate compares with.
 BASELINES: tuple[str, ...] = ("simple", "bgnbd", "pareto_nbd")

@@ -1,26 +1,27 @@
-"""Metrics pinned between a perfect and a random ranker, hand-computed values, plots."""
+"""Metrics pinned between a perfect and a random ranker, hand-computed values."""
 
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.figure import Figure
 
 from training.evaluate import (
     DECILE_COLUMNS,
+    as_probability_pair,
+    as_value_pair,
+    as_vector,
     brier,
+    calibration_bins,
     churn_metrics,
     clv_metrics,
     decile_table,
     expected_calibration_error,
+    gain_curve,
     mae,
     normalized_gini,
-    plot_calibration,
-    plot_cumulative_gain,
-    plot_deciles,
-    plot_feature_importance,
     pr_auc,
+    ranked_actuals,
     rmse,
     roc_auc,
     spearman,
@@ -236,83 +237,28 @@ def test_bad_bin_count_is_refused():
         expected_calibration_error([0, 1], [0.2, 0.8], n_bins=0)
 
 
-# --------------------------------------------------------------------------- plots
+# --------------------------------------------------------------------------- shared helpers
 
 
-@pytest.fixture
-def clv_preds(values) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    rng = np.random.default_rng(2)
-    y_true = values[:500]
-    preds = {
-        "xgboost": y_true * rng.lognormal(sigma=0.5, size=500),
-        "formula": rng.permutation(y_true),
-    }
-    return y_true, preds
+def test_ranked_actuals_average_ties_and_gain_curve_runs_from_zero_to_one():
+    true = np.array([1.0, 5.0, 3.0, 7.0])
+    pred = np.array([2.0, 9.0, 2.0, 0.0])  # 9 first, the tie at 2 shares (1 + 3) / 2, then 0
+    ranked = ranked_actuals(true, pred)
+    assert ranked.tolist() == [5.0, 2.0, 2.0, 7.0]
+    assert gain_curve(ranked).tolist() == pytest.approx([0.0, 5 / 16, 7 / 16, 9 / 16, 1.0])
 
 
-def _saves(fig: Figure, tmp_path) -> bool:
-    path = tmp_path / "plot.png"
-    fig.savefig(path)
-    return path.stat().st_size > 0
+def test_calibration_bins_put_p_of_one_in_the_last_bin():
+    bins = calibration_bins(np.array([0.0, 1.0, 1.0]), np.array([0.05, 0.95, 1.0]), 10)
+    assert bins.index.tolist() == [0, 9]
+    assert bins["customers"].tolist() == [1, 2]
+    assert bins["rate"].tolist() == [0.0, 1.0]
 
 
-def test_plot_deciles(clv_preds, tmp_path):
-    y_true, preds = clv_preds
-    fig = plot_deciles(y_true, preds)
-    assert isinstance(fig, Figure)
-    assert len(fig.axes) == 2
-    assert all(len(ax.get_lines()) == 2 for ax in fig.axes)
-    assert [ax.get_title() for ax in fig.axes] == ["xgboost", "formula"]
-    assert _saves(fig, tmp_path)
-
-
-def test_plot_cumulative_gain(clv_preds, tmp_path):
-    y_true, preds = clv_preds
-    fig = plot_cumulative_gain(y_true, preds)
-    (ax,) = fig.axes
-    labels = [line.get_label() for line in ax.get_lines()]
-    assert len(labels) == 4
-    assert labels[0].startswith("xgboost (gini ")
-    assert labels[2:] == ["perfect", "random"]
-    assert _saves(fig, tmp_path)
-
-
-def test_plot_cumulative_gain_is_downsampled_for_large_bases(values):
-    fig = plot_cumulative_gain(values, {"model": values}, max_points=100)
-    assert all(len(line.get_xdata()) <= 101 for line in fig.axes[0].get_lines())
-
-
-def test_plot_calibration(tmp_path):
-    rng = np.random.default_rng(4)
-    p = rng.random(1000)
-    y = (rng.random(1000) < p).astype(int)
-    fig = plot_calibration(y, {"xgboost": p, "constant": np.full(1000, y.mean())})
-    (ax,) = fig.axes
-    assert len(ax.get_lines()) == 3
-    assert _saves(fig, tmp_path)
-
-
-def test_plot_feature_importance(tmp_path):
-    importance = pd.Series(np.arange(30.0), index=[f"feature_{i}" for i in range(30)])
-    fig = plot_feature_importance(importance, top=20)
-    (ax,) = fig.axes
-    assert len(ax.patches) == 20
-    labels = [tick.get_text() for tick in ax.get_yticklabels()]
-    assert labels[-1] == "feature_29"  # the largest is drawn at the top
-    assert "feature_9" not in labels
-    assert _saves(fig, tmp_path)
-    assert len(plot_feature_importance(importance[:5]).axes[0].patches) == 5
-
-
-def test_plots_refuse_empty_or_misaligned_models(clv_preds):
-    y_true, _ = clv_preds
-    with pytest.raises(ValueError, match="preds is empty"):
-        plot_deciles(y_true, {})
-    with pytest.raises(ValueError, match="probs is empty"):
-        plot_calibration([0, 1], {})
-    with pytest.raises(ValueError, match=r"y_true and preds\['short'\] have different lengths"):
-        plot_cumulative_gain(y_true, {"short": y_true[:10]})
-    with pytest.raises(ValueError, match="top must be a positive integer"):
-        plot_feature_importance(pd.Series([1.0], index=["a"]), top=0)
-    with pytest.raises(ValueError, match="importance is empty"):
-        plot_feature_importance(pd.Series([], dtype=float))
+def test_pair_checks_name_the_prediction():
+    with pytest.raises(ValueError, match=r"y_true and preds\['a'\] have different lengths"):
+        as_value_pair([1.0, 2.0], [1.0], "preds['a']")
+    with pytest.raises(ValueError, match=r"probs\['a'\] has 1 values outside \[0, 1\]"):
+        as_probability_pair([0, 1], [0.5, 2.0], "probs['a']")
+    with pytest.raises(ValueError, match="x is empty"):
+        as_vector([], "x")
