@@ -18,7 +18,7 @@ EVENTS ?=
 COLUMNS ?=
 HORIZON_DAYS ?= 365
 
-.PHONY: help install lock data train backtest promote ui score serve bento serve-bento test test-fast lint format bench bench-batch bench-online clean
+.PHONY: help install lock data train backtest promote ui score serve bento serve-bento test test-fast lint format bench bench-batch bench-online soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -107,10 +107,17 @@ bench: $(STAMP) ## Feature-building benchmark (50k, 200k, 1M customers); writes 
 bench-batch: $(STAMP) ## Batch-scoring benchmark on the 1M-customer bench data (needs `make bench` data and a model)
 	$(PY) bench/batch_bench.py
 
+WRK_NEEDED = @command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } || \
+	{ echo "wrk is needed: apt-get install wrk (or run bench/online_bench.py --client httpx)"; exit 2; }
+
 bench-online: $(STAMP) ## Online benchmark: wrk against a local server (needs `make train score`; installs wrk with apt-get if missing)
-	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } || \
-		{ echo "wrk is needed: apt-get install wrk (or run bench/online_bench.py --client httpx)"; exit 2; }
+	$(WRK_NEEDED)
 	$(PY) bench/online_bench.py
+
+SOAK_MINUTES ?= 5
+soak: $(STAMP) ## Soak: 50 storefront connections (100 ms think) for SOAK_MINUTES=5, a row per 30 s (needs `make train score`)
+	$(WRK_NEEDED)
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
 
 clean: ## Remove .venv, generated data and model artifacts
 	rm -rf $(VENV) data models/mlflow.db models/mlartifacts models/bentoml models/scores
