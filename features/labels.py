@@ -11,7 +11,9 @@ from features.spec import NON_REVENUE_STATUSES, FeatureSpec
 LABEL_COLUMNS: tuple[str, ...] = ("future_value", "churned")
 
 
-def build_labels(orders: pd.DataFrame, *, cutoff: object, spec: FeatureSpec) -> pd.DataFrame:
+def build_labels(
+    orders: pd.DataFrame, *, cutoff: str | pd.Timestamp, spec: FeatureSpec
+) -> pd.DataFrame:
     """Labels for every customer with an order strictly before ``cutoff``.
 
     Parameters

@@ -16,7 +16,7 @@ _START_SLACK_DAYS = 30
 def seasonal_index(
     orders: pd.DataFrame,
     *,
-    cutoff: object,
+    cutoff: str | pd.Timestamp,
     horizon_days: int,
     window_start: object | None = None,
 ) -> float:

@@ -19,7 +19,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import anyio.to_thread
 import numpy as np
@@ -93,7 +93,8 @@ class AdaptiveBatcher:
             self._dispatch = self._dispatcher(self._score)
         self.in_flight += 1
         try:
-            return await self._dispatch(matrix)
+            # The dispatcher is typed as returning Optional; it returns what _score returns.
+            return cast(list[dict[str, Any]], await self._dispatch(matrix))
         finally:
             self.in_flight -= 1
 

@@ -88,7 +88,7 @@ def describe(feature: str, value: float) -> str:
     if template is None:
         return f"{feature.replace('_', ' ')} = {value:g}"
     if _WHOLE_NUMBER.search(template):
-        value = float(_whole(np.float64(value)))
+        value = float(_whole(np.asarray(value, dtype="float64")))
         if abs(value) == 1:
             template = _SINGULAR[template]
     return template.format(v=value, w=window)

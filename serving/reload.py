@@ -181,7 +181,7 @@ class Reloader:
 
     async def settled(self) -> None:
         """Wait for a reload that :meth:`poke` started, if one is running."""
-        if self._running():
+        if self._task is not None and self._running():
             await self._task
 
     async def refresh(self) -> bool:

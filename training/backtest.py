@@ -178,7 +178,7 @@ def result_table(results: list[CutoffResult]) -> pd.DataFrame:
     rows = []
     for result in results:
         for name, metrics in result.metrics.items():
-            row = {"cutoff": str(result.cutoff.date()), "model": name}
+            row: dict[str, str | float] = {"cutoff": str(result.cutoff.date()), "model": name}
             row.update({metric: metrics.get(metric, float("nan")) for metric in TABLE_METRICS})
             rows.append(row)
     return pd.DataFrame(rows).set_index(["cutoff", "model"])

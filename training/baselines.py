@@ -567,7 +567,8 @@ class BgNbdGammaGammaBaseline(_CountsGammaGammaBaseline):
         if repeat.any():
             repeaters = data.loc[repeat]
             p_none[repeat] = _point(
-                self.bgnbd_model_.expected_probability_no_purchase(horizon, repeaters),
+                # pymc-marketing annotates t as int; the closed form takes any length of time.
+                self.bgnbd_model_.expected_probability_no_purchase(horizon, repeaters),  # type: ignore[arg-type]
                 repeaters["customer_id"].to_numpy(),
             )
         return purchases, p_none, p_alive

@@ -474,7 +474,7 @@ class CustomerValueModel:
             ``clv`` and ``p_churn``, float64.
         """
         X = self._checked_matrix(X)
-        stack = self._require_stack()
+        stack = self.require_stack()
         return self._combine(stack, self._evaluate(np.asarray(X, dtype="float64")).parts)
 
     def _combine(self, stack: Stack, parts: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -526,7 +526,7 @@ class CustomerValueModel:
         (clv, p_churn, contributions, values)
         """
         X = self._checked_matrix(X)
-        stack = self._require_stack()
+        stack = self.require_stack()
         evaluated = self._evaluate(np.asarray(X, dtype="float64"))
         clv, p_churn = self._combine(stack, evaluated.parts)
         contributions = self._contributions(stack, evaluated, approximate)
@@ -560,7 +560,7 @@ class CustomerValueModel:
         Returns ``{"clv": ..., "churn": ...}``, each rows x (explanation names + bias), float64.
         """
         X = self._checked_matrix(X)
-        stack = self._require_stack()
+        stack = self.require_stack()
         return self._contributions(
             stack, self._evaluate(np.asarray(X, dtype="float64")), approximate
         )
@@ -624,7 +624,14 @@ class CustomerValueModel:
                 "This CustomerValueModel is not fitted yet; call fit() or load a trained model"
             )
 
-    def _require_stack(self) -> Stack:
+    def require_stack(self) -> Stack:
+        """The fitted stack.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            When :meth:`fit_stack` has not run.
+        """
         if self.stack_ is None:
             raise NotFittedError(
                 "This CustomerValueModel has no stack yet; call fit_stack() on horizon labels"
@@ -649,7 +656,7 @@ class CustomerValueModel:
     def save(self, directory: str | Path) -> Path:
         """Write both boosters (native XGBoost JSON), the purchase model, stack and contract."""
         self._require_fitted()
-        stack = self._require_stack()
+        stack = self.require_stack()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for name, model in (("clv", self.clv_model_), ("churn", self.churn_model_)):

@@ -271,7 +271,7 @@ def train_models(
     served_season = seasonal_index(
         orders, cutoff=plan.data_end, horizon_days=spec.horizon_days, window_start=plan.holdout
     )
-    stack = _stacked(twin.model, holdout, family=family, season=served_season).stack_
+    stack = _stacked(twin.model, holdout, family=family, season=served_season).require_stack()
     if refit:
         fitted = fit_cutoff(
             orders,
@@ -321,9 +321,9 @@ def choose_family(metrics: dict[str, dict[str, float]]) -> str:
     wins = {name: 0 for name in FAMILIES}
     for metric in GATE_METRICS:
         scores = {name: metrics[name].get(metric, float("nan")) for name in FAMILIES}
-        best = None
-        for name in FAMILIES:
-            if best is None or better(metric, scores[name], scores[best]):
+        best = FAMILIES[0]
+        for name in FAMILIES[1:]:
+            if better(metric, scores[name], scores[best]):
                 best = name
         wins[best] += 1
     return max(FAMILIES, key=lambda name: (wins[name], name == "hybrid"))

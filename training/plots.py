@@ -14,6 +14,7 @@ nothing is saved or shown (the caller logs it, see :func:`training.tracking.log_
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -40,7 +41,14 @@ def _check_models(models: Mapping[str, ArrayLike], name: str) -> None:
         raise ValueError(f"{name} is empty; pass at least one model's predictions by name")
 
 
-def _frame_shares(ax: Axes, xlabel: str, ylabel: str, title: str, *, legend_loc: str) -> None:
+def _frame_shares(
+    ax: Axes,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    *,
+    legend_loc: Literal["upper left", "lower right"],
+) -> None:
     """Label an axes whose both coordinates are shares, both limited to [0, 1]."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -43,11 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     tracking.configure()
+    version: tracking.RegisteredVersion | None
     if args.version:
-        version = tracking.RegisteredVersion(
-            tracking.MODEL_NAME, args.version, "", f"models:/{tracking.MODEL_NAME}/{args.version}"
+        version = tracking.with_run(
+            tracking.RegisteredVersion(
+                tracking.MODEL_NAME,
+                args.version,
+                "",
+                f"models:/{tracking.MODEL_NAME}/{args.version}",
+            )
         )
-        version = tracking.with_run(version)
     else:
         version = tracking.alias_version(tracking.CANDIDATE)
     if version is None:

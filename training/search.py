@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import optuna
@@ -122,7 +123,7 @@ def search(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trial_slices = _cap_rows(slices, max_fit_rows, seed)
     sampled = len(trial_slices.fit) < len(slices.fit)
-    best: dict[str, object] = {}
+    best: dict[str, Any] = {}
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=6)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.enqueue_trial(_space_values(base))
@@ -162,11 +163,11 @@ def search(
     winner = study.best_trial
     return SearchResult(
         replace(base, **winner.params),
-        float(winner.value),
+        float(study.best_value),
         len(study.trials),
         time.perf_counter() - started,
         fit_rows=len(trial_slices.fit),
-        model=best.get("model"),  # type: ignore[arg-type]
+        model=best.get("model"),
     )
 
 

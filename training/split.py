@@ -75,7 +75,7 @@ def plan_cutoffs(
 def _window_cutoffs(
     cutoff: pd.Timestamp, earliest: pd.Timestamp, window: int, step: pd.Timedelta, limit: int
 ) -> list[pd.Timestamp]:
-    out = []
+    out: list[pd.Timestamp] = []
     c = cutoff - pd.Timedelta(days=window)
     while c >= earliest and len(out) < limit:
         out.append(c)
