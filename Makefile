@@ -18,7 +18,7 @@ EVENTS ?=
 COLUMNS ?=
 HORIZON_DAYS ?= 365
 
-.PHONY: help install lock data train backtest promote ui score serve bento serve-bento test test-fast lint format bench bench-batch bench-online soak clean
+.PHONY: help install lock data train check-data backtest promote ui score serve bento serve-bento test test-fast lint format bench bench-batch bench-online soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -40,12 +40,17 @@ $(DATA_DIR)/orders.parquet: | $(STAMP)
 data: $(DATA_DIR)/orders.parquet ## Generate the synthetic storefront under data/demo (CUSTOMERS=50000 SEED=7)
 
 TIME_BUDGET ?= 30
-TRAIN_FLAGS = --horizon-days $(HORIZON_DAYS) --time-budget $(TIME_BUDGET) \
+TRAIN_FLAGS = --horizon-days $(HORIZON_DAYS) --time-budget $(TIME_BUDGET) $(if $(FORCE),--force) \
 	$(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
 	$(if $(COLUMNS),--columns $(COLUMNS))
 
-train: $(STAMP) ## Train, evaluate vs baselines, track in MLflow, register, promote (ORDERS= EVENTS= COLUMNS= HORIZON_DAYS= TIME_BUDGET=)
+train: $(STAMP) ## Train, evaluate vs baselines, track in MLflow, register, promote (ORDERS= EVENTS= COLUMNS= HORIZON_DAYS= TIME_BUDGET= FORCE=1)
 	$(PY) -m training.train $(TRAIN_FLAGS)
+
+check-data: $(STAMP) $(if $(ORDERS),,$(DATA_DIR)/orders.parquet) ## Is the data enough to train? Readiness report and verdict (ORDERS= EVENTS= COLUMNS= HORIZON_DAYS=)
+	$(PY) -m features.readiness --horizon-days $(HORIZON_DAYS) \
+	  $(if $(ORDERS),--orders $(ORDERS) $(if $(EVENTS),--events $(EVENTS)),--orders $(DATA_DIR)/orders.parquet --events $(DATA_DIR)/service_events.parquet) \
+	  $(if $(COLUMNS),--columns $(COLUMNS))
 
 # Backtest: replay training at past cutoffs of your own data (needs ORDERS and CUTOFFS).
 CUTOFFS ?=

@@ -81,6 +81,8 @@ class TrainConfig:
         evaluation model is registered); see README "What gets registered".
     strict : bool
         Fail on unusable input rows instead of quarantining them.
+    force : bool
+        Train even when the data fails a hard readiness threshold (``features.readiness``).
     demo_customers : int
         Customers in the generated demo data.
     output_dir : Path
@@ -99,6 +101,7 @@ class TrainConfig:
     seed: int = 7
     refit: bool = True
     strict: bool = False
+    force: bool = False
     demo_customers: int = 50_000
     output_dir: Path = Path("models")
 
@@ -157,6 +160,11 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         help="register the evaluation model instead of fitting again up to the data end",
     )
     parser.add_argument("--strict", action="store_true", help="fail on any unusable input row")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="train even below the data readiness hard thresholds (see make check-data)",
+    )
     parser.add_argument("--demo-customers", type=positive_int, default=defaults.demo_customers)
     parser.add_argument("--output-dir", type=Path, default=defaults.output_dir)
     args = parser.parse_args(argv)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from features import FeatureSpec, build_features
 from features.io import LoadResult, load_events, load_orders
+from features.readiness import check_before_training
 from features.synth import write_demo
 from training import tracking
 from training.config import DEMO_DIR, TrainConfig, parse_args, run_entrypoint
@@ -139,9 +140,28 @@ def run(config: TrainConfig) -> TrainResult:
     orders = orders_result.frame
     events = events_result.frame if events_result is not None else None
 
+    settings = config.fit_settings()
+    with watch.stage("check"):
+        # Before any MLflow run: data that cannot support a model is refused with the
+        # thresholds it failed, instead of a model that looks fine on too little data.
+        readiness = check_before_training(
+            orders,
+            events,
+            horizon_days=config.horizon_days,
+            quarantined={
+                "orders": orders_result.rows_quarantined,
+                "service_events": events_result.rows_quarantined if events_result else 0,
+            },
+            problems=orders_result.problems + (events_result.problems if events_result else []),
+            force=config.force,
+            window_days=settings.window_days,
+            step_days=settings.step_days,
+            max_cutoffs=settings.max_cutoffs,
+            min_history_days=settings.min_history_days,
+        )
+
     tracking.configure()
     fingerprint = tracking.dataset_fingerprint(orders, events)
-    settings = config.fit_settings()
     with tracking.start_run("train") as run_id:
         tracking.log_params(config.to_params())
         tracking.log_dict(fingerprint, "dataset_fingerprint.json")
@@ -149,8 +169,10 @@ def run(config: TrainConfig) -> TrainResult:
             {
                 "git_commit": tracking.git_commit(),
                 "dataset_sha256": fingerprint["content_sha256"],
+                "readiness": readiness.verdict,
             }
         )
+        tracking.log_text(readiness.to_markdown(), "readiness.md")
         tracking.log_metrics(
             {
                 "rows_quarantined_orders": orders_result.rows_quarantined,

@@ -138,7 +138,13 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "unrecognized arguments: --learning-rate" in capsys.readouterr().err
     orders = tmp_path / "o.csv"
     orders.write_text("customer_id,ordered_at,amount\na,2024-01-01,1\na,2024-06-01,2\n")
+    # The readiness check refuses first, naming the thresholds; --force gets past it to the
+    # split, which names the horizon that does not fit.
     assert main(["--orders", str(orders), "--horizon-days", "400"]) == 2
+    err = capsys.readouterr().err
+    assert "history: 153 days of orders; required at least 180 days" in err
+    assert "pass --force to train anyway" in err
+    assert main(["--orders", str(orders), "--horizon-days", "400", "--force"]) == 2
     assert "horizon_days=400 is too long for 153 days of orders" in capsys.readouterr().err
 
 
