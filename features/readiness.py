@@ -25,7 +25,9 @@ import pandas as pd
 from features.io import DataValidationError, load_events, load_orders
 from features.season import seasonal_index
 from features.spec import NON_REVENUE_STATUSES
-from training.split import plan_cutoffs
+
+# The check judges the data against training's own plan, so the two cannot disagree.
+from training.split import longest_horizon, plan_cutoffs
 
 logger = logging.getLogger(__name__)
 
@@ -527,19 +529,6 @@ def _holdout_and_cutoffs(
             f"{MIN_CUTOFF_CUSTOMERS:,} (MIN_CUTOFF_CUSTOMERS): the {window}-day labels of so few "
             "customers are noisy, so the trees' corrections to the purchase model are uncertain"
         )
-
-
-def longest_horizon(span_days: int, window_days: int, min_history_days: int) -> int:
-    """The longest horizon, in days, that ``span_days`` of orders hold as training plans it.
-
-    :func:`training.split.plan_cutoffs` needs ``span >= horizon + min(window, horizon) +
-    min_history``: a strict holdout one horizon long, one label window before it and
-    ``min_history_days`` before that window. 0 when no horizon fits.
-    """
-    room = span_days - min_history_days
-    if room - window_days >= window_days:
-        return room - window_days
-    return max(room // 2, 0)
 
 
 def _seasonality(orders: pd.DataFrame, base: _Base, draft: _Draft) -> None:

@@ -61,15 +61,29 @@ def plan_cutoffs(
     twin = _window_cutoffs(holdout, earliest, window, step, max_cutoffs)
     if not twin:
         span = (end - start).days
-        longest = span - min_history_days - window
+        longest = longest_horizon(span, window_days, min_history_days)
+        advice = f"use --horizon-days {longest} or less" if longest else "no horizon fits"
         raise ValueError(
             f"horizon_days={horizon_days} is too long for {span} days of orders "
             f"({start.date()} to {end.date()}): the holdout needs the horizon plus "
             f"{min_history_days} days of history and one {window}-day window before "
-            f"it; use --horizon-days {max(longest, 1)} or less, or bring a longer history"
+            f"it; {advice}, or bring a longer history"
         )
     serving = _window_cutoffs(end, earliest, window, step, max_cutoffs)
     return Plan(start, end, holdout, window, twin, serving)
+
+
+def longest_horizon(span_days: int, window_days: int, min_history_days: int) -> int:
+    """The longest horizon, in days, that ``span_days`` of orders hold as training plans it.
+
+    :func:`plan_cutoffs` needs ``span >= horizon + min(window, horizon) +
+    min_history``: a strict holdout one horizon long, one label window before it and
+    ``min_history_days`` before that window. 0 when no horizon fits.
+    """
+    room = span_days - min_history_days
+    if room - window_days >= window_days:
+        return room - window_days
+    return max(room // 2, 0)
 
 
 def _window_cutoffs(

@@ -21,10 +21,10 @@ from features.readiness import (
     NotReady,
     assess,
     check_before_training,
-    longest_horizon,
     main,
 )
 from features.synth import generate, write_tables
+from training.split import longest_horizon
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 EVENT_LOG = SHARED_DATA / "rfmr_event_orders" / "transactions.csv"
