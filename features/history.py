@@ -7,6 +7,8 @@ import numbers
 import numpy as np
 import pandas as pd
 
+from features.io import DATE_RANGE, EARLIEST_DATE, LATEST_DATE
+
 DAY = np.timedelta64(1, "D")
 
 
@@ -19,10 +21,24 @@ def as_cutoff(cutoff: object) -> pd.Timestamp:
 
     There is deliberately no default cutoff (and never ``now()``): every feature is computed
     as of an explicit point in time.
+
+    Raises
+    ------
+    ValueError
+        When ``cutoff`` is missing, is not a date, or lies outside
+        :data:`features.io.EARLIEST_DATE` to :data:`features.io.LATEST_DATE`. A cutoff may be
+        ``LATEST_DATE`` itself: it is an exclusive bound, and the cutoff that sees an order of
+        the last day of the range (``latest``: the day after the last order) is that date.
     """
     if cutoff is None:
         raise ValueError("cutoff is required (a date or timestamp); there is no default cutoff")
-    return as_timestamp(cutoff, "cutoff")
+    ts = _parse_point(cutoff, "cutoff")
+    if not EARLIEST_DATE <= ts <= LATEST_DATE:
+        raise ValueError(
+            f"cutoff {cutoff!r} is outside the supported dates {EARLIEST_DATE:%Y-%m-%d} to "
+            f"{LATEST_DATE:%Y-%m-%d} (both included); expected e.g. '2025-06-30'"
+        )
+    return ts.as_unit("ns")
 
 
 def format_cutoff(cutoff: pd.Timestamp) -> str:
@@ -33,7 +49,25 @@ def format_cutoff(cutoff: pd.Timestamp) -> str:
 
 
 def as_timestamp(value: object, name: str) -> pd.Timestamp:
-    """Parse a date-like ``value`` into a naive UTC ``Timestamp``; the error names ``name``."""
+    """Parse a date-like ``value`` into a naive UTC ``Timestamp``; the error names ``name``.
+
+    Raises
+    ------
+    ValueError
+        When ``value`` is not a date or lies outside the input's dates
+        (:data:`features.io.DATE_RANGE`).
+    """
+    ts = _parse_point(value, name)
+    if not EARLIEST_DATE <= ts < LATEST_DATE:
+        raise ValueError(
+            f"{name} {value!r} is outside the supported dates {DATE_RANGE}; "
+            "expected e.g. '2025-06-30'"
+        )
+    return ts.as_unit("ns")
+
+
+def _parse_point(value: object, name: str) -> pd.Timestamp:
+    """``value`` as a naive UTC Timestamp in whatever unit holds it; ValueError if not a date."""
     # pandas reads "now"/"today" as the wall clock and a bare integer as nanoseconds since
     # 1970; neither is a point in time a run can be repeated at.
     relative = isinstance(value, str) and value.strip().lower() in RELATIVE_WORDS
@@ -41,13 +75,15 @@ def as_timestamp(value: object, name: str) -> pd.Timestamp:
         raise ValueError(f"{name} {value!r} is not a date; expected e.g. '2025-06-30'")
     try:
         ts = pd.Timestamp(value)
-    except (TypeError, ValueError) as err:
+        if ts is not pd.NaT and ts.tzinfo is not None:
+            ts = ts.tz_convert("UTC").tz_localize(None)
+    except Exception as err:
+        # Text pandas cannot read raises one of several types depending on where its parser
+        # gives up; callers (the request schema, --cutoff) rely on ValueError only.
         raise ValueError(f"{name} {value!r} is not a date; expected e.g. '2025-06-30'") from err
     if ts is pd.NaT:
         raise ValueError(f"{name} {value!r} is not a date; expected e.g. '2025-06-30'")
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.as_unit("ns")
+    return ts
 
 
 def rows_before(frame: pd.DataFrame, column: str, cutoff: pd.Timestamp) -> pd.DataFrame:

@@ -177,9 +177,7 @@ def resolve_cutoff(cutoff: str, orders: pd.DataFrame) -> pd.Timestamp:
     try:
         return as_cutoff(cutoff)
     except ValueError as err:
-        raise ValueError(
-            f"--cutoff {cutoff!r} is not a date; expected YYYY-MM-DD or 'latest'"
-        ) from err
+        raise ValueError(f"--cutoff: {err}; expected YYYY-MM-DD or 'latest'") from err
 
 
 def run(config: BatchConfig) -> BatchSummary:
@@ -204,11 +202,17 @@ def run(config: BatchConfig) -> BatchSummary:
         sweep_stale_work(folder)
     quarantine_dir = config.out.parent
     orders = orders_result.frame
+    written: dict[str, Path | None] = {}
     for name, result in (("orders", orders_result), ("service_events", events_result)):
         if result is not None:
-            result.write_quarantine(quarantine_dir, f"{config.out.stem}.{name}")
+            written[name] = result.write_quarantine(quarantine_dir, f"{config.out.stem}.{name}")
     if orders.empty:
-        raise ValueError(f"no usable orders in {config.orders}; see the quarantine file")
+        # Name the quarantine file only when there is one (a header-only file has none).
+        where = f"; see {written['orders']}" if written.get("orders") else ""
+        raise ValueError(
+            f"no usable orders in {config.orders}: {orders_result.rows_read} rows read "
+            f"({'; '.join(orders_result.problems) or 'no data rows'}){where}"
+        )
     cutoff = resolve_cutoff(config.cutoff, orders)
     events = events_result.frame if events_result is not None else None
     everyone, with_orders = _input_customers(orders_result, events_result)

@@ -15,7 +15,7 @@ import argparse
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -25,10 +25,11 @@ from features.history import as_cutoff
 from training import tracking
 from training.baselines import ParetoNbdGammaGammaBaseline, SimpleFormulaBaseline
 from training.config import FitSettings, TrainConfig, positive_int, run_entrypoint
-from training.evaluate import holdout_metrics, paired_standard_errors
+from training.evaluate import holdout_metrics, paired_standard_errors, profile_metrics
 from training.gate import GATE_METRICS, gain
 from training.pipeline import train_models
 from training.plots import plot_calibration, plot_deciles
+from training.profile import DEFAULT_LEVEL
 from training.train import load_validated
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class CutoffResult:
     metrics: dict[str, dict[str, float]]
     noise: dict[str, dict[str, float]]
     seconds: float
+    profile: dict[str, float] = field(default_factory=dict)
 
 
 def restrict_to_cohort(
@@ -141,6 +143,13 @@ def backtest_cutoff(
     )
     metrics = {name: holdout_metrics(actual, pred) for name, pred in predictions.items()}
     noise = paired_standard_errors(actual, predictions, "model", seed=settings.seed)
+    served = features[trained.serving.feature_names_in_]
+    profile = profile_metrics(
+        actual,
+        trained.serving.profile(served, level=DEFAULT_LEVEL),
+        DEFAULT_LEVEL,
+        purchase_orders=trained.serving.purchase_orders(served),
+    )
     result = CutoffResult(
         cutoff,
         len(actual),
@@ -148,6 +157,7 @@ def backtest_cutoff(
         metrics,
         noise,
         time.perf_counter() - started,
+        profile,
     )
     return result, actual, predictions
 
@@ -222,7 +232,27 @@ def markdown(results: list[CutoffResult], config: BacktestConfig) -> str:
             + f". Bootstrap SE of the model's metrics: {se['model']}; of the difference to "
             f"BG/NBD: {se['bgnbd']}; to Pareto/NBD: {se['pareto_nbd']}"
         )
+    lines += ["", *profile_lines(results)]
     return "\n".join(lines)
+
+
+def profile_lines(results: list[CutoffResult]) -> list[str]:
+    """The profile's figures against the outcomes, one Markdown table row per cutoff."""
+    lines = [
+        "| cutoff | orders total error (purchase model alone) | orders MAE (purchase model) "
+        "| interval coverage (nominal) | next-order error, days: MAE / median (customers) |",
+        "|---|---|---|---|---|",
+    ]
+    for result in results:
+        p = result.profile
+        lines.append(
+            f"| {result.cutoff.date()} | {p['orders_total_error_pct']:+.1f}% "
+            f"({p['purchase_orders_total_error_pct']:+.1f}%) | {p['orders_mae']:.2f} "
+            f"({p['purchase_orders_mae']:.2f}) | {p['interval_coverage']:.1%} "
+            f"({p['interval_level']:.0%}) | {p['next_order_mae_days']:.0f} / "
+            f"{p['next_order_median_error_days']:+.0f} ({p['next_order_customers']:,.0f}) |"
+        )
+    return lines
 
 
 def run(config: BacktestConfig) -> list[CutoffResult]:
@@ -268,6 +298,7 @@ def run(config: BacktestConfig) -> list[CutoffResult]:
                 for name, values in result.noise.items():
                     prefix = "se." if name == "model" else f"se_vs_{name}."
                     tracking.log_metrics(values, prefix=prefix)
+                tracking.log_metrics(result.profile, prefix="profile.")
                 value = actual["future_value"].to_numpy()
                 churn = actual["churned"].to_numpy()
                 tracking.log_figure(
@@ -299,7 +330,7 @@ def _date(text: str) -> pd.Timestamp:
     try:
         return as_cutoff(text)
     except (ValueError, TypeError) as err:
-        raise argparse.ArgumentTypeError(f"expected a date like 2007-07-15; got {text!r}") from err
+        raise argparse.ArgumentTypeError(f"{err}; expected a date like 2007-07-15") from err
 
 
 def parse_args(argv: list[str] | None = None) -> BacktestConfig:

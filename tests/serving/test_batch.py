@@ -266,3 +266,16 @@ def test_a_killed_runs_work_files_are_removed_by_the_next_run(served_store, tmp_
     assert not any(path.exists() for path in [*left, stale_tmp])
     assert running.exists()  # a run still going keeps its work folder
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [running.name]
+
+
+def test_a_header_only_file_is_refused_without_pointing_at_a_missing_file(
+    served_store, tmp_path, capsys
+):
+    orders = tmp_path / "orders.csv"
+    orders.write_text("customer_id,ordered_at,amount\n")
+    argv = ["--orders", str(orders), "--model-uri", served_store.model_uri]
+    assert main([*argv, "--out", str(tmp_path / "scores.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "no usable orders" in err and "0 rows read" in err and "no data rows" in err
+    assert "quarantine" not in err
+    assert not list(tmp_path.glob("*.quarantine.csv"))
