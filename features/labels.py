@@ -30,7 +30,8 @@ def build_labels(
     pandas.DataFrame
         Indexed by ``customer_id``: ``future_value`` is the revenue (cancelled and returned
         orders excluded) in the window; ``churned`` is 1 when the customer placed no
-        (non-cancelled) order in it, else 0.
+        (non-cancelled) order in it, else 0; ``future_orders`` counts those orders and
+        ``days_to_next_order`` is the days from the cutoff to the first of them (NaN: none).
     """
     cutoff = as_cutoff(cutoff)
     end = cutoff + pd.Timedelta(days=spec.horizon_days)
@@ -44,7 +45,19 @@ def build_labels(
     paid = ~status.isin(NON_REVENUE_STATUSES).to_numpy(dtype=bool) & known
     n = len(population)
     value = per_customer_sum(codes[paid], window["amount"].to_numpy(dtype="float64")[paid], n)
-    bought = per_customer_sum(codes[placed], None, n) > 0
+    placed_orders = per_customer_sum(codes[placed], None, n)
+    # Days from the cutoff to each customer's first placed order in the window (NaN: none).
+    wait = np.full(n, np.inf)
+    days = (window["ordered_at"].to_numpy()[placed] - cutoff.to_datetime64()) / np.timedelta64(
+        1, "D"
+    )
+    np.minimum.at(wait, codes[placed], days)
     return pd.DataFrame(
-        {"future_value": value, "churned": (~bought).astype(np.int8)}, index=population
+        {
+            "future_value": value,
+            "churned": (placed_orders == 0).astype(np.int8),
+            "future_orders": placed_orders,
+            "days_to_next_order": np.where(np.isfinite(wait), wait, np.nan),
+        },
+        index=population,
     )

@@ -105,7 +105,12 @@ def served_store(store: Store) -> ServedStore:
     )
     features = build_features(orders, events, cutoff=holdout, spec=spec)
     labels = build_labels(orders, cutoff=holdout, spec=spec)
-    model.fit_stack(features[names], labels["future_value"], labels["churned"])
+    model.fit_stack(
+        features[names],
+        labels["future_value"],
+        labels["churned"],
+        future_orders=labels["future_orders"],
+    )
     tracking.configure()
     with tracking.start_run("serving-test-model"):
         version = tracking.log_and_register(model, model, features[names].head(5))

@@ -450,6 +450,64 @@ def holdout_metrics(holdout: pd.DataFrame, pred: pd.DataFrame) -> dict[str, floa
     }
 
 
+def profile_metrics(
+    holdout: pd.DataFrame,
+    profile: pd.DataFrame,
+    level: float,
+    purchase_orders: ArrayLike | None = None,
+) -> dict[str, float]:
+    """How the profile's figures compare with what the customers really did.
+
+    Parameters
+    ----------
+    holdout : pandas.DataFrame
+        ``future_value``, ``future_orders`` and ``days_to_next_order`` per customer
+        (:func:`features.build_labels`).
+    profile : pandas.DataFrame
+        ``expected_orders``, ``clv_low``, ``clv_high`` and ``next_order_days``, aligned with
+        ``holdout`` (:meth:`training.model.CustomerValueModel.profile_matrix`).
+    level : float
+        The interval's nominal level.
+    purchase_orders : array-like, optional
+        The purchase model's own expected orders, for comparison.
+
+    Returns
+    -------
+    dict of str to float
+        ``orders_total_error_pct`` (expected over actual total, minus one, in percent),
+        ``orders_mae``, ``interval_coverage`` and ``interval_level``, and for the customers
+        who did order and have a predicted date, ``next_order_customers``,
+        ``next_order_mae_days`` and ``next_order_median_error_days`` (predicted minus actual).
+        With ``purchase_orders``, ``purchase_orders_total_error_pct`` and
+        ``purchase_orders_mae``.
+    """
+    orders = holdout["future_orders"].to_numpy(dtype="float64")
+    expected = profile["expected_orders"].to_numpy(dtype="float64")
+    value = holdout["future_value"].to_numpy(dtype="float64")
+    # A cent of slack: the bounds are computed in float and the actuals summed from cents.
+    inside = (value >= profile["clv_low"].to_numpy() - 0.01) & (
+        value <= profile["clv_high"].to_numpy() + 0.01
+    )
+    wait = holdout["days_to_next_order"].to_numpy(dtype="float64")
+    predicted_wait = profile["next_order_days"].to_numpy(dtype="float64")
+    dated = np.isfinite(wait) & np.isfinite(predicted_wait)
+    error = predicted_wait[dated] - wait[dated]
+    metrics = {
+        "orders_total_error_pct": total_value_error_pct(orders, expected),
+        "orders_mae": mae(orders, expected),
+        "interval_coverage": float(inside.mean()),
+        "interval_level": float(level),
+        "next_order_customers": float(dated.sum()),
+        "next_order_mae_days": float(np.abs(error).mean()) if dated.any() else math.nan,
+        "next_order_median_error_days": float(np.median(error)) if dated.any() else math.nan,
+    }
+    if purchase_orders is not None:
+        reference = np.asarray(purchase_orders, dtype="float64")
+        metrics["purchase_orders_total_error_pct"] = total_value_error_pct(orders, reference)
+        metrics["purchase_orders_mae"] = mae(orders, reference)
+    return metrics
+
+
 #: Metrics whose paired bootstrap standard error is computed (the gate's).
 _BOOTSTRAP_METRICS: dict[str, tuple[str, Callable[[np.ndarray, np.ndarray], float]]] = {
     "clv_spearman": ("future_value", spearman),

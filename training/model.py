@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,13 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression, PoissonRegressor
 
 from features.spec import FeatureSpec
+from training.profile import (
+    DEFAULT_LEVEL,
+    DISCOUNT_STEPS,
+    Profile,
+    check_level,
+    discount_factor,
+)
 from training.purchase import PURCHASE_COLUMNS, PurchaseHistory, PurchaseModel
 
 logger = logging.getLogger(__name__)
@@ -129,21 +136,31 @@ class Stack:
     ``churn`` = (intercept, weight of the purchase model's logit, weight of the boosted logit);
     ``value`` = (intercept, weight of log purchase-model value, weight of log boosted value).
     ``reference`` holds the training means of the purchase-model terms, the zero point of their
-    contribution in the reasons.
+    contribution in the reasons. ``profile`` is fit on the same holdout rows
+    (:class:`training.profile.Profile`); models saved before it have none.
     """
 
     churn: tuple[float, float, float]
     value: tuple[float, float, float]
     reference: tuple[float, float]
+    profile: Profile | None = None
 
-    def to_dict(self) -> dict[str, list[float]]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
-        return {k: list(v) for k, v in asdict(self).items()}
+        data: dict[str, Any] = {
+            "churn": list(self.churn),
+            "value": list(self.value),
+            "reference": list(self.reference),
+        }
+        if self.profile is not None:
+            data["profile"] = self.profile.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Stack:
         """Rebuild from :meth:`to_dict` output."""
-        return cls(tuple(data["churn"]), tuple(data["value"]), tuple(data["reference"]))
+        profile = Profile.from_dict(data["profile"]) if "profile" in data else None
+        return cls(tuple(data["churn"]), tuple(data["value"]), tuple(data["reference"]), profile)
 
 
 @dataclass(frozen=True)
@@ -295,6 +312,7 @@ class CustomerValueModel:
         *,
         family: str = "hybrid",
         season: float | None = None,
+        future_orders: pd.Series | None = None,
     ) -> CustomerValueModel:
         """Fit the stack on horizon-long labels the parts were not fit on.
 
@@ -313,6 +331,9 @@ class CustomerValueModel:
             Seasonal index of the labels' horizon (default: this model's own, as known at its
             cutoff). Training passes the index measured once the horizon has happened, for
             the stack the serving model takes.
+        future_orders : pandas.Series, optional
+            Orders each customer placed in the horizon; with it the profile's order scale and
+            value interval are fit on the same rows (:class:`training.profile.Profile`).
         """
         self._require_fitted()
         season = self.season_ if season is None else float(season)
@@ -344,7 +365,19 @@ class CustomerValueModel:
         )
         value = (value[0] + float(np.log(scale)), value[1], value[2])
         reference = (float(churn_terms[:, 0].mean()), float(value_terms[:, 0].mean()))
-        self.stack_ = Stack(churn, value, reference)
+        stack = Stack(churn, value, reference)
+        if future_orders is not None:
+            history = self._history(self._feature_matrix(features))
+            clv, p_churn = self._combine(stack, parts, season)
+            profile = Profile.fit(
+                clv,
+                p_churn,
+                self._expected_orders(history, p_churn, season, scale=1.0),
+                y_value,
+                np.asarray(future_orders, dtype="float64"),
+            )
+            stack = Stack(churn, value, reference, profile)
+        self.stack_ = stack
         logger.info("stack: churn %s, value %s", np.round(churn, 3), np.round(value, 3))
         return self
 
@@ -477,8 +510,10 @@ class CustomerValueModel:
         stack = self.require_stack()
         return self._combine(stack, self._evaluate(np.asarray(X, dtype="float64")).parts)
 
-    def _combine(self, stack: Stack, parts: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """The stack: the parts' figures into ``clv`` and ``p_churn``."""
+    def _combine(
+        self, stack: Stack, parts: dict[str, np.ndarray], season: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The stack: the parts' figures into ``clv`` and ``p_churn`` (``season``: its own)."""
         b0, b_purchase, b_boosted = stack.churn
         churn_logit = (
             b0 + b_purchase * _logit(parts["purchase_churn"]) + b_boosted * _logit(parts["churn"])
@@ -490,8 +525,108 @@ class CustomerValueModel:
             + g_boosted * _log_value(parts["value"])
         )
         p_churn = 1.0 / (1.0 + np.exp(-churn_logit))
-        clv = self.season_ * np.exp(log_value)
+        clv = (self.season_ if season is None else season) * np.exp(log_value)
         return clv.astype("float64"), p_churn.astype("float64")
+
+    # -- the profile ---------------------------------------------------------------------------
+    def _p_active(self, history: PurchaseHistory, p_churn: np.ndarray) -> np.ndarray:
+        """P(still a customer at the cutoff) consistent with ``p_churn`` (training.profile)."""
+        quiet = self.purchase_.quiet(history, float(self.spec.horizon_days))
+        return np.clip((1.0 - p_churn) / np.maximum(1.0 - quiet, 1e-12), 0.0, 1.0)
+
+    def _expected_orders(
+        self, history: PurchaseHistory, p_churn: np.ndarray, season: float, scale: float
+    ) -> np.ndarray:
+        horizon = float(self.spec.horizon_days)
+        if_alive = self.purchase_.expected_orders_if_alive(history, horizon)
+        return scale * season * self._p_active(history, p_churn) * if_alive
+
+    def profile(
+        self,
+        features: pd.DataFrame,
+        *,
+        level: float = DEFAULT_LEVEL,
+        discount_rate: float = 0.0,
+    ) -> pd.DataFrame:
+        """:meth:`profile_matrix` of a feature table, with this model's own predictions.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``clv``, ``p_churn`` and the profile's columns; same index as ``features``.
+        """
+        X = self._matrix(features)
+        clv, p_churn = self.predict_matrix(X)
+        columns = self.profile_matrix(X, clv, p_churn, level=level, discount_rate=discount_rate)
+        return pd.DataFrame({"clv": clv, "p_churn": p_churn, **columns}, index=features.index)
+
+    def purchase_orders(self, features: pd.DataFrame) -> np.ndarray:
+        """The purchase model's own expected orders over the horizon (for comparison)."""
+        history = self._history(self._matrix(features))
+        return self.purchase_.expected_orders(history, float(self.spec.horizon_days))
+
+    def profile_matrix(
+        self,
+        X: np.ndarray,
+        clv: np.ndarray,
+        p_churn: np.ndarray,
+        *,
+        level: float = DEFAULT_LEVEL,
+        discount_rate: float = 0.0,
+    ) -> dict[str, np.ndarray]:
+        """The customer profile beside ``clv`` and ``p_churn`` (:mod:`training.profile`).
+
+        Parameters
+        ----------
+        X : numpy.ndarray
+            The feature rows ``clv`` and ``p_churn`` were predicted from (model order).
+        clv, p_churn : numpy.ndarray
+            This model's predictions for them.
+        level : float
+            Level of the ``clv_low``-``clv_high`` interval.
+        discount_rate : float
+            Yearly rate for ``clv_discounted`` (0: the CLV itself).
+
+        Returns
+        -------
+        dict of numpy.ndarray
+            ``historic_value``, ``total_value``, ``expected_orders``, ``p_active``,
+            ``next_order_days`` (NaN when the customer is more likely gone than active),
+            ``avg_days_between_orders`` (NaN before a second order), ``clv_low``,
+            ``clv_high`` (NaN for a model saved without a profile), ``clv_discounted``.
+        """
+        check_level(level)
+        X = np.asarray(X, dtype="float64")
+        history = self._history(X)
+        index = {name: i for i, name in enumerate(self.feature_names_in_)}
+        profile = self.require_stack().profile
+        p_active = self._p_active(history, p_churn)
+        scale = profile.orders_scale if profile is not None else 1.0
+        if profile is not None:
+            low, high = profile.interval(clv, p_churn, level)
+        else:
+            low = high = np.full(len(clv), np.nan)
+        horizon = float(self.spec.horizon_days)
+        steps = horizon * np.arange(1, DISCOUNT_STEPS + 1) / DISCOUNT_STEPS
+        cumulative = (
+            np.column_stack([self.purchase_.expected_orders_if_alive(history, t) for t in steps])
+            if discount_rate and len(X)
+            else np.zeros((len(X), DISCOUNT_STEPS))
+        )
+        historic = np.nan_to_num(X[:, index["revenue_total"]], nan=0.0)
+        return {
+            "historic_value": historic,
+            "total_value": historic + clv,
+            "expected_orders": self._expected_orders(history, p_churn, self.season_, scale),
+            "p_active": p_active,
+            "next_order_days": np.where(
+                p_active >= 0.5, self.purchase_.median_wait(history), np.nan
+            ),
+            "avg_days_between_orders": X[:, index["days_between_orders_mean"]],
+            "clv_low": low,
+            "clv_high": high,
+            "clv_discounted": clv * discount_factor(cumulative, steps, discount_rate),
+        }
 
     def _booster_predict(self, model: xgb.XGBModel, X: np.ndarray) -> np.ndarray:
         # The booster's own in-place prediction: what the scikit-learn wrapper calls for a numpy

@@ -32,9 +32,10 @@ from training.baselines import (
     SimpleFormulaBaseline,
 )
 from training.config import FitSettings
-from training.evaluate import holdout_metrics
+from training.evaluate import holdout_metrics, profile_metrics
 from training.gate import GATE_METRICS, better
 from training.model import CustomerValueModel, ModelParams
+from training.profile import DEFAULT_LEVEL
 from training.purchase import PurchaseModel
 from training.search import (
     PartsRecipe,
@@ -185,6 +186,9 @@ class Trained:
         Name -> holdout metrics of each entry of ``predictions``.
     serving_bgnbd : BgNbdGammaGammaBaseline
         The BG/NBD fit before the data end (the serving model's purchase model).
+    profile : dict
+        The chosen family's profile against the judging half
+        (:func:`training.evaluate.profile_metrics`, interval at the default level).
     """
 
     plan: Plan
@@ -195,6 +199,7 @@ class Trained:
     predictions: dict[str, pd.DataFrame]
     metrics: dict[str, dict[str, float]]
     serving_bgnbd: BgNbdGammaGammaBaseline
+    profile: dict[str, float]
     search: SearchResult | None = None
 
 
@@ -248,9 +253,8 @@ def train_models(
     fitting = fitting.set_index("customer_id")
     judged = judged.set_index("customer_id")
 
-    predictions = {
-        name: _stacked(twin.model, fitting, family=name).predict(judged[names]) for name in FAMILIES
-    }
+    family_models = {name: _stacked(twin.model, fitting, family=name) for name in FAMILIES}
+    predictions = {name: model.predict(judged[names]) for name, model in family_models.items()}
     history = judged[names]
     predictions["simple"] = SimpleFormulaBaseline().fit(history).predict(history, spec.horizon_days)
     predictions["bgnbd"] = twin.bgnbd.predict(history, spec.horizon_days)
@@ -264,6 +268,13 @@ def train_models(
     predictions["model"] = predictions[family]
     metrics["model"] = metrics[family]
     logger.info("family: %s", family)
+    chosen = family_models[family]
+    profile = profile_metrics(
+        judged,
+        chosen.profile(judged[names], level=DEFAULT_LEVEL),
+        DEFAULT_LEVEL,
+        purchase_orders=chosen.purchase_orders(judged[names]),
+    )
 
     evaluation = _stacked(twin.model, holdout, family=family)
     # The serving model may know what the evaluation model could not: the season of the
@@ -296,6 +307,7 @@ def train_models(
         predictions,
         metrics,
         serving_bgnbd,
+        profile,
         twin.search,
     )
 
@@ -306,7 +318,12 @@ def _stacked(
     """A copy of ``model`` (the same fitted parts) with a stack of ``family`` fit on ``rows``."""
     names = model.feature_names_in_
     return copy.copy(model).fit_stack(
-        rows[names], rows["future_value"], rows["churned"], family=family, season=season
+        rows[names],
+        rows["future_value"],
+        rows["churned"],
+        family=family,
+        season=season,
+        future_orders=rows["future_orders"],
     )
 
 

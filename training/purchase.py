@@ -107,23 +107,36 @@ class PurchaseModel:
         log_ratio = (self.r + h.x) * (np.log(self.alpha + h.T) - np.log(self.alpha + h.t_x))
         return np.exp(np.minimum(log_ratio, 700.0))
 
-    def _quiet(self, h: PurchaseHistory, days: float) -> np.ndarray:
+    def quiet(self, h: PurchaseHistory, days: float) -> np.ndarray:
         """``g``: P(no purchase in the next ``days`` | alive)."""
         return ((self.alpha + h.T) / (self.alpha + h.T + days)) ** (self.r + h.x)
 
-    def expected_orders(self, h: PurchaseHistory, days: float) -> np.ndarray:
-        """Expected purchase days in ``[cutoff, cutoff + days)``."""
+    def expected_orders_if_alive(self, h: PurchaseHistory, days: float) -> np.ndarray:
+        """Expected purchase days in ``[cutoff, cutoff + days)`` of a customer still alive."""
         z = days / (self.alpha + h.T + days)
         series = hyp2f1(self.r + h.x, self.b + h.x, self.a + self.b + h.x - 1.0, z)
         alive = (
-            (self.a + self.b + h.x - 1.0) / (self.a - 1.0) * (1.0 - self._quiet(h, days) * series)
+            (self.a + self.b + h.x - 1.0) / (self.a - 1.0) * (1.0 - self.quiet(h, days) * series)
         )
-        return np.clip(self.p_alive(h) * alive, 0.0, None)
+        return np.clip(alive, 0.0, None)
+
+    def expected_orders(self, h: PurchaseHistory, days: float) -> np.ndarray:
+        """Expected purchase days in ``[cutoff, cutoff + days)``."""
+        return self.p_alive(h) * self.expected_orders_if_alive(h, days)
+
+    def median_wait(self, h: PurchaseHistory) -> np.ndarray:
+        """Median days to the next purchase of a customer still alive.
+
+        Alive, the wait is exponential with rate ``lambda ~ Gamma(r + x, alpha + T)`` (the
+        posterior), so ``P(wait > t) = ((alpha + T) / (alpha + T + t)) ** (r + x)``; it is
+        one half at ``(alpha + T) (2 ** (1 / (r + x)) - 1)``.
+        """
+        return (self.alpha + h.T) * np.expm1(np.log(2.0) / (self.r + h.x))
 
     def p_no_order(self, h: PurchaseHistory, days: float) -> np.ndarray:
         """Probability of no purchase in ``[cutoff, cutoff + days)``."""
         alive = self.p_alive(h)
-        return np.clip(1.0 - alive + alive * self._quiet(h, days), 0.0, 1.0)
+        return np.clip(1.0 - alive + alive * self.quiet(h, days), 0.0, 1.0)
 
     def expected_spend(self, h: PurchaseHistory) -> np.ndarray:
         """Gamma-Gamma expected spend per purchase; the population mean without repeat spend."""

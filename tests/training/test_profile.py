@@ -1,0 +1,153 @@
+"""The customer profile: calibrated intervals, activity consistent with churn, discounting."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import FeatureSpec, feature_names
+from training.evaluate import profile_metrics
+from training.model import CustomerValueModel, ModelParams
+from training.profile import Profile, check_level, discount_factor
+from training.purchase import PurchaseHistory, PurchaseModel
+
+SPEC = FeatureSpec(horizon_days=180)
+NAMES = feature_names(SPEC)
+PURCHASE = PurchaseModel(r=0.6, alpha=80.0, a=0.7, b=2.0, p=5.0, q=4.0, v=20.0)
+
+
+def zero_inflated(rng, n):
+    """Revenue that is zero with probability p, else lognormal around a known mean."""
+    p = rng.uniform(0.05, 0.95, n)
+    mean = rng.gamma(2.0, 50.0, n)
+    buys = rng.random(n) >= p
+    value = np.where(buys, mean * np.exp(rng.normal(-0.18, 0.6, n)), 0.0)
+    orders = np.where(buys, 1 + rng.poisson(1.5, n), 0)
+    return p, mean * (1 - p), value, orders
+
+
+@pytest.mark.parametrize("level", [0.5, 0.8, 0.9])
+def test_interval_covers_its_level_on_new_customers_of_the_same_kind(level):
+    rng = np.random.default_rng(3)
+    p, clv, value, orders = zero_inflated(rng, 20_000)
+    profile = Profile.fit(clv, p, np.full(len(p), 1.0), value, orders)
+    p2, clv2, value2, _ = zero_inflated(rng, 20_000)
+    low, high = profile.interval(clv2, p2, level)
+    assert (low <= high).all() and (low >= 0).all()
+    covered = (value2 >= low) & (value2 <= high)
+    # Customers whose zero outcome alone exceeds the level are covered at least that often;
+    # the rest at the level. The expected coverage is the mean of max(level, p).
+    expected = np.mean(np.maximum(level, p2))
+    assert covered.mean() == pytest.approx(expected, abs=0.015)
+    # The interval starts at zero exactly when the zero outcome is heavier than the lower tail.
+    assert ((low == 0) == (p2 >= (1 - level) / 2)).all()
+
+
+def test_order_scale_matches_the_real_total():
+    rng = np.random.default_rng(4)
+    p, clv, value, orders = zero_inflated(rng, 5000)
+    raw = 2.0 * (1 - p)
+    profile = Profile.fit(clv, p, raw, value, orders)
+    assert profile.orders_scale * raw.sum() == pytest.approx(orders.sum())
+    again = Profile.from_dict(profile.to_dict())
+    assert again == profile
+
+
+def test_profile_refuses_a_holdout_without_buyers_and_bad_levels():
+    with pytest.raises(ValueError, match="0 customers who spent anything"):
+        Profile.fit(np.ones(3), np.full(3, 0.5), np.ones(3), np.zeros(3), np.zeros(3))
+    for level in (0.0, 1.0, 80):
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            check_level(level)
+
+
+def test_discounting_weights_the_horizon_as_orders_are_expected():
+    steps = np.arange(1, 13) * 365 / 12
+    even = np.cumsum(np.ones((1, 12)), axis=1)
+    early = np.cumsum(np.r_[10.0, np.ones(11) * 0.01][None, :], axis=1)
+    assert discount_factor(even, steps, 0.0) == pytest.approx([1.0])
+    factor_even = discount_factor(even, steps, 0.1)[0]
+    # Spread over a year at 10%: about (1.1 ** -0.5), the value of money half a year out.
+    assert factor_even == pytest.approx(1.1**-0.5, abs=0.01)
+    assert discount_factor(early, steps, 0.1)[0] > factor_even
+    with pytest.raises(ValueError, match="yearly rate"):
+        discount_factor(even, steps, 1.5)
+
+
+def test_median_wait_is_the_median_of_an_active_customers_next_order():
+    history = PurchaseHistory(
+        x=np.array([0.0, 2.0, 10.0]),
+        t_x=np.array([0.0, 100.0, 300.0]),
+        T=np.array([50.0, 200.0, 320.0]),
+        spend=np.array([np.nan, 30.0, 40.0]),
+    )
+    wait = PURCHASE.median_wait(history)
+    for i, days in enumerate(wait):
+        quiet = PURCHASE.quiet(history, days)[i]
+        assert quiet == pytest.approx(0.5)
+    assert wait[2] < wait[1] < wait[0]  # frequent buyers come back sooner
+
+
+@pytest.fixture(scope="module")
+def model_and_rows():
+    rng = np.random.default_rng(0)
+    n = 3000
+    X = pd.DataFrame(rng.random((n, len(NAMES))), columns=NAMES)
+    frequency = rng.integers(0, 6, n).astype(float)
+    age = rng.uniform(30, 700, n)
+    last = age * rng.random(n)
+    X = X.assign(
+        frequency=frequency,
+        T=age,
+        days_since_first_order=age,
+        recency=np.where(frequency > 0, last, 0.0),
+        days_since_last_order=age - np.where(frequency > 0, last, 0.0),
+        days_between_orders_mean=np.where(frequency > 0, last / np.maximum(frequency, 1), np.nan),
+        repeat_order_value_mean=np.where(frequency > 0, rng.gamma(2.0, 30.0, n), np.nan),
+        revenue_total=rng.gamma(2.0, 100.0, n),
+    )
+    buy = rng.random(n) < np.exp(-X["days_since_last_order"] / 150) * (0.3 + 0.1 * frequency)
+    orders = np.where(buy, 1 + rng.poisson(1.0, n), 0)
+    value = pd.Series(np.where(buy, rng.gamma(2.0, 40.0, n) * orders, 0.0))
+    churned = pd.Series((~buy).astype(int))
+    model = CustomerValueModel(SPEC, ModelParams(n_estimators=30), seed=1).fit(
+        X[:2000], value[:2000] / 2, churned[:2000], purchase=PURCHASE, window_days=90
+    )
+    model.fit_stack(X[2000:], value[2000:], churned[2000:], future_orders=pd.Series(orders[2000:]))
+    return model, X, value, churned, orders
+
+
+def test_profile_columns_agree_with_the_models_own_predictions(model_and_rows):
+    model, X, *_ = model_and_rows
+    frame = model.profile(X[2000:], level=0.8, discount_rate=0.1)
+    assert np.allclose(frame["total_value"], frame["historic_value"] + frame["clv"])
+    assert (frame["clv_low"] <= frame["clv_high"]).all()
+    assert (frame["clv_discounted"] < frame["clv"]).all()
+    # Activity is what the served churn implies: P(no order) = 1 - a + a * g(H).
+    history = model._history(X[2000:][model.feature_names_in_].to_numpy())
+    quiet = model.purchase_.quiet(history, SPEC.horizon_days)
+    implied = 1 - frame["p_active"] + frame["p_active"] * quiet
+    unclipped = frame["p_active"] < 1
+    assert np.allclose(implied[unclipped], frame["p_churn"][unclipped])
+    # A date only for customers more likely active than gone.
+    assert (frame["next_order_days"].isna() == (frame["p_active"] < 0.5)).all()
+    assert (frame["expected_orders"] >= 0).all()
+    no_discount = model.profile(X[2000:2100])
+    assert np.allclose(no_discount["clv_discounted"], no_discount["clv"])
+
+
+def test_profile_metrics_against_the_rows_it_was_fit_on(model_and_rows):
+    model, X, value, _, orders = model_and_rows
+    actual = pd.DataFrame(
+        {
+            "future_value": value[2000:].to_numpy(),
+            "future_orders": orders[2000:],
+            "days_to_next_order": np.where(orders[2000:] > 0, 30.0, np.nan),
+        }
+    )
+    frame = model.profile(X[2000:]).reset_index(drop=True)
+    metrics = profile_metrics(actual, frame, 0.8, model.purchase_orders(X[2000:]))
+    # The order scale is fit on these rows: the total matches by construction.
+    assert metrics["orders_total_error_pct"] == pytest.approx(0.0, abs=1e-6)
+    assert 0.7 <= metrics["interval_coverage"] <= 1.0
+    assert metrics["next_order_customers"] > 0
+    assert {"purchase_orders_total_error_pct", "purchase_orders_mae"} <= set(metrics)
