@@ -143,7 +143,8 @@ def latest_scores(
     """Batch scores of the store at the "latest" cutoff, plus the online feature table.
 
     Returns the batch config (``features_out`` is the table the service reads) and the scores
-    indexed by customer_id.
+    indexed by customer_id. A 90% interval and a 10% discount rate, not the defaults, so the
+    tests see the service answer with the settings of the run whose table it serves.
     """
     from serving.batch import BatchConfig
     from serving.batch import run as score_base
@@ -156,6 +157,8 @@ def latest_scores(
         out=out,
         features_out=out.with_name("online_features.parquet"),
         model_uri=served_store.model_uri,
+        interval=0.9,
+        discount_rate=0.1,
     )
     score_base(config)
     return config, pd.read_parquet(out).set_index("customer_id")
@@ -166,12 +169,14 @@ def own_tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     """A fresh SQLite MLflow store for one test; the session's store is back afterwards.
 
     Setting the variable is not enough to undo: the code under test points MLflow's own
-    process-wide tracking URI at the store, so it is restored too.
+    process-wide tracking and registry URIs at the store, so both are restored too (a left
+    registry URI made later tests look for their models in this store).
     """
     import mlflow
 
-    previous = mlflow.get_tracking_uri()
+    tracking_before, registry_before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     yield uri
-    mlflow.set_tracking_uri(previous)
+    mlflow.set_tracking_uri(tracking_before)
+    mlflow.set_registry_uri(registry_before)

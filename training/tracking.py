@@ -1,14 +1,23 @@
-"""MLflow tracking and registry: the only module that imports mlflow."""
+"""MLflow tracking and registry for training and scoring.
+
+The registered model itself is defined in :mod:`training.pyfunc_model`, which MLflow runs when
+a version is loaded.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import sqlite3
 import subprocess
+import sys
 import tempfile
+import threading
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -20,20 +29,42 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from training import pyfunc_model
 from training.model import CustomerValueModel
 
 logger = logging.getLogger(__name__)
+
+#: Versions registered before models-from-code are a cloudpickle of the wrapper by reference to
+#: this module's name for it: they unpickle to the current class and load like new ones.
+CustomerValuePyfunc = pyfunc_model.CustomerValuePyfunc
 
 EXPERIMENT = "customer-value"
 MODEL_NAME = "customer-value"
 CHAMPION = "champion"
 CANDIDATE = "candidate"
-#: Inside a registered version: the model that serves (refit on every complete cutoff) and its
-#: evaluation twin (same recipe, trained only on cutoffs before the holdout), which the
-#: promotion gate scores so that every version is judged on data it never saw.
-SERVING_DIR = "serving"
-EVALUATION_DIR = "evaluation"
+#: Inside a registered version: the model that serves and its evaluation twin (see
+#: :mod:`training.pyfunc_model`).
+SERVING_DIR = pyfunc_model.SERVING_DIR
+EVALUATION_DIR = pyfunc_model.EVALUATION_DIR
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+#: The models-from-code definition MLflow logs and runs, and the project packages it imports
+#: (``training.model`` needs ``features.spec``, and importing ``features`` runs its
+#: ``__init__``): they travel in the version's ``code/`` folder, so the version does not
+#: depend on the project being installed where it is loaded.
+MODEL_DEFINITION = Path(pyfunc_model.__file__).resolve()
+MODEL_CODE = (PROJECT_ROOT / "features", PROJECT_ROOT / "training")
+#: Third-party distributions the model's code imports, pinned to the installed versions when a
+#: model is logged (tests/training/test_tracking.py checks the list against the imports).
+MODEL_REQUIREMENTS = (
+    "mlflow",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scipy",
+    "scikit-learn",
+    "xgboost-cpu",
+    "tqdm",
+)
 #: The version reported for a model URI that is not in the registry.
 UNREGISTERED = "unregistered"
 
@@ -43,9 +74,7 @@ def tracking_uri() -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    path = PROJECT_ROOT / "models" / "mlflow.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    return f"sqlite:///{PROJECT_ROOT / 'models' / 'mlflow.db'}"
 
 
 def configure(
@@ -53,46 +82,139 @@ def configure(
 ) -> str:
     """Point MLflow at ``uri`` (default :func:`tracking_uri`) and the experiment; return the URI.
 
-    A new experiment on a local store keeps its artifacts under ``models/mlartifacts``. With
-    ``read_only`` (scoring, which only loads registered models) nothing is created or written:
-    only the tracking and registry URIs are set, and a local SQLite store must already exist
-    (``FileNotFoundError`` otherwise).
+    A new experiment on a local store keeps its artifacts under ``models/mlartifacts``.
+
+    With ``read_only`` (scoring, which only loads registered models) nothing is created or
+    written: only the tracking and registry URIs are set, once a local store has been checked
+    to be one MLflow reads as it is. MLflow itself would create a missing or empty SQLite file,
+    create its tables in a database that is not its own, migrate one of an older schema, and
+    reject an empty store directory as a file store "in maintenance mode". Remote stores
+    (``http://``, ``postgresql://``, ...) are not checked.
+
+    Raises
+    ------
+    FileNotFoundError
+        A local store that is missing or empty.
+    ValueError
+        A local file that is not an MLflow store, or a SQLite store whose schema is not the one
+        the installed MLflow reads.
     """
     uri = uri or tracking_uri()
-    if read_only and uri.startswith("sqlite:///"):
-        database = Path(uri.removeprefix("sqlite:///"))
-        if not database.is_file():
-            # MLflow would create an empty store here (and two server workers starting at once
-            # would race to migrate it), then fail later with "model not found".
-            raise FileNotFoundError(
-                f"no MLflow store at {database.resolve()}: run `make train` first, or set "
-                "MLFLOW_TRACKING_URI to the store that holds the model (a Bento runs in its own "
-                "folder, so give it an absolute sqlite:////path/to/mlflow.db)"
-            )
+    database = _sqlite_path(uri)
+    if read_only:
+        _check_readable_store(uri)
+    elif database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if read_only:
         return uri
     if mlflow.get_experiment_by_name(experiment) is None:
         location = None
-        if uri.startswith("sqlite:///"):
-            store = Path(uri.removeprefix("sqlite:///")).parent
-            location = (store / "mlartifacts").resolve().as_uri()
+        if database is not None:
+            location = (database.parent / "mlartifacts").resolve().as_uri()
         mlflow.create_experiment(experiment, artifact_location=location)
     mlflow.set_experiment(experiment)
     return uri
 
 
-class CustomerValuePyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc wrapper: feature frame in, ``clv`` and ``p_churn`` out."""
+#: What to do about a store a read-only process cannot use (the end of every such message).
+_STORE_HINT = (
+    "run `make train` first, or set MLFLOW_TRACKING_URI to the store that holds the model (a "
+    "Bento runs in its own folder, so give it an absolute sqlite:////path/to/mlflow.db)"
+)
 
-    def load_context(self, context: Any) -> None:
-        """Load the serving model from the logged artifacts."""
-        self.model = CustomerValueModel.load(context.artifacts[SERVING_DIR])
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        """Predict ``clv`` and ``p_churn`` for a feature frame."""
-        return self.model.predict(model_input)
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI; None for other URIs and in-memory SQLite."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    if path in ("", ":memory:") or path.startswith("file:"):
+        # Nothing on disk, or a SQLite URI filename (which MLflow does not write): not checked.
+        return None
+    return Path(path)
+
+
+def _check_readable_store(uri: str) -> None:
+    """Raise unless a local store at ``uri`` can be read without MLflow writing to it."""
+    database = _sqlite_path(uri)
+    if database is not None:
+        _check_sqlite_store(database)
+        return
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "file":
+        _check_file_store(Path(urllib.request.url2pathname(parsed.path)))
+    elif parsed.scheme == "":
+        _check_file_store(Path(uri))
+
+
+def _check_sqlite_store(database: Path) -> None:
+    """Refuse a SQLite store that MLflow would create, initialise or migrate."""
+    path = database.resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no MLflow store at {path}: {_STORE_HINT}")
+    if path.stat().st_size == 0:
+        raise FileNotFoundError(
+            f"no MLflow store at {path}: the file is empty (0 bytes); {_STORE_HINT}"
+        )
+    tables, revision = _sqlite_tables_and_revision(path)
+    if revision is None or not {"experiments", "registered_models"} <= tables:
+        raise ValueError(
+            f"{path} is not an MLflow store (a SQLite database without MLflow's tables); "
+            f"{_STORE_HINT}"
+        )
+    # The check MLflow makes when it opens a store, made before its create-missing-tables step
+    # can migrate a store written by another MLflow version.
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    expected = _get_latest_schema_revision()
+    if revision != expected:
+        raise ValueError(
+            f"the MLflow store at {path} has schema {revision}, MLflow {mlflow.__version__} "
+            f"reads {expected}; scoring does not migrate a store: upgrade it where the model is "
+            f"trained (back it up, then `mlflow db upgrade sqlite:///{path}`), or score with the "
+            "MLflow version that wrote it"
+        )
+
+
+def _sqlite_tables_and_revision(path: Path) -> tuple[set[str], str | None]:
+    """The tables of a SQLite file and its MLflow (alembic) schema revision, read only."""
+    # mode=ro: SQLite itself refuses to write, so looking cannot change the file.
+    try:
+        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as err:
+        raise ValueError(f"cannot open {path} read-only with SQLite: {err}") from err
+    try:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = {row[0] for row in rows}
+        revision = None
+        if "alembic_version" in tables:
+            row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+            revision = row[0] if row else None
+    except sqlite3.DatabaseError as err:
+        raise ValueError(
+            f"{path} is not an MLflow store (SQLite cannot read it: {err}); {_STORE_HINT}"
+        ) from err
+    finally:
+        connection.close()
+    return tables, revision
+
+
+def _check_file_store(directory: Path) -> None:
+    """Refuse a local directory store that is missing or empty, or a path that is a file."""
+    path = directory.resolve()
+    if path.is_file():
+        raise ValueError(
+            f"{path} is a file, not an MLflow store directory; a SQLite store is given as "
+            f"sqlite:///{path}"
+        )
+    if not path.is_dir():
+        raise FileNotFoundError(f"no MLflow store at {path} (no such directory): {_STORE_HINT}")
+    if not any(path.iterdir()):
+        raise FileNotFoundError(
+            f"no MLflow store at {path} (the directory is empty): {_STORE_HINT}"
+        )
 
 
 @contextmanager
@@ -187,16 +309,46 @@ def dataset_fingerprint(orders: pd.DataFrame, events: pd.DataFrame | None) -> di
 
 
 def _requirements() -> list[str]:
-    """Pinned requirements of the packaged model (explicit: no slow inference subprocess)."""
-    names = ["customer-value", "xgboost-cpu", "pandas", "numpy", "scikit-learn", "mlflow"]
+    """:data:`MODEL_REQUIREMENTS` pinned to the installed versions (no inference subprocess)."""
     out = []
-    for name in names:
+    for name in MODEL_REQUIREMENTS:
         try:
-            version = metadata.version(name)
+            out.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
-            continue
-        out.append(f"{name}=={version}")
+            # Another build of a package (e.g. xgboost instead of xgboost-cpu) provides it here.
+            logger.warning("%s is not installed; the logged model does not pin it", name)
     return out
+
+
+#: MLflow's model loading changes process-wide state: it puts a version's ``code/`` folder first
+#: on ``sys.path``, and a models-from-code file hands its model over through a module global.
+#: One load at a time (a service reloads in a worker thread while it answers).
+_MODEL_LOADING = threading.Lock()
+
+
+#: MLflow's switch for its download progress bars (documented in mlflow.environment_variables).
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+@contextmanager
+def _loading_model() -> Iterator[None]:
+    """Serialise MLflow model loads; give ``sys.path`` back as it was; no progress bar."""
+    with _MODEL_LOADING:
+        path = list(sys.path)
+        # A model is copied file by file: a bar per load would fill the service's log. Someone
+        # who set the variable gets what they set.
+        quiet = _PROGRESS_BAR not in os.environ
+        if quiet:
+            os.environ[_PROGRESS_BAR] = "false"
+        try:
+            yield
+        finally:
+            if quiet:
+                os.environ.pop(_PROGRESS_BAR, None)
+            # Here the project's modules are imported already (this module imports them), so the
+            # version's copy of the code is not needed; left first on sys.path it would shadow
+            # modules imported later with a snapshot, and grow with every reload.
+            sys.path[:] = path
 
 
 @dataclass(frozen=True)
@@ -218,6 +370,10 @@ def log_and_register(
 ) -> RegisteredVersion:
     """Log both models as one pyfunc (signature + input example), register it, alias candidate.
 
+    The pyfunc is logged as code (:mod:`training.pyfunc_model`), with the two saved models as
+    artifacts, the project packages it imports as code paths and the third-party requirements
+    pinned; it loads with ``mlflow.pyfunc.load_model`` without the project installed.
+
     Returns
     -------
     RegisteredVersion
@@ -229,14 +385,17 @@ def log_and_register(
         serving_dir = serving.save(Path(tmp) / SERVING_DIR)
         evaluation_dir = evaluation.save(Path(tmp) / EVALUATION_DIR)
         signature = infer_signature(example, serving.predict(example))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=CustomerValuePyfunc(),
-            artifacts={SERVING_DIR: str(serving_dir), EVALUATION_DIR: str(evaluation_dir)},
-            signature=signature,
-            input_example=example,
-            pip_requirements=_requirements(),
-        )
+        # MLflow runs the definition and loads the logged model to check the input example.
+        with _loading_model():
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(MODEL_DEFINITION),
+                artifacts={SERVING_DIR: str(serving_dir), EVALUATION_DIR: str(evaluation_dir)},
+                code_paths=[str(path) for path in MODEL_CODE],
+                signature=signature,
+                input_example=example,
+                pip_requirements=_requirements(),
+            )
     version = mlflow.register_model(info.model_uri, name)
     client = MlflowClient()
     client.set_registered_model_alias(name, CANDIDATE, version.version)
@@ -290,7 +449,10 @@ def version_metrics(version: RegisteredVersion) -> dict[str, float]:
 def load_model(
     model_uri: str, which: str = SERVING_DIR, dst: str | Path | None = None
 ) -> CustomerValueModel:
-    """Download a registered model (``models:/customer-value@champion``) and load one of its two.
+    """Load one of a registered version's two models (``models:/customer-value@champion``).
+
+    The version is loaded with ``mlflow.pyfunc.load_model``; the model comes from its python
+    model (:class:`training.pyfunc_model.CustomerValuePyfunc`).
 
     Parameters
     ----------
@@ -299,18 +461,36 @@ def load_model(
     which : {"serving", "evaluation"}
         The model that serves, or its evaluation twin.
     dst : path, optional
-        Where to download; a temp directory by default.
+        Where to download the version; by default a temporary directory, removed once the
+        model is in memory.
+
+    Returns
+    -------
+    CustomerValueModel
     """
     if which not in (SERVING_DIR, EVALUATION_DIR):
         raise ValueError(f"which must be {SERVING_DIR!r} or {EVALUATION_DIR!r}; got {which!r}")
-    local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(dst) if dst else None))
-    candidates = list(local.glob(f"**/artifacts/{which}/model.json"))
-    if not candidates:
-        raise FileNotFoundError(
-            f"{model_uri} has no {which!r} model (looked under {local}); was it logged by "
-            "`make train`?"
+    if dst is not None:
+        Path(dst).mkdir(parents=True, exist_ok=True)
+    # Always a copy, even from a local store: loading in place, MLflow would write a
+    # registered_model_meta file into the store's artifacts (and Python its bytecode caches).
+    folder = nullcontext(str(dst)) if dst is not None else tempfile.TemporaryDirectory()
+    with folder as local, _loading_model():
+        loaded = mlflow.pyfunc.load_model(model_uri, dst_path=local)
+        python_model = loaded.unwrap_python_model()
+        get = getattr(python_model, "customer_value_model", None)
+        if get is None:
+            raise ValueError(
+                f"{model_uri} is not a customer-value model: its python model is "
+                f"{type(python_model).__name__}, expected the CustomerValuePyfunc of "
+                "training/pyfunc_model.py (log it with `make train`)"
+            )
+        model = get(which)
+    if not isinstance(model, CustomerValueModel):
+        raise ValueError(
+            f"{model_uri} gave a {type(model).__name__}, expected a CustomerValueModel"
         )
-    return CustomerValueModel.load(candidates[0].parent)
+    return model
 
 
 def version_info(model_uri: str) -> dict[str, str]:

@@ -1,0 +1,396 @@
+"""Logging the model as code, loading it back, and read-only scoring that never writes a store."""
+
+import ast
+import json
+import os
+import pickle
+import shutil
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.models import Model
+
+from features import FeatureSpec, build_features, build_labels, feature_names
+from features.io import validate_events, validate_orders
+from features.synth import generate
+from training import pyfunc_model, tracking
+from training.model import CustomerValueModel, ModelParams
+from training.pipeline import window_snapshots
+from training.purchase import PurchaseModel
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT_PACKAGES = ("features", "training", "serving")
+
+
+#: The module's own registered model, in the session's store: the aliases of customer-value,
+#: which other tests move, are left alone.
+NAME = "customer-value-tracking-test"
+
+
+@dataclass
+class Logged:
+    """One registered version of two small models (serving and evaluation twin)."""
+
+    root: Path
+    uri: str
+    serving: CustomerValueModel
+    evaluation: CustomerValueModel
+    features: pd.DataFrame
+    version: str
+
+    @property
+    def database(self) -> Path:
+        return self.root / "mlflow.db"
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{NAME}/{self.version}"
+
+    def store_files(self) -> dict[str, tuple[int, int]]:
+        """The store's database and artifact files (not the session's data folder)."""
+        return {**files(self.database.parent, "mlflow.db*"), **files(self.root / "mlartifacts")}
+
+
+def fit(orders, events, seed: int) -> tuple[CustomerValueModel, pd.DataFrame]:
+    """A model of a few shallow trees (well under a second), and the features it scores."""
+    spec = FeatureSpec(horizon_days=180)
+    names = feature_names(spec)
+    holdout = pd.Timestamp("2025-01-01")
+    cutoffs = [holdout - pd.Timedelta(days=90 + 30 * k) for k in range(3)]
+    rows = window_snapshots(orders, events, cutoffs, spec, 90)
+    purchase = PurchaseModel(r=1.0, alpha=60.0, a=0.8, b=3.0, p=4.0, q=5.0, v=80.0)
+    model = CustomerValueModel(spec, ModelParams(n_estimators=10, max_depth=2), seed=seed)
+    model.fit(
+        rows[names], rows["window_value"], rows["window_churned"], purchase=purchase, window_days=90
+    )
+    features = build_features(orders, events, cutoff=holdout, spec=spec)
+    labels = build_labels(orders, cutoff=holdout, spec=spec)
+    model.fit_stack(features[names], labels["future_value"], labels["churned"])
+    return model, features[names]
+
+
+@pytest.fixture(scope="module")
+def logged(store):
+    """Two small models (different seeds) logged and registered like `make train` does."""
+    orders, events = generate(customers=400, seed=3, start="2023-01-01", end="2025-07-01")
+    orders = validate_orders(orders, strict=True).frame
+    events = validate_events(events, strict=True).frame
+    serving, features = fit(orders, events, seed=5)
+    evaluation, _ = fit(orders, events, seed=6)
+    # After `store`, which set MLFLOW_TRACKING_URI: see restore_uris.
+    variable = os.environ["MLFLOW_TRACKING_URI"]
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    tracking.configure(store.tracking_uri)
+    with tracking.start_run("tracking-test"):
+        version = tracking.log_and_register(serving, evaluation, features.head(5), name=NAME)
+    yield Logged(store.root, store.tracking_uri, serving, evaluation, features, version.version)
+    mlflow.set_tracking_uri(previous[0])
+    mlflow.set_registry_uri(previous[1])
+    os.environ["MLFLOW_TRACKING_URI"] = variable
+
+
+@pytest.fixture
+def restore_uris(store, monkeypatch):
+    """configure() points MLflow's process-wide tracking and registry URIs; put both back.
+
+    On the session's store (``store``): mlflow.set_tracking_uri also writes
+    MLFLOW_TRACKING_URI, so restoring a URI taken before the session store was set would pin
+    every later test to MLflow's default store in the working directory. The variable itself
+    is put back by monkeypatch.
+    """
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", os.environ["MLFLOW_TRACKING_URI"])
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    yield previous
+    mlflow.set_tracking_uri(previous[0])
+    mlflow.set_registry_uri(previous[1])
+
+
+def files(folder: Path, pattern: str = "*") -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` (matching ``pattern``) with its size and modification time."""
+    return {
+        str(path): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob(pattern))
+        if path.is_file()
+    }
+
+
+def aged(path: Path) -> Path:
+    """Set a file's mtime far in the past, so that any write shows."""
+    os.utime(path, ns=(1_000_000_000 * 10**9, 1_000_000_000 * 10**9))
+    return path
+
+
+# -- read-only stores --------------------------------------------------------------------------
+
+
+def test_read_only_refuses_a_missing_sqlite_store_and_creates_nothing(tmp_path, restore_uris):
+    missing = tmp_path / "nowhere" / "mlflow.db"
+    with pytest.raises(FileNotFoundError, match=r"no MLflow store at .*nowhere/mlflow\.db") as err:
+        tracking.configure(f"sqlite:///{missing}", read_only=True)
+    assert "make train" in str(err.value) and "MLFLOW_TRACKING_URI" in str(err.value)
+    assert not missing.parent.exists()
+    assert mlflow.get_tracking_uri() == restore_uris[0]
+
+
+def test_read_only_refuses_an_empty_sqlite_file_and_leaves_it_empty(tmp_path, restore_uris):
+    # MLflow would create its tables in it: the "store" scoring was pointed at would change.
+    empty = tmp_path / "mlflow.db"
+    empty.touch()
+    aged(empty)
+    before = files(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no MLflow store at .*mlflow\.db: .*0 bytes"):
+        tracking.configure(f"sqlite:///{empty}", read_only=True)
+    assert files(tmp_path) == before
+    assert mlflow.get_tracking_uri() == restore_uris[0]
+
+
+def write_other_database(path: Path) -> None:
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE orders (customer_id TEXT, amount REAL)")
+    connection.close()
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda path: path.write_text("customer_id,amount\na,1\n"), id="not-sqlite"),
+        pytest.param(write_other_database, id="another-sqlite-database"),
+    ],
+)
+def test_read_only_refuses_a_file_that_is_not_an_mlflow_store(write, tmp_path, restore_uris):
+    database = tmp_path / "mlflow.db"
+    write(database)
+    aged(database)
+    before = files(tmp_path)
+    with pytest.raises(ValueError, match=r"mlflow\.db is not an MLflow store .*make train"):
+        tracking.configure(f"sqlite:///{database}", read_only=True)
+    assert files(tmp_path) == before
+    assert mlflow.get_tracking_uri() == restore_uris[0]
+
+
+def test_read_only_refuses_a_store_of_another_schema_without_migrating_it(
+    logged, tmp_path, restore_uris
+):
+    # An older store: MLflow would create the tables it lacks and migrate it.
+    database = tmp_path / "mlflow.db"
+    shutil.copyfile(logged.database, database)
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0123456789ab'")
+    connection.close()
+    aged(database)
+    before = files(tmp_path)
+    with pytest.raises(ValueError, match=r"has schema 0123456789ab.*mlflow db upgrade"):
+        tracking.configure(f"sqlite:///{database}", read_only=True)
+    assert files(tmp_path) == before
+
+
+@pytest.mark.parametrize("form", ["file-uri", "path"])
+@pytest.mark.parametrize("state", ["empty", "missing"])
+def test_read_only_refuses_an_empty_or_missing_store_directory(form, state, tmp_path, restore_uris):
+    # MLflow's own message would be that the file store is "in maintenance mode".
+    folder = tmp_path / "mlruns"
+    if state == "empty":
+        folder.mkdir()
+    uri = folder.as_uri() if form == "file-uri" else str(folder)
+    with pytest.raises(FileNotFoundError, match=r"no MLflow store at .*mlruns .*make train"):
+        tracking.configure(uri, read_only=True)
+    assert folder.exists() == (state == "empty")
+    assert files(tmp_path) == {}
+    assert mlflow.get_tracking_uri() == restore_uris[0]
+
+
+def test_read_only_says_how_to_name_a_sqlite_file_given_as_a_path(tmp_path, restore_uris):
+    database = tmp_path / "mlflow.db"
+    write_other_database(database)
+    with pytest.raises(ValueError, match=rf"a SQLite store is given as sqlite:///{database}"):
+        tracking.configure(str(database), read_only=True)
+
+
+@pytest.mark.parametrize(
+    "uri", ["http://mlflow.internal:5000", "postgresql://scorer@db.internal/mlflow"]
+)
+def test_read_only_passes_remote_stores_through(uri, restore_uris):
+    assert tracking.configure(uri, read_only=True) == uri
+    assert mlflow.get_tracking_uri() == uri
+    assert mlflow.get_registry_uri() == uri
+
+
+def test_read_only_scoring_leaves_the_store_untouched(logged, restore_uris):
+    # Loading a registered version in place would write a registered_model_meta file into the
+    # store's artifacts; the database must not be migrated or written either.
+    before = logged.store_files()
+    tracking.configure(logged.uri, read_only=True)
+    uri = f"models:/{NAME}@candidate"
+    info = tracking.version_info(uri)
+    tracking.load_model(tracking.pinned_uri(uri, info))
+    tracking.load_model(uri, which=tracking.EVALUATION_DIR)
+    assert info["model_version"] == logged.version
+    assert logged.store_files() == before
+
+
+# -- the model, logged as code -----------------------------------------------------------------
+
+
+def test_logged_model_loads_by_alias_with_identical_predictions(logged, restore_uris):
+    tracking.configure(logged.uri, read_only=True)
+    path = list(sys.path)
+    serving = tracking.load_model(f"models:/{NAME}@candidate")
+    evaluation = tracking.load_model(f"models:/{NAME}@candidate", which="evaluation")
+    assert isinstance(serving, CustomerValueModel) and isinstance(evaluation, CustomerValueModel)
+    pd.testing.assert_frame_equal(
+        serving.predict(logged.features), logged.serving.predict(logged.features)
+    )
+    pd.testing.assert_frame_equal(
+        evaluation.predict(logged.features), logged.evaluation.predict(logged.features)
+    )
+    # The version's copy of the code does not stay in front of the project's.
+    assert sys.path == path
+    pyfunc = mlflow.pyfunc.load_model(logged.model_uri)
+    pd.testing.assert_frame_equal(
+        pyfunc.predict(logged.features), logged.serving.predict(logged.features)
+    )
+
+
+def test_logged_model_is_code_with_its_packages_not_a_pickle(logged, tmp_path, restore_uris):
+    tracking.configure(logged.uri, read_only=True)
+    uri = logged.model_uri
+    flavor = Model.load(uri).flavors["python_function"]
+    assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+    assert Path(flavor["model_code_path"]).name == "pyfunc_model.py"
+    assert "python_model" not in flavor  # the cloudpickled wrapper's entry
+    assert flavor["code"] == "code"
+    assert set(flavor["artifacts"]) == {"serving", "evaluation"}
+    local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path)))
+    assert not list(local.rglob("*.pkl"))
+    assert (local / "pyfunc_model.py").is_file()
+    code = local / "code"
+    assert (code / "training" / "model.py").is_file()
+    assert (code / "features" / "spec.py").is_file()
+    assert not (code / "serving").exists()
+    assert not list(code.rglob("__pycache__"))
+    requirements = (local / "requirements.txt").read_text().split()
+    assert not [line for line in requirements if line.startswith("customer-value")]
+    assert f"xgboost-cpu=={metadata.version('xgboost-cpu')}" in requirements
+    assert f"mlflow=={mlflow.__version__}" in requirements
+
+
+ISOLATED = """
+import importlib.util, json, sys
+# Hide the project: its editable install's finder, and the project folder on sys.path.
+sys.meta_path[:] = [
+    f for f in sys.meta_path if "__editable__" not in str(getattr(f, "__module__", ""))
+]
+sys.path[:] = [p for p in sys.path if p not in ("", {root!r})]
+for name in ("features", "training", "serving"):
+    spec = importlib.util.find_spec(name)
+    assert spec is None, f"{{name}} is importable: {{spec}}"
+import mlflow
+mlflow.set_tracking_uri({uri!r})
+mlflow.set_registry_uri({uri!r})
+model = mlflow.pyfunc.load_model({model_uri!r}, dst_path={dst!r})
+out = model.predict(model.input_example)
+print(json.dumps({{"clv": out["clv"].tolist(), "training": sys.modules["training"].__file__}}))
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter importing MLflow: 10 to 20 seconds
+def test_logged_model_loads_where_the_project_is_not_installed(logged, tmp_path):
+    # The version carries its own code: MLflow alone (a fresh interpreter with the third-party
+    # requirements, no project) loads and runs it.
+    dst = tmp_path / "model"
+    dst.mkdir()
+    script = ISOLATED.format(
+        root=str(ROOT),
+        uri=logged.uri,
+        model_uri=logged.model_uri,
+        dst=str(dst),
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(OMP_NUM_THREADS="1", MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert Path(result["training"]).is_relative_to(dst / "code")
+    expected = logged.serving.predict(logged.features.head(5))["clv"].tolist()
+    assert result["clv"] == expected
+
+
+def test_versions_logged_as_a_pickle_still_find_their_class():
+    # Versions registered before models-from-code hold a cloudpickle that names the wrapper as
+    # training.tracking.CustomerValuePyfunc.
+    current = pickle.dumps(pyfunc_model.CustomerValuePyfunc(), protocol=0)
+    legacy = current.replace(b"training.pyfunc_model\n", b"training.tracking\n")
+    assert legacy != current
+    assert isinstance(pickle.loads(legacy), pyfunc_model.CustomerValuePyfunc)
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    """Another project's pyfunc."""
+
+    def predict(self, context, model_input: list[float], params=None) -> list[float]:
+        return model_input
+
+
+def test_a_model_that_is_not_this_projects_is_refused_by_name(tmp_path, restore_uris):
+    path = tmp_path / "other"
+    # Explicit requirements: inferring them would start a process that loads the model.
+    mlflow.pyfunc.save_model(
+        path, python_model=Echo(), pip_requirements=[f"mlflow=={mlflow.__version__}"]
+    )
+    with pytest.raises(ValueError, match=rf"{path} is not a customer-value model.* Echo"):
+        tracking.load_model(str(path))
+
+
+def imported_modules(module: str) -> set[str]:
+    """Top-level names imported, at any depth, by a project module and the project code it uses."""
+    seen: set[Path] = set()
+    found: set[str] = set()
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        parts = name.split(".")
+        # Importing a.b.c runs a/__init__.py and a/b/__init__.py first.
+        candidates = [ROOT.joinpath(*parts[:i], "__init__.py") for i in range(1, len(parts) + 1)]
+        candidates.append(ROOT.joinpath(*parts).with_suffix(".py"))
+        for path in candidates:
+            if not path.is_file() or path in seen:
+                continue
+            seen.add(path)
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    targets = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                else:
+                    continue
+                for target in targets:
+                    top = target.split(".")[0]
+                    if top in PROJECT_PACKAGES:
+                        pending.append(target)
+                    else:
+                        found.add(top)
+    return found
+
+
+def test_model_requirements_cover_the_model_code_imports():
+    imported = imported_modules("training.pyfunc_model")
+    third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
+    assert {"xgboost", "mlflow", "pandas"} <= third_party
+    distributions = metadata.packages_distributions()
+    unpinned = {
+        name: distributions.get(name, [])
+        for name in third_party
+        if not set(distributions.get(name, [])) & set(tracking.MODEL_REQUIREMENTS)
+    }
+    assert not unpinned, (
+        f"the model's code imports these, tracking.MODEL_REQUIREMENTS lacks them: {unpinned}"
+    )
