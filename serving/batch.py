@@ -31,12 +31,13 @@ from serving.run_files import (
     write_feature_table,
     write_scores,
 )
-from serving.scoring import REASON_MODES, score_frame
-from serving.segments import assign_segments, value_thresholds
+from serving.scoring import REASON_MODES, ScoreSettings, next_order_dates, score_frame
+from serving.segments import Base
 from serving.settings import DEFAULT_MODEL_URI
 from training import tracking
 from training.config import DEMO_DIR
 from training.model import CustomerValueModel
+from training.profile import DEFAULT_LEVEL
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,13 @@ class BatchConfig:
     model_uri: str = DEFAULT_MODEL_URI
     chunk_customers: int = 200_000
     reasons: str = "approximate"
+    interval: float = DEFAULT_LEVEL
+    discount_rate: float = 0.0
+
+    def score_settings(self) -> ScoreSettings:
+        """How to score (checked: a bad level or rate raises ValueError naming it)."""
+        return ScoreSettings(self.reasons, self.interval, self.discount_rate)
+
     strict: bool = False
 
 
@@ -126,6 +134,8 @@ class CustomerChunks:
             yield orders, events
 
 
+SEGMENT_COLUMNS = ("value_segment", "risk_segment", "action")
+
 REJECT_QUARANTINED = "every order row was quarantined"
 REJECT_NO_HISTORY = "no order before the cutoff"
 REJECT_NO_ORDERS = "service events but no orders"
@@ -182,6 +192,7 @@ def resolve_cutoff(cutoff: str, orders: pd.DataFrame) -> pd.Timestamp:
 
 def run(config: BatchConfig) -> BatchSummary:
     """Score every customer with an order before the cutoff; see the module docstring."""
+    settings = config.score_settings()
     timings: dict[str, float] = {}
     tick = time.perf_counter()
     model = tracking.load_model(config.model_uri)
@@ -240,7 +251,7 @@ def run(config: BatchConfig) -> BatchSummary:
             if features.empty:  # every customer of this chunk starts after the cutoff
                 continue
             tick = time.perf_counter()
-            scored = score_frame(model, features, reasons=config.reasons)
+            scored = score_frame(model, features, settings)
             seconds["predict"] += time.perf_counter() - tick
             clv_all.append(scored["clv"].to_numpy())
             part = work / f"part-{i:05d}.parquet"
@@ -258,7 +269,7 @@ def run(config: BatchConfig) -> BatchSummary:
             rejects.to_csv(rejected_path(config.out), index=False)
 
         tick = time.perf_counter()
-        thresholds = value_thresholds(np.concatenate(clv_all) if clv_all else np.array([]))
+        base = Base.of(np.concatenate(clv_all) if clv_all else np.array([]))
         summary = BatchSummary(
             cutoff,
             info["model_name"],
@@ -274,9 +285,11 @@ def run(config: BatchConfig) -> BatchSummary:
             model_version=info["model_version"],
             store=store_label(mlflow.get_tracking_uri()),
             orders=str(Path(config.orders).resolve()),
+            interval=f"{settings.interval:g}",
+            discount_rate=f"{settings.discount_rate:g}",
         )
-        frames = _final_frames(parts, thresholds, cutoff, model, info, summary)
-        write_scores(frames, config.out, replace(stamp, reasons=config.reasons))
+        frames = _final_frames(parts, base, cutoff, model, info, summary)
+        write_scores(frames, config.out, replace(stamp, reasons=settings.reasons))
         if config.features_out is not None:
             write_feature_table(feature_parts, model.feature_names_in_, config.features_out, stamp)
         timings["write"] = time.perf_counter() - tick
@@ -293,21 +306,29 @@ def run(config: BatchConfig) -> BatchSummary:
 
 def _final_frames(
     parts: list[Path],
-    thresholds: dict[str, float],
+    base: Base,
     cutoff: pd.Timestamp,
     model: CustomerValueModel,
     info: dict[str, str],
     summary: BatchSummary,
 ) -> Iterator[pd.DataFrame]:
-    """Second pass over the scored parts: segments (which need the whole base) and run columns.
+    """Second pass over the scored parts: what needs the whole base, and the run's columns.
+
+    Segments and percentiles rank each customer in the whole base; the next-order date is
+    the cutoff plus the model's median wait.
 
     Adds each part's CLV and segment counts to ``summary`` as it goes.
     """
-    summary.segments = {"value_segment": {}, "risk_segment": {}, "action": {}}
+    summary.segments = {name: {} for name in SEGMENT_COLUMNS}
     for part in parts:
         frame = pd.read_parquet(part)
-        segments = assign_segments(frame["clv"], frame["p_churn"], thresholds)
-        frame = pd.concat([frame, segments], axis=1)
+        clv, p_churn = frame["clv"].to_numpy(), frame["p_churn"].to_numpy()
+        for name, labels in zip(SEGMENT_COLUMNS, base.labels(clv, p_churn), strict=True):
+            frame[name] = pd.array(labels, dtype="str")
+        frame["clv_percentile"] = base.percentile(clv)
+        frame["next_order_date"] = pd.array(
+            next_order_dates(cutoff, frame["next_order_days"].to_numpy()), dtype="str"
+        )
         frame["cutoff"] = cutoff
         frame["horizon_days"] = model.spec.horizon_days
         frame["model_name"] = info["model_name"]
@@ -351,6 +372,19 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
         help="drivers per customer: approximate contributions (default), exact TreeSHAP "
         "(about 90x slower), or none",
     )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=d.interval,
+        help="level of the clv_low-clv_high range (default 0.8: the customer's value over the "
+        "horizon falls inside it for about 80%% of customers)",
+    )
+    parser.add_argument(
+        "--discount-rate",
+        type=float,
+        default=d.discount_rate,
+        help="yearly discount rate for clv_discounted (default 0: clv_discounted = clv)",
+    )
     parser.add_argument("--strict", action="store_true", help="fail on any unusable input row")
     args = parser.parse_args(argv)
     events = args.events
@@ -366,6 +400,8 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
         model_uri=args.model_uri,
         chunk_customers=args.chunk_customers,
         reasons=args.reasons,
+        interval=args.interval,
+        discount_rate=args.discount_rate,
         strict=args.strict,
     )
 

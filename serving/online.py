@@ -15,12 +15,13 @@ from features.history import as_cutoff, format_cutoff
 from features.io import EVENT_REQUIRED, DataValidationError, validate_events, validate_orders
 from features.spec import FeatureSpec
 from serving.run_files import SCORED_FIELDS, BatchAnswers, FeatureTable
-from serving.scoring import score_matrix
-from serving.segments import segment_labels, value_thresholds
+from serving.scoring import ScoreSettings, next_order_dates, score_matrix
+from serving.segments import Base
 
 # Until serving.service imports it from serving.settings (where every setting is read).
 from serving.settings import OnlineConfig  # noqa: F401
 from training.model import CustomerValueModel
+from training.profile import DEFAULT_LEVEL
 
 logger = logging.getLogger(__name__)
 
@@ -35,26 +36,40 @@ SOURCE_TABLE = "feature_table"
 SOURCE_INLINE = "inline"
 
 
-def load_value_thresholds(
+def load_base(
     table: FeatureTable, model: CustomerValueModel, answers: BatchAnswers | None = None
-) -> tuple[dict[str, float], str]:
-    """Value-segment thresholds equal to the ones batch scoring used for the same base.
+) -> tuple[Base, str]:
+    """The scored base's tiers and sorted CLVs, equal to the ones batch scoring used.
 
-    Value tiers are shares of the whole base's predicted CLV, so they cannot be computed from
-    one request. With the batch run's answers (:func:`serving.run_files.load_batch_answers`)
-    they are computed from its CLVs, exactly as batch did. Otherwise the served model predicts
-    the whole feature table once at startup and the thresholds are computed on those CLVs, as
-    batch would with this model.
+    Value tiers and percentiles rank a customer in the whole base's predicted CLV, so they
+    cannot be computed from one request. With the batch run's answers
+    (:func:`serving.run_files.load_batch_answers`) they come from its CLVs, exactly as batch
+    computed them. Otherwise the served model predicts the whole feature table once at start-up
+    and the base is that, as batch would compute it with this model.
 
     Returns
     -------
-    (dict, str)
-        The thresholds (:func:`serving.segments.value_thresholds`) and where they came from.
+    (Base, str)
+        The base (:class:`serving.segments.Base`) and where its CLVs came from.
     """
     if answers is not None:
-        return value_thresholds(answers.clv), f"clv of {answers.source}"
+        return Base.of(answers.clv), f"clv of {answers.source}"
     clv, _ = model.predict_matrix(table.matrix.astype("float32"))
-    return value_thresholds(clv), f"clv predicted on {table.path} at startup"
+    return Base.of(clv), f"clv predicted on {table.path} at startup"
+
+
+def table_settings(table: FeatureTable) -> ScoreSettings:
+    """How the batch run that wrote ``table`` scored: the service answers the same way.
+
+    The interval level and discount rate come from the table's stamp (defaults for tables
+    written before they were recorded); reasons are always :data:`ONLINE_REASONS`.
+    """
+    stamp = table.stamp
+    return ScoreSettings(
+        reasons=ONLINE_REASONS,
+        interval=float(stamp.interval) if stamp.interval else DEFAULT_LEVEL,
+        discount_rate=float(stamp.discount_rate) if stamp.discount_rate else 0.0,
+    )
 
 
 @dataclass
@@ -91,13 +106,7 @@ def _result(
         "status": status,
         "cutoff": None if cutoff is None else format_cutoff(cutoff),
         "horizon_days": horizon_days,
-        "clv": None,
-        "p_churn": None,
-        "value_segment": None,
-        "risk_segment": None,
-        "action": None,
-        "reasons": None,
-        "value_reasons": None,
+        **dict.fromkeys(SCORED_FIELDS),
         "source": source,
         "error": error,
     }
@@ -256,31 +265,40 @@ def build_inline_features(
 
 
 def score_rows(
-    model: CustomerValueModel, matrix: np.ndarray, thresholds: dict[str, float]
+    model: CustomerValueModel, matrix: np.ndarray, base: Base, settings: ScoreSettings
 ) -> list[dict[str, Any]]:
-    """Predictions, segments, action and reasons for feature rows, one record per row.
+    """Predictions, profile, segments, action and reasons for feature rows, one record each.
 
-    The numbers and reasons come from :func:`serving.scoring.score_matrix` and the segments
-    from :func:`serving.segments.segment_labels` with the base's thresholds: the same functions
-    and thresholds batch scoring uses, so online and batch answers are identical. Rows of
-    several requests are scored together (the service batches them).
+    The numbers and reasons come from :func:`serving.scoring.score_matrix`, the segments and
+    percentiles from the base (:class:`serving.segments.Base`): the same functions and base
+    batch scoring uses, so online and batch answers are identical. Rows of several requests
+    are scored together (the service batches them).
 
     Returns
     -------
     list of dict
-        Keys :data:`SCORED_FIELDS`, in row order.
+        Keys :data:`SCORED_FIELDS` but ``next_order_date``, which :func:`finish` makes from
+        ``next_order_days`` and each item's cutoff; NaN as None.
     """
-    scores = score_matrix(model, matrix, reasons=ONLINE_REASONS)
-    value, risk, action = segment_labels(scores.clv, scores.p_churn, thresholds)
-    columns = {
-        "clv": scores.clv.tolist(),
-        "p_churn": scores.p_churn.tolist(),
-        "value_segment": value.tolist(),
-        "risk_segment": risk.tolist(),
-        "action": action.tolist(),
-        "reasons": scores.reasons.to_pylist(),
-        "value_reasons": scores.value_reasons.to_pylist(),
+    scores = score_matrix(model, matrix, settings)
+    value, risk, action = base.labels(scores.clv, scores.p_churn)
+    numbers = {
+        "clv": scores.clv,
+        "p_churn": scores.p_churn,
+        "clv_percentile": base.percentile(scores.clv),
+        **scores.profile,
     }
+    columns: dict[str, list[Any]] = {
+        name: [None if np.isnan(v) else v for v in values.tolist()]
+        for name, values in numbers.items()
+    }
+    columns.update(
+        value_segment=value.tolist(),
+        risk_segment=risk.tolist(),
+        action=action.tolist(),
+        reasons=scores.reasons.to_pylist(),
+        value_reasons=scores.value_reasons.to_pylist(),
+    )
     return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
@@ -295,6 +313,12 @@ def finish(pending: Pending, scored: Sequence[Mapping[str, Any]] | None) -> list
     for slot, record in zip(pending.slots, scored, strict=True):
         result = pending.results[slot]
         for name in SCORED_FIELDS:
-            value = record[name]
-            result[name] = float(value) if name in ("clv", "p_churn") else str(value)
+            if name != "next_order_date":
+                result[name] = record[name]
+        days = record["next_order_days"]
+        result["next_order_date"] = (
+            None
+            if days is None
+            else next_order_dates(as_cutoff(result["cutoff"]), np.array([days]))[0]
+        )
     return pending.results

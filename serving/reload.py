@@ -3,10 +3,11 @@
 The nightly ``make score`` rewrites the online feature table and the scores beside it (each by
 an atomic rename). A running service notices the new table (its file changed) on a request,
 checking at most every ``CUSTOMER_VALUE_RELOAD_SECONDS``; it loads the new table, answers and
-value thresholds in a worker thread while it keeps answering from the old ones, and then swaps
-everything at once. When the registry's champion has changed too (the run after a retrain),
-the new model comes with it. No restart, no request answered from a mix of two runs. A reload
-that fails keeps the old state and is tried again when the file changes or after
+base (value tiers, percentiles) in a worker thread while it keeps answering from the old ones,
+and then swaps everything at once. When the registry's champion has changed too (the run
+after a retrain), the new model comes with it. No restart, no request answered from a mix of
+two runs. A reload that fails keeps the old state and is tried again when the file changes or
+after
 :data:`RETRY_SECONDS`.
 """
 
@@ -23,7 +24,7 @@ import anyio.to_thread
 import mlflow
 
 from serving.batching import AdaptiveBatcher
-from serving.online import ONLINE_REASONS, load_value_thresholds, score_rows
+from serving.online import ONLINE_REASONS, load_base, score_rows, table_settings
 from serving.run_files import (
     BatchAnswers,
     FeatureTable,
@@ -33,6 +34,8 @@ from serving.run_files import (
     load_feature_table,
     store_label,
 )
+from serving.scoring import ScoreSettings
+from serving.segments import Base
 from serving.settings import OnlineConfig
 from training import tracking
 from training.model import CustomerValueModel
@@ -68,8 +71,10 @@ class Served:
         The online feature table.
     answers : BatchAnswers or None
         The batch run's scores for lookups, when they fit (:func:`load_batch_answers`).
-    thresholds : dict
-        Value-segment thresholds of the base.
+    base : Base
+        The scored base: value tiers and percentiles.
+    settings : ScoreSettings
+        Interval level and discount rate of the batch run whose table is served.
     batcher : AdaptiveBatcher
         Adaptive batching of this model's calls.
     signature : tuple or None
@@ -80,7 +85,8 @@ class Served:
     info: dict[str, str]
     table: FeatureTable
     answers: BatchAnswers | None
-    thresholds: dict[str, float]
+    base: Base
+    settings: ScoreSettings
     batcher: AdaptiveBatcher
     signature: Signature | None
 
@@ -111,17 +117,18 @@ def load_served(
         if config.lookups == "batch"
         else None
     )
-    thresholds, source = load_value_thresholds(table, model, answers)
+    base, source = load_base(table, model, answers)
+    settings = table_settings(table)
     for rows in (1, 16):
-        score_rows(model, table.matrix[:rows], thresholds)
+        score_rows(model, table.matrix[:rows], base, settings)
     batcher = AdaptiveBatcher(
-        functools.partial(score_rows, model, thresholds=thresholds),
+        functools.partial(score_rows, model, base=base, settings=settings),
         max_batch_size=MAX_BATCH_ROWS,
         max_latency_ms=MAX_LATENCY_MS,
     )
     logger.info(
         "loaded %s v%s: %d customers at cutoff %s from %s; lookups answered %s; value "
-        "thresholds from %s (%.1fs)",
+        "tiers and percentiles from %s; interval %g, discount rate %g (%.1fs)",
         info["model_name"],
         info["model_version"],
         len(table),
@@ -129,9 +136,11 @@ def load_served(
         table.path,
         "by the model" if answers is None else f"from the batch scores {answers.source}",
         source,
+        settings.interval,
+        settings.discount_rate,
         time.perf_counter() - tick,
     )
-    return Served(model, info, table, answers, thresholds, batcher, signature)
+    return Served(model, info, table, answers, base, settings, batcher, signature)
 
 
 def freeze_heap(*, full: bool) -> None:

@@ -42,11 +42,43 @@ DEFAULT_FEATURES_OUT = Path("models/scores/online_features.parquet")
 #: The scores file the service pairs with a feature table: the one beside it.
 SCORES_NAME = DEFAULT_OUT.name
 
-#: What scoring gives every customer: predictions, segments, action and reasons (the batch
-#: file's columns and the online answer's fields).
+#: What scoring gives every customer (the batch file's columns and the online answer's
+#: fields): the prediction with its range, the profile, segments, action and reasons. Numbers
+#: are float64 (NaN / null where a figure does not apply), the rest text.
+NUMBER_FIELDS: tuple[str, ...] = (
+    "clv",
+    "clv_low",
+    "clv_high",
+    "clv_discounted",
+    "clv_percentile",
+    "p_churn",
+    "p_active",
+    "expected_orders",
+    "avg_days_between_orders",
+    "historic_value",
+    "total_value",
+)
+TEXT_FIELDS: tuple[str, ...] = (
+    "next_order_date",
+    "value_segment",
+    "risk_segment",
+    "action",
+    "reasons",
+    "value_reasons",
+)
 SCORED_FIELDS: tuple[str, ...] = (
     "clv",
+    "clv_low",
+    "clv_high",
+    "clv_discounted",
+    "clv_percentile",
     "p_churn",
+    "p_active",
+    "expected_orders",
+    "next_order_date",
+    "avg_days_between_orders",
+    "historic_value",
+    "total_value",
     "value_segment",
     "risk_segment",
     "action",
@@ -65,8 +97,7 @@ SCORE_COLUMNS: tuple[str, ...] = (
 _EMPTY_SCORE_TYPES = {
     "cutoff": "datetime64[ns]",
     "horizon_days": "int64",
-    "clv": "float64",
-    "p_churn": "float64",
+    **dict.fromkeys(NUMBER_FIELDS, "float64"),
 }
 
 #: Prefix of the Parquet footer keys of a run's stamp.
@@ -93,6 +124,11 @@ class RunStamp:
         another store does not take the table for its own.
     orders : str
         The orders file the features were built from (absolute path).
+    interval : str
+        The level of ``clv_low``-``clv_high`` (e.g. ``0.8``); the service answers with the
+        level of the run whose table it serves.
+    discount_rate : str
+        The yearly rate of ``clv_discounted``; likewise.
     reasons : str
         The reasons mode of the scores (:data:`serving.scoring.REASON_MODES`); empty in the
         feature table.
@@ -104,6 +140,8 @@ class RunStamp:
     model_version: str
     store: str = ""
     orders: str = ""
+    interval: str = ""
+    discount_rate: str = ""
     reasons: str = ""
 
     def metadata(self) -> dict[bytes, bytes]:
@@ -465,25 +503,31 @@ class BatchAnswers:
 
     Attributes
     ----------
-    clv, p_churn : numpy.ndarray
-        float64 per table row.
-    labels : dict
-        ``value_segment``, ``risk_segment``, ``action``, ``reasons``, ``value_reasons``:
-        pyarrow arrays per table row.
+    numbers : dict
+        :data:`NUMBER_FIELDS` -> float64 array per table row.
+    texts : dict
+        :data:`TEXT_FIELDS` -> pyarrow array per table row.
     source : pathlib.Path
         The scores file.
     """
 
-    clv: np.ndarray
-    p_churn: np.ndarray
-    labels: dict[str, pa.Array]
+    numbers: dict[str, np.ndarray]
+    texts: dict[str, pa.Array]
     source: Path
 
+    @property
+    def clv(self) -> np.ndarray:
+        """The batch run's CLV per table row (what the base's tiers and percentiles rank)."""
+        return self.numbers["clv"]
+
     def record(self, row: int) -> dict[str, Any]:
-        """The scored fields (:data:`SCORED_FIELDS`) of one table row."""
-        record: dict[str, Any] = {"clv": float(self.clv[row]), "p_churn": float(self.p_churn[row])}
-        for name, values in self.labels.items():
-            record[name] = values[row].as_py()
+        """The scored fields (:data:`SCORED_FIELDS`) of one table row; NaN as None."""
+        record: dict[str, Any] = {}
+        for name, values in self.numbers.items():
+            value = float(values[row])
+            record[name] = None if np.isnan(value) else value
+        for name, texts in self.texts.items():
+            record[name] = texts[row].as_py()
         return record
 
 
@@ -558,12 +602,10 @@ def load_batch_answers(
     order = pa.array(np.argsort(rows))  # scores row for each table row
     taken = scores.take(order)
     return BatchAnswers(
-        clv=taken.column("clv").to_numpy().astype("float64"),
-        p_churn=taken.column("p_churn").to_numpy().astype("float64"),
-        labels={
-            name: taken.column(name).combine_chunks()
-            for name in SCORED_FIELDS
-            if name not in ("clv", "p_churn")
+        numbers={
+            name: taken.column(name).to_numpy(zero_copy_only=False).astype("float64")
+            for name in NUMBER_FIELDS
         },
+        texts={name: taken.column(name).combine_chunks() for name in TEXT_FIELDS},
         source=scores_path,
     )

@@ -15,26 +15,72 @@ import pyarrow as pa
 
 from serving.explain import reason_texts
 from training.model import CustomerValueModel
+from training.profile import DEFAULT_LEVEL, check_discount_rate, check_level
 
 #: How the per-customer drivers are computed: XGBoost's approximate (Saabas) contributions,
 #: exact TreeSHAP (about 90x slower), or none (empty strings; fastest).
 REASON_MODES: tuple[str, ...] = ("approximate", "exact", "none")
 
 
+#: Profile columns the model computes per row (:meth:`CustomerValueModel.profile_matrix`);
+#: ``next_order_days`` becomes a date with the row's cutoff (:func:`next_order_dates`).
+PROFILE_COLUMNS: tuple[str, ...] = (
+    "historic_value",
+    "total_value",
+    "expected_orders",
+    "p_active",
+    "next_order_days",
+    "avg_days_between_orders",
+    "clv_low",
+    "clv_high",
+    "clv_discounted",
+)
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """How a batch run scores, kept in its stamp so the service answers the same way.
+
+    Attributes
+    ----------
+    reasons : str
+        One of :data:`REASON_MODES`.
+    interval : float
+        Level of ``clv_low``-``clv_high``.
+    discount_rate : float
+        Yearly rate of ``clv_discounted``.
+    """
+
+    reasons: str = "approximate"
+    interval: float = DEFAULT_LEVEL
+    discount_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.reasons not in REASON_MODES:
+            raise ValueError(
+                f"reasons must be one of {', '.join(REASON_MODES)}; got {self.reasons!r}"
+            )
+        check_level(self.interval)
+        check_discount_rate(self.discount_rate)
+
+
 @dataclass(frozen=True)
 class Scores:
-    """Predictions and reasons for the rows of a feature matrix, in row order.
+    """Predictions, profile and reasons for the rows of a feature matrix, in row order.
 
     Attributes
     ----------
     clv, p_churn : numpy.ndarray
         float64 per row.
+    profile : dict
+        :data:`PROFILE_COLUMNS` -> float64 per row (NaN where a figure does not apply).
     reasons, value_reasons : pyarrow.StringArray
         What drove the churn probability and the value, as text (empty with reasons "none").
     """
 
     clv: np.ndarray
     p_churn: np.ndarray
+    profile: dict[str, np.ndarray]
     reasons: pa.StringArray
     value_reasons: pa.StringArray
 
@@ -43,7 +89,7 @@ class Scores:
 
 
 def score_matrix(
-    model: CustomerValueModel, X: np.ndarray, *, reasons: str = "approximate"
+    model: CustomerValueModel, X: np.ndarray, settings: ScoreSettings | None = None
 ) -> Scores:
     """Score a feature matrix (rows x ``model.feature_names_in_``).
 
@@ -53,55 +99,75 @@ def score_matrix(
         The loaded model.
     X : numpy.ndarray
         Features built with ``model.spec``, columns in the model's feature order.
-    reasons : {"approximate", "exact", "none"}
-        See :data:`REASON_MODES`.
+    settings : ScoreSettings, optional
+        Reasons mode, interval level and discount rate (default: approximate, 80%, none).
     """
-    if reasons not in REASON_MODES:
-        raise ValueError(f"reasons must be one of {', '.join(REASON_MODES)}; got {reasons!r}")
+    settings = settings or ScoreSettings()
     X32 = np.ascontiguousarray(X, dtype="float32")
     if len(X32) == 0:  # XGBoost's contributions of no rows lose their shape
         nothing = np.zeros(0, dtype="float64")
         no_text = pa.array([], type=pa.string())
-        return Scores(nothing, nothing.copy(), no_text, no_text)
-    if reasons == "none":
+        empty = {name: nothing.copy() for name in PROFILE_COLUMNS}
+        return Scores(nothing, nothing.copy(), empty, no_text, no_text)
+    if settings.reasons == "none":
         clv, p_churn = model.predict_matrix(X32)
-        empty = pa.array([""] * len(X32), type=pa.string())
-        return Scores(clv, p_churn, empty, empty)
-    clv, p_churn, contributions, values = model.score_matrix(
-        X32, approximate=reasons == "approximate"
-    )
-    # The bias column (last) is not a reason; the text quotes the customer's own values (as
-    # given, not the float32 the trees read), then the derived ones (how overdue, the purchase
-    # model's figures).
-    values[:, : X.shape[1]] = np.asarray(X, dtype="float64")
-    names = model.explanation_names_
-    return Scores(
+        reasons = value_reasons = pa.array([""] * len(X32), type=pa.string())
+    else:
+        clv, p_churn, contributions, values = model.score_matrix(
+            X32, approximate=settings.reasons == "approximate"
+        )
+        # The bias column (last) is not a reason; the text quotes the customer's own values
+        # (as given, not the float32 the trees read), then the derived ones (how overdue, the
+        # purchase model's figures).
+        values[:, : X.shape[1]] = np.asarray(X, dtype="float64")
+        names = model.explanation_names_
+        reasons = reason_texts(contributions["churn"][:, :-1], values, names)
+        value_reasons = reason_texts(contributions["clv"][:, :-1], values, names)
+    # The profile reads the customer's values as given (revenue, days between orders).
+    profile = model.profile_matrix(
+        np.asarray(X, dtype="float64"),
         clv,
         p_churn,
-        reason_texts(contributions["churn"][:, :-1], values, names),
-        reason_texts(contributions["clv"][:, :-1], values, names),
+        level=settings.interval,
+        discount_rate=settings.discount_rate,
     )
+    return Scores(clv, p_churn, profile, reasons, value_reasons)
 
 
 def score_frame(
-    model: CustomerValueModel, features: pd.DataFrame, *, reasons: str = "approximate"
+    model: CustomerValueModel, features: pd.DataFrame, settings: ScoreSettings | None = None
 ) -> pd.DataFrame:
     """:func:`score_matrix` on a feature table (index ``customer_id``), as a DataFrame.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``clv``, ``p_churn``, ``reasons``, ``value_reasons``; same index as
-        ``features``.
+        Columns ``clv``, ``p_churn``, :data:`PROFILE_COLUMNS`, ``reasons``,
+        ``value_reasons``; same index as ``features``.
     """
     X = features[model.feature_names_in_].to_numpy(dtype="float64")
-    scores = score_matrix(model, X, reasons=reasons)
+    scores = score_matrix(model, X, settings)
     return pd.DataFrame(
         {
             "clv": scores.clv,
             "p_churn": scores.p_churn,
+            **scores.profile,
             "reasons": pd.array(scores.reasons, dtype="str"),
             "value_reasons": pd.array(scores.value_reasons, dtype="str"),
         },
         index=features.index,
     )
+
+
+def next_order_dates(cutoffs: pd.Series | pd.Timestamp, days: np.ndarray) -> list[str | None]:
+    """``next_order_date``: the cutoff plus the median wait, as ``YYYY-MM-DD`` (None: none).
+
+    Batch and online both turn the model's ``next_order_days`` into dates here, with each
+    row's own cutoff.
+    """
+    days = np.asarray(days, dtype="float64")
+    known = np.isfinite(days)
+    whole = pd.to_timedelta(np.where(known, np.round(days), 0.0), unit="D")
+    dates = (pd.Series(cutoffs) if isinstance(cutoffs, pd.Series) else cutoffs) + whole
+    text = pd.Series(pd.DatetimeIndex(dates).strftime("%Y-%m-%d"))
+    return [value if ok else None for value, ok in zip(text.tolist(), known, strict=True)]

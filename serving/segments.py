@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -93,3 +95,40 @@ def segment_labels(
     for position in range(len(RISK_TIERS) - 1, -1, -1):
         risk[p_churn < RISK_TIERS[position][1]] = position
     return _VALUE_NAMES[value], _RISK_NAMES[risk], _ACTION_TABLE[value, risk]
+
+
+@dataclass(frozen=True)
+class Base:
+    """Where a customer stands in the scored base: value-tier bounds and the sorted CLVs.
+
+    Both need the whole base's predictions, so batch scoring computes them once from every
+    customer's CLV and applies them chunk by chunk, and the service computes them once per
+    batch run from the same CLVs (:func:`serving.online.load_base`): a customer gets the same
+    tier and percentile from either.
+    """
+
+    thresholds: dict[str, float]
+    sorted_clv: np.ndarray
+
+    @classmethod
+    def of(cls, clv: np.ndarray) -> Base:
+        """The base of these CLVs (every scored customer's)."""
+        values = np.asarray(clv, dtype="float64")
+        return cls(value_thresholds(values), np.sort(values))
+
+    def percentile(self, clv: np.ndarray) -> np.ndarray:
+        """``clv_percentile``: the share of the base (0-100) predicted to spend at most ``clv``.
+
+        The base's most valuable customer is at 100; NaN for an empty base.
+        """
+        clv = np.asarray(clv, dtype="float64")
+        if len(self.sorted_clv) == 0:
+            return np.full(len(clv), np.nan)
+        at_most = np.searchsorted(self.sorted_clv, clv, side="right")
+        return 100.0 * at_most / len(self.sorted_clv)
+
+    def labels(
+        self, clv: np.ndarray, p_churn: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Value segments, risk segments and actions (:func:`segment_labels`)."""
+        return segment_labels(clv, p_churn, self.thresholds)

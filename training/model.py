@@ -43,6 +43,7 @@ from features.spec import FeatureSpec
 from training.profile import (
     DEFAULT_LEVEL,
     DISCOUNT_STEPS,
+    MAX_WAIT_DAYS,
     Profile,
     check_level,
     discount_factor,
@@ -591,7 +592,8 @@ class CustomerValueModel:
         -------
         dict of numpy.ndarray
             ``historic_value``, ``total_value``, ``expected_orders``, ``p_active``,
-            ``next_order_days`` (NaN when the customer is more likely gone than active),
+            ``next_order_days`` (NaN when the customer is more likely gone than active or the
+            wait is over :data:`training.profile.MAX_WAIT_DAYS`),
             ``avg_days_between_orders`` (NaN before a second order), ``clv_low``,
             ``clv_high`` (NaN for a model saved without a profile), ``clv_discounted``.
         """
@@ -614,14 +616,13 @@ class CustomerValueModel:
             else np.zeros((len(X), DISCOUNT_STEPS))
         )
         historic = np.nan_to_num(X[:, index["revenue_total"]], nan=0.0)
+        wait = self.purchase_.median_wait(history)
         return {
             "historic_value": historic,
             "total_value": historic + clv,
             "expected_orders": self._expected_orders(history, p_churn, self.season_, scale),
             "p_active": p_active,
-            "next_order_days": np.where(
-                p_active >= 0.5, self.purchase_.median_wait(history), np.nan
-            ),
+            "next_order_days": np.where((p_active >= 0.5) & (wait <= MAX_WAIT_DAYS), wait, np.nan),
             "avg_days_between_orders": X[:, index["days_between_orders_mean"]],
             "clv_low": low,
             "clv_high": high,

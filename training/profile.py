@@ -15,7 +15,7 @@ the profile cannot contradict the CLV and churn probability it sits beside:
 * ``next_order_days``: for an active customer BG/NBD's time to the next purchase is
   exponential with a Gamma-distributed rate, ``Gamma(r + x, alpha + T)``; its median is
   ``(alpha + T) (2 ** (1 / (r + x)) - 1)``. Left empty when the customer is more likely gone
-  than active.
+  than active, or when the wait is over ten years (:data:`MAX_WAIT_DAYS`).
 * ``clv_low``, ``clv_high``: a central interval of the horizon's revenue at a chosen level.
   Revenue is zero with probability ``p_churn``; otherwise its spread around the buyers' mean
   ``clv / (1 - p_churn)`` is the empirical distribution of ``log(actual / mean)`` measured on
@@ -42,6 +42,9 @@ VALUE_BINS = 5
 MIN_BUYERS_PER_BIN = 200
 #: Interval level when none is asked for.
 DEFAULT_LEVEL = 0.8
+#: Longest wait given as a next-order date: beyond ten years a date says nothing (and would
+#: leave the supported range of dates).
+MAX_WAIT_DAYS = 3650.0
 #: Steps of the horizon for discounting (monthly for a year).
 DISCOUNT_STEPS = 12
 _EPS = 1e-9

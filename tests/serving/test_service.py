@@ -19,13 +19,20 @@ from serving.online import (
     ONLINE_REASONS,
     build_inline_features,
     finish,
-    load_value_thresholds,
+    load_base,
     prepare,
     score_rows,
+    table_settings,
     validate_history,
 )
-from serving.run_files import RunStamp, TableMismatch, load_batch_answers, load_feature_table
-from serving.segments import value_thresholds
+from serving.run_files import (
+    NUMBER_FIELDS,
+    RunStamp,
+    TableMismatch,
+    load_batch_answers,
+    load_feature_table,
+)
+from serving.segments import Base
 from serving.service import (
     MAX_CUSTOMERS,
     MAX_ORDERS,
@@ -37,7 +44,16 @@ from serving.settings import OnlineConfig
 from training import tracking
 
 API_KEY = "s3cret"
-COMPARED = ("value_segment", "risk_segment", "action", "reasons", "value_reasons")
+COMPARED = (
+    "value_segment",
+    "risk_segment",
+    "action",
+    "reasons",
+    "value_reasons",
+    "next_order_date",
+)
+#: Every number of an answer, compared with the batch scores to 1e-6 (None where NaN).
+NUMBERS = NUMBER_FIELDS
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +108,14 @@ def history(frame: pd.DataFrame) -> list[dict]:
 
 def assert_matches_batch(result: dict, expected: pd.Series) -> None:
     assert result["status"] == "ok", result["error"]
-    assert result["clv"] == pytest.approx(expected["clv"], rel=1e-6, abs=1e-9)
-    assert result["p_churn"] == pytest.approx(expected["p_churn"], rel=1e-6, abs=1e-9)
+    for name in NUMBERS:
+        if pd.isna(expected[name]):
+            assert result[name] is None, name
+        else:
+            assert result[name] == pytest.approx(expected[name], rel=1e-6, abs=1e-6), name
     for name in COMPARED:
-        assert result[name] == expected[name], name
+        want = None if pd.isna(expected[name]) else expected[name]
+        assert result[name] == want, name
     assert pd.Timestamp(result["cutoff"]) == expected["cutoff"]
     assert result["horizon_days"] == expected["horizon_days"]
 
@@ -417,15 +437,17 @@ def test_thresholds_without_the_scores_file_equal_batch(online, tmp_path):
     version = tracking.version_info(config.model_uri)["model_version"]
     table = load_feature_table(lonely, model.feature_names_in_)
     assert load_batch_answers(table, version, ONLINE_REASONS) is None  # no scores.parquet beside it
-    thresholds, source = load_value_thresholds(table, model)
+    base, source = load_base(table, model)
     assert "predicted" in source
-    expected = value_thresholds(scores["clv"].to_numpy())
-    assert thresholds == pytest.approx(expected, rel=1e-9)
+    expected = Base.of(scores["clv"].to_numpy())
+    assert base.thresholds == pytest.approx(expected.thresholds, rel=1e-9)
+    np.testing.assert_allclose(base.sorted_clv, expected.sorted_clv, rtol=1e-6)
     beside = load_feature_table(config.features_out, model.feature_names_in_)
     answers = load_batch_answers(beside, version, ONLINE_REASONS)
     assert answers is not None
-    thresholds, source = load_value_thresholds(beside, model, answers)
-    assert thresholds == expected and "scores.parquet" in source
+    base, source = load_base(beside, model, answers)
+    assert base.thresholds == expected.thresholds and "scores.parquet" in source
+    assert (base.sorted_clv == expected.sorted_clv).all()
 
 
 def test_model_scored_lookups_equal_the_batch_answers(online):
@@ -436,10 +458,10 @@ def test_model_scored_lookups_equal_the_batch_answers(online):
     version = tracking.version_info(config.model_uri)["model_version"]
     table = load_feature_table(config.features_out, model.feature_names_in_)
     answers = load_batch_answers(table, version, ONLINE_REASONS)
-    thresholds, _ = load_value_thresholds(table, model, answers)
+    base, _ = load_base(table, model, answers)
     items = [{"customer_id": i} for i in scores.index]
     pending = prepare(items, table, model.spec)
-    by_model = finish(pending, score_rows(model, pending.matrix, thresholds))
+    by_model = finish(pending, score_rows(model, pending.matrix, base, table_settings(table)))
     from_batch = prepare(items, table, model.spec, answers)
     assert from_batch.matrix is None  # nothing left for the model
     for computed, stored in zip(by_model, from_batch.results, strict=True):
