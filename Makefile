@@ -100,8 +100,8 @@ test: $(STAMP) ## Run the whole test suite (fast tests + server/slow suites)
 test-fast: $(STAMP) ## Run only the fast offline tests
 	$(PY) -m pytest -q -m "not slow and not server"
 
-lint: $(STAMP) ## ruff lint + format check
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+lint: $(STAMP) ## ruff lint + format check + mypy type check (features, training, serving)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 format: $(STAMP) ## ruff format + autofix
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .

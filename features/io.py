@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import IO, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -285,12 +285,12 @@ def _read_delimited(path: Path, sep: str) -> RawTable:
 
 
 @contextmanager
-def _open_binary(path: Path) -> Iterator[BinaryIO]:
+def _open_binary(path: Path) -> Iterator[IO[bytes]]:
     """The file's bytes, decompressed (``.gz``, or the one file of a ``.zip``)."""
     name = path.name.lower()
     if name.endswith(".gz"):
-        with gzip.open(path, "rb") as stream:
-            yield stream
+        with gzip.open(path, "rb") as compressed:
+            yield compressed  # type: ignore[misc]  # a GzipFile reads bytes like IO[bytes]
     elif name.endswith(".zip"):
         with zipfile.ZipFile(path) as archive:
             members = [info for info in archive.infolist() if not info.is_dir()]
@@ -375,7 +375,7 @@ def _simple_header(first: bytes, sep: str) -> list[str] | None:
     return names
 
 
-def _count_lines(stream: BinaryIO) -> tuple[int, bool]:
+def _count_lines(stream: IO[bytes]) -> tuple[int, bool]:
     """The lines of a file, and whether one ends in a CR not followed by LF.
 
     Lines end in LF or CRLF (the last may have no terminator). pandas and pyarrow also end a
@@ -395,7 +395,7 @@ def _count_lines(stream: BinaryIO) -> tuple[int, bool]:
     return lines, carriage_returns != crlf
 
 
-def _empty_lines(stream: BinaryIO) -> np.ndarray:
+def _empty_lines(stream: IO[bytes]) -> np.ndarray:
     """The 1-based numbers of the lines with nothing on them but LF or CRLF."""
     found = [np.empty(0, dtype="int64")]
     lines = offset = 0

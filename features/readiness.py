@@ -280,7 +280,10 @@ def check_before_training(
     quarantined: Mapping[str, int] | None = None,
     problems: Sequence[str] = (),
     force: bool = False,
-    **settings: int,
+    window_days: int = 90,
+    step_days: int = 14,
+    max_cutoffs: int = 26,
+    min_history_days: int = 60,
 ) -> Readiness:
     """Assess the data, log the report, and stop training below the hard thresholds.
 
@@ -290,9 +293,8 @@ def check_before_training(
         As for :func:`assess`.
     force : bool
         Train anyway when a hard threshold fails (the failures are logged as a warning).
-    **settings
-        ``window_days``, ``step_days``, ``max_cutoffs``, ``min_history_days`` for
-        :func:`assess`.
+    window_days, step_days, max_cutoffs, min_history_days : int
+        Training's cutoff settings, as for :func:`assess`.
 
     Returns
     -------
@@ -310,7 +312,10 @@ def check_before_training(
         horizon_days=horizon_days,
         quarantined=quarantined,
         problems=problems,
-        **settings,
+        window_days=window_days,
+        step_days=step_days,
+        max_cutoffs=max_cutoffs,
+        min_history_days=min_history_days,
     )
     logger.info("data readiness:\n%s", readiness.to_text())
     if readiness.failures:

@@ -19,6 +19,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from training.model import CustomerValueModel
 
@@ -29,7 +30,7 @@ SERVING_DIR = "serving"
 EVALUATION_DIR = "evaluation"
 
 
-class CustomerValuePyfunc(mlflow.pyfunc.PythonModel):
+class CustomerValuePyfunc(PythonModel):
     """MLflow pyfunc wrapper: feature frame in, ``clv`` and ``p_churn`` out."""
 
     def load_context(self, context: Any) -> None:

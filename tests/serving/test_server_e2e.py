@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from local_server import PROJECT_ROOT, SERVICE, local_server
 
 from serving.batch import run as score_base
-from local_server import PROJECT_ROOT, SERVICE, local_server
 
 pytestmark = pytest.mark.server
 
@@ -156,9 +156,10 @@ def test_malformed_requests_are_400_naming_the_field_and_oversized_413(server):
     assert ["customers"] in [e["loc"] for e in many.json()["detail"]]
     # A chunked body declares no length; it is bounded while it is read.
     good = json.dumps({"customers": [{"customer_id": "a"}]}).encode()
-    chunked = server.post("/score", content=iter([good[:10], good[10:]]))
+    json_type = {"content-type": "application/json"}
+    chunked = server.post("/score", content=iter([good[:10], good[10:]]), headers=json_type)
     assert chunked.status_code == 200, chunked.text
-    huge = server.post("/score", content=(b" " * 1024 * 1024 for _ in range(40)))
+    huge = server.post("/score", content=(b" " * 1024 * 1024 for _ in range(40)), headers=json_type)
     assert huge.status_code == 413
     assert "expected at most" in huge.json()["error"]
 
