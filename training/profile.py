@@ -16,12 +16,17 @@ the profile cannot contradict the CLV and churn probability it sits beside:
   exponential with a Gamma-distributed rate, ``Gamma(r + x, alpha + T)``; its median is
   ``(alpha + T) (2 ** (1 / (r + x)) - 1)``. Left empty when the customer is more likely gone
   than active, or when the wait is over ten years (:data:`MAX_WAIT_DAYS`).
-* ``clv_low``, ``clv_high``: a central interval of the horizon's revenue at a chosen level.
-  Revenue is zero with probability ``p_churn``; otherwise its spread around the buyers' mean
-  ``clv / (1 - p_churn)`` is the empirical distribution of ``log(actual / mean)`` measured on
-  the holdout's buyers, in bins of the predicted mean (:class:`Profile`). When the zero
-  outcome alone holds more than the lower tail, the interval starts at zero and its upper end
-  holds the whole level, so the coverage stays the nominal level rather than above it.
+* ``clv_low``, ``clv_high``: a range of the horizon's revenue that holds the chosen share
+  of customers (80% by default). Revenue is zero with probability ``p_churn``; otherwise its
+  spread around the buyers' mean ``clv / (1 - p_churn)`` is the empirical distribution of
+  ``log(actual / mean)`` measured on the holdout's buyers, in bins of the predicted mean
+  (:class:`Profile`). A customer's own range is a central one at a per-customer level; when
+  the zero outcome alone holds more than the lower tail it starts at zero, and a customer
+  more likely to churn than that level gets ``[0, 0]`` (which holds the customer with
+  probability ``p_churn``, more than the level). So that the share of customers inside their
+  range is the chosen level and not more, the per-customer level is set, on the holdout, to
+  the one whose ranges held that share of customers (marginal coverage, as split conformal
+  prediction calibrates it).
 * ``clv_discounted``: the CLV with each part of the horizon discounted at a yearly rate, the
   value spread over the horizon as the purchase model expects the orders to come.
 """
@@ -40,6 +45,8 @@ QUANTILE_GRID = np.linspace(0.0, 1.0, 101)
 VALUE_BINS = 5
 #: Fewest holdout buyers per bin (fewer buyers -> fewer bins).
 MIN_BUYERS_PER_BIN = 200
+#: Per-customer levels at which the holdout's share of customers inside is measured.
+LEVEL_GRID = np.linspace(0.01, 0.99, 99)
 #: Interval level when none is asked for.
 DEFAULT_LEVEL = 0.8
 #: Longest wait given as a next-order date: beyond ten years a date says nothing (and would
@@ -64,11 +71,15 @@ class Profile:
     residuals : tuple of tuple of float
         Per bin, quantiles of ``log(actual / predicted buyers' mean)`` among buyers at
         :data:`QUANTILE_GRID`.
+    coverage : tuple of float
+        Share of the holdout's customers inside their ranges at each per-customer level of
+        :data:`LEVEL_GRID` (non-decreasing); maps a wanted share back to that level.
     """
 
     orders_scale: float
     edges: tuple[float, ...]
     residuals: tuple[tuple[float, ...], ...]
+    coverage: tuple[float, ...] = ()
 
     @classmethod
     def fit(
@@ -109,12 +120,34 @@ class Profile:
             tuple(float(q) for q in np.quantile(residual[which == b], QUANTILE_GRID))
             for b in range(bins)
         )
-        return cls(float(scale), tuple(float(e) for e in edges), residuals)
+        uncalibrated = cls(float(scale), tuple(float(e) for e in edges), residuals)
+        coverage = []
+        for level in LEVEL_GRID:
+            low, high = uncalibrated.ranges(clv, p_churn, float(level))
+            # A cent of slack: the bounds are floats, the actuals sums of cents.
+            inside = (actual_value >= low - 0.01) & (actual_value <= high + 0.01)
+            coverage.append(float(inside.mean()))
+        monotone = np.maximum.accumulate(np.asarray(coverage))
+        return cls(uncalibrated.orders_scale, uncalibrated.edges, residuals, tuple(monotone))
+
+    def customer_level(self, level: float) -> float:
+        """The per-customer level whose ranges held ``level`` of the holdout's customers.
+
+        Without a calibration (:attr:`coverage` empty) the level itself. A share below what
+        the lowest per-customer level reached (a base where most customers churn: their
+        ``[0, 0]`` alone holds more) gives the lowest level, and the share inside is higher
+        than asked.
+        """
+        if not self.coverage:
+            return level
+        coverage = np.asarray(self.coverage)
+        # The highest grid level still at or under the wanted share, then linear between.
+        return float(np.interp(level, coverage, LEVEL_GRID))
 
     def interval(
         self, clv: np.ndarray, p_churn: np.ndarray, level: float = DEFAULT_LEVEL
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Central ``level`` interval of each customer's revenue in the horizon.
+        """Each customer's range such that ``level`` of customers fall inside theirs.
 
         Returns
         -------
@@ -122,6 +155,12 @@ class Profile:
             ``clv_low``, ``clv_high`` (>= 0).
         """
         check_level(level)
+        return self.ranges(clv, p_churn, self.customer_level(level))
+
+    def ranges(
+        self, clv: np.ndarray, p_churn: np.ndarray, level: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Central ranges at a per-customer ``level`` (before the calibration of the share)."""
         p = np.clip(np.asarray(p_churn, dtype="float64"), 0.0, 1.0)
         mean = _buyers_mean(np.asarray(clv, dtype="float64"), p)
         tail = (1.0 - level) / 2.0
@@ -149,6 +188,7 @@ class Profile:
             "orders_scale": self.orders_scale,
             "edges": list(self.edges),
             "residuals": [list(r) for r in self.residuals],
+            "coverage": list(self.coverage),
         }
 
     @classmethod
@@ -158,6 +198,7 @@ class Profile:
             float(data["orders_scale"]),
             tuple(float(e) for e in data["edges"]),
             tuple(tuple(float(q) for q in r) for r in data["residuals"]),
+            tuple(float(c) for c in data.get("coverage", ())),
         )
 
 

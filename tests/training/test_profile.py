@@ -34,12 +34,27 @@ def test_interval_covers_its_level_on_new_customers_of_the_same_kind(level):
     low, high = profile.interval(clv2, p2, level)
     assert (low <= high).all() and (low >= 0).all()
     covered = (value2 >= low) & (value2 <= high)
-    # Customers whose zero outcome alone exceeds the level are covered at least that often;
-    # the rest at the level. The expected coverage is the mean of max(level, p).
-    expected = np.mean(np.maximum(level, p2))
-    assert covered.mean() == pytest.approx(expected, abs=0.015)
-    # The interval starts at zero exactly when the zero outcome is heavier than the lower tail.
-    assert ((low == 0) == (p2 >= (1 - level) / 2)).all()
+    # The share of customers inside their ranges is the level (marginal coverage), although
+    # a customer likelier to churn than the per-customer level gets [0, 0] and is covered more.
+    assert covered.mean() == pytest.approx(level, abs=0.015)
+    tau = profile.customer_level(level)
+    assert tau < level
+    # Uncalibrated, the same ranges hold the mean of max(level, p): more than asked.
+    raw_low, raw_high = profile.ranges(clv2, p2, level)
+    raw = ((value2 >= raw_low) & (value2 <= raw_high)).mean()
+    assert raw == pytest.approx(np.mean(np.maximum(level, p2)), abs=0.015)
+    # A range starts at zero exactly when the zero outcome is heavier than the lower tail.
+    assert ((low == 0) == (p2 >= (1 - tau) / 2)).all()
+
+
+def test_a_share_a_churning_base_cannot_reach_is_exceeded_not_missed():
+    rng = np.random.default_rng(5)
+    p, clv, value, orders = zero_inflated(rng, 5000)
+    p = 0.9 + 0.09 * rng.random(5000)  # nine in ten churn: [0, 0] alone holds 90%
+    value = np.where(rng.random(5000) >= p, clv / (1 - p), 0.0)
+    profile = Profile.fit(clv, p, np.ones(5000), value, orders)
+    low, high = profile.interval(clv, p, 0.5)
+    assert ((value >= low) & (value <= high)).mean() >= 0.5
 
 
 def test_order_scale_matches_the_real_total():
