@@ -16,8 +16,9 @@ inline histories, the model scores the request. ``CUSTOMER_VALUE_LOOKUPS=model``
 model score every lookup.
 
 Start-up. Under ``bentoml serve`` each API process answers at once and loads the model and
-the feature table in the background: until they are loaded ``/readyz`` and ``POST /score``
-answer 503 with a JSON reason (``/livez`` and ``/healthz`` stay 200: the process is alive). A
+the feature table in the background: until they are loaded ``/readyz`` answers 503 with a JSON
+reason, and ``POST /score`` waits for them (at most :data:`LOADING_WAIT_SECONDS`, then the same
+503); ``/livez`` and ``/healthz`` stay 200 (the process is alive). A
 process that cannot load them logs one error naming what failed (the model URI, the tracking
 store, the table) and asks the ``bentoml serve`` process to stop the whole server, which exits
 with status :data:`EXIT_CANNOT_START` instead of restarting workers that would fail the same

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 #: What ``make serve`` serves.
@@ -83,14 +84,22 @@ def stop(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
     """SIGTERM the server's process group; SIGKILL what is left after ``grace`` seconds.
 
     The whole group, also when the ``bentoml serve`` process itself has already exited: its
-    workers may outlive it.
+    workers may outlive it. Circus starts each worker in a session of its own, out of the
+    group's reach, so the workers found before the SIGTERM are killed one by one too.
     """
+    try:
+        workers = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        workers = []
     _signal_group(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         pass
     _signal_group(process.pid, signal.SIGKILL)
+    for worker in workers:
+        with contextlib.suppress(psutil.Error):
+            worker.kill()
     process.wait(timeout=10)
 
 

@@ -32,7 +32,6 @@ from serving.guard import (
     loggable,
 )
 
-
 JSON = ((b"content-type", b"application/json"),)
 
 

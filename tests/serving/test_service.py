@@ -35,6 +35,8 @@ from serving.run_files import (
 from serving.segments import Base
 from serving.service import (
     MAX_CUSTOMERS,
+    MAX_INLINE_CUSTOMERS,
+    MAX_INLINE_ROWS,
     MAX_ORDERS,
     REQUEST_EXAMPLE,
     CustomerValue,
@@ -341,8 +343,14 @@ def test_request_schema_bounds_orders_per_customer_and_per_request():
     with pytest.raises(ValidationError, match="at most 10000 items"):
         ScoreRequest.model_validate({"customers": [one]})
     full = {**one, "orders": [order] * MAX_ORDERS}
-    with pytest.raises(ValidationError, match="expected at most 100000 per request"):
-        ScoreRequest.model_validate({"customers": [full] * 11})
+    with pytest.raises(ValidationError, match=f"expected at most {MAX_INLINE_ROWS} per request"):
+        ScoreRequest.model_validate({"customers": [full] * (MAX_INLINE_ROWS // MAX_ORDERS + 1)})
+    # Inline histories cost CPU per customer: a request carries few of them, lookups many.
+    small = {**one, "orders": [order]}
+    with pytest.raises(ValidationError, match=f"at most {MAX_INLINE_CUSTOMERS} inline histories"):
+        ScoreRequest.model_validate({"customers": [small] * (MAX_INLINE_CUSTOMERS + 1)})
+    lookups = [{"customer_id": "b"}] * (MAX_CUSTOMERS - MAX_INLINE_CUSTOMERS)
+    ScoreRequest.model_validate({"customers": [small] * MAX_INLINE_CUSTOMERS + lookups})
 
 
 # -- through the ASGI app ---------------------------------------------------------------------
