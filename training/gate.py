@@ -67,6 +67,7 @@ def decide(
     *,
     noise: dict[str, float] | None = None,
     comparable: bool = True,
+    champion_outdated: bool = False,
 ) -> GateDecision:
     """Compare a candidate with the baselines and the champion on the same holdout rows.
 
@@ -84,6 +85,9 @@ def decide(
         another draw of customers could reverse it. Without it any loss counts.
     comparable : bool
         False when the champion cannot be judged on this holdout (another horizon).
+    champion_outdated : bool
+        True when the champion was saved without parts this code gives every answer (the
+        customer profile): a candidate that ties it then replaces it.
 
     Returns
     -------
@@ -91,7 +95,7 @@ def decide(
         Promoted when, on every gate metric, the candidate loses to no baseline and to no
         champion by more than one standard error of its metric, and is better than the
         champion on at least one metric. A full tie does not promote: a retrain on the same
-        data keeps the champion it reproduces.
+        data keeps the champion it reproduces, unless that champion is outdated.
     """
     noise = noise or {}
     reasons: list[str] = []
@@ -119,8 +123,15 @@ def decide(
         if not any(
             better(m, candidate.get(m, np.nan), champion.get(m, np.nan)) for m in GATE_METRICS
         ):
-            promote = False
-            reasons.append("candidate ties the champion on every gate metric; champion stays")
+            if champion_outdated:
+                reasons.append(
+                    "candidate ties the champion on every gate metric; the champion was saved "
+                    "without the customer profile (an older version of this code), so the "
+                    "candidate replaces it"
+                )
+            else:
+                promote = False
+                reasons.append("candidate ties the champion on every gate metric; champion stays")
     if promote:
         beaten = ", ".join(opponents) or "nothing"
         reasons.append(f"loses to none of {beaten} beyond noise on {', '.join(GATE_METRICS)}")

@@ -195,7 +195,9 @@ def run(config: TrainConfig) -> TrainResult:
 
         with watch.stage("evaluate"):
             judged = trained.judged
-            champion, comparable = _champion_predictions(orders, events, judged, plan, spec)
+            champion, comparable, outdated = _champion_predictions(
+                orders, events, judged, plan, spec
+            )
             predictions = dict(trained.predictions)
             metrics = dict(trained.metrics)
             if champion is not None:
@@ -211,6 +213,7 @@ def run(config: TrainConfig) -> TrainResult:
                 metrics.get("champion"),
                 noise=noise["model"],
                 comparable=comparable,
+                champion_outdated=outdated,
             )
             for name, values in metrics.items():
                 tracking.log_metrics(values, prefix=f"holdout.{name}.")
@@ -254,34 +257,36 @@ def _champion_predictions(
     judged: pd.DataFrame,
     plan: Plan,
     spec: FeatureSpec,
-) -> tuple[pd.DataFrame | None, bool]:
-    """The champion's evaluation twin scored on this run's judging half, and comparability.
+) -> tuple[pd.DataFrame | None, bool, bool]:
+    """The champion's evaluation twin scored on this run's judging half, and its standing.
 
     The twin never saw labels after its own holdout cutoff, which is at or before this one, so
-    champion and candidate are judged on the same rows, both out of sample. A champion of
-    another horizon is not comparable (None, False).
+    champion and candidate are judged on the same rows, both out of sample. Returns the
+    predictions, whether they are comparable (a champion of another horizon is not: None,
+    False) and whether the champion is outdated (saved without the customer profile).
     """
     champion = tracking.alias_version(tracking.CHAMPION)
     if champion is None:
         print("gate: no champion yet; the candidate must hold up against the baselines")
-        return None, True
+        return None, True, False
     try:
         twin = tracking.load_model(champion.model_uri, which=tracking.EVALUATION_DIR)
     except ValueError as err:  # an older model format: it cannot score these features
         print(f"gate: champion v{champion.version} cannot be loaded ({err}); not comparable")
-        return None, False
+        return None, False, True
     if twin.spec.horizon_days != spec.horizon_days:
         print(
             f"gate: champion v{champion.version} predicts {twin.spec.horizon_days} days, this "
             f"run {spec.horizon_days}; not comparable"
         )
-        return None, False
+        return None, False, False
+    outdated = twin.require_stack().profile is None
     if twin.spec == spec:
         # Same spec: the judging rows already hold exactly the features the twin needs.
         features = judged
     else:
         features = build_features(orders, events, cutoff=plan.holdout, spec=twin.spec)
-    return twin.predict(features.loc[judged.index, twin.feature_names_in_]), True
+    return twin.predict(features.loc[judged.index, twin.feature_names_in_]), True, outdated
 
 
 def _log_plots(

@@ -49,6 +49,13 @@ def test_champion_must_not_be_lost_to_and_must_be_beaten_somewhere():
     assert not tie.promote
     assert tie.reasons == ["candidate ties the champion on every gate metric; champion stays"]
     assert list(tie.table.columns) == ["candidate", "simple", "bgnbd", "champion"]
+    # A champion saved without the customer profile gives way to a candidate that ties it,
+    # but not to one that loses to it.
+    replaced = decide(GOOD, BASE, dict(GOOD), champion_outdated=True)
+    assert replaced.promote and "without the customer profile" in replaced.reasons[0]
+    assert not decide(
+        GOOD, BASE, {**GOOD, "clv_gini": 0.71, "churn_roc_auc": 0.5}, champion_outdated=True
+    ).promote
 
 
 def test_a_champion_of_another_horizon_is_not_comparable_and_stays():
