@@ -98,9 +98,8 @@ class CustomerChunks:
     Each customer's whole history lands in exactly one chunk, so features built per chunk are
     the same as features built on everything at once. Customers are numbered once (orders and
     events together, ids sorted), and each chunk is a boolean selection of the input frames:
-    no sorted copy of the input is made, which at 9M orders saved about 15 s and a copy of the
-    data against sorting and re-indexing every string column. Events of customers without
-    orders cannot be scored and belong to no chunk.
+    no sorted copy of the input is made (what that saves at scale: bench/RESULTS.md). Events of
+    customers without orders cannot be scored and belong to no chunk.
     """
 
     def __init__(self, orders: pd.DataFrame, events: pd.DataFrame | None, size: int) -> None:

@@ -17,9 +17,6 @@ from features.spec import FeatureSpec
 from serving.run_files import SCORED_FIELDS, BatchAnswers, FeatureTable
 from serving.scoring import ScoreSettings, next_order_dates, score_matrix
 from serving.segments import Base
-
-# Until serving.service imports it from serving.settings (where every setting is read).
-from serving.settings import OnlineConfig  # noqa: F401
 from training.model import CustomerValueModel
 from training.profile import DEFAULT_LEVEL
 

@@ -52,11 +52,6 @@ MAX_LATENCY_MS = 1000
 RETRY_SECONDS = 300.0
 
 
-def reload_interval(environ: dict[str, str] | None = None) -> float:
-    """``CUSTOMER_VALUE_RELOAD_SECONDS`` (:class:`serving.settings.OnlineConfig`)."""
-    return OnlineConfig.from_env(environ).reload_seconds
-
-
 @dataclass(frozen=True)
 class Served:
     """Everything one answer is computed from: one model, one batch run's table and answers.

@@ -11,8 +11,8 @@ from mlflow import MlflowClient
 
 from serving.batch import BatchConfig
 from serving.batch import run as score_base
-from serving.reload import reload_interval
 from serving.service import CustomerValue, ScoreRequest
+from serving.settings import OnlineConfig
 
 RUNS = {"early": "2025-01-01", "late": "latest"}
 
@@ -170,7 +170,7 @@ def test_a_failed_reload_keeps_serving_the_old_run(service, runs, tmp_path, capl
 
 
 def test_reload_interval_comes_from_the_environment():
-    assert reload_interval({}) == 30.0
-    assert reload_interval({"CUSTOMER_VALUE_RELOAD_SECONDS": "0"}) == 0.0
+    assert OnlineConfig.from_env({}).reload_seconds == 30.0
+    assert OnlineConfig.from_env({"CUSTOMER_VALUE_RELOAD_SECONDS": "0"}).reload_seconds == 0.0
     with pytest.raises(ValueError, match="CUSTOMER_VALUE_RELOAD_SECONDS='soon'"):
-        reload_interval({"CUSTOMER_VALUE_RELOAD_SECONDS": "soon"})
+        OnlineConfig.from_env({"CUSTOMER_VALUE_RELOAD_SECONDS": "soon"})
