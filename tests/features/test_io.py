@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import features.io as io_module
+import features.files as files_module
 from features.io import (
     DataValidationError,
     load_events,
@@ -344,7 +344,7 @@ def test_blank_lines_are_skipped_and_counted_and_line_numbers_stay_physical(tmp_
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5, 1 << 24])
 def test_the_fast_and_the_line_by_line_reader_agree(tmp_path, monkeypatch, chunk):
     # Lines are counted in chunks; tiny ones put every LF, CRLF and empty line on a border.
-    monkeypatch.setattr(io_module, "_SCAN_BYTES", chunk)
+    monkeypatch.setattr(files_module, "_SCAN_BYTES", chunk)
     rng = np.random.default_rng(chunk)
     lines = ["customer_id,ordered_at,amount"]
     for i in range(40):
@@ -354,10 +354,10 @@ def test_the_fast_and_the_line_by_line_reader_agree(tmp_path, monkeypatch, chunk
     for ending in ("\n", "\r\n"):
         path = tmp_path / f"orders{len(ending)}.csv"
         path.write_bytes((ending.join(lines) + ending * int(rng.integers(3))).encode())
-        assert io_module._read_fast(path, ",") is not None  # no malformed line: the fast path
+        assert files_module._read_fast(path, ",") is not None  # no malformed line: the fast path
         fast = load_orders(path)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(io_module, "_read_fast", lambda *_: None)
+            patch.setattr(files_module, "_read_fast", lambda *_: None)
             careful = load_orders(path)
         pd.testing.assert_frame_equal(fast.frame, careful.frame)
         pd.testing.assert_frame_equal(fast.quarantine, careful.quarantine)
