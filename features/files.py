@@ -536,5 +536,3 @@ def _unique_names(names: list[str]) -> list[str]:
             candidate = f"{name}.{repeat}"
         out.append(candidate)
     return out
-
-

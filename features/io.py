@@ -42,6 +42,8 @@ CANONICAL_COLUMNS: frozenset[str] = frozenset(
 #: An id with a quote, a line break or another control character, or U+FFFD (what an
 #: undecodable byte became), is a fragment of a malformed line, not an id.
 _MALFORMED_ID = '["\x00-\x1f\x7f\ufffd]'
+
+
 @dataclass
 class LoadResult:
     """A validated table plus everything that was set aside on the way.
