@@ -1,4 +1,8 @@
-"""Load and validate orders and service events: the only module that reads input files."""
+"""Load and validate orders and service events: the one way input files enter the product.
+
+Reading (CSV/TSV line accounting, Parquet) is :mod:`features.files`; this module validates what
+it read, row by row, and quarantines what cannot be used.
+"""
 
 from __future__ import annotations
 
