@@ -45,27 +45,6 @@ SCORES_NAME = DEFAULT_OUT.name
 #: What scoring gives every customer (the batch file's columns and the online answer's
 #: fields): the prediction with its range, the profile, segments, action and reasons. Numbers
 #: are float64 (NaN / null where a figure does not apply), the rest text.
-NUMBER_FIELDS: tuple[str, ...] = (
-    "clv",
-    "clv_low",
-    "clv_high",
-    "clv_discounted",
-    "clv_percentile",
-    "p_churn",
-    "p_active",
-    "expected_orders",
-    "avg_days_between_orders",
-    "historic_value",
-    "total_value",
-)
-TEXT_FIELDS: tuple[str, ...] = (
-    "next_order_date",
-    "value_segment",
-    "risk_segment",
-    "action",
-    "reasons",
-    "value_reasons",
-)
 SCORED_FIELDS: tuple[str, ...] = (
     "clv",
     "clv_low",
@@ -85,6 +64,15 @@ SCORED_FIELDS: tuple[str, ...] = (
     "reasons",
     "value_reasons",
 )
+TEXT_FIELDS: tuple[str, ...] = (
+    "next_order_date",
+    "value_segment",
+    "risk_segment",
+    "action",
+    "reasons",
+    "value_reasons",
+)
+NUMBER_FIELDS: tuple[str, ...] = tuple(f for f in SCORED_FIELDS if f not in TEXT_FIELDS)
 SCORE_COLUMNS: tuple[str, ...] = (
     "customer_id",
     "cutoff",

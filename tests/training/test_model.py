@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.exceptions import NotFittedError
+from synthetic_rows import customer_rows
 
 from features import FeatureSpec, feature_names
 from training.model import (
@@ -25,20 +26,8 @@ def data():
     """Customers whose chance to buy falls with the days since their last order."""
     rng = np.random.default_rng(0)
     n = 3000
-    X = pd.DataFrame(rng.random((n, len(NAMES))), columns=NAMES)
-    frequency = rng.integers(0, 6, n).astype(float)
-    age = rng.uniform(30, 700, n)
-    last = age * rng.random(n)
-    X = X.assign(
-        frequency=frequency,
-        T=age,
-        days_since_first_order=age,
-        recency=np.where(frequency > 0, last, 0.0),
-        days_since_last_order=age - np.where(frequency > 0, last, 0.0),
-        days_between_orders_mean=np.where(frequency > 0, last / np.maximum(frequency, 1), np.nan),
-        repeat_order_value_mean=np.where(frequency > 0, rng.gamma(2.0, 30.0, n), np.nan),
-    )
-    buy = rng.random(n) < np.exp(-X["days_since_last_order"] / 150) * (0.3 + 0.1 * frequency)
+    X = customer_rows(rng, n, NAMES)
+    buy = rng.random(n) < np.exp(-X["days_since_last_order"] / 150) * (0.3 + 0.1 * X["frequency"])
     value = np.where(buy, rng.gamma(2.0, 40.0, n), 0.0)
     return X, pd.Series(value), pd.Series((~buy).astype(int))
 
