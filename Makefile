@@ -18,7 +18,7 @@ EVENTS ?=
 COLUMNS ?=
 HORIZON_DAYS ?= 365
 
-.PHONY: help install lock data train check-data backtest promote ui score serve bento serve-bento test test-fast lint format bench bench-batch bench-online soak clean
+.PHONY: help install lock data train check-data backtest promote ui score impact report serve bento serve-bento test test-fast lint format bench bench-batch bench-online soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -79,6 +79,21 @@ score: $(STAMP) ## Score the whole base with the champion (ORDERS= EVENTS= COLUM
 	  $(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
 	  $(if $(COLUMNS),--columns $(COLUMNS)) $(if $(FEATURES_OUT),--features-out $(FEATURES_OUT))
 
+IMPACT_OUT ?= models/scores/impact.parquet
+impact: $(STAMP) ## CLV and churn at stake from late deliveries, returns, bad tickets: a model-based what-if (ORDERS= EVENTS= COLUMNS= CUTOFF=latest IMPACT_OUT=...parquet|.csv)
+	$(PY) -m serving.impact --cutoff $(CUTOFF) --out $(IMPACT_OUT) \
+	  $(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
+	  $(if $(COLUMNS),--columns $(COLUMNS))
+
+MARGIN ?= 0.3
+# The impact table of `make impact`, when there is one.
+IMPACT ?= $(wildcard $(IMPACT_OUT))
+REPORT_OUT ?= models/scores/report.html
+report: $(STAMP) ## One HTML report on the scores (after `make score`): quality vs baselines, segments, risks, budget; logged to the model's run (MARGIN=0.3 IMPACT= REPORT_OUT=)
+	$(PY) -m serving.report --scores $(OUT) --out $(REPORT_OUT) --margin $(MARGIN) \
+	  $(if $(ORDERS),--orders $(ORDERS) $(if $(EVENTS),--events $(EVENTS),--no-service-data),--events $(DATA_DIR)/service_events.parquet) \
+	  $(if $(IMPACT),--impact $(IMPACT))
+
 PORT ?= 3000
 serve: $(STAMP) ## Serve the champion on http://127.0.0.1:3000 (after `make score`; CUSTOMER_VALUE_API_KEY= optional)
 	$(BIN)/bentoml serve serving.service:CustomerValue --host 127.0.0.1 --port $(PORT)
@@ -94,11 +109,16 @@ serve-bento: $(STAMP) ## Serve the latest Bento of `make bento` on http://127.0.
 	CUSTOMER_VALUE_FEATURES=$${CUSTOMER_VALUE_FEATURES:-$(CURDIR)/models/scores/online_features.parquet} \
 	$(BIN)/bentoml serve customer-value:latest --host 127.0.0.1 --port $(PORT)
 
-test: $(STAMP) ## Run the whole test suite (fast tests + server/slow suites)
+# The report test renders HTML in headless Chromium (Debian's package, as root with apt-get).
+CHROMIUM_NEEDED = @command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	{ echo "chromium is needed for the report test: apt-get install chromium"; exit 2; }
+
+test: $(STAMP) ## Run the whole test suite (fast tests + server/slow/browser suites)
+	$(CHROMIUM_NEEDED)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP) ## Run only the fast offline tests
-	$(PY) -m pytest -q -m "not slow and not server"
+	$(PY) -m pytest -q -m "not slow and not server and not browser"
 
 lint: $(STAMP) ## ruff lint + format check + mypy type check (features, training, serving)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

@@ -301,6 +301,13 @@ def _log_plots(
     tracking.log_figure(plot_calibration(y_churn, churn), "churn_calibration")
     for target, booster in (("clv", model.clv_model_), ("churn", model.churn_model_)):
         gain = pd.Series(booster.get_booster().get_score(importance_type="total_gain"))
+        # The trees are fit on a matrix, so XGBoost names the columns f0, f1, ...: put the
+        # model's own names back, so the figure (and the report that embeds it) says which.
+        names = model.derived_names_
+        gain.index = [
+            names[int(key[1:])] if key[1:].isdigit() and int(key[1:]) < len(names) else key
+            for key in gain.index
+        ]
         tracking.log_figure(plot_feature_importance(gain), f"{target}_feature_importance")
     tracking.log_table(decile_table(y_value, clv["model"]), "clv_deciles")
 

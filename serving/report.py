@@ -1,0 +1,736 @@
+"""One self-contained HTML report on a batch run: model quality, the base, risks, budget.
+
+``python -m serving.report --scores models/scores/scores.parquet`` (``make report``) writes
+one HTML file (figures embedded as base64 PNG, no external CSS, scripts or fonts) with:
+
+1. model quality on the holdout against every baseline: the metrics of the MLflow run that
+   trained the model that scored, and the figures that run logged (deciles, cumulative gain,
+   churn calibration);
+2. the base: a histogram of predicted CLV and the value segments (customers, shares of
+   customers and of predicted value, mean churn probability, value at risk);
+3. the 20 valuable customers most at risk (highest ``clv * p_churn``) with their reasons;
+4. drivers: how often each driver appears in the customers' churn reasons, and the run's
+   feature-importance figures (XGBoost total gain);
+5. service-quality impact (an optional summary from ``serving.impact``);
+6. budget guidance (:mod:`serving.budget`);
+7. the readiness caveats the training run logged (``readiness.md``).
+
+Every number about customers is computed here from the scores file itself, so the report and
+the batch output agree. The HTML is also logged to the model's MLflow run under ``report/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from matplotlib.figure import Figure
+
+from serving.budget import BudgetAssumptions, budget_table, cohort_budget
+from serving.run_files import DEFAULT_OUT, RunStamp
+from serving.segments import VALUE_TIERS
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REPORT = DEFAULT_OUT.with_name("report.html")
+#: How many at-risk customers the report lists.
+TOP_AT_RISK = 20
+#: Figures the training run logs (training.train._log_plots), in the order shown, with captions.
+QUALITY_FIGURES: tuple[tuple[str, str], ...] = (
+    ("plots/clv_deciles.png", "Predicted vs actual value by decile (holdout)"),
+    ("plots/clv_cumulative_gain.png", "Cumulative gain (holdout)"),
+    ("plots/churn_calibration.png", "Churn calibration (holdout)"),
+)
+IMPORTANCE_FIGURES: tuple[tuple[str, str], ...] = (
+    ("plots/clv_feature_importance.png", "CLV model: feature importance (XGBoost total gain)"),
+    ("plots/churn_feature_importance.png", "Churn model: feature importance (total gain)"),
+)
+#: Holdout metrics shown, in order (training.evaluate.holdout_metrics names).
+METRICS: tuple[str, ...] = (
+    "clv_gini",
+    "clv_spearman",
+    "clv_top_decile_capture",
+    "clv_mae",
+    "clv_rmse",
+    "clv_total_error_pct",
+    "churn_roc_auc",
+    "churn_pr_auc",
+    "churn_brier",
+    "churn_ece",
+)
+#: Model names of the holdout metrics shown first; any other name the run logged follows.
+MODEL_ORDER: tuple[str, ...] = ("model", "champion", "simple", "bgnbd", "pareto_nbd")
+#: MLflow's switch for its download progress bars.
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+NO_IMPACT = "Service impact not measured (run make impact)."
+NO_SERVICE_DATA = "Service impact cannot be measured without service data."
+IMPACT_KINDS: tuple[str, ...] = ("late", "returns", "bad_tickets", "all")
+
+
+# --- the numbers ---------------------------------------------------------------------------
+
+
+def segment_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Customers, shares and risk per value segment, most valuable first, plus an ``all`` row.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``value_segment``: ``customers``, ``share_customers``, ``predicted_value``
+        (sum of ``clv``), ``share_value``, ``mean_clv``, ``mean_p_churn`` and
+        ``value_at_risk`` (sum of ``clv * p_churn``). Segments without customers are left out.
+    """
+    frame = pd.DataFrame(
+        {
+            "value_segment": scores["value_segment"].astype("str"),
+            "clv": scores["clv"].astype("float64"),
+            "p_churn": scores["p_churn"].astype("float64"),
+        }
+    )
+    frame["at_risk"] = frame["clv"] * frame["p_churn"]
+    groups = frame.groupby("value_segment")
+    table = pd.DataFrame(
+        {
+            "customers": groups.size(),
+            "predicted_value": groups["clv"].sum(),
+            "mean_clv": groups["clv"].mean(),
+            "mean_p_churn": groups["p_churn"].mean(),
+            "value_at_risk": groups["at_risk"].sum(),
+        }
+    )
+    known = [name for name, _ in VALUE_TIERS if name in table.index]
+    table = table.loc[known + sorted(set(table.index) - set(known))]
+    table.loc["all"] = [
+        len(frame),
+        frame["clv"].sum(),
+        frame["clv"].mean(),
+        frame["p_churn"].mean(),
+        frame["at_risk"].sum(),
+    ]
+    total_value = frame["clv"].sum()
+    table.insert(1, "share_customers", table["customers"] / max(len(frame), 1))
+    share = table["predicted_value"] / total_value if total_value > 0 else np.nan
+    table.insert(3, "share_value", share)
+    return table.astype({"customers": "int64"})
+
+
+def top_at_risk(scores: pd.DataFrame, n: int = TOP_AT_RISK) -> pd.DataFrame:
+    """The ``n`` customers with the most value at risk (``clv * p_churn``), highest first.
+
+    Ties are broken by ``customer_id``, so the list does not depend on row order.
+    """
+    columns = ["customer_id", "clv", "p_churn", "value_segment", "risk_segment", "action"]
+    top = scores[columns + ["reasons"]].copy()
+    top["value_at_risk"] = top["clv"].astype("float64") * top["p_churn"].astype("float64")
+    top = top.sort_values(["value_at_risk", "customer_id"], ascending=[False, True]).head(n)
+    return top[[*columns[:3], "value_at_risk", *columns[3:], "reasons"]].reset_index(drop=True)
+
+
+#: A number (with its sign, decimals, thousands commas and a trailing %) inside a reason.
+_NUMBER = re.compile(r"[-+]?\d[\d,]*(\.\d+)?%?")
+
+
+def reason_drivers(reasons: pd.Series, top: int = 12) -> pd.DataFrame:
+    """How often each driver appears in the per-customer reasons, most frequent first.
+
+    A reason such as ``"↓ last order 4 days ago"`` is reduced to its driver (``"last order #
+    days ago"``: arrow and numbers dropped), so the same driver with different values counts
+    once per customer.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``driver``, ``customers`` (how many have it among their reasons), ``share`` (of all
+        customers), ``raises`` (share of those mentions with ↑, i.e. the driver raises the
+        prediction). Empty when no customer has reasons (scored with reasons "none").
+    """
+    texts = reasons.fillna("").astype("str")
+    parts = texts[texts != ""].str.split("; ").explode()
+    columns = ["driver", "customers", "share", "raises"]
+    if parts.empty:
+        return pd.DataFrame(columns=columns)
+    parts = parts.str.strip()
+    raises = parts.str.startswith("↑")
+    driver = parts.str.lstrip("↑↓ ").str.replace(_NUMBER, "#", regex=True)
+    mentions = pd.DataFrame({"row": parts.index, "driver": driver.to_numpy(), "up": raises})
+    mentions = mentions.drop_duplicates(["row", "driver"])
+    counts = mentions.groupby("driver").agg(customers=("row", "size"), raises=("up", "mean"))
+    counts["share"] = counts["customers"] / max(len(texts), 1)
+    counts = counts.reset_index().sort_values(["customers", "driver"], ascending=[False, True])
+    return counts[columns].head(top).reset_index(drop=True)
+
+
+def impact_summary(impact: pd.DataFrame) -> pd.DataFrame:
+    """One row per service-quality kind: customers affected and the total CLV difference.
+
+    Accepts either the per-customer output of ``serving.impact`` (columns ``clv`` and, per
+    kind k, ``clv_<k>`` and ``affected_<k>``), summed here as ``customers_affected`` =
+    count of ``affected_<k>`` and ``clv_difference`` = sum of ``clv_<k> - clv`` over the
+    affected customers (and, with ``p_churn_<k>``, ``mean_p_churn_difference``: the mean of
+    ``p_churn_<k> - p_churn`` over them), or an already summarised table, returned as it is.
+    """
+    kinds = [k for k in IMPACT_KINDS if {f"clv_{k}", f"affected_{k}"} <= set(impact.columns)]
+    if "clv" not in impact.columns or not kinds:
+        return impact
+    rows = {}
+    for kind in kinds:
+        affected = impact[f"affected_{kind}"].fillna(False).astype(bool)
+        difference = impact[f"clv_{kind}"] - impact["clv"]
+        rows[kind] = {
+            "customers_affected": int(affected.sum()),
+            "clv_difference": float(difference[affected].sum()),
+        }
+        if f"p_churn_{kind}" in impact.columns and "p_churn" in impact.columns:
+            change = impact[f"p_churn_{kind}"] - impact["p_churn"]
+            rows[kind]["mean_p_churn_difference"] = (
+                float(change[affected].mean()) if affected.any() else np.nan
+            )
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("kind")
+
+
+def holdout_table(metrics: Mapping[str, float]) -> pd.DataFrame:
+    """The run's holdout metrics as a table: one row per model or baseline, one column each.
+
+    Only ``holdout.<name>.<metric>`` keys with a metric of :data:`METRICS` are kept (standard
+    errors and the profile are elsewhere).
+    """
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        parts = key.split(".")
+        # holdout.se*.<metric> are standard errors of differences, not a model's score.
+        if (
+            len(parts) == 3
+            and parts[0] == "holdout"
+            and parts[2] in METRICS
+            and not parts[1].startswith("se")
+        ):
+            rows.setdefault(parts[1], {})[parts[2]] = value
+    names = [n for n in MODEL_ORDER if n in rows] + sorted(set(rows) - set(MODEL_ORDER))
+    table = pd.DataFrame.from_dict(rows, orient="index").reindex(index=names)
+    return table.reindex(columns=[m for m in METRICS if m in table.columns]).rename_axis("model")
+
+
+# --- figures -------------------------------------------------------------------------------
+
+
+def clv_histogram(clv: pd.Series, bins: int = 50) -> Figure:
+    """Histogram of predicted CLV; the count axis is logarithmic, the value is skewed."""
+    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
+    ax = fig.subplots()
+    ax.hist(clv.astype("float64").dropna(), bins=bins, color="#3b6ea5")
+    ax.set_yscale("log")
+    ax.set_xlabel("predicted CLV over the horizon")
+    ax.set_ylabel("customers (log scale)")
+    ax.set_title("Distribution of predicted CLV")
+    return fig
+
+
+def png_data_uri(png: bytes) -> str:
+    """A PNG as a ``data:`` URI, so the HTML needs no other file."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def figure_png(fig: Figure) -> bytes:
+    """A matplotlib figure as PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+# --- the model's run -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """What the report uses from the MLflow run that trained the model that scored.
+
+    Attributes
+    ----------
+    model_uri : str
+        The registered version (``models:/customer-value/3``).
+    run_id : str
+    metrics : dict
+        The run's metrics.
+    artifacts : dict
+        Artifact path -> bytes for the figures (PNG) and ``readiness.md`` the run logged.
+    """
+
+    model_uri: str
+    run_id: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+
+
+def load_model_run(model_uri: str) -> ModelRun:
+    """The run behind a ``models:/name/version`` or ``models:/name@alias`` URI, with artifacts.
+
+    The tracking store must be configured (:func:`training.tracking.configure`).
+    """
+    from mlflow.tracking import MlflowClient
+
+    from training import tracking
+
+    info = tracking.version_info(model_uri)
+    version = tracking.with_run(
+        tracking.RegisteredVersion(
+            info["model_name"], info["model_version"], "", tracking.pinned_uri(model_uri, info)
+        )
+    )
+    wanted = [path for path, _ in QUALITY_FIGURES + IMPORTANCE_FIGURES] + ["readiness.md"]
+    client = MlflowClient()
+    # A bar per artifact would fill the output (training.tracking quiets loads the same way).
+    quiet = _PROGRESS_BAR not in os.environ
+    if quiet:
+        os.environ[_PROGRESS_BAR] = "false"
+    try:
+        artifacts = _download(client, version.run_id, wanted)
+    finally:
+        if quiet:
+            os.environ.pop(_PROGRESS_BAR, None)
+    return ModelRun(version.model_uri, version.run_id, tracking.version_metrics(version), artifacts)
+
+
+def _download(client: Any, run_id: str, wanted: Sequence[str]) -> dict[str, bytes]:
+    """The bytes of each artifact of ``wanted`` the run has."""
+    artifacts: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in wanted:
+            try:
+                local = client.download_artifacts(run_id, path, tmp)
+            except Exception as err:  # a run from before a figure existed: shown without it
+                logger.info("run %s has no %s (%s)", run_id, path, err)
+                continue
+            artifacts[path] = Path(local).read_bytes()
+    return artifacts
+
+
+def log_report(run_id: str, html_path: Path) -> None:
+    """Log the HTML to the run under ``report/``.
+
+    MlflowClient directly (not the active-run helpers of training.tracking, which log to a run
+    being trained): the report is added to a finished run. To move into training.tracking.
+    """
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient().log_artifact(run_id, str(html_path), "report")
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """Every table and figure of the report, computed from one scores frame.
+
+    Build it with :func:`build_report`, write it with :meth:`render`.
+    """
+
+    scores_path: str
+    stamp: RunStamp
+    customers: int
+    horizon_days: str
+    segments: pd.DataFrame
+    at_risk: pd.DataFrame
+    drivers: pd.DataFrame
+    budget_segments: pd.DataFrame
+    budget_cohorts: pd.DataFrame | None
+    assumptions: BudgetAssumptions
+    impact: pd.DataFrame | None
+    impact_note: str
+    run: ModelRun | None
+    figures: dict[str, bytes]
+
+    def render(self) -> str:
+        """The report as one HTML document (figures inline, no external resources)."""
+        return _TEMPLATE.render(r=self, **_template_values(self))
+
+
+def build_report(
+    scores: pd.DataFrame,
+    *,
+    scores_path: str = "",
+    stamp: RunStamp | None = None,
+    run: ModelRun | None = None,
+    impact: pd.DataFrame | None = None,
+    has_service_data: bool | None = None,
+    orders: pd.DataFrame | None = None,
+    assumptions: BudgetAssumptions | None = None,
+) -> Report:
+    """Compute everything the report shows.
+
+    Parameters
+    ----------
+    scores : pandas.DataFrame
+        A batch scores frame (:data:`serving.run_files.SCORE_COLUMNS`).
+    scores_path : str, optional
+        Where it was read from (shown in the report).
+    stamp : RunStamp, optional
+        The batch run's stamp (cutoff, model); empty when not known.
+    run : ModelRun, optional
+        The model's MLflow run: without it the quality and importance sections say so.
+    impact : pandas.DataFrame, optional
+        Service-quality impact, per customer or summarised (:func:`impact_summary`).
+    has_service_data : bool, optional
+        False when the data has no service events (then impact cannot be measured); None
+        when not known.
+    orders : pandas.DataFrame, optional
+        ``customer_id`` and ``ordered_at``, for the budget by acquisition cohort.
+    assumptions : BudgetAssumptions, optional
+        Margin and save rate of the budget guidance.
+    """
+    assumptions = assumptions or BudgetAssumptions()
+    if impact is not None:
+        note = "Summed from the service-quality impact file."
+        impact = impact_summary(impact)
+    elif has_service_data is False:
+        note = NO_SERVICE_DATA
+    else:
+        note = NO_IMPACT
+    horizon = scores["horizon_days"].iloc[0] if len(scores) and "horizon_days" in scores else ""
+    return Report(
+        scores_path=scores_path,
+        stamp=stamp or RunStamp("", "", "", ""),
+        customers=len(scores),
+        horizon_days=str(horizon),
+        segments=segment_table(scores),
+        at_risk=top_at_risk(scores),
+        drivers=reason_drivers(scores["reasons"]),
+        budget_segments=budget_table(scores, "value_segment", assumptions),
+        budget_cohorts=cohort_budget(scores, orders, assumptions),
+        assumptions=assumptions,
+        impact=impact,
+        impact_note=note,
+        run=run,
+        figures={"clv_histogram": figure_png(clv_histogram(scores["clv"]))},
+    )
+
+
+def _fmt(frame: pd.DataFrame, formats: Mapping[str, str], index: bool = True) -> str:
+    """A DataFrame as an HTML table, columns formatted with ``str.format`` specs, escaped."""
+    shown = frame.copy()
+    for column, spec in formats.items():
+        if column in shown.columns:
+            shown[column] = [
+                "" if pd.isna(v) else format(v, spec) for v in shown[column].to_numpy()
+            ]
+    if index:
+        # The index as the first column: one header row instead of pandas' two.
+        shown = shown.reset_index()
+    return shown.to_html(index=False, escape=True, border=0, classes="t", na_rep="")
+
+
+_MONEY = ",.0f"
+_SEGMENT_FORMATS = {
+    "customers": ",d",
+    "share_customers": ".1%",
+    "predicted_value": _MONEY,
+    "share_value": ".1%",
+    "mean_clv": ",.1f",
+    "mean_p_churn": ".2f",
+    "value_at_risk": _MONEY,
+}
+_BUDGET_FORMATS = {
+    "customers": ",d",
+    "mean_clv": ",.1f",
+    "mean_p_churn": ".2f",
+    "max_acquisition_cost": ",.2f",
+    "max_retention_spend": ",.2f",
+    "retention_budget": _MONEY,
+}
+#: Cohort rows shown: the most recent ones (older cohorts say little about new customers).
+COHORT_ROWS = 24
+
+
+def _template_values(report: Report) -> dict[str, object]:
+    """The pre-rendered tables and figure URIs the template places."""
+    run = report.run
+    quality = []
+    importance = []
+    metrics_html = ""
+    readiness = None
+    if run is not None:
+        quality = [
+            (png_data_uri(run.artifacts[p]), c) for p, c in QUALITY_FIGURES if p in run.artifacts
+        ]
+        importance = [
+            (png_data_uri(run.artifacts[p]), c) for p, c in IMPORTANCE_FIGURES if p in run.artifacts
+        ]
+        table = holdout_table(run.metrics)
+        if not table.empty:
+            # Two narrower tables, CLV then churn, fit a laptop screen without scrolling.
+            metrics_html = "".join(
+                _fmt(part, dict.fromkeys(part.columns, ".3f"))
+                for part in (
+                    table[[c for c in table.columns if c.startswith(prefix)]]
+                    for prefix in ("clv_", "churn_")
+                )
+                if not part.empty
+            )
+        if "readiness.md" in run.artifacts:
+            readiness = run.artifacts["readiness.md"].decode("utf-8", "replace")
+    cohorts_html = ""
+    cohorts_note = ""
+    if report.budget_cohorts is not None:
+        cohorts = report.budget_cohorts
+        body = cohorts.drop(index="all")
+        if len(body) > COHORT_ROWS:
+            cohorts_note = f"The {COHORT_ROWS} most recent of {len(body)} cohorts, and all."
+            cohorts = pd.concat([body.tail(COHORT_ROWS), cohorts.loc[["all"]]])
+        cohorts_html = _fmt(cohorts, _BUDGET_FORMATS)
+    at_risk = report.at_risk.copy()
+    drivers = report.drivers
+    return {
+        "histogram": png_data_uri(report.figures["clv_histogram"]),
+        "segments_html": _fmt(report.segments, _SEGMENT_FORMATS),
+        "at_risk_html": _fmt(
+            at_risk,
+            {"clv": ",.1f", "p_churn": ".2f", "value_at_risk": ",.1f"},
+            index=False,
+        ),
+        "drivers_html": ""
+        if drivers.empty
+        else _fmt(drivers, {"customers": ",d", "share": ".1%", "raises": ".0%"}, index=False),
+        "impact_html": ""
+        if report.impact is None
+        else _fmt(
+            report.impact,
+            {
+                "customers_affected": ",d",
+                "clv_difference": _MONEY,
+                "mean_p_churn_difference": "+.3f",
+            },
+        ),
+        "budget_segments_html": _fmt(report.budget_segments, _BUDGET_FORMATS),
+        "cohorts_html": cohorts_html,
+        "cohorts_note": cohorts_note,
+        "quality": quality,
+        "importance": importance,
+        "metrics_html": metrics_html,
+        "readiness": readiness,
+    }
+
+
+# Tables arrive pre-rendered by pandas (escaped there), hence |safe; everything else is
+# escaped by the template's autoescape.
+_TEMPLATE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(
+    """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Customer value report{% if r.stamp.cutoff %} {{ r.stamp.cutoff[:10] }}{% endif %}</title>
+<style>
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2330;
+background:#fff;line-height:1.45}
+main{max-width:1100px;margin:0 auto;padding:1rem 1.5rem 3rem}
+h1{font-size:1.6rem;margin:.5rem 0}h2{font-size:1.25rem;border-bottom:2px solid #dde3ec;
+padding-bottom:.2rem;margin-top:2rem}h3{font-size:1.05rem}
+.meta,.note{color:#5a6477;font-size:.92rem}
+.wrap{overflow-x:auto}
+table.t{border-collapse:collapse;font-size:.88rem;margin:.5rem 0}
+table.t th,table.t td{padding:.25rem .6rem;border-bottom:1px solid #e6eaf0;text-align:right;
+vertical-align:top}
+table.t th{background:#f3f6fa}table.t td:first-child,table.t th:first-child{text-align:left}
+.reasons td:last-child{text-align:left;min-width:22rem;font-size:.82rem}
+figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #e6eaf0}
+figcaption{font-size:.88rem;color:#5a6477}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:1rem}
+pre{white-space:pre-wrap;background:#f7f8fa;padding:.8rem;font-size:.85rem}
+</style></head><body><main>
+<h1>Customer value report</h1>
+<p class="meta">{{ "{:,}".format(r.customers) }} customers scored
+{% if r.stamp.cutoff %} at cutoff {{ r.stamp.cutoff }}{% endif %}
+{% if r.horizon_days %}; horizon {{ r.horizon_days }} days{% endif %}
+{% if r.stamp.model_version %}; model {{ r.stamp.model_name }} version
+{{ r.stamp.model_version }}{% endif %}
+{% if r.scores_path %}; scores {{ r.scores_path }}{% endif %}.</p>
+
+<h2 id="quality">1. Model quality on the holdout</h2>
+{% if r.run is none %}
+<p class="note">No MLflow run found for the model that scored: quality metrics and figures
+are not shown.</p>
+{% else %}
+<p class="note">From the training run {{ r.run.run_id }} of {{ r.run.model_uri }}: every model
+and baseline scored on the same holdout customers (<code>model</code> is the candidate trained
+in that run; <code>champion</code> the champion it was judged against).</p>
+{% if metrics_html %}<div class="wrap">{{ metrics_html|safe }}</div>
+{% else %}<p class="note">The run logged no holdout metrics.</p>{% endif %}
+{% for uri, caption in quality[:1] %}
+<figure><img src="{{ uri }}" alt="{{ caption }}"><figcaption>{{ caption }}</figcaption></figure>
+{% endfor %}<div class="grid">{% for uri, caption in quality[1:] %}
+<figure><img src="{{ uri }}" alt="{{ caption }}"><figcaption>{{ caption }}</figcaption></figure>
+{% endfor %}</div>
+{% if not quality %}<p class="note">The run logged no quality figures.</p>{% endif %}
+{% endif %}
+
+<h2 id="base">2. The base</h2>
+<figure><img src="{{ histogram }}" alt="Distribution of predicted CLV">
+<figcaption>Predicted CLV over the horizon, all scored customers.</figcaption></figure>
+<p class="note">Value segments split the base by share of predicted value (top: the customers
+holding the first 50%, high: the next 30%, medium: 15%, low: the last 5%). Value at risk is
+the sum of clv &times; p_churn.</p>
+<div class="wrap">{{ segments_html|safe }}</div>
+
+<h2 id="at-risk">3. Top {{ r.at_risk|length }} valuable customers at risk</h2>
+<p class="note">Highest value at risk (clv &times; p_churn) first, with what drove their churn
+probability.</p>
+<div class="wrap reasons">{{ at_risk_html|safe }}</div>
+
+<h2 id="drivers">4. Drivers</h2>
+{% if drivers_html %}
+<p class="note">How often each driver is among a customer's churn reasons (the per-customer
+contributions the batch run wrote; # stands for the customer's own value). "raises" is the
+share of those customers for whom it raises the churn probability.</p>
+<div class="wrap">{{ drivers_html|safe }}</div>
+{% else %}<p class="note">The scores carry no reasons (scored with reasons "none").</p>
+{% endif %}
+{% if importance %}<p class="note">Global importance as the training run logged it (XGBoost
+total gain per feature; the booster names features by position, fN is the model's N-th
+feature).</p>
+<div class="grid">{% for uri, caption in importance %}
+<figure><img src="{{ uri }}" alt="{{ caption }}"><figcaption>{{ caption }}</figcaption></figure>
+{% endfor %}</div>{% endif %}
+
+<h2 id="impact">5. Service-quality impact</h2>
+{% if impact_html %}<p class="note">{{ r.impact_note }} clv_difference is the sum over the
+affected customers of clv_&lt;kind&gt; &minus; clv (clv_&lt;kind&gt;: the impact run's
+what-if prediction for that kind, see serving/impact.py); mean_p_churn_difference likewise for the
+churn probability.</p>
+<div class="wrap">{{ impact_html|safe }}</div>
+{% else %}<p class="note">{{ r.impact_note }}</p>{% endif %}
+
+<h2 id="budget">6. Budget guidance</h2>
+<p>Gross margin {{ r.assumptions.margin }} (<code>--margin</code>), save rate
+{{ r.assumptions.save_rate }} (<code>--save-rate</code>): stated assumptions, not measured.</p>
+<ul>{% for line in r.assumptions.formulas() %}<li>{{ line }}</li>{% endfor %}</ul>
+<p class="note">Per customer: the mean ceiling for one customer of the group;
+retention_budget: the group's total retention ceiling.</p>
+<h3>By value segment</h3>
+<div class="wrap">{{ budget_segments_html|safe }}</div>
+<h3>By acquisition cohort (month of first order)</h3>
+{% if cohorts_html %}{% if cohorts_note %}<p class="note">{{ cohorts_note }}</p>{% endif %}
+<div class="wrap">{{ cohorts_html|safe }}</div>
+{% else %}<p class="note">First orders unknown: give <code>--orders</code>.</p>{% endif %}
+
+<h2 id="readiness">7. Readiness caveats</h2>
+{% if readiness %}<pre>{{ readiness }}</pre>
+{% else %}<p class="note">The training run logged no readiness report.</p>{% endif %}
+</main></body></html>
+"""
+)
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def read_scores(path: Path) -> tuple[pd.DataFrame, RunStamp]:
+    """A scores file (Parquet with its stamp, or CSV without one)."""
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path, dtype={"customer_id": "str"}), RunStamp("", "", "", "")
+    stamp = RunStamp.from_metadata(pq.read_schema(path).metadata)
+    return pd.read_parquet(path), stamp
+
+
+def _has_rows(path: Path) -> bool:
+    """Whether a Parquet or CSV file has at least one row."""
+    if path.suffix.lower() == ".csv":
+        return len(pd.read_csv(path, nrows=1)) > 0
+    return pq.ParquetFile(path).metadata.num_rows > 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the report (``make report``); log it to the model's MLflow run."""
+    parser = argparse.ArgumentParser(prog="python -m serving.report", description=__doc__)
+    parser.add_argument("--scores", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--impact", type=Path, help="serving.impact output (.parquet or .csv)")
+    parser.add_argument(
+        "--events", type=Path, help="service events file; without rows, impact cannot be measured"
+    )
+    parser.add_argument(
+        "--orders", type=Path, help="orders file for the cohorts (default: the scores' stamp)"
+    )
+    parser.add_argument(
+        "--no-service-data",
+        action="store_true",
+        help="the data has no service events: impact cannot be measured",
+    )
+    parser.add_argument("--margin", type=float, default=BudgetAssumptions.margin)
+    parser.add_argument("--save-rate", type=float, default=BudgetAssumptions.save_rate)
+    parser.add_argument("--out", type=Path, default=DEFAULT_REPORT)
+    parser.add_argument(
+        "--model-uri", help="default: the version that wrote the scores (their stamp)"
+    )
+    parser.add_argument("--no-log", action="store_true", help="do not log the HTML to MLflow")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+    scores, stamp = read_scores(args.scores)
+    assumptions = BudgetAssumptions(args.margin, args.save_rate)
+    orders_path = args.orders or (Path(stamp.orders) if stamp.orders else None)
+    orders = None
+    if orders_path is not None and orders_path.exists():
+        orders = (
+            pd.read_csv(orders_path, usecols=["customer_id", "ordered_at"])
+            if orders_path.suffix.lower() == ".csv"
+            else pd.read_parquet(orders_path, columns=["customer_id", "ordered_at"])
+        )
+        orders["customer_id"] = orders["customer_id"].astype("str")
+    impact = None
+    if args.impact is not None:
+        impact = (
+            pd.read_csv(args.impact)
+            if args.impact.suffix.lower() == ".csv"
+            else pd.read_parquet(args.impact)
+        )
+    has_service_data = None
+    if args.no_service_data:
+        has_service_data = False
+    elif args.events is not None:
+        has_service_data = args.events.exists() and _has_rows(args.events)
+
+    model_uri = args.model_uri
+    if model_uri is None and stamp.model_version:
+        model_uri = f"models:/{stamp.model_name}/{stamp.model_version}"
+    run = None
+    if model_uri:
+        from training import tracking
+
+        try:
+            tracking.configure(read_only=True)
+            run = load_model_run(model_uri)
+        except Exception as err:  # the report is still useful without the run's figures
+            logger.warning("no MLflow run for %s: %s", model_uri, err)
+
+    report = build_report(
+        scores,
+        scores_path=str(args.scores),
+        stamp=stamp,
+        run=run,
+        impact=impact,
+        has_service_data=has_service_data,
+        orders=orders,
+        assumptions=assumptions,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report.render(), encoding="utf-8")
+    print(f"report: {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+    if run is not None and not args.no_log:
+        log_report(run.run_id, args.out)
+        print(f"logged to MLflow run {run.run_id} under report/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""The HTML report: same numbers as the scores file, self-contained, every figure loads."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving import report
+from serving.budget import BudgetAssumptions
+from serving.run_files import SCORE_COLUMNS, RunStamp, write_scores
+from serving.segments import Base
+
+matplotlib.use("Agg")
+
+N = 400
+
+
+def synthetic_scores(n: int = N, seed: int = 3) -> pd.DataFrame:
+    """A scores frame in the batch format, segmented like the batch run segments it."""
+    rng = np.random.default_rng(seed)
+    clv = rng.lognormal(3.0, 1.2, n)
+    p_churn = rng.uniform(0.0, 1.0, n)
+    value, risk, action = Base.of(clv).labels(clv, p_churn)
+    reasons = [
+        f"↑ last order {rng.integers(1, 300)} days ago; ↓ {rng.integers(1, 9)} orders expected"
+        f" in the next 90 days (purchase pattern)"
+        + ("; ↑ 2 late deliveries in the last 365 days" if i % 7 == 0 else "")
+        for i in range(n)
+    ]
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(n)],
+            "cutoff": pd.Timestamp("2026-07-01"),
+            "horizon_days": 365,
+            "clv": clv,
+            "clv_low": clv * 0.5,
+            "clv_high": clv * 1.5,
+            "clv_discounted": clv,
+            "clv_percentile": np.nan,
+            "p_churn": p_churn,
+            "p_active": 1 - p_churn,
+            "expected_orders": clv / 50,
+            "next_order_date": "",
+            "avg_days_between_orders": 30.0,
+            "historic_value": clv * 2,
+            "total_value": clv * 3,
+            "value_segment": value.astype(str),
+            "risk_segment": risk.astype(str),
+            "action": action.astype(str),
+            "reasons": reasons,
+            "value_reasons": reasons,
+            "model_name": "customer-value",
+            "model_version": "1",
+        }
+    )
+    # Two exact ties in value at risk: the order between them must not depend on row order.
+    frame.loc[[5, 6], ["clv", "p_churn"]] = [[5000.0, 0.5], [5000.0, 0.5]]
+    return frame[list(SCORE_COLUMNS)]
+
+
+@pytest.fixture
+def scores_file(tmp_path: Path) -> Path:
+    path = tmp_path / "scores.parquet"
+    stamp = RunStamp("run1", "2026-07-01 00:00:00", "customer-value", "1")
+    write_scores([synthetic_scores()], path, stamp)
+    return path
+
+
+def test_segment_and_at_risk_tables_are_the_scores_files_numbers(scores_file: Path) -> None:
+    scores, stamp = report.read_scores(scores_file)
+    built = report.build_report(scores, stamp=stamp)
+
+    # Recomputed by hand from the file, one segment at a time.
+    total_value = scores["clv"].sum()
+    for segment, table_row in built.segments.drop(index="all").iterrows():
+        rows = scores[scores["value_segment"] == segment]
+        assert table_row["customers"] == len(rows)
+        assert table_row["share_customers"] == pytest.approx(len(rows) / len(scores))
+        assert table_row["predicted_value"] == pytest.approx(rows["clv"].sum())
+        assert table_row["share_value"] == pytest.approx(rows["clv"].sum() / total_value)
+        assert table_row["mean_p_churn"] == pytest.approx(rows["p_churn"].mean())
+        assert table_row["value_at_risk"] == pytest.approx((rows["clv"] * rows["p_churn"]).sum())
+    assert set(built.segments.index) == {*scores["value_segment"], "all"}
+    assert built.segments.loc["all", "customers"] == len(scores)
+    assert built.segments.loc["all", "share_value"] == pytest.approx(1.0)
+    # Most valuable first.
+    assert list(built.segments.index)[:2] == ["top", "high"]
+
+    at_risk = scores.assign(var=scores["clv"] * scores["p_churn"])
+    expected = sorted(at_risk.itertuples(), key=lambda r: (-r.var, r.customer_id))[:20]
+    assert built.at_risk["customer_id"].tolist() == [r.customer_id for r in expected]
+    assert built.at_risk["value_at_risk"].to_numpy() == pytest.approx([r.var for r in expected])
+    assert built.at_risk["reasons"].tolist() == [r.reasons for r in expected]
+    assert built.at_risk["customer_id"].tolist()[:2] == ["C00005", "C00006"]  # the tie
+
+    # And the HTML shows those numbers.
+    html = built.render()
+    for row in expected:
+        assert row.customer_id in html
+    assert f"{int(built.segments.loc['all', 'customers']):,}" in html
+
+
+def test_drivers_count_customers_per_driver() -> None:
+    reasons = pd.Series(
+        [
+            "↑ last order 4 days ago; ↓ 2 returns in the last 365 days",
+            "↓ last order 90 days ago",
+            "",
+        ]
+    )
+    drivers = report.reason_drivers(reasons).set_index("driver")
+    assert drivers.loc["last order # days ago", "customers"] == 2
+    assert drivers.loc["last order # days ago", "share"] == pytest.approx(2 / 3)
+    assert drivers.loc["last order # days ago", "raises"] == pytest.approx(0.5)
+    assert drivers.loc["# returns in the last # days", "customers"] == 1
+    assert report.reason_drivers(pd.Series(["", ""])).empty
+
+
+def test_impact_section_says_why_it_is_missing() -> None:
+    scores = synthetic_scores(50)
+    assert report.build_report(scores).impact_note == report.NO_IMPACT
+    no_data = report.build_report(scores, has_service_data=False)
+    assert no_data.impact_note == report.NO_SERVICE_DATA
+    assert report.NO_SERVICE_DATA in no_data.render()
+    assert "run make impact" in report.build_report(scores).render()
+
+
+def test_impact_per_customer_is_summed_by_kind() -> None:
+    impact = pd.DataFrame({"clv": [10.0, 20.0, 30.0], "p_churn": [0.5, 0.4, 0.3]})
+    for kind in report.IMPACT_KINDS:
+        impact[f"clv_{kind}"] = impact["clv"] + [1.0, 2.0, 4.0]
+        impact[f"p_churn_{kind}"] = impact["p_churn"] - [0.1, 0.0, 0.3]
+        impact[f"affected_{kind}"] = [True, False, True]
+    summary = report.impact_summary(impact)
+    assert list(summary.index) == list(report.IMPACT_KINDS)
+    assert summary.loc["late", "customers_affected"] == 2
+    assert summary.loc["late", "clv_difference"] == pytest.approx(1.0 + 4.0)
+    assert summary.loc["late", "mean_p_churn_difference"] == pytest.approx((-0.1 - 0.3) / 2)
+    # An already summarised table is shown as it is.
+    given = pd.DataFrame({"customers_affected": [3], "clv_difference": [-12.5]}, index=["all"])
+    html = report.build_report(synthetic_scores(50), impact=given).render()
+    assert "-12" in html and report.NO_IMPACT not in html
+
+
+def test_holdout_table_keeps_models_not_standard_errors() -> None:
+    metrics = {
+        "holdout.model.clv_gini": 0.8,
+        "holdout.bgnbd.clv_gini": 0.7,
+        "holdout.simple.churn_roc_auc": 0.6,
+        "holdout.se.clv_gini": 0.01,
+        "holdout.se_vs_bgnbd.clv_gini": 0.02,
+        "holdout.profile.orders_mae": 1.0,
+        "seconds_fit": 3.0,
+    }
+    table = report.holdout_table(metrics)
+    assert list(table.index) == ["model", "simple", "bgnbd"]
+    assert table.loc["bgnbd", "clv_gini"] == 0.7
+
+
+def test_budget_section_states_the_formulas(scores_file: Path) -> None:
+    scores, _ = report.read_scores(scores_file)
+    html = report.build_report(scores, assumptions=BudgetAssumptions(margin=0.45)).render()
+    assert "0.45 x clv x p_churn x 0.2" in html
+    assert "First orders unknown" in html
+
+
+def _fake_run(tmp_path: Path) -> str:
+    """A run with metrics, figures and readiness.md, registered as customer-value version 1."""
+    from matplotlib.figure import Figure
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.create_experiment("report", (tmp_path / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    client.log_metric(run_id, "holdout.model.clv_gini", 0.81)
+    client.log_metric(run_id, "holdout.pareto_nbd.clv_gini", 0.72)
+    figures = tmp_path / "plots"
+    figures.mkdir()
+    for path, _ in report.QUALITY_FIGURES:
+        fig = Figure(figsize=(3, 2))
+        fig.subplots().plot([0, 1], [0, 1])
+        fig.savefig(tmp_path / path)
+    client.log_artifacts(run_id, str(figures), "plots")
+    (tmp_path / "readiness.md").write_text("# Readiness\n\nverdict: ready, 3 caveats\n")
+    client.log_artifact(run_id, str(tmp_path / "readiness.md"))
+    client.set_terminated(run_id)
+    client.create_registered_model("customer-value")
+    client.create_model_version("customer-value", f"runs:/{run_id}/model", run_id)
+    return uri
+
+
+@pytest.fixture
+def fake_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import mlflow
+
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    uri = _fake_run(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    yield uri
+    mlflow.set_tracking_uri(previous[0])
+    mlflow.set_registry_uri(previous[1])
+
+
+def test_cli_writes_one_self_contained_file_and_logs_it(
+    fake_store: str, scores_file: Path, tmp_path: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "out" / "report.html"
+    assert report.main(["--scores", str(scores_file), "--out", str(out)]) == 0
+    html = out.read_text(encoding="utf-8")
+
+    # Self-contained: no script, stylesheet link or remote resource; images inline.
+    assert "<script" not in html and "<link" not in html
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+    sources = re.findall(r'<img src="([^"]+)"', html)
+    assert len(sources) == 1 + len(report.QUALITY_FIGURES)  # histogram + the run's figures
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    # The run's metrics and readiness caveats, by the model version in the scores' stamp.
+    assert "0.810" in html and "pareto_nbd" in html
+    assert "verdict: ready, 3 caveats" in html
+
+    client = MlflowClient(tracking_uri=fake_store)
+    run_id = client.get_model_version("customer-value", "1").run_id
+    logged = [a.path for a in client.list_artifacts(run_id, "report")]
+    assert logged == ["report/report.html"]
+
+
+def test_cli_without_a_store_still_writes_the_report(
+    scores_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store that does not exist: the read-only check refuses it before MLflow is touched.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
+    out = tmp_path / "report.html"
+    argv = ["--scores", str(scores_file), "--out", str(out), "--no-log"]
+    empty = tmp_path / "events.parquet"
+    pd.DataFrame({"customer_id": pd.Series(dtype="str")}).to_parquet(empty)
+    assert report.main([*argv, "--events", str(empty)]) == 0
+    html = out.read_text(encoding="utf-8")
+    assert "No MLflow run found" in html
+    assert report.NO_SERVICE_DATA in html
+
+
+# --- in a real browser -----------------------------------------------------------------------
+
+#: Added to the test's copy of the report: after load, writes each image's decoded size.
+_PROBE = """<script>
+window.addEventListener("load", () => {
+  const out = document.createElement("pre");
+  out.id = "image-probe";
+  out.textContent = JSON.stringify(Array.from(document.images, (img) =>
+    ({alt: img.alt, complete: img.complete, width: img.naturalWidth, height: img.naturalHeight})));
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.mark.browser
+def test_every_figure_loads_in_headless_chromium(
+    fake_store: str, scores_file: Path, tmp_path: Path
+) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail(
+            "chromium is not installed: this test renders the report in headless Chromium; "
+            "install it with `apt-get install -y chromium` (Debian)"
+        )
+    out = tmp_path / "report.html"
+    assert report.main(["--scores", str(scores_file), "--out", str(out), "--no-log"]) == 0
+    probed = tmp_path / "probed.html"
+    probed.write_text(out.read_text().replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    result = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = re.search(r'<pre id="image-probe">(.*?)</pre>', result.stdout, re.S)
+    assert found, f"the probe did not run; chromium said: {result.stderr[-2000:]}"
+    images = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert len(images) == 1 + len(report.QUALITY_FIGURES)
+    broken = [i for i in images if not (i["complete"] and i["width"] > 0 and i["height"] > 0)]
+    assert not broken, f"figures that did not load: {broken}"
