@@ -25,14 +25,11 @@ import argparse
 import base64
 import io
 import logging
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import jinja2
 import numpy as np
@@ -43,6 +40,7 @@ from matplotlib.figure import Figure
 from serving.budget import BudgetAssumptions, budget_table, cohort_budget
 from serving.run_files import DEFAULT_OUT, RunStamp
 from serving.segments import VALUE_TIERS
+from training import tracking
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +73,6 @@ METRICS: tuple[str, ...] = (
 #: Model names of the holdout metrics shown first; any other name the run logged follows.
 MODEL_ORDER: tuple[str, ...] = ("model", "champion", "simple", "bgnbd", "pareto_nbd")
 #: MLflow's switch for its download progress bars.
-_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 NO_IMPACT = "Service impact not measured (run make impact)."
 NO_SERVICE_DATA = "Service impact cannot be measured without service data."
 IMPACT_KINDS: tuple[str, ...] = ("late", "returns", "bad_tickets", "all")
@@ -280,10 +277,6 @@ def load_model_run(model_uri: str) -> ModelRun:
 
     The tracking store must be configured (:func:`training.tracking.configure`).
     """
-    from mlflow.tracking import MlflowClient
-
-    from training import tracking
-
     info = tracking.version_info(model_uri)
     version = tracking.with_run(
         tracking.RegisteredVersion(
@@ -291,42 +284,13 @@ def load_model_run(model_uri: str) -> ModelRun:
         )
     )
     wanted = [path for path, _ in QUALITY_FIGURES + IMPORTANCE_FIGURES] + ["readiness.md"]
-    client = MlflowClient()
-    # A bar per artifact would fill the output (training.tracking quiets loads the same way).
-    quiet = _PROGRESS_BAR not in os.environ
-    if quiet:
-        os.environ[_PROGRESS_BAR] = "false"
-    try:
-        artifacts = _download(client, version.run_id, wanted)
-    finally:
-        if quiet:
-            os.environ.pop(_PROGRESS_BAR, None)
+    artifacts = tracking.run_artifacts(version.run_id, wanted)
     return ModelRun(version.model_uri, version.run_id, tracking.version_metrics(version), artifacts)
 
 
-def _download(client: Any, run_id: str, wanted: Sequence[str]) -> dict[str, bytes]:
-    """The bytes of each artifact of ``wanted`` the run has."""
-    artifacts: dict[str, bytes] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for path in wanted:
-            try:
-                local = client.download_artifacts(run_id, path, tmp)
-            except Exception as err:  # a run from before a figure existed: shown without it
-                logger.info("run %s has no %s (%s)", run_id, path, err)
-                continue
-            artifacts[path] = Path(local).read_bytes()
-    return artifacts
-
-
 def log_report(run_id: str, html_path: Path) -> None:
-    """Log the HTML to the run under ``report/``.
-
-    MlflowClient directly (not the active-run helpers of training.tracking, which log to a run
-    being trained): the report is added to a finished run. To move into training.tracking.
-    """
-    from mlflow.tracking import MlflowClient
-
-    MlflowClient().log_artifact(run_id, str(html_path), "report")
+    """Log the HTML to the run that trained the model, under ``report/``."""
+    tracking.log_run_artifact(run_id, html_path, "report")
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -705,8 +669,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_uri = f"models:/{stamp.model_name}/{stamp.model_version}"
     run = None
     if model_uri:
-        from training import tracking
-
         try:
             tracking.configure(read_only=True)
             run = load_model_run(model_uri)

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from importlib import metadata
@@ -331,24 +331,57 @@ _PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 @contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Switch MLflow's download bars off for a block.
+
+    Files are copied one by one, and a bar each would fill a service's log. Someone who set
+    the variable gets what they set.
+    """
+    quiet = _PROGRESS_BAR not in os.environ
+    if quiet:
+        os.environ[_PROGRESS_BAR] = "false"
+    try:
+        yield
+    finally:
+        if quiet:
+            os.environ.pop(_PROGRESS_BAR, None)
+
+
+@contextmanager
 def _loading_model() -> Iterator[None]:
     """Serialise MLflow model loads; give ``sys.path`` back as it was; no progress bar."""
-    with _MODEL_LOADING:
+    with _MODEL_LOADING, _no_progress_bars():
         path = list(sys.path)
-        # A model is copied file by file: a bar per load would fill the service's log. Someone
-        # who set the variable gets what they set.
-        quiet = _PROGRESS_BAR not in os.environ
-        if quiet:
-            os.environ[_PROGRESS_BAR] = "false"
         try:
             yield
         finally:
-            if quiet:
-                os.environ.pop(_PROGRESS_BAR, None)
             # Here the project's modules are imported already (this module imports them), so the
             # version's copy of the code is not needed; left first on sys.path it would shadow
             # modules imported later with a snapshot, and grow with every reload.
             sys.path[:] = path
+
+
+def run_artifacts(run_id: str, paths: Sequence[str]) -> dict[str, bytes]:
+    """The bytes of each artifact of ``paths`` that the run has (missing ones left out).
+
+    A run from before a figure existed simply lacks it; the caller shows what there is.
+    """
+    artifacts: dict[str, bytes] = {}
+    client = MlflowClient()
+    with _no_progress_bars(), tempfile.TemporaryDirectory() as tmp:
+        for path in paths:
+            try:
+                local = client.download_artifacts(run_id, path, tmp)
+            except Exception as err:  # MLflow raises several types for a missing artifact
+                logger.info("run %s has no %s (%s)", run_id, path, err)
+                continue
+            artifacts[path] = Path(local).read_bytes()
+    return artifacts
+
+
+def log_run_artifact(run_id: str, path: str | Path, folder: str) -> None:
+    """Add a file to a finished run (e.g. the report to the run that trained the model)."""
+    MlflowClient().log_artifact(run_id, str(path), folder)
 
 
 @dataclass(frozen=True)
