@@ -339,21 +339,37 @@ def _final_frames(
         yield frame[list(SCORE_COLUMNS)]
 
 
+def add_input_arguments(parser: argparse.ArgumentParser, events_help: str = "") -> None:
+    """Add the flags of a run over a base's files: orders, events, columns and cutoff.
+
+    Shared by the commands that read the base as batch scoring does (this one, serving.impact);
+    :func:`chosen_events` resolves the events default.
+    """
+    parser.add_argument("--orders", type=Path, default=BatchConfig.orders)
+    parser.add_argument(
+        "--events",
+        type=Path,
+        default=None,
+        help="service events file (default: the demo events with the demo orders)" + events_help,
+    )
+    parser.add_argument("--columns", default="", help="column mapping canonical=yours,...")
+    parser.add_argument("--cutoff", default="latest", help="YYYY-MM-DD or 'latest'")
+
+
+def chosen_events(args: argparse.Namespace) -> Path | None:
+    """``--events``, or the demo events when the demo orders are scored without one."""
+    if args.events is None and args.orders == BatchConfig.orders:
+        return BatchConfig.events
+    return args.events
+
+
 def parse_args(argv: list[str] | None = None) -> BatchConfig:
     """Build a :class:`BatchConfig` from flags (defaults score the demo data)."""
     d = BatchConfig()
     parser = argparse.ArgumentParser(
         prog="python -m serving.batch", description="Score the whole customer base at a cutoff."
     )
-    parser.add_argument("--orders", type=Path, default=d.orders)
-    parser.add_argument(
-        "--events",
-        type=Path,
-        default=None,
-        help="service events file (default: the demo events with the demo orders)",
-    )
-    parser.add_argument("--columns", default="", help="column mapping canonical=yours,...")
-    parser.add_argument("--cutoff", default="latest", help="YYYY-MM-DD or 'latest'")
+    add_input_arguments(parser)
     parser.add_argument("--out", type=Path, default=d.out, help=".parquet (default) or .csv")
     parser.add_argument(
         "--features-out",
@@ -386,12 +402,9 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
     )
     parser.add_argument("--strict", action="store_true", help="fail on any unusable input row")
     args = parser.parse_args(argv)
-    events = args.events
-    if events is None and args.orders == d.orders:
-        events = d.events
     return BatchConfig(
         orders=args.orders,
-        events=events,
+        events=chosen_events(args),
         columns=args.columns,
         cutoff=args.cutoff,
         out=args.out,

@@ -28,7 +28,7 @@ from features import build_features
 from features.history import days_before, format_cutoff
 from features.io import load_events, load_orders
 from features.quality import BAD_CSAT, BAD_RESOLUTION_HOURS
-from serving.batch import CustomerChunks, resolve_cutoff
+from serving.batch import CustomerChunks, add_input_arguments, chosen_events, resolve_cutoff
 from serving.scoring import ScoreSettings, score_matrix
 from serving.segments import VALUE_TIERS, Base
 from serving.settings import DEFAULT_MODEL_URI
@@ -455,26 +455,16 @@ def parse_args(argv: list[str] | None = None) -> ImpactConfig:
         description="Value at stake from late deliveries, returns and badly resolved tickets: "
         "predicted CLV and churn as scored and without each (a model-based what-if).",
     )
-    parser.add_argument("--orders", type=Path, default=d.orders)
-    parser.add_argument(
-        "--events",
-        type=Path,
-        default=None,
-        help="service events file (default: the demo events with the demo orders); required: "
-        "service impact cannot be measured without service data",
+    add_input_arguments(
+        parser, "; required: service impact cannot be measured without service data"
     )
-    parser.add_argument("--columns", default="", help="column mapping canonical=yours,...")
-    parser.add_argument("--cutoff", default="latest", help="YYYY-MM-DD or 'latest'")
     parser.add_argument("--out", type=Path, default=d.out, help=".parquet (default) or .csv")
     parser.add_argument("--model-uri", default=d.model_uri)
     parser.add_argument("--chunk-customers", type=int, default=d.chunk_customers)
     args = parser.parse_args(argv)
-    events = args.events
-    if events is None and args.orders == d.orders:
-        events = d.events
     return ImpactConfig(
         orders=args.orders,
-        events=events,
+        events=chosen_events(args),
         columns=args.columns,
         cutoff=args.cutoff,
         out=args.out,
