@@ -746,6 +746,7 @@ def _replay(
             k_known_dropout[ready] += k_due_dropout[ready]
             k_known_spend[ready] *= k_due_spend[ready]
             k_due_dropout[ready], k_due_spend[ready] = 0.0, 1.0
+            assert after is not None  # given whenever kept is (checked above)
             from_cut = after[rows]
             spend[rows] = np.where(from_cut, k_known_spend[c], known_spend[c])
 
@@ -978,14 +979,14 @@ def service_effect_truth(
 
     # Replayed with every effect on, the paths must give back the simulation exactly: same
     # orders placed, same spend. Anything else is a bug in the replay, not a finding.
-    simulated_spend = sim.order_spend[mine][order[source == 0]] if n_simulated else None
+    # In from_cutoff mode, the split state (every effect kept) must do the same.
+    simulated_spend = sim.order_spend[mine][order[source == 0]] if n_simulated else np.ones(0)
     after = ns(_seconds(paths.time)) >= cut_ns
     full = (paths.late, paths.returned, paths.bad)
-    checks = [{}] if mode == "history" else [{}, {"kept": full, "after": after}]
-    for split in checks:
-        placed, spend = _replay(paths, base, p, *full, **split)
-        if simulated_spend is None:
-            simulated_spend = spend[:0]
+    replays = [_replay(paths, base, p, *full)]
+    if mode == "from_cutoff":
+        replays.append(_replay(paths, base, p, *full, kept=full, after=after))
+    for placed, spend in replays:
         if not (
             np.array_equal(placed, source == 0)
             and np.array_equal(spend[source == 0], simulated_spend)
@@ -1007,9 +1008,7 @@ def service_effect_truth(
             placed, spend = _replay(paths, base, p, on["late"], on["returns"], on["bad_tickets"])
         else:
             kept = (on["late"], on["returns"], on["bad_tickets"])
-            placed, spend = _replay(
-                paths, base, p, paths.late, paths.returned, paths.bad, kept=kept, after=after
-            )
+            placed, spend = _replay(paths, base, p, *full, kept=kept, after=after)
         value = revenue(paths, _cents(paths.value_draw, spend_mean, spend, p), placed, base.size)
         column = as_simulated.copy()
         column[replayed] = value.astype(np.int64)

@@ -4,10 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import features.synth as synth
 from features.labels import build_labels
 from features.spec import FeatureSpec
 from features.synth import (
     TRUTH_FLAGS,
+    TRUTH_MODES,
     TRUTH_SCENARIOS,
     SynthParams,
     generate,
@@ -130,9 +132,102 @@ def test_lookback_switches_off_only_recent_failures(truth):
         ({"horizon_days": 0}, "horizon_days"),
         ({"customers": 0}, "customers"),
         ({"lookback_days": 0}, "lookback_days"),
+        ({"mode": "now"}, "mode"),
     ],
 )
 def test_bad_arguments_are_refused(kwargs, message):
     args = {"customers": 10, "seed": 1, "cutoff": CUTOFF, "horizon_days": HORIZON} | kwargs
     with pytest.raises(ValueError, match=message):
         service_effect_truth(**args)
+
+
+# --- mode="from_cutoff": the life up to the cutoff as simulated, effects removed from it on.
+
+
+@pytest.fixture(scope="module")
+def from_cutoff() -> pd.DataFrame:
+    return service_effect_truth(CUSTOMERS, SEED, CUTOFF, HORIZON, mode="from_cutoff")
+
+
+def _left_before_cutoff(customers: int, seed: int, cutoff: str) -> np.ndarray:
+    """Per customer: left the store before the cutoff (the simulation stopped drawing for them).
+
+    The purchase loop stops at the first candidate at or after the customer's departure, so a
+    stop before the cutoff means the customer had left by then.
+    """
+    p = SynthParams()
+    start, end = pd.Timestamp("2022-07-01"), pd.Timestamp("2026-07-01")
+    season = synth._Season(start, end, p)
+    sim = synth._simulate(np.random.default_rng(seed), customers, season, p, False, record=True)
+    return sim.stopped_at < (pd.Timestamp(cutoff) - start) / pd.Timedelta(days=1)
+
+
+def synth_ids(customers: int) -> pd.Index:
+    return pd.Index([f"C{i:0{max(7, len(str(customers)))}d}" for i in range(1, customers + 1)])
+
+
+def test_from_cutoff_same_store_population_and_flags(truth, from_cutoff):
+    assert list(from_cutoff.columns) == list(truth.columns)
+    pd.testing.assert_index_equal(from_cutoff.index, truth.index)
+    pd.testing.assert_series_equal(from_cutoff["as_simulated"], truth["as_simulated"])
+    for flag in TRUTH_FLAGS.values():
+        pd.testing.assert_series_equal(from_cutoff[flag], truth[flag])
+
+
+def test_from_cutoff_keeps_whoever_left_before_the_cutoff_gone(truth, from_cutoff):
+    left = pd.Series(_left_before_cutoff(CUSTOMERS, SEED, CUTOFF), index=synth_ids(CUSTOMERS))
+    left = left.loc[from_cutoff.index]
+    hurt = left & from_cutoff[list(TRUTH_FLAGS.values())].any(axis=1)
+    assert hurt.sum() > 100
+    for name in COUNTERFACTUALS:
+        assert (from_cutoff.loc[left, name] == from_cutoff.loc[left, "as_simulated"]).all(), name
+    # In history mode some of them are revived: the two modes do differ.
+    revived = truth.loc[hurt, "no_failures"] != truth.loc[hurt, "as_simulated"]
+    assert revived.sum() > 100
+
+
+def test_from_cutoff_customers_without_failures_are_identical(from_cutoff):
+    clean = ~from_cutoff[list(TRUTH_FLAGS.values())].any(axis=1)
+    assert clean.sum() > 100
+    for name, kinds in TRUTH_SCENARIOS.items():
+        assert (from_cutoff.loc[clean, name] == from_cutoff.loc[clean, "as_simulated"]).all()
+        spared = ~from_cutoff[[TRUTH_FLAGS[k] for k in kinds]].any(axis=1)
+        assert (from_cutoff.loc[spared, name] == from_cutoff.loc[spared, "as_simulated"]).all()
+
+
+def test_from_cutoff_loses_value_but_less_than_rewriting_history(truth, from_cutoff):
+    now = service_effect_summary(from_cutoff)
+    history = service_effect_summary(truth)
+    assert (now["value_lost"] >= 0).all()
+    assert (now["value_lost"] > 0).all()
+    assert (now["value_lost"] <= history["value_lost"]).all()
+    pd.testing.assert_series_equal(now["customers"], history["customers"])
+
+
+def test_from_cutoff_with_no_planted_effects_loses_nothing():
+    truth = service_effect_truth(3_000, 2, CUTOFF, HORIZON, NO_EFFECTS, mode="from_cutoff")
+    for name in COUNTERFACTUALS:
+        assert (truth[name] == truth["as_simulated"]).all(), name
+    assert (service_effect_summary(truth)["value_lost"] == 0).all()
+
+
+@pytest.mark.parametrize("mode", TRUTH_MODES)
+def test_replay_with_every_effect_on_reproduces_the_store(monkeypatch, mode):
+    # Scenarios that switch nothing off: every customer with a failure is replayed with all
+    # effects on (in from_cutoff mode: with the split state), and must come out as simulated.
+    monkeypatch.setattr(synth, "TRUTH_SCENARIOS", {name: () for name in TRUTH_SCENARIOS})
+    truth = service_effect_truth(3_000, 3, CUTOFF, HORIZON, mode=mode)
+    assert truth[list(TRUTH_FLAGS.values())].any(axis=1).sum() > 100
+    for name in COUNTERFACTUALS:
+        assert (truth[name] == truth["as_simulated"]).all(), name
+
+
+def test_from_cutoff_with_a_lookback_switches_off_recent_failures_only(from_cutoff):
+    recent = service_effect_truth(
+        CUSTOMERS, SEED, CUTOFF, HORIZON, lookback_days=365, mode="from_cutoff"
+    )
+    pd.testing.assert_series_equal(recent["as_simulated"], from_cutoff["as_simulated"])
+    clean = ~recent[list(TRUTH_FLAGS.values())].any(axis=1)
+    for name in COUNTERFACTUALS:
+        assert (recent.loc[clean, name] == recent.loc[clean, "as_simulated"]).all(), name
+    assert (service_effect_summary(recent)["value_lost"] > 0).all()
