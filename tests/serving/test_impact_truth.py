@@ -1,0 +1,46 @@
+"""The service-impact estimate against the synthetic store's planted truth (slow: trains)."""
+
+import pytest
+
+from features import FeatureSpec
+from features.io import validate_events, validate_orders
+from features.synth import generate, service_effect_summary, service_effect_truth
+from serving.impact import estimate_impact
+from training.config import TrainConfig
+from training.pipeline import train_models
+
+CUSTOMERS, SEED, HORIZON = 10_000, 11, 365
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_estimate_ranks_the_kinds_as_the_truth_and_is_near_it():
+    raw_orders, raw_events = generate(CUSTOMERS, SEED)
+    orders = validate_orders(raw_orders, strict=True).frame
+    events = validate_events(raw_events, strict=True).frame
+    trained = train_models(
+        orders,
+        events,
+        spec=FeatureSpec(horizon_days=HORIZON),
+        settings=TrainConfig(time_budget=0).fit_settings(),
+        refit=False,
+    )
+    cutoff = trained.plan.holdout  # the twin never saw anything after it
+    estimate = estimate_impact(
+        trained.evaluation,
+        orders[orders["ordered_at"] < cutoff],
+        events[events["occurred_at"] < cutoff],
+        cutoff,
+    ).by_kind["clv_gain"]
+    # The estimand the what-if measures: what past failures still cost from the cutoff on
+    # (customers already gone stay gone), with the planted effects switched off.
+    truth = service_effect_summary(
+        service_effect_truth(CUSTOMERS, SEED, cutoff, HORIZON, mode="from_cutoff")
+    )["value_lost"]
+    kinds = ["late", "returns", "bad_tickets"]
+    assert list(estimate[kinds].sort_values().index) == list(truth[kinds].sort_values().index)
+    # Measured at this size (docs/experiments.md, README): late -10%, returns -43%, bad
+    # tickets +19%, all together -21%; on the 50,000-customer demo -0.1%, +13%, +49%, +9%.
+    ratio = estimate / truth
+    assert ratio["all"] == pytest.approx(1.0, abs=0.3)
+    assert ratio[kinds].between(0.5, 2.0).all()
