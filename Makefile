@@ -92,7 +92,7 @@ REPORT_OUT ?= models/scores/report.html
 report: $(STAMP) ## One HTML report on the scores (after `make score`): quality vs baselines, segments, risks, budget; logged to the model's run (MARGIN=0.3 IMPACT= REPORT_OUT=)
 	$(PY) -m serving.report --scores $(OUT) --out $(REPORT_OUT) --margin $(MARGIN) \
 	  $(if $(ORDERS),--orders $(ORDERS) $(if $(EVENTS),--events $(EVENTS),--no-service-data),--events $(DATA_DIR)/service_events.parquet) \
-	  $(if $(IMPACT),--impact $(IMPACT))
+	  $(if $(IMPACT),--impact $(IMPACT)) $(if $(COLUMNS),--columns $(COLUMNS))
 
 PORT ?= 3000
 serve: $(STAMP) ## Serve the champion on http://127.0.0.1:3000 (after `make score`; CUSTOMER_VALUE_API_KEY= optional)

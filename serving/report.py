@@ -37,6 +37,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
+from features.io import DataValidationError, load_orders
 from serving.budget import BudgetAssumptions, budget_table, cohort_budget
 from serving.run_files import DEFAULT_OUT, RunStamp
 from serving.segments import VALUE_TIERS
@@ -625,6 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--orders", type=Path, help="orders file for the cohorts (default: the scores' stamp)"
     )
+    parser.add_argument("--columns", default="", help="column mapping canonical=yours,...")
     parser.add_argument(
         "--no-service-data",
         action="store_true",
@@ -645,12 +647,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     orders_path = args.orders or (Path(stamp.orders) if stamp.orders else None)
     orders = None
     if orders_path is not None and orders_path.exists():
-        orders = (
-            pd.read_csv(orders_path, usecols=["customer_id", "ordered_at"])
-            if orders_path.suffix.lower() == ".csv"
-            else pd.read_parquet(orders_path, columns=["customer_id", "ordered_at"])
-        )
-        orders["customer_id"] = orders["customer_id"].astype("str")
+        try:
+            # Through the loader, like every input: the mapping applies, bad rows are counted.
+            orders = load_orders(orders_path, columns=args.columns).frame
+        except (DataValidationError, FileNotFoundError) as err:
+            # The cohorts are one section; the rest of the report does not need the orders.
+            logger.warning("no cohorts in the report: %s", err)
     impact = None
     if args.impact is not None:
         impact = (
