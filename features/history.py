@@ -91,6 +91,47 @@ def rows_before(frame: pd.DataFrame, column: str, cutoff: pd.Timestamp) -> pd.Da
     return frame.loc[frame[column].to_numpy() < cutoff.to_datetime64()]
 
 
+def status_at(past: pd.DataFrame, events: pd.DataFrame | None, cutoff: pd.Timestamp) -> pd.Series:
+    """Each order's status as it was known at ``cutoff`` (orders placed before it).
+
+    An order's status is the export's: "returned" says the order came back at some time, not
+    when, so an order returned after the cutoff must still look kept at the cutoff, or the
+    features of a past cutoff (the training rows) would know its future. Where the store
+    records returns as service events (kind "return", with the order_id), a return counts
+    once such an event happened before the cutoff. Without any return event before the
+    cutoff, it counts once the order was delivered before the cutoff (a parcel comes back
+    after it arrived), or, with no delivery date, as the status says (all the data allows).
+    Only rows before the cutoff decide, so appending later rows changes nothing. A
+    cancellation is taken as known when the order was placed: orders are cancelled before
+    they ship.
+
+    Returns
+    -------
+    pandas.Series
+        The status per row of ``past`` ("completed" where the return is not known yet).
+    """
+    status = past["status"]
+    returned = (status == "returned").to_numpy(dtype=bool, na_value=False)
+    if not returned.any():
+        return status
+    dated_returns = pd.Index([])
+    if events is not None and not events.empty:
+        known = events.loc[
+            (events["kind"] == "return")
+            & events["order_id"].notna()
+            & (events["occurred_at"] < cutoff)
+        ]
+        dated_returns = pd.Index(known["order_id"].unique())
+    if len(dated_returns):
+        known_return = past["order_id"].isin(dated_returns).to_numpy()
+    else:
+        known_return = ~(past["delivered_at"] >= cutoff).to_numpy(dtype=bool, na_value=False)
+    later = returned & ~known_return
+    if not later.any():
+        return status
+    return status.mask(pd.Series(later, index=status.index), "completed")
+
+
 def days_before(times: pd.Series, cutoff: pd.Timestamp) -> np.ndarray:
     """Fractional days from each time to ``cutoff`` (positive for the past)."""
     return (cutoff.to_datetime64() - times.to_numpy(dtype="datetime64[ns]")) / DAY

@@ -13,6 +13,7 @@ from features.history import (
     per_customer_sum,
     rows_before,
     safe_ratio,
+    status_at,
 )
 from features.spec import FeatureSpec
 
@@ -81,17 +82,21 @@ def quality_features(
     cutoff = as_cutoff(cutoff)
     past = rows_before(orders, "ordered_at", cutoff)
     codes, index = customer_codes(past["customer_id"])
-    out = _order_quality(past, codes, len(index), cutoff, spec)
+    out = _order_quality(past, status_at(past, events, cutoff), codes, len(index), cutoff, spec)
     out.update(_event_quality(events, index, cutoff, spec))
     return pd.DataFrame(out, index=index)[quality_feature_names(spec)]
 
 
 def _order_quality(
-    past: pd.DataFrame, codes: np.ndarray, n: int, cutoff: pd.Timestamp, spec: FeatureSpec
+    past: pd.DataFrame,
+    status: pd.Series,
+    codes: np.ndarray,
+    n: int,
+    cutoff: pd.Timestamp,
+    spec: FeatureSpec,
 ) -> dict[str, np.ndarray]:
     q = spec.quality_days
     recent = days_before(past["ordered_at"], cutoff) <= q
-    status = past["status"]
     known_status = status.notna().to_numpy() & recent
     cancelled = (status == "cancelled").to_numpy(dtype=bool, na_value=False) & recent
     returned = (status == "returned").to_numpy(dtype=bool, na_value=False) & recent

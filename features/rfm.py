@@ -13,6 +13,7 @@ from features.history import (
     per_customer_sum,
     rows_before,
     safe_ratio,
+    status_at,
 )
 from features.spec import NON_REVENUE_STATUSES, FeatureSpec
 
@@ -63,13 +64,13 @@ def rfm_features(
         (repeat purchase days), ``recency`` (days from first to last purchase day) and ``T``
         (days from first purchase day to the cutoff) follow the BG/NBD convention.
     """
-    del events
     cutoff = as_cutoff(cutoff)
     past = rows_before(orders, "ordered_at", cutoff)
     codes, index = customer_codes(past["customer_id"])
     n = len(index)
     age = days_before(past["ordered_at"], cutoff)
-    status = past["status"]
+    # Returns dated by the events (or the delivery): a later return is not known at the cutoff.
+    status = status_at(past, events, cutoff)
     placed = (status != "cancelled").to_numpy(dtype=bool, na_value=True)
     paid = ~status.isin(NON_REVENUE_STATUSES).to_numpy(dtype=bool)
     revenue = np.where(paid, past["amount"].to_numpy(dtype="float64"), 0.0)

@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 from features import FeatureSpec, feature_names
+from features.io import validate_events, validate_orders
 from features.quality import quality_feature_names, quality_features
+from features.rfm import rfm_features
 
 CUTOFF = "2024-04-01"
 
@@ -70,3 +72,45 @@ def test_names_follow_the_spec_and_never_collide(orders, events):
     assert len(names) == len(set(names))
     with pytest.raises(ValueError, match="trend_days and quality_days must differ"):
         FeatureSpec(trend_days=180, quality_days=180)
+
+
+def test_a_return_counts_from_when_it_happened_not_from_the_export():
+    # The status is the export's; the return event (or the delivery) dates the return.
+    raw = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "order_id": ["o1", "o2", "o3"],
+            "ordered_at": ["2024-05-01", "2024-05-01", "2024-05-01"],
+            "amount": [100.0, 50.0, 20.0],
+            "status": ["returned", "returned", "returned"],
+            "promised_at": ["2024-05-05", "2024-05-05", "2024-05-05"],
+            "delivered_at": ["2024-05-04", "2024-06-10", "2024-05-04"],
+        }
+    )
+    orders = validate_orders(raw, strict=True).frame
+    # c's return (2024-05-20) shows the store records returns as events before either cutoff.
+    raw_events = pd.DataFrame(
+        {
+            "customer_id": ["a", "c"],
+            "occurred_at": ["2024-06-15", "2024-05-20"],
+            "kind": ["return", "return"],
+            "order_id": ["o1", "o3"],
+        }
+    )
+    events = validate_events(raw_events, strict=True).frame
+    spec = FeatureSpec()
+    before = quality_features(orders, events, cutoff="2024-06-01", spec=spec)
+    after = quality_features(orders, events, cutoff="2024-07-01", spec=spec)
+    # a: returned on 2024-06-15 (its event): not yet on 2024-06-01, then yes.
+    assert before.loc["a", "returns_365d"] == 0 and after.loc["a", "returns_365d"] == 1
+    assert before.loc["c", "returns_365d"] == 1
+    # b has no return event but the store records returns as events: b's return is unknown.
+    assert after.loc["b", "returns_365d"] == 0
+    # Without any return event, the delivery dates it: b arrived on 2024-06-10.
+    no_events = quality_features(orders, None, cutoff="2024-06-01", spec=spec)
+    assert no_events.loc["b", "returns_365d"] == 0 and no_events.loc["a", "returns_365d"] == 1
+    later = quality_features(orders, None, cutoff="2024-07-01", spec=spec)
+    assert later.loc["b", "returns_365d"] == 1
+    # The revenue features agree: a kept order is revenue until its return is known.
+    rfm = rfm_features(orders, events, cutoff="2024-06-01", spec=spec)
+    assert rfm.loc["a", "revenue_total"] == 100.0
