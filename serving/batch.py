@@ -35,7 +35,7 @@ from serving.scoring import REASON_MODES, ScoreSettings, next_order_dates, score
 from serving.segments import Base
 from serving.settings import DEFAULT_MODEL_URI
 from training import tracking
-from training.config import DEMO_DIR
+from training.config import DEMO_DIR, run_entrypoint
 from training.model import CustomerValueModel
 from training.profile import DEFAULT_LEVEL
 
@@ -456,19 +456,13 @@ def print_summary(summary: BatchSummary) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (``python -m serving.batch``)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
     config = parse_args(argv)
-    try:
+
+    def work() -> None:
         tracking.configure(read_only=True)
-        summary = run(config)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print_summary(summary)
-    return 0
+        print_summary(run(config))
+
+    return run_entrypoint(work)
 
 
 if __name__ == "__main__":

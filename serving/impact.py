@@ -33,7 +33,7 @@ from serving.scoring import ScoreSettings, score_matrix
 from serving.segments import VALUE_TIERS, Base
 from serving.settings import DEFAULT_MODEL_URI
 from training import tracking
-from training.config import DEMO_DIR
+from training.config import DEMO_DIR, run_entrypoint
 from training.model import CustomerValueModel
 
 logger = logging.getLogger(__name__)
@@ -566,20 +566,15 @@ def _table(frame: pd.DataFrame) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (``python -m serving.impact``)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
     config = parse_args(argv)
-    try:
+
+    def work() -> None:
         tracking.configure(read_only=True)
         impact, info = run(config)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(format_report(impact, info))
-    print(f"wrote {config.out} (one row per customer)")
-    return 0
+        print(format_report(impact, info))
+        print(f"wrote {config.out} (one row per customer)")
+
+    return run_entrypoint(work)
 
 
 if __name__ == "__main__":

@@ -178,7 +178,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 def run_entrypoint(work: Callable[[], object]) -> int:
     """Run a command's ``work`` with logging set up; a bad input is exit code 2, not a trace.
 
-    Shared by the training commands (``training.train``, ``training.backtest``): the logging
+    Shared by the commands (``training.train``, ``training.backtest``, ``serving.batch``,
+    ``serving.impact``): the logging
     of an entrypoint, the libraries that log too much held at WARNING, and errors that name
     what was wrong (:class:`ValueError`, :class:`FileNotFoundError`) printed as one line.
     """
