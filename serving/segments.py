@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 #: Value tiers by share of the base's total predicted CLV, most valuable customers first: the
 #: customers who together hold the first 50% of predicted value are "top", the next 30% "high",
@@ -57,22 +56,6 @@ def value_thresholds(clv: np.ndarray) -> dict[str, float]:
     return bounds
 
 
-def assign_segments(
-    clv: pd.Series, p_churn: pd.Series, thresholds: dict[str, float]
-) -> pd.DataFrame:
-    """Value segment, risk segment and action for each customer.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``value_segment``, ``risk_segment``, ``action``, same index as ``clv``.
-    """
-    value, risk, action = segment_labels(clv.to_numpy(), p_churn.to_numpy(), thresholds)
-    return pd.DataFrame(
-        {"value_segment": value, "risk_segment": risk, "action": action}, index=clv.index
-    ).astype("str")
-
-
 _VALUE_NAMES = np.array([name for name, _ in VALUE_TIERS], dtype=object)
 _RISK_NAMES = np.array([name for name, _ in RISK_TIERS], dtype=object)
 _ACTION_TABLE = np.array(
@@ -83,7 +66,7 @@ _ACTION_TABLE = np.array(
 def segment_labels(
     clv: np.ndarray, p_churn: np.ndarray, thresholds: dict[str, float]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`assign_segments` on arrays: value segments, risk segments and actions (object)."""
+    """Value segment, risk segment and action of each customer (object arrays, in order)."""
     clv = np.asarray(clv, dtype="float64")
     p_churn = np.asarray(p_churn, dtype="float64")
     # The most valuable tier whose lower bound the CLV reaches; the last tier takes the rest.

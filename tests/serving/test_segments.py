@@ -7,30 +7,29 @@ import pytest
 from features import feature_names
 from features.spec import FeatureSpec
 from serving.explain import describe, reason_texts, top_reasons
-from serving.segments import ACTIONS, assign_segments, value_thresholds
+from serving.segments import ACTIONS, Base, value_thresholds
 
 
 def test_value_tiers_follow_share_of_predicted_value():
     # One customer holds 60% of the value: alone in "top".
     clv = pd.Series([60.0, 20.0, 10.0, 5.0, 3.0, 2.0])
-    thresholds = value_thresholds(clv.to_numpy())
-    seg = assign_segments(clv, pd.Series([0.1] * 6), thresholds)
-    assert seg["value_segment"].tolist() == ["top", "high", "medium", "medium", "low", "low"]
+    value, _, _ = Base.of(clv.to_numpy()).labels(clv.to_numpy(), np.full(6, 0.1))
+    assert value.tolist() == ["top", "high", "medium", "medium", "low", "low"]
 
 
 def test_risk_tiers_and_every_pair_has_an_action():
     clv = pd.Series([10.0, 10.0, 10.0])
-    seg = assign_segments(clv, pd.Series([0.1, 0.5, 0.9]), value_thresholds(clv.to_numpy()))
-    assert seg["risk_segment"].tolist() == ["low", "medium", "high"]
-    assert seg["action"].tolist() == ["maintain (VIP care)", "retain", "win back"]
+    _, risk, action = Base.of(clv.to_numpy()).labels(clv.to_numpy(), np.array([0.1, 0.5, 0.9]))
+    assert risk.tolist() == ["low", "medium", "high"]
+    assert action.tolist() == ["maintain (VIP care)", "retain", "win back"]
     assert len(ACTIONS) == 12
 
 
 def test_all_zero_predictions_make_everyone_low_value():
     clv = pd.Series([0.0, 0.0])
-    seg = assign_segments(clv, pd.Series([0.9, 0.1]), value_thresholds(clv.to_numpy()))
-    assert seg["value_segment"].tolist() == ["low", "low"]
-    assert seg["action"].tolist() == ["let go", "grow"]
+    value, _, action = Base.of(clv.to_numpy()).labels(clv.to_numpy(), np.array([0.9, 0.1]))
+    assert value.tolist() == ["low", "low"]
+    assert action.tolist() == ["let go", "grow"]
     assert value_thresholds(np.array([]))["low"] == -np.inf
 
 
