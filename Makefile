@@ -18,7 +18,7 @@ EVENTS ?=
 COLUMNS ?=
 HORIZON_DAYS ?= 365
 
-.PHONY: help install lock data train check-data backtest promote ui score impact report serve bento serve-bento test test-fast lint format bench bench-batch bench-online soak clean
+.PHONY: help install lock data train check-data backtest promote ui score score-spark impact report serve bento serve-bento test test-fast lint format bench bench-batch bench-spark bench-online soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -31,8 +31,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## Create .venv and install the project with the versions in constraints.txt
 
+# The spark extra (pyspark, ~320 MB) only for what needs it: make test, score-spark, bench-spark.
+SPARK_STAMP := $(VENV)/.spark-stamp
+$(SPARK_STAMP): $(STAMP)
+	$(BIN)/uv pip install --quiet --python $(PY) -c constraints.txt -e '.[dev,spark]'
+	@command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null; } || \
+	  { echo "Spark needs Java 17 or later: apt-get install openjdk-17-jre-headless"; exit 2; }
+	@touch $(SPARK_STAMP)
+
 lock: $(STAMP) ## Re-resolve constraints.txt from pyproject.toml (then commit it)
-	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev -o constraints.txt
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --extra spark -o constraints.txt
 
 $(DATA_DIR)/orders.parquet: | $(STAMP)
 	$(PY) -m features.synth --customers $(CUSTOMERS) --seed $(SEED) --out $(DATA_DIR)
@@ -74,10 +82,23 @@ ui: $(STAMP) ## MLflow UI on http://127.0.0.1:5000 (the local tracking store)
 CUTOFF ?= latest
 OUT ?= models/scores/scores.parquet
 FEATURES_OUT ?=
-score: $(STAMP) ## Score the whole base with the champion (ORDERS= EVENTS= COLUMNS= CUTOFF=latest OUT=...parquet|.csv FEATURES_OUT=)
+# The lookup store (default: online_store.sqlite beside the feature table; redis://... or none).
+STORE ?=
+score: $(STAMP) ## Score the whole base with the champion (ORDERS= EVENTS= COLUMNS= CUTOFF=latest OUT=...parquet|.csv FEATURES_OUT= STORE=)
 	$(PY) -m serving.batch --cutoff $(CUTOFF) --out $(OUT) \
 	  $(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
-	  $(if $(COLUMNS),--columns $(COLUMNS)) $(if $(FEATURES_OUT),--features-out $(FEATURES_OUT))
+	  $(if $(COLUMNS),--columns $(COLUMNS)) $(if $(FEATURES_OUT),--features-out $(FEATURES_OUT)) \
+	  $(if $(STORE),--store $(STORE))
+
+# The same scoring on Apache Spark (local[*] by default; SPARK_MASTER=spark://host:7077, yarn, ...).
+# It writes the online feature table and the scores beside it, so `make serve` answers from it.
+SPARK_MASTER ?=
+SPARK_OUT ?= models/scores/spark/scores
+score-spark: $(SPARK_STAMP) ## Score the whole base on Spark (ORDERS= EVENTS= COLUMNS= CUTOFF=latest SPARK_MASTER=local[*] SPARK_OUT=)
+	$(PY) -m serving.spark --cutoff $(CUTOFF) --out $(SPARK_OUT) \
+	  --features-out $(if $(FEATURES_OUT),$(FEATURES_OUT),models/scores/online_features.parquet) \
+	  $(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
+	  $(if $(COLUMNS),--columns $(COLUMNS)) $(if $(SPARK_MASTER),--master '$(SPARK_MASTER)')
 
 IMPACT_OUT ?= models/scores/impact.parquet
 impact: $(STAMP) ## CLV and churn at stake from late deliveries, returns, bad tickets: a model-based what-if (ORDERS= EVENTS= COLUMNS= CUTOFF=latest IMPACT_OUT=...parquet|.csv)
@@ -95,7 +116,12 @@ report: $(STAMP) ## One HTML report on the scores (after `make score`): quality 
 	  $(if $(IMPACT),--impact $(IMPACT)) $(if $(COLUMNS),--columns $(COLUMNS))
 
 PORT ?= 3000
-serve: $(STAMP) ## Serve the champion on http://127.0.0.1:3000 (after `make score`; CUSTOMER_VALUE_API_KEY= optional)
+# Lookups from the embedded lookup store of the last `make score` when there is one (shared by
+# the workers, nothing loaded per worker); CUSTOMER_VALUE_STORE=redis://... for Redis, or
+# CUSTOMER_VALUE_STORE= (empty) for the Parquet table loaded into each worker.
+EMBEDDED_STORE := $(wildcard models/scores/online_store.sqlite)
+serve: $(STAMP) ## Serve the champion on http://127.0.0.1:3000 (after `make score`; CUSTOMER_VALUE_API_KEY= CUSTOMER_VALUE_STORE= optional)
+	CUSTOMER_VALUE_STORE=$${CUSTOMER_VALUE_STORE-$(if $(EMBEDDED_STORE),$(CURDIR)/$(EMBEDDED_STORE))} \
 	$(BIN)/bentoml serve serving.service:CustomerValue --host 127.0.0.1 --port $(PORT)
 
 bento: $(STAMP) ## Build a Bento (models/bentoml) that `bentoml serve customer-value:latest` runs
@@ -113,12 +139,17 @@ serve-bento: $(STAMP) ## Serve the latest Bento of `make bento` on http://127.0.
 CHROMIUM_NEEDED = @command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
 	{ echo "chromium is needed for the report test: apt-get install chromium"; exit 2; }
 
-test: $(STAMP) ## Run the whole test suite (fast tests + server/slow/browser suites)
+# The Redis lookup store's tests start Debian's redis-server on a free port (as root with apt-get).
+REDIS_NEEDED = @command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; } || \
+	{ echo "redis-server is needed for the Redis lookup store's tests: apt-get install redis-server"; exit 2; }
+
+test: $(STAMP) $(SPARK_STAMP) ## Run the whole test suite (fast tests + server/slow/browser/spark suites)
 	$(CHROMIUM_NEEDED)
+	$(REDIS_NEEDED)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP) ## Run only the fast offline tests
-	$(PY) -m pytest -q -m "not slow and not server and not browser"
+	$(PY) -m pytest -q -m "not slow and not server and not browser and not spark"
 
 lint: $(STAMP) ## ruff lint + format check + mypy type check (features, training, serving)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
@@ -134,6 +165,9 @@ bench-batch: $(STAMP) ## Batch-scoring benchmark on the 1M-customer bench data (
 
 WRK_NEEDED = @command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } || \
 	{ echo "wrk is needed: apt-get install wrk (or run bench/online_bench.py --client httpx)"; exit 2; }
+
+bench-spark: $(SPARK_STAMP) ## Batch scoring, pandas vs Spark local[2], on 200k and 1M customers with events (needs a model)
+	$(PY) bench/spark_bench.py
 
 bench-online: $(STAMP) ## Online benchmark: wrk against a local server (needs `make train score`; installs wrk with apt-get if missing)
 	$(WRK_NEEDED)

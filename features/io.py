@@ -194,7 +194,12 @@ def load_events(
 
 
 def validate_orders(
-    raw: pd.DataFrame, *, source: str = "orders", strict: bool = False
+    raw: pd.DataFrame,
+    *,
+    source: str = "orders",
+    strict: bool = False,
+    row_numbers: np.ndarray | None = None,
+    unique_order_ids: bool = True,
 ) -> LoadResult:
     """Validate orders already in memory with canonical column names.
 
@@ -202,15 +207,26 @@ def validate_orders(
     :data:`EARLIEST_DATE` to :data:`LATEST_DATE`, missing, non-numeric, infinite, negative or
     implausibly large amount, unknown status, repeated order_id) are quarantined with a reason;
     unparseable or out-of-range optional dates become missing and are reported.
+
+    ``row_numbers`` (one per row of ``raw``) are the rows' places in the whole input when
+    ``raw`` is one slice of it (:mod:`serving.spark` validates slice by slice): they become the
+    quarantine's ``source_row`` and the ``row-N`` ids of orders without an order_id, so both
+    are the same as for the whole input at once. The one rule that needs every row, a repeated
+    order_id, is then the caller's (``unique_order_ids=False``).
     """
-    return _validate_orders(raw, source, strict, None)
+    return _validate_orders(raw, source, strict, None, row_numbers, unique_order_ids)
 
 
 def _validate_orders(
-    raw: pd.DataFrame, source: str, strict: bool, table: RawTable | None
+    raw: pd.DataFrame,
+    source: str,
+    strict: bool,
+    table: RawTable | None,
+    row_numbers: np.ndarray | None = None,
+    unique_order_ids: bool = True,
 ) -> LoadResult:
     _require(raw, ORDER_REQUIRED, ORDER_OPTIONAL, source)
-    checker = _Checker(raw, source, table)
+    checker = _Checker(raw, source, table, row_numbers)
     checker.ids("customer_id")
     checker.timestamps("ordered_at", required=True)
     checker.numbers("amount", required=True, minimum=0.0)
@@ -221,13 +237,13 @@ def _validate_orders(
     for name in ("promised_at", "delivered_at"):
         if name in raw.columns:
             checker.timestamps(name, required=False)
-    if "order_id" in raw.columns:
+    if "order_id" in raw.columns and unique_order_ids:
         checker.unique("order_id")
     result = checker.finish(strict)
     frame = result.frame
     if "order_id" not in frame.columns:
         # Synthesised from the row position in the file so it is stable across reloads.
-        frame["order_id"] = "row-" + frame.index.astype(str)
+        frame["order_id"] = "row-" + checker.row_numbers[frame.index.to_numpy()].astype(str)
     if "status" not in frame.columns:
         # Unknown status: counted as a paid order, and the status-based quality features are NaN.
         frame["status"] = pd.Series(None, index=frame.index, dtype="str")
@@ -239,22 +255,30 @@ def _validate_orders(
 
 
 def validate_events(
-    raw: pd.DataFrame, *, source: str = "service events", strict: bool = False
+    raw: pd.DataFrame,
+    *,
+    source: str = "service events",
+    strict: bool = False,
+    row_numbers: np.ndarray | None = None,
 ) -> LoadResult:
     """Validate service events already in memory with canonical column names.
 
     Unusable rows (missing or malformed customer_id or kind, unparseable or out-of-range
     occurred_at, score outside 1-5, negative resolution_hours or amount) are quarantined with a
-    reason.
+    reason. ``row_numbers``: as for :func:`validate_orders`.
     """
-    return _validate_events(raw, source, strict, None)
+    return _validate_events(raw, source, strict, None, row_numbers)
 
 
 def _validate_events(
-    raw: pd.DataFrame, source: str, strict: bool, table: RawTable | None
+    raw: pd.DataFrame,
+    source: str,
+    strict: bool,
+    table: RawTable | None,
+    row_numbers: np.ndarray | None = None,
 ) -> LoadResult:
     _require(raw, EVENT_REQUIRED, EVENT_OPTIONAL, source)
-    checker = _Checker(raw, source, table)
+    checker = _Checker(raw, source, table, row_numbers)
     checker.ids("customer_id")
     checker.timestamps("occurred_at", required=True)
     checker.ids("kind")
@@ -283,30 +307,44 @@ def _rename(raw: pd.DataFrame, columns: str | dict[str, str] | None, source: str
     mapping = (
         parse_column_mapping(columns) if isinstance(columns, str) or columns is None else columns
     )
-    # A mapping is shared by the orders and events files, so a pair whose column is absent from
-    # this file is simply not for it.
-    present = {src: dst for src, dst in mapping.items() if src in raw.columns}
-    clashes = [dst for dst in present.values() if dst in raw.columns and dst not in present]
+    return raw.rename(columns=renames_for(list(raw.columns), mapping, source))
+
+
+def renames_for(columns: list[str], mapping: dict[str, str], source: str) -> dict[str, str]:
+    """The renames of a column ``mapping`` that apply to a file with these ``columns``.
+
+    A mapping is shared by the orders and events files, so a pair whose column is absent from
+    this file is simply not for it. Renaming onto a column the file already has is refused.
+    """
+    present = {src: dst for src, dst in mapping.items() if src in columns}
+    clashes = [dst for dst in present.values() if dst in columns and dst not in present]
     if clashes:
         raise DataValidationError(
             f"{source}: mapping renames a column to {clashes[0]!r} but the file already has a "
             f"column {clashes[0]!r}; drop one of them from the mapping or the file"
         )
-    return raw.rename(columns=present)
+    return present
 
 
 def _require(
     raw: pd.DataFrame, required: tuple[str, ...], optional: tuple[str, ...], source: str
 ) -> None:
-    missing = [c for c in required if c not in raw.columns]
+    require_columns([str(c) for c in raw.columns], required, optional, source)
+
+
+def require_columns(
+    columns: list[str], required: tuple[str, ...], optional: tuple[str, ...], source: str
+) -> None:
+    """Refuse a file without a ``required`` column, naming what it has; log unknown ones."""
+    missing = [c for c in required if c not in columns]
     if missing:
-        have = ", ".join(map(str, raw.columns)) or "(none)"
+        have = ", ".join(columns) or "(none)"
         example = ",".join(f"{c}=<your column>" for c in missing)
         raise DataValidationError(
             f"{source} is missing required column(s) {', '.join(map(repr, missing))}; "
             f"the file has columns: {have}. Rename them with a mapping, e.g. --columns {example}"
         )
-    unknown = [c for c in raw.columns if c not in required + optional]
+    unknown = [c for c in columns if c not in required + optional]
     if unknown:
         logger.info("%s: ignoring column(s) not in the contract: %s", source, unknown)
 
@@ -314,8 +352,23 @@ def _require(
 class _Checker:
     """Collects per-row problems column by column; the first reason found for a row wins."""
 
-    def __init__(self, raw: pd.DataFrame, source: str, table: RawTable | None = None) -> None:
+    def __init__(
+        self,
+        raw: pd.DataFrame,
+        source: str,
+        table: RawTable | None = None,
+        row_numbers: np.ndarray | None = None,
+    ) -> None:
         self.raw = raw.reset_index(drop=True)
+        self.row_numbers = (
+            np.arange(len(self.raw), dtype="int64")
+            if row_numbers is None
+            else np.asarray(row_numbers, dtype="int64")
+        )
+        if len(self.row_numbers) != len(self.raw):
+            raise ValueError(
+                f"{source}: {len(self.row_numbers)} row numbers for {len(self.raw)} rows"
+            )
         self.source = source
         self.table = table if table is not None else RawTable.of(self.raw)
         self.out: dict[str, pd.Series] = {}
@@ -474,7 +527,7 @@ class _Checker:
         if self.table.source_line is not None:
             lines = self.table.source_line[bad.to_numpy()]
             quarantine.insert(0, "source_line", lines, allow_duplicates=True)
-        quarantine.insert(0, "source_row", quarantine.index, allow_duplicates=True)
+        quarantine.insert(0, "source_row", self.row_numbers[bad.to_numpy()], allow_duplicates=True)
         quarantine.insert(0, "reason", self.reason[bad].astype("str"), allow_duplicates=True)
         if self.table.raw_line is not None:
             raw_line = self.table.raw_line.set_axis(self.raw.index)[bad]

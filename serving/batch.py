@@ -1,4 +1,4 @@
-"""Batch scoring: the whole customer base at a cutoff -> scores file + the online feature table."""
+"""Batch scoring: the whole customer base at a cutoff -> scores, online feature table, store."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 from features import build_features
 from features.history import as_cutoff, format_cutoff
 from features.io import LoadResult, load_events, load_orders
+from serving.lookup_store import STORE_NAME, store_location, write_lookup_store
 from serving.run_files import (
     DEFAULT_FEATURES_OUT,
     DEFAULT_OUT,
-    SCORE_COLUMNS,
     RunStamp,
     rejected_path,
     store_label,
@@ -31,7 +31,13 @@ from serving.run_files import (
     write_feature_table,
     write_scores,
 )
-from serving.scoring import REASON_MODES, ScoreSettings, next_order_dates, score_frame
+from serving.scoring import (
+    REASON_MODES,
+    SEGMENT_COLUMNS,
+    ScoreSettings,
+    finish_scores,
+    score_frame,
+)
 from serving.segments import Base
 from serving.settings import DEFAULT_MODEL_URI
 from training import tracking
@@ -48,7 +54,10 @@ class BatchConfig:
 
     ``features_out`` is the online feature table (None: none is written). The command line
     writes the live table (:data:`DEFAULT_FEATURES_OUT`) only when the scores go to their
-    default place beside it, or when ``--features-out`` asks for it.
+    default place beside it, or when ``--features-out`` asks for it. ``store`` is the lookup
+    store (a SQLite file or a ``redis://`` URL; None: none is written); the command line
+    writes the embedded one beside the feature table it writes, unless ``--store`` says
+    otherwise.
     """
 
     orders: Path = DEMO_DIR / "orders.parquet"
@@ -57,6 +66,7 @@ class BatchConfig:
     cutoff: str = "latest"
     out: Path = DEFAULT_OUT
     features_out: Path | None = DEFAULT_FEATURES_OUT
+    store: str | None = None
     model_uri: str = DEFAULT_MODEL_URI
     chunk_customers: int = 200_000
     reasons: str = "approximate"
@@ -85,11 +95,17 @@ class BatchSummary:
     seconds: dict[str, float] = field(default_factory=dict)
     out: Path | None = None
     features_out: Path | None = None
+    store: str | None = None
 
     @property
     def rejected_total(self) -> int:
         """Customers not scored, all reasons."""
         return sum(self.rejected.values())
+
+    @property
+    def rejected_file(self) -> Path | None:
+        """Where the run listed each customer it could not score, with the reason."""
+        return rejected_path(self.out) if self.out is not None else None
 
 
 class CustomerChunks:
@@ -132,8 +148,6 @@ class CustomerChunks:
                 events = self.events.loc[self.event_chunk == chunk]
             yield orders, events
 
-
-SEGMENT_COLUMNS = ("value_segment", "risk_segment", "action")
 
 REJECT_QUARANTINED = "every order row was quarantined"
 REJECT_NO_HISTORY = "no order before the cutoff"
@@ -205,9 +219,15 @@ def run(config: BatchConfig) -> BatchSummary:
         if config.events is not None
         else None
     )
+    store_file = (
+        Path(config.store)
+        if config.store is not None and not config.store.startswith(("redis://", "rediss://"))
+        else None
+    )
     for folder in {
         config.out.parent,
         *([config.features_out.parent] if config.features_out else []),
+        *([store_file.parent] if store_file else []),
     }:
         sweep_stale_work(folder)
     quarantine_dir = config.out.parent
@@ -238,7 +258,9 @@ def run(config: BatchConfig) -> BatchSummary:
     input_customers = len(everyone)
     timings["chunk"] = time.perf_counter() - tick - timings["load_data"]
     with work_folder(config.out.parent) as work:
-        parts, feature_parts = [], []
+        parts: list[Path] = []
+        feature_parts: list[Path] = []
+        keep_features = config.features_out is not None or config.store is not None
         clv_all = []
         seconds = {"features": 0.0, "predict": 0.0}
         for i, (chunk_orders, chunk_events) in enumerate(
@@ -256,7 +278,7 @@ def run(config: BatchConfig) -> BatchSummary:
             part = work / f"part-{i:05d}.parquet"
             scored.reset_index().to_parquet(part, index=False)
             parts.append(part)
-            if config.features_out is not None:
+            if keep_features:
                 fpart = work / f"features-{i:05d}.parquet"
                 features.reset_index().to_parquet(fpart, index=False)
                 feature_parts.append(fpart)
@@ -292,9 +314,19 @@ def run(config: BatchConfig) -> BatchSummary:
         if config.features_out is not None:
             write_feature_table(feature_parts, model.feature_names_in_, config.features_out, stamp)
         timings["write"] = time.perf_counter() - tick
+        if config.store is not None:
+            tick = time.perf_counter()
+            write_lookup_store(
+                config.store,
+                _store_frames(parts, feature_parts, base, cutoff, model, info),
+                replace(stamp, reasons=settings.reasons),
+                model.feature_names_in_,
+            )
+            timings["store"] = time.perf_counter() - tick
     summary.seconds = timings
     summary.out = config.out
     summary.features_out = config.features_out
+    summary.store = config.store
     if summary.scored + summary.rejected_total != summary.input_customers:
         raise RuntimeError(
             f"row accounting failed: {summary.scored} scored + {summary.rejected_total} rejected "
@@ -320,23 +352,28 @@ def _final_frames(
     """
     summary.segments = {name: {} for name in SEGMENT_COLUMNS}
     for part in parts:
-        frame = pd.read_parquet(part)
-        clv, p_churn = frame["clv"].to_numpy(), frame["p_churn"].to_numpy()
-        for name, labels in zip(SEGMENT_COLUMNS, base.labels(clv, p_churn), strict=True):
-            frame[name] = pd.array(labels, dtype="str")
-        frame["clv_percentile"] = base.percentile(clv)
-        frame["next_order_date"] = pd.array(
-            next_order_dates(cutoff, frame["next_order_days"].to_numpy()), dtype="str"
-        )
-        frame["cutoff"] = cutoff
-        frame["horizon_days"] = model.spec.horizon_days
-        frame["model_name"] = info["model_name"]
-        frame["model_version"] = info["model_version"]
+        frame = finish_scores(pd.read_parquet(part), base, cutoff, model.spec.horizon_days, info)
         summary.total_clv += float(frame["clv"].sum())
         for column, counts in summary.segments.items():
             for key, count in frame[column].value_counts().items():
                 counts[key] = counts.get(key, 0) + int(count)
-        yield frame[list(SCORE_COLUMNS)]
+        yield frame
+
+
+def _store_frames(
+    parts: list[Path],
+    feature_parts: list[Path],
+    base: Base,
+    cutoff: pd.Timestamp,
+    model: CustomerValueModel,
+    info: dict[str, str],
+) -> Iterator[pd.DataFrame]:
+    """The lookup store's frames: each part's final scores beside its customers' features."""
+    scratch = BatchSummary(cutoff, info["model_name"], info["model_version"], 0, 0)
+    finals = _final_frames(parts, base, cutoff, model, info, scratch)
+    for frame, feature_part in zip(finals, feature_parts, strict=True):
+        features = pd.read_parquet(feature_part, columns=["customer_id", *model.feature_names_in_])
+        yield frame.merge(features, on="customer_id", how="inner", validate="one_to_one")
 
 
 def add_input_arguments(parser: argparse.ArgumentParser, events_help: str = "") -> None:
@@ -378,6 +415,13 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
         f"when --out is the default {DEFAULT_OUT}, else none, so scoring another file never "
         "replaces the table a running service answers from)",
     )
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="lookup store the service can answer from, shared by its workers: a SQLite file "
+        f"or redis://host:port/db, or 'none' (default: {STORE_NAME} beside the online feature "
+        "table when one is written, else none)",
+    )
     parser.add_argument("--model-uri", default=d.model_uri)
     parser.add_argument("--chunk-customers", type=int, default=d.chunk_customers)
     parser.add_argument(
@@ -402,13 +446,15 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
     )
     parser.add_argument("--strict", action="store_true", help="fail on any unusable input row")
     args = parser.parse_args(argv)
+    features_out = _features_out(args.features_out, args.out)
     return BatchConfig(
         orders=args.orders,
         events=chosen_events(args),
         columns=args.columns,
         cutoff=args.cutoff,
         out=args.out,
-        features_out=_features_out(args.features_out, args.out),
+        features_out=features_out,
+        store=_store(args.store, features_out),
         model_uri=args.model_uri,
         chunk_customers=args.chunk_customers,
         reasons=args.reasons,
@@ -430,6 +476,16 @@ def _features_out(flag: str | None, out: Path) -> Path | None:
     return None if flag.lower() == "none" else Path(flag)
 
 
+def _store(flag: str | None, features_out: Path | None) -> str | None:
+    """The lookup store a run writes: asked for, or the embedded one beside its feature table.
+
+    A run that leaves the live feature table alone leaves the live store alone too.
+    """
+    if flag is None:
+        return None if features_out is None else str(features_out.with_name(STORE_NAME))
+    return None if flag.lower() == "none" else flag
+
+
 def print_summary(summary: BatchSummary) -> None:
     """Human-readable summary of a batch run."""
     print(
@@ -438,8 +494,8 @@ def print_summary(summary: BatchSummary) -> None:
     )
     for reason, count in summary.rejected.items():
         print(f"  rejected {count:,}: {reason}")
-    if summary.rejected and summary.out is not None:
-        print(f"  (each rejected customer and its reason: {rejected_path(summary.out)})")
+    if summary.rejected and summary.rejected_file is not None:
+        print(f"  (each rejected customer and its reason: {summary.rejected_file})")
     print(f"total predicted value over the horizon: {summary.total_clv:,.0f}")
     for column, counts in summary.segments.items():
         print(f"  {column}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
@@ -452,6 +508,8 @@ def print_summary(summary: BatchSummary) -> None:
             "no online feature table written (the live one is left as it was); pass "
             "--features-out PATH to write one"
         )
+    if summary.store is not None:
+        print(f"wrote the lookup store {store_location(summary.store)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Online scoring behind the BentoML service: feature-table lookups, inline history, results."""
+"""Online scoring behind the BentoML service: lookups (feature table or store), inline history."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from features import build_features
 from features.history import as_cutoff, format_cutoff
 from features.io import EVENT_REQUIRED, DataValidationError, validate_events, validate_orders
 from features.spec import FeatureSpec
+from serving.lookup_store import Found, StoreView
 from serving.run_files import SCORED_FIELDS, BatchAnswers, FeatureTable
 from serving.scoring import ScoreSettings, next_order_dates, score_matrix
 from serving.segments import Base
@@ -33,8 +34,13 @@ SOURCE_TABLE = "feature_table"
 SOURCE_INLINE = "inline"
 
 
+#: Where lookups are answered from: the batch run's feature table in this process's memory,
+#: or a lookup store shared by the workers (:mod:`serving.lookup_store`).
+Lookups = FeatureTable | StoreView
+
+
 def load_base(
-    table: FeatureTable, model: CustomerValueModel, answers: BatchAnswers | None = None
+    table: Lookups, model: CustomerValueModel, answers: BatchAnswers | None = None
 ) -> tuple[Base, str]:
     """The scored base's tiers and sorted CLVs, equal to the ones batch scoring used.
 
@@ -44,18 +50,25 @@ def load_base(
     computed them. Otherwise the served model predicts the whole feature table once at start-up
     and the base is that, as batch would compute it with this model.
 
+    A lookup store holds the batch run's tiers and a sketch of its CLVs
+    (:meth:`serving.segments.Base.sketch`): the base comes from there, whatever answers lookups
+    (with another model version than the run's, the new model's CLVs are placed in the run's
+    base until the next batch run).
+
     Returns
     -------
     (Base, str)
         The base (:class:`serving.segments.Base`) and where its CLVs came from.
     """
+    if isinstance(table, StoreView):
+        return table.store.meta.base, f"the batch run's tiers and CLV sketch in {table.path}"
     if answers is not None:
         return Base.of(answers.clv), f"clv of {answers.source}"
     clv, _ = model.predict_matrix(table.matrix.astype("float32"))
     return Base.of(clv), f"clv predicted on {table.path} at startup"
 
 
-def table_settings(table: FeatureTable) -> ScoreSettings:
+def table_settings(table: Lookups) -> ScoreSettings:
     """How the batch run that wrote ``table`` scored: the service answers the same way.
 
     The interval level and discount rate come from the table's stamp (defaults for tables
@@ -109,9 +122,23 @@ def _result(
     }
 
 
+def find(table: Lookups, answers: BatchAnswers | None, ids: Sequence[str]) -> Found:
+    """The feature rows (and batch answers, when served) of ``ids``, in one batched read.
+
+    A lookup store is read once for the whole request; the in-memory table is indexed.
+    """
+    if isinstance(table, StoreView):
+        return table.find(ids)
+    rows = {i: row for i in ids if (row := table.positions.get(i)) is not None}
+    return Found(
+        {i: table.matrix[row] for i, row in rows.items()},
+        None if answers is None else {i: answers.record(row) for i, row in rows.items()},
+    )
+
+
 def prepare(
     items: Sequence[Mapping[str, Any]],
-    table: FeatureTable,
+    table: Lookups,
     spec: FeatureSpec,
     answers: BatchAnswers | None = None,
 ) -> Pending:
@@ -125,13 +152,14 @@ def prepare(
         ``table``; items with ``orders`` have their features built from that history with the
         same code as training and batch (strict validation: any unusable row makes the item
         ``invalid`` with the validation message).
-    table : FeatureTable
-        The materialised features.
+    table : FeatureTable or StoreView
+        The materialised features: in memory, or a lookup store (whose view says whether its
+        batch answers are served).
     spec : FeatureSpec
         The served model's feature spec.
     answers : BatchAnswers, optional
-        The batch run's answers for the table's customers; found lookups are answered from
-        them and need no model call.
+        The batch run's answers for the in-memory table's customers; found lookups are
+        answered from them and need no model call.
 
     Returns
     -------
@@ -140,7 +168,8 @@ def prepare(
     horizon = spec.horizon_days
     results: list[dict[str, Any]] = []
     lookup_slots: list[int] = []
-    lookup_rows: list[int] = []
+    lookup_rows: list[np.ndarray] = []
+    wanted: list[tuple[int, str]] = []
     inline: list[tuple[int, pd.Timestamp, pd.DataFrame, pd.DataFrame | None]] = []
     for slot, item in enumerate(items):
         customer_id = str(item["customer_id"])
@@ -154,17 +183,8 @@ def prepare(
                     f"{format_cutoff(table.cutoff)}; omit cutoff, or send the customer's orders "
                     "to score at another cutoff"
                 )
-            elif (row := table.positions.get(customer_id)) is None:
-                result["status"] = STATUS_UNKNOWN
-                result["error"] = (
-                    f"customer_id {customer_id!r} is not in the feature table (cutoff "
-                    f"{format_cutoff(table.cutoff)}); send its orders to score it from its history"
-                )
-            elif answers is not None:
-                result.update(answers.record(row))
             else:
-                lookup_slots.append(slot)
-                lookup_rows.append(row)
+                wanted.append((slot, customer_id))
             results.append(result)
             continue
         cutoff = as_cutoff(cutoff_text)
@@ -178,10 +198,26 @@ def prepare(
             continue
         inline.append((slot, cutoff, orders, events))
 
+    if wanted:
+        found = find(table, answers, [customer_id for _, customer_id in wanted])
+        for slot, customer_id in wanted:
+            result = results[slot]
+            if (row := found.features.get(customer_id)) is None:
+                result["status"] = STATUS_UNKNOWN
+                result["error"] = (
+                    f"customer_id {customer_id!r} is not in the feature table (cutoff "
+                    f"{format_cutoff(table.cutoff)}); send its orders to score it from its history"
+                )
+            elif found.answers is not None:
+                result.update(found.answers[customer_id])
+            else:
+                lookup_slots.append(slot)
+                lookup_rows.append(row)
+
     parts: list[np.ndarray] = []
     slots: list[int] = []
     if lookup_rows:
-        parts.append(table.matrix[lookup_rows])
+        parts.append(np.vstack(lookup_rows))
         slots.extend(lookup_slots)
     if inline:
         built_slots, built = build_inline_features(inline, spec, table.columns)

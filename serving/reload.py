@@ -1,14 +1,14 @@
 """What the service answers from, loaded as one piece and swapped when a new batch run lands.
 
 The nightly ``make score`` rewrites the online feature table and the scores beside it (each by
-an atomic rename). A running service notices the new table (its file changed) on a request,
-checking at most every ``CUSTOMER_VALUE_RELOAD_SECONDS``; it loads the new table, answers and
-base (value tiers, percentiles) in a worker thread while it keeps answering from the old ones,
-and then swaps everything at once. When the registry's champion has changed too (the run
-after a retrain), the new model comes with it. No restart, no request answered from a mix of
-two runs. A reload that fails keeps the old state and is tried again when the file changes or
-after
-:data:`RETRY_SECONDS`.
+an atomic rename), and the lookup store (:mod:`serving.lookup_store`: a new SQLite file renamed
+into place, or a new run that ``cv:current`` names in Redis). A running service notices the
+new table or store on a request, checking at most every ``CUSTOMER_VALUE_RELOAD_SECONDS``; it
+loads the new table, answers and base (value tiers, percentiles) in a worker thread while it
+keeps answering from the old ones, and then swaps everything at once. When the registry's
+champion has changed too (the run after a retrain), the new model comes with it. No restart,
+no request answered from a mix of two runs. A reload that fails keeps the old state and is
+tried again when the file or store changes or after :data:`RETRY_SECONDS`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import anyio.to_thread
 import mlflow
 
 from serving.batching import AdaptiveBatcher
-from serving.online import ONLINE_REASONS, load_base, score_rows, table_settings
+from serving.lookup_store import StoreSignature, open_view, store_location, store_signature
+from serving.online import ONLINE_REASONS, Lookups, load_base, score_rows, table_settings
 from serving.run_files import (
     BatchAnswers,
-    FeatureTable,
     Signature,
     file_signature,
     load_batch_answers,
@@ -51,6 +51,21 @@ MAX_LATENCY_MS = 1000
 #: disk may have been down for a moment).
 RETRY_SECONDS = 300.0
 
+#: What tells that a new batch run landed: the table file's or the store's.
+AnySignature = Signature | StoreSignature
+
+
+def source_signature(config: OnlineConfig) -> AnySignature | None:
+    """The signature of what ``config`` serves lookups from: the store, else the table file."""
+    return store_signature(config.store) if config.store else file_signature(config.features)
+
+
+def source_name(config: OnlineConfig) -> str:
+    """What ``config`` serves lookups from, as the logs name it (no credentials)."""
+    if config.store:
+        return f"lookup store {store_location(config.store)}"
+    return f"feature table {config.features}"
+
 
 @dataclass(frozen=True)
 class Served:
@@ -62,10 +77,12 @@ class Served:
         The served model.
     info : dict
         ``model_name`` and ``model_version`` (in every response).
-    table : FeatureTable
-        The online feature table.
+    table : FeatureTable or StoreView
+        The online feature table in memory, or the lookup store shared by the workers.
     answers : BatchAnswers or None
-        The batch run's scores for lookups, when they fit (:func:`load_batch_answers`).
+        The batch run's scores for lookups from the in-memory table, when they fit
+        (:func:`load_batch_answers`); a store's view says itself whether its answers are
+        served.
     base : Base
         The scored base: value tiers and percentiles.
     settings : ScoreSettings
@@ -73,49 +90,67 @@ class Served:
     batcher : AdaptiveBatcher
         Adaptive batching of this model's calls.
     signature : tuple or None
-        The table file's :func:`file_signature` when it was read.
+        The table file's or store's signature (:func:`source_signature`) when it was read.
     """
 
     model: CustomerValueModel
     info: dict[str, str]
-    table: FeatureTable
+    table: Lookups
     answers: BatchAnswers | None
     base: Base
     settings: ScoreSettings
     batcher: AdaptiveBatcher
-    signature: Signature | None
+    signature: AnySignature | None
 
 
 def load_served(
     config: OnlineConfig,
     current: Served | None = None,
-    signature: Signature | None = None,
+    signature: AnySignature | None = None,
 ) -> Served:
-    """Load the model behind ``config.model_uri``, the feature table and the batch answers.
+    """Load the model behind ``config.model_uri`` and what lookups are answered from.
 
+    That is the lookup store when ``config.store`` is set (only its meta is read: lookups read
+    their customers per request), else the feature table and the batch answers, in memory.
     The model is reused from ``current`` when the registry still points at the same version.
     The model path is warmed (XGBoost's first calls allocate) before anything is served.
-    ``signature`` is the table file's, when the caller has just read it.
+    ``signature`` is the table file's or store's, when the caller has just read it.
     """
     tick = time.perf_counter()
-    signature = signature or file_signature(config.features)
+    signature = signature or source_signature(config)
     info = tracking.version_info(config.model_uri)
     if current is not None and current.info == info:
         model = current.model
     else:
         model = tracking.load_model(tracking.pinned_uri(config.model_uri, info))
-    table = load_feature_table(
-        config.features, model.feature_names_in_, store_label(mlflow.get_tracking_uri())
-    )
-    answers = (
-        load_batch_answers(table, info["model_version"], ONLINE_REASONS)
-        if config.lookups == "batch"
-        else None
-    )
+    table: Lookups
+    answers = None
+    if config.store:
+        table = open_view(
+            config.store,
+            model.feature_names_in_,
+            tracking_store=store_label(mlflow.get_tracking_uri()),
+            model_version=info["model_version"],
+            reasons=ONLINE_REASONS,
+            lookups=config.lookups,
+        )
+        warm = table.sample()
+        answered = f"from the batch answers in {table.path}" if table.answers else "by the model"
+    else:
+        table = load_feature_table(
+            config.features, model.feature_names_in_, store_label(mlflow.get_tracking_uri())
+        )
+        answers = (
+            load_batch_answers(table, info["model_version"], ONLINE_REASONS)
+            if config.lookups == "batch"
+            else None
+        )
+        warm = table.matrix
+        answered = "by the model" if answers is None else f"from the batch scores {answers.source}"
     base, source = load_base(table, model, answers)
     settings = table_settings(table)
     for rows in (1, 16):
-        score_rows(model, table.matrix[:rows], base, settings)
+        score_rows(model, warm[:rows], base, settings)
     batcher = AdaptiveBatcher(
         functools.partial(score_rows, model, base=base, settings=settings),
         max_batch_size=MAX_BATCH_ROWS,
@@ -129,7 +164,7 @@ def load_served(
         len(table),
         table.cutoff,
         table.path,
-        "by the model" if answers is None else f"from the batch scores {answers.source}",
+        answered,
         source,
         settings.interval,
         settings.discount_rate,
@@ -150,7 +185,7 @@ def freeze_heap(*, full: bool) -> None:
 
 
 class Reloader:
-    """Swaps in a new :class:`Served` when the feature table file changes.
+    """Swaps in a new :class:`Served` when the feature table file or the store changes.
 
     Parameters
     ----------
@@ -168,12 +203,12 @@ class Reloader:
         self.interval = interval
         self.reloads = 0
         self._checked = time.monotonic()
-        self._failed: Signature | None = None
+        self._failed: AnySignature | None = None
         self._failed_at = 0.0
         self._task: asyncio.Task[bool] | None = None
 
     def poke(self) -> None:
-        """Cheap, for the request path: start a background reload if the table changed."""
+        """Cheap, for the request path: start a background reload if a new run landed."""
         if self.interval < 0 or self._running():
             return
         now = time.monotonic()
@@ -189,7 +224,7 @@ class Reloader:
             await self._task
 
     async def refresh(self) -> bool:
-        """Reload now if the table file changed; True when a new state was swapped in."""
+        """Reload now if a new run landed; True when a new state was swapped in."""
         await self.settled()  # one reload at a time
         self._task = asyncio.get_running_loop().create_task(self._reload())
         return await self._task
@@ -216,9 +251,9 @@ class Reloader:
         except Exception:
             self._failed, self._failed_at = signature, time.monotonic()
             logger.exception(
-                "reloading after %s changed failed; still serving the table of cutoff %s "
-                "(retried when the file changes, or in %.0f s)",
-                self.config.features,
+                "reloading after the %s changed failed; still serving the table of cutoff %s "
+                "(retried when it changes, or in %.0f s)",
+                source_name(self.config),
                 self.served.table.cutoff,
                 RETRY_SECONDS,
             )
@@ -232,9 +267,9 @@ class Reloader:
         freeze_heap(full=False)
         return True
 
-    def _changed(self) -> Signature | None:
-        """The file's new signature if it differs from the served one (and a failed one)."""
-        signature = file_signature(self.config.features)
+    def _changed(self) -> AnySignature | None:
+        """The new signature if it differs from the served one (and a failed one)."""
+        signature = source_signature(self.config)
         if signature is None or signature == self.served.signature:
             return None
         if signature == self._failed and time.monotonic() - self._failed_at < RETRY_SECONDS:

@@ -14,6 +14,8 @@ import pandas as pd
 import pyarrow as pa
 
 from serving.explain import reason_texts
+from serving.run_files import SCORE_COLUMNS
+from serving.segments import Base
 from training.model import CustomerValueModel
 from training.profile import DEFAULT_LEVEL, check_discount_rate, check_level
 
@@ -171,3 +173,46 @@ def next_order_dates(cutoffs: pd.Series | pd.Timestamp, days: np.ndarray) -> lis
     dates = (pd.Series(cutoffs) if isinstance(cutoffs, pd.Series) else cutoffs) + whole
     text = pd.Series(pd.DatetimeIndex(dates).strftime("%Y-%m-%d"))
     return [value if ok else None for value, ok in zip(text.tolist(), known, strict=True)]
+
+
+#: The labels each customer gets from its place in the scored base.
+SEGMENT_COLUMNS = ("value_segment", "risk_segment", "action")
+
+
+def finish_scores(
+    frame: pd.DataFrame,
+    base: Base,
+    cutoff: pd.Timestamp,
+    horizon_days: int,
+    info: dict[str, str],
+) -> pd.DataFrame:
+    """The run's columns (:data:`SCORE_COLUMNS`) of scored rows, once the whole base is known.
+
+    Segments and percentiles rank each customer in the whole ``base``; the next-order date is
+    the cutoff plus the model's median wait. Shared by :mod:`serving.batch` and
+    :mod:`serving.spark` (each partition of its scored rows).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Rows of :func:`serving.scoring.score_frame` with ``customer_id`` as a column.
+    base : Base
+        The scored base (every customer's CLV).
+    cutoff : pandas.Timestamp
+    horizon_days : int
+    info : dict
+        ``model_name`` and ``model_version``.
+    """
+    frame = frame.copy()
+    clv, p_churn = frame["clv"].to_numpy(), frame["p_churn"].to_numpy()
+    for name, labels in zip(SEGMENT_COLUMNS, base.labels(clv, p_churn), strict=True):
+        frame[name] = pd.array(labels, dtype="str")
+    frame["clv_percentile"] = base.percentile(clv)
+    frame["next_order_date"] = pd.array(
+        next_order_dates(cutoff, frame["next_order_days"].to_numpy()), dtype="str"
+    )
+    frame["cutoff"] = cutoff
+    frame["horizon_days"] = horizon_days
+    frame["model_name"] = info["model_name"]
+    frame["model_version"] = info["model_version"]
+    return frame[list(SCORE_COLUMNS)]

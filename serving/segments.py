@@ -88,10 +88,27 @@ class Base:
     customer's CLV and applies them chunk by chunk, and the service computes them once per
     batch run from the same CLVs (:func:`serving.online.load_base`): a customer gets the same
     tier and percentile from either.
+
+    A base can also be a sketch of one (:meth:`sketch`): ``sorted_clv`` then holds evenly
+    spaced order statistics, ``ranks`` their positions in the whole sorted base and ``size``
+    the number of customers, so a lookup store carries ~10,000 numbers instead of every CLV.
+
+    Attributes
+    ----------
+    thresholds : dict
+        Lower CLV bound of each value tier (:func:`value_thresholds`).
+    sorted_clv : numpy.ndarray
+        Every CLV of the base, sorted; or the sketch's order statistics.
+    ranks : numpy.ndarray or None
+        For a sketch: the position of each of ``sorted_clv`` in the whole sorted base.
+    size : int or None
+        For a sketch: the number of customers of the base.
     """
 
     thresholds: dict[str, float]
     sorted_clv: np.ndarray
+    ranks: np.ndarray | None = None
+    size: int | None = None
 
     @classmethod
     def of(cls, clv: np.ndarray) -> Base:
@@ -99,16 +116,40 @@ class Base:
         values = np.asarray(clv, dtype="float64")
         return cls(value_thresholds(values), np.sort(values))
 
+    def sketch(self, points: int) -> Base:
+        """The same base with at most ``points`` CLVs kept (itself when it has no more).
+
+        Keeps the order statistics at evenly spaced positions, the smallest and the largest
+        included. :meth:`percentile` of the sketch is then never below the exact one and at
+        most ``100 / (points - 1)`` points above it (0.01 for 10,001 points); the tiers
+        (thresholds) are the exact ones.
+        """
+        if points < 2:
+            raise ValueError(f"a sketch needs at least 2 points; got {points}")
+        n = len(self.sorted_clv)
+        if self.ranks is not None or n <= points:
+            return self
+        positions = np.unique(np.round(np.linspace(0, n - 1, points)).astype("int64"))
+        return Base(self.thresholds, self.sorted_clv[positions], positions, n)
+
     def percentile(self, clv: np.ndarray) -> np.ndarray:
         """``clv_percentile``: the share of the base (0-100) predicted to spend at most ``clv``.
 
-        The base's most valuable customer is at 100; NaN for an empty base.
+        The base's most valuable customer is at 100; NaN for an empty base. On a sketch
+        (:meth:`sketch`), the upper bound of the share, within ``100 / (points - 1)`` of it.
         """
         clv = np.asarray(clv, dtype="float64")
         if len(self.sorted_clv) == 0:
             return np.full(len(clv), np.nan)
         at_most = np.searchsorted(self.sorted_clv, clv, side="right")
-        return 100.0 * at_most / len(self.sorted_clv)
+        size = len(self.sorted_clv)
+        if self.ranks is not None and self.size is not None:
+            # kept[j - 1] <= clv < kept[j]: the customers at or below clv are at most those
+            # before kept[j] in the whole base (and more than those up to kept[j - 1]).
+            size = self.size
+            inside = at_most < len(self.ranks)
+            at_most = np.where(inside, self.ranks[np.minimum(at_most, len(self.ranks) - 1)], size)
+        return 100.0 * at_most / size
 
     def labels(
         self, clv: np.ndarray, p_churn: np.ndarray

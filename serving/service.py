@@ -13,7 +13,9 @@ Lookups at the feature table's cutoff are answered from the scores the same batc
 beside the table (``scores.parquet``: the same features, model and code, so the same answer),
 when both come from the same batch run with the served model version; otherwise, and for
 inline histories, the model scores the request. ``CUSTOMER_VALUE_LOOKUPS=model`` makes the
-model score every lookup.
+model score every lookup. With ``CUSTOMER_VALUE_STORE`` set, the features and answers are read
+per request from a lookup store shared by the workers (:mod:`serving.lookup_store`: a SQLite
+file or Redis) instead of being loaded into each worker, with the same rules.
 
 Start-up. Under ``bentoml serve`` each API process answers at once and loads the model and
 the feature table in the background: until they are loaded ``/readyz`` answers 503 with a JSON
@@ -32,6 +34,7 @@ of CPU and cannot hold up everyone else's lookups.
 Configuration is infrastructure only, from the environment (:mod:`serving.settings`):
 ``CUSTOMER_VALUE_MODEL_URI`` (default ``models:/customer-value@champion``),
 ``CUSTOMER_VALUE_FEATURES`` (default ``models/scores/online_features.parquet``),
+``CUSTOMER_VALUE_STORE`` (a lookup store instead of the table; default none),
 ``CUSTOMER_VALUE_LOOKUPS`` (``batch`` or ``model``), ``CUSTOMER_VALUE_RELOAD_SECONDS`` (how
 often a new batch run is looked for, default 30; :mod:`serving.reload`),
 ``CUSTOMER_VALUE_API_KEY`` (optional) and ``MLFLOW_TRACKING_URI``. BentoML settings such as
@@ -74,7 +77,7 @@ from starlette.responses import JSONResponse
 from features.history import as_cutoff
 from serving.guard import BENTOML_REQUEST_LOGGER, CLIENT_ERROR_LOG, RequestGuard
 from serving.online import finish, prepare
-from serving.reload import Reloader, Served, freeze_heap, load_served
+from serving.reload import Reloader, Served, freeze_heap, load_served, source_name
 from serving.run_files import store_label
 from serving.settings import OnlineConfig
 from training import tracking
@@ -560,8 +563,8 @@ class CustomerValue:
         context = []
         if config is not None:  # (else the settings are wrong, and the error names the variable)
             context.append(
-                f"model {config.model_uri} from the tracking store {_store()}, feature table "
-                f"{config.features}"
+                f"model {config.model_uri} from the tracking store {_store()}, "
+                f"{source_name(config)}"
             )
         if (raised_at := _raised_at(error)) is not None:
             context.append(f"raised at {raised_at}")

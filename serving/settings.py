@@ -1,6 +1,6 @@
 """The service's settings: every environment variable it reads, read in one place.
 
-Configuration is infrastructure only (where the model and the table are, how to answer
+Configuration is infrastructure only (where the model and the table or store are, how to answer
 lookups, how often to look for a new batch run, the API key); what the model does is decided
 at training time. ``MLFLOW_TRACKING_URI`` is read by :func:`training.tracking.tracking_uri`.
 BentoML's own settings (worker count, access log, ...) go through ``BENTOML_CONFIG_OPTIONS``.
@@ -18,6 +18,7 @@ from training import tracking
 
 MODEL_URI_ENV = "CUSTOMER_VALUE_MODEL_URI"
 FEATURES_ENV = "CUSTOMER_VALUE_FEATURES"
+STORE_ENV = "CUSTOMER_VALUE_STORE"
 LOOKUPS_ENV = "CUSTOMER_VALUE_LOOKUPS"
 RELOAD_ENV = "CUSTOMER_VALUE_RELOAD_SECONDS"
 API_KEY_ENV = "CUSTOMER_VALUE_API_KEY"
@@ -39,7 +40,11 @@ class OnlineConfig:
     model_uri : str
         ``CUSTOMER_VALUE_MODEL_URI`` (default ``models:/customer-value@champion``).
     features : pathlib.Path
-        ``CUSTOMER_VALUE_FEATURES``: the online feature table of the batch run.
+        ``CUSTOMER_VALUE_FEATURES``: the online feature table of the batch run, loaded into
+        each worker's memory (when no store is set).
+    store : str
+        ``CUSTOMER_VALUE_STORE``: the lookup store shared by the workers, a SQLite file or a
+        ``redis://host:port/db`` URL (:mod:`serving.lookup_store`); empty: the feature table.
     lookups : str
         ``CUSTOMER_VALUE_LOOKUPS``: one of :data:`LOOKUP_MODES`.
     reload_seconds : float
@@ -52,6 +57,7 @@ class OnlineConfig:
 
     model_uri: str = DEFAULT_MODEL_URI
     features: Path = DEFAULT_FEATURES_OUT
+    store: str = field(default="", repr=False)  # a Redis URL may carry a password
     lookups: str = "batch"
     reload_seconds: float = DEFAULT_RELOAD_SECONDS
     api_key: str = field(default="", repr=False)
@@ -83,6 +89,7 @@ class OnlineConfig:
         return cls(
             model_uri=env.get(MODEL_URI_ENV) or DEFAULT_MODEL_URI,
             features=Path(env.get(FEATURES_ENV) or DEFAULT_FEATURES_OUT),
+            store=env.get(STORE_ENV, "").strip(),
             lookups=lookups,
             reload_seconds=reload_seconds,
             api_key=env.get(API_KEY_ENV, ""),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,10 @@ def latest_scores(
 
     Returns the batch config (``features_out`` is the table the service reads) and the scores
     indexed by customer_id. A 90% interval and a 10% discount rate, not the defaults, so the
-    tests see the service answer with the settings of the run whose table it serves.
+    tests see the service answer with the settings of the run whose table it serves. The run
+    also writes its embedded lookup store (:func:`latest_store`); the config returned has
+    ``store=None``, so a test that reruns it elsewhere (``dataclasses.replace``) never
+    overwrites that store.
     """
     from serving.batch import BatchConfig
     from serving.batch import run as score_base
@@ -156,12 +159,32 @@ def latest_scores(
         cutoff="latest",
         out=out,
         features_out=out.with_name("online_features.parquet"),
+        store=str(out.with_name("online_store.sqlite")),
         model_uri=served_store.model_uri,
         interval=0.9,
         discount_rate=0.1,
     )
     score_base(config)
-    return config, pd.read_parquet(out).set_index("customer_id")
+    return replace(config, store=None), pd.read_parquet(out).set_index("customer_id")
+
+
+@pytest.fixture(scope="session")
+def latest_store(latest_scores: tuple[Any, pd.DataFrame]) -> str:
+    """The embedded lookup store the :func:`latest_scores` run wrote beside its table."""
+    config, _ = latest_scores
+    return str(config.out.with_name("online_store.sqlite"))
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ``redis-server`` for the session's Redis tests (started on first use, then stopped).
+
+    Fails, never skips, when redis-server cannot be started (``make test`` installs it).
+    """
+    from redis_server import redis_server
+
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture

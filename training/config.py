@@ -87,6 +87,14 @@ class TrainConfig:
         Customers in the generated demo data.
     output_dir : Path
         Where quarantine files and other run outputs go.
+    spark : bool
+        Read, validate and sample the history and build the window snapshots on Apache Spark
+        (:mod:`training.spark_snapshots`; needs the spark extra).
+    spark_master : str or None
+        Spark master URL (None: spark-submit's, or ``local[*]``).
+    sample_customers : int or None
+        With ``spark``: train on a seeded sample of about this many whole customers (None:
+        every customer).
     """
 
     orders: Path | None = None
@@ -104,6 +112,9 @@ class TrainConfig:
     force: bool = False
     demo_customers: int = 50_000
     output_dir: Path = Path("models")
+    spark: bool = False
+    spark_master: str | None = None
+    sample_customers: int | None = None
 
     def to_params(self) -> dict[str, Any]:
         """Flat dict for MLflow params."""
@@ -167,7 +178,21 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     )
     parser.add_argument("--demo-customers", type=positive_int, default=defaults.demo_customers)
     parser.add_argument("--output-dir", type=Path, default=defaults.output_dir)
+    parser.add_argument(
+        "--spark",
+        action="store_true",
+        help="read the history and build the training snapshots on Apache Spark",
+    )
+    parser.add_argument("--spark-master", default=None, help="Spark master URL (with --spark)")
+    parser.add_argument(
+        "--sample-customers",
+        type=positive_int,
+        default=None,
+        help="with --spark: train on a seeded sample of about this many whole customers",
+    )
     args = parser.parse_args(argv)
+    if (args.spark_master or args.sample_customers) and not args.spark:
+        parser.error("--spark-master and --sample-customers need --spark")
     if args.events is not None and args.orders is None:
         parser.error("--events needs --orders (the demo data brings its own events)")
     if args.time_budget < 0:

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from features import FeatureSpec, build_features, build_labels, feature_names
 from features.season import seasonal_index
@@ -45,39 +44,13 @@ from training.search import (
     search,
     split_by_customer,
 )
+from training.snapshots import SnapshotSource, sample_customers, window_snapshots
 from training.split import Plan, plan_cutoffs
 
 logger = logging.getLogger(__name__)
 
 #: The model families the training compares on the judging half of the holdout.
 FAMILIES: tuple[str, ...] = ("hybrid", "classical", "boosted")
-
-
-def window_snapshots(
-    orders: pd.DataFrame,
-    events: pd.DataFrame | None,
-    cutoffs: list[pd.Timestamp],
-    spec: FeatureSpec,
-    window_days: int,
-) -> pd.DataFrame:
-    """Features (built with ``spec``) and short-window labels at each cutoff.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``customer_id``, ``cutoff``, the features, ``window_value``, ``window_churned``.
-    """
-    window_spec = replace(spec, horizon_days=window_days)
-    frames = []
-    for cutoff in tqdm(cutoffs, desc="window snapshots", unit="cutoff", leave=False):
-        features = build_features(orders, events, cutoff=cutoff, spec=spec)
-        labels = build_labels(orders, cutoff=cutoff, spec=window_spec)
-        frame = features.join(
-            labels.rename(columns={"future_value": "window_value", "churned": "window_churned"})
-        )
-        frame.insert(0, "cutoff", cutoff)
-        frames.append(frame.reset_index())
-    return pd.concat(frames, ignore_index=True)
 
 
 @dataclass
@@ -101,8 +74,13 @@ def fit_cutoff(
     settings: FitSettings,
     params: ModelParams | None = None,
     n_estimators: tuple[int, int] | None = None,
+    snapshots: SnapshotSource | None = None,
 ) -> FittedCutoff:
     """Fit the purchase model and the boosted parts on the history before ``cutoff``.
+
+    ``snapshots`` gives the fit's window rows (already sampled to ``settings.max_fit_rows``
+    with :func:`training.snapshots.sample_customers`) when they are built elsewhere, e.g. on
+    Spark (:mod:`training.spark_snapshots`); by default they are built here.
 
     With ``n_estimators`` the boosted parts are fit on every window row with those tree
     counts; otherwise the latest window cutoff early-stops them (and the search, when
@@ -115,11 +93,14 @@ def fit_cutoff(
     recipe = PartsRecipe(
         purchase, window, seasonal_index(orders, cutoff=cutoff, horizon_days=spec.horizon_days)
     )
-    rows = _sample_customers(
-        window_snapshots(orders, events, window_cutoffs, spec, window),
-        settings.max_fit_rows,
-        settings.seed,
-    )
+    if snapshots is not None:
+        rows = snapshots(window_cutoffs)
+    else:
+        rows = sample_customers(
+            window_snapshots(orders, events, window_cutoffs, spec, window),
+            settings.max_fit_rows,
+            settings.seed,
+        )
     names = feature_names(spec)
     base = params or settings.params
     if n_estimators is not None:
@@ -151,17 +132,6 @@ def fit_cutoff(
     )
     model = found.model or fit_on_slices(slices, names, spec, found.params, settings.seed, recipe)
     return FittedCutoff(cutoff, features, bgnbd, model, found)
-
-
-def _sample_customers(rows: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
-    """At most ``limit`` rows, keeping whole customers (seeded hash)."""
-    if len(rows) <= limit:
-        return rows
-    hashed = pd.util.hash_pandas_object(
-        rows["customer_id"], index=False, hash_key=f"{seed + 3:016d}"
-    ).to_numpy()
-    share = int(1_000_000 * limit // len(rows))
-    return rows.loc[(hashed % 1_000_000) < share]
 
 
 @dataclass
@@ -210,6 +180,7 @@ def train_models(
     spec: FeatureSpec,
     settings: FitSettings,
     refit: bool = True,
+    snapshots: SnapshotSource | None = None,
 ) -> Trained:
     """Fit the twin, judge the families and baselines on the holdout, fit the serving model.
 
@@ -224,6 +195,8 @@ def train_models(
     refit : bool
         Fit the serving model on the history before the data end (default); False serves the
         twin itself.
+    snapshots : callable, optional
+        The window rows of a list of window cutoffs, built elsewhere (see :func:`fit_cutoff`).
 
     Returns
     -------
@@ -245,6 +218,7 @@ def train_models(
         window_cutoffs=plan.twin_cutoffs,
         spec=spec,
         settings=settings,
+        snapshots=snapshots,
     )
     names = feature_names(spec)
     labels = build_labels(orders, cutoff=plan.holdout, spec=spec)
@@ -293,6 +267,7 @@ def train_models(
             settings=settings,
             params=twin.model.params,
             n_estimators=twin.model.best_iterations_,
+            snapshots=snapshots,
         )
         serving = fitted.model.with_stack(stack)
         serving_bgnbd = fitted.bgnbd

@@ -17,7 +17,7 @@ from features.io import LoadResult, load_events, load_orders
 from features.readiness import check_before_training
 from features.synth import write_demo
 from training import tracking
-from training.config import DEMO_DIR, TrainConfig, parse_args, run_entrypoint
+from training.config import DEMO_DIR, FitSettings, TrainConfig, parse_args, run_entrypoint
 from training.evaluate import decile_table, holdout_metrics, paired_standard_errors
 from training.gate import GateDecision, decide, report_table
 from training.model import CustomerValueModel
@@ -28,6 +28,7 @@ from training.plots import (
     plot_deciles,
     plot_feature_importance,
 )
+from training.snapshots import SnapshotSource
 
 #: The baselines every run reports and the gate compares with.
 BASELINES: tuple[str, ...] = ("simple", "bgnbd", "pareto_nbd")
@@ -77,6 +78,44 @@ def load_inputs(config: TrainConfig) -> tuple[LoadResult, LoadResult | None]:
         strict=config.strict,
         quarantine_dir=config.output_dir / "quarantine",
     )
+
+
+def load_on_spark(
+    config: TrainConfig, spec: FeatureSpec, settings: FitSettings
+) -> tuple[LoadResult, LoadResult | None, SnapshotSource]:
+    """The history read, validated and sampled on Spark, and its snapshots built there.
+
+    See :mod:`training.spark_snapshots` (imported here: the spark extra is optional).
+    """
+    from features.spark_input import spark_session
+    from training.spark_snapshots import load_history, snapshot_source
+
+    orders_path, events_path = config.orders, config.events
+    if orders_path is None:
+        orders_path, events_path = ensure_demo_data(DEMO_DIR, config.demo_customers, config.seed)
+    history = load_history(
+        spark_session(config.spark_master),
+        orders_path,
+        events_path,
+        columns=config.columns,
+        sample_customers=config.sample_customers,
+        seed=config.seed,
+        quarantine_dir=config.output_dir / "quarantine",
+    )
+    print(
+        f"spark: {history.customers:,} customers, {history.sampled:,} in the training sample, "
+        f"{history.groups} groups"
+    )
+    if history.orders_result.frame.empty:
+        raise ValueError(f"no usable orders in {orders_path}: {history.orders_result.problems}")
+    source = snapshot_source(
+        history,
+        spec=spec,
+        window_days=settings.window_days,
+        limit=settings.max_fit_rows,
+        seed=settings.seed,
+    )
+    return history.orders_result, history.events_result, source
 
 
 def load_validated(
@@ -135,12 +174,16 @@ def run(config: TrainConfig) -> TrainResult:
     """Run the whole training pipeline for ``config``; see the module docstring."""
     watch = _Stopwatch()
     spec = FeatureSpec(horizon_days=config.horizon_days)
+    settings = config.fit_settings()
+    snapshots: SnapshotSource | None = None
     with watch.stage("load"):
-        orders_result, events_result = load_inputs(config)
+        if config.spark:
+            orders_result, events_result, snapshots = load_on_spark(config, spec, settings)
+        else:
+            orders_result, events_result = load_inputs(config)
     orders = orders_result.frame
     events = events_result.frame if events_result is not None else None
 
-    settings = config.fit_settings()
     with watch.stage("check"):
         # Before any MLflow run: data that cannot support a model is refused with the
         # thresholds it failed, instead of a model that looks fine on too little data.
@@ -180,7 +223,14 @@ def run(config: TrainConfig) -> TrainResult:
             }
         )
         with watch.stage("fit"):
-            trained = train_models(orders, events, spec=spec, settings=settings, refit=config.refit)
+            trained = train_models(
+                orders,
+                events,
+                spec=spec,
+                settings=settings,
+                refit=config.refit,
+                snapshots=snapshots,
+            )
         plan = trained.plan
         print(f"cutoffs: {plan.note}")
         tracking.log_params(_plan_params(plan))

@@ -83,6 +83,12 @@ def _random_bytes_table(tmp_path: Path, served_store, features: Path) -> tuple[d
     return {"CUSTOMER_VALUE_FEATURES": str(junk)}, [str(junk), "Parquet"]
 
 
+def _random_bytes_store(tmp_path: Path, served_store, features: Path) -> tuple[dict, list[str]]:
+    junk = tmp_path / "online_store.sqlite"
+    junk.write_bytes(os.urandom(64 * 1024))
+    return {"CUSTOMER_VALUE_STORE": str(junk)}, [str(junk.resolve()), "not a readable SQLite"]
+
+
 def _unregistered_model(tmp_path: Path, served_store, features: Path) -> tuple[dict, list[str]]:
     uri = "models:/no-such-model@champion"
     return {"CUSTOMER_VALUE_MODEL_URI": uri}, [uri, "no-such-model not found"]
@@ -109,6 +115,7 @@ Case = Callable[[Path, object, Path], tuple[dict, list[str]]]
     [
         _missing_table,
         _random_bytes_table,
+        _random_bytes_store,
         _unregistered_model,
         _empty_store_directory,
         _empty_sqlite_file,
@@ -116,6 +123,7 @@ Case = Callable[[Path, object, Path], tuple[dict, list[str]]]
     ids=[
         "table-missing",
         "table-random-bytes",
+        "lookup-store-random-bytes",
         "model-unregistered",
         "store-empty-directory",
         "store-empty-sqlite-file",

@@ -1,0 +1,733 @@
+"""The lookup store: one batch run's features and answers, shared by every API worker.
+
+Loading the whole feature table and the scores into each API worker costs memory per worker
+that grows with the base (1.5-2.3 GiB per worker at 1M customers, bench/RESULTS-store.md). A
+lookup store holds them outside the workers, written by the batch run as ONE unit (features,
+batch answers and the run's stamp together), and each request reads only its customers:
+
+- **embedded** (the default, no server): one SQLite file, e.g.
+  ``models/scores/online_store.sqlite``, written to a temp file and renamed into place, so a
+  reader never sees half a run. Workers open it read-only; its pages are cached by the OS,
+  shared by the workers, not held in their memory.
+- **Redis** (``redis://host:port/db``): keys namespaced by run id
+  (``cv:<run_id>:c:<customer_id>``, ``cv:<run_id>:meta``); once the whole run is written one
+  ``SET cv:current <run_id>`` flips every reader to it, and runs older than the previous one
+  are deleted (the previous one stays for requests still reading it).
+
+One customer's value is its feature vector (float64, in the model's feature order) and its
+batch answer (:data:`serving.run_files.SCORED_FIELDS`: the numbers as float64, then the texts
+as a JSON list). The store's meta holds the :class:`~serving.run_files.RunStamp`, the feature
+names, the base's value-tier thresholds and a sketch of its CLV distribution
+(:data:`SKETCH_POINTS` quantiles, not every CLV; :meth:`serving.segments.Base.sketch` bounds
+the approximation), which inline-history requests need to place a customer in the base.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import pandas as pd
+
+from features.history import as_cutoff
+from serving.run_files import (
+    DEFAULT_FEATURES_OUT,
+    NUMBER_FIELDS,
+    SCORED_FIELDS,
+    TEXT_FIELDS,
+    RunStamp,
+    TableMismatch,
+    temp_path,
+)
+from serving.segments import Base
+
+logger = logging.getLogger(__name__)
+
+#: The embedded store a batch run writes beside its online feature table.
+STORE_NAME = "online_store.sqlite"
+DEFAULT_STORE = DEFAULT_FEATURES_OUT.with_name(STORE_NAME)
+#: Bumped when the layout changes; a reader refuses a store of another format.
+FORMAT = "1"
+#: Quantiles of the base's CLV kept for percentiles of inline requests (0.01 points apart).
+SKETCH_POINTS = 10_001
+#: Feature rows kept in the meta to warm the model up at start-up (XGBoost's first calls
+#: allocate).
+SAMPLE_ROWS = 16
+#: Redis: the key space of this product, the key naming the served run, the list of runs.
+REDIS_PREFIX = "cv"
+REDIS_CURRENT = f"{REDIS_PREFIX}:current"
+REDIS_RUNS = f"{REDIS_PREFIX}:runs"
+#: Customers per Redis pipeline round trip when writing, and keys per UNLINK when deleting.
+REDIS_CHUNK = 10_000
+
+_NUMBERS_WIDTH = 8 * len(NUMBER_FIELDS)
+
+
+def is_redis(target: str | Path) -> bool:
+    """Whether ``target`` names a Redis store (``redis://`` or ``rediss://``) or a file."""
+    return str(target).startswith(("redis://", "rediss://"))
+
+
+def store_location(target: str | Path) -> str:
+    """A store's location as logs show it: a resolved path, or a Redis URL without password."""
+    if not is_redis(target):
+        return str(Path(target).resolve())
+    parts = urlsplit(str(target))
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+# --- the value of one customer -----------------------------------------------------------
+
+
+def _texts(frame: pd.DataFrame) -> list[bytes]:
+    """The text fields of each row as a compact JSON list (missing texts as null)."""
+    columns = []
+    for name in TEXT_FIELDS:
+        column = frame[name].astype(object)
+        columns.append(column.where(column.notna(), None).tolist())
+    return [
+        json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode()
+        for row in zip(*columns, strict=True)
+    ]
+
+
+def _pack(
+    frame: pd.DataFrame, feature_names: Sequence[str]
+) -> tuple[list[str], list[bytes], list[bytes]]:
+    """Each row's id, packed feature vector and packed answer, with the columns checked."""
+    missing = [c for c in ["customer_id", *feature_names, *SCORED_FIELDS] if c not in frame]
+    if missing:
+        raise ValueError(
+            f"a frame for the lookup store is missing column(s) {missing}; expected "
+            "customer_id, the model's features and the scored fields (serving.run_files."
+            "SCORED_FIELDS)"
+        )
+    ids = frame["customer_id"].astype(str).tolist()
+    features = np.ascontiguousarray(frame[list(feature_names)].to_numpy(dtype="float64"))
+    numbers = np.ascontiguousarray(frame[list(NUMBER_FIELDS)].to_numpy(dtype="float64"))
+    width = features.shape[1] * 8
+    packed_features = features.tobytes()
+    packed_numbers = numbers.tobytes()
+    texts = _texts(frame)
+    return (
+        ids,
+        [packed_features[i * width : (i + 1) * width] for i in range(len(ids))],
+        [
+            packed_numbers[i * _NUMBERS_WIDTH : (i + 1) * _NUMBERS_WIDTH] + text
+            for i, text in enumerate(texts)
+        ],
+    )
+
+
+def unpack_answer(packed: bytes) -> dict[str, Any]:
+    """The scored fields of a packed answer, as :meth:`BatchAnswers.record` gives them."""
+    numbers = np.frombuffer(packed, dtype="float64", count=len(NUMBER_FIELDS))
+    record: dict[str, Any] = {
+        name: None if np.isnan(value) else float(value)
+        for name, value in zip(NUMBER_FIELDS, numbers.tolist(), strict=True)
+    }
+    record.update(zip(TEXT_FIELDS, json.loads(packed[_NUMBERS_WIDTH:]), strict=True))
+    return record
+
+
+# --- meta --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreMeta:
+    """What a store says about its run, read once when a worker opens it.
+
+    Attributes
+    ----------
+    stamp : RunStamp
+        The batch run that wrote it (run id, cutoff, model, tracking store, settings, reasons).
+    feature_names : list of str
+        The order of each packed feature vector (the scoring model's features).
+    base : Base
+        The base's value-tier thresholds and CLV sketch (:meth:`Base.sketch`).
+    customers : int
+        Customers in the store.
+    sample : numpy.ndarray
+        A few feature rows (float64) to warm the model up with.
+    """
+
+    stamp: RunStamp
+    feature_names: list[str]
+    base: Base
+    customers: int
+    sample: np.ndarray
+
+    @property
+    def cutoff(self) -> pd.Timestamp:
+        """The point in time the features describe."""
+        return as_cutoff(self.stamp.cutoff)
+
+    def encode(self) -> dict[str, bytes]:
+        """The meta as key -> bytes (the SQLite ``meta`` table, the Redis meta hash)."""
+        base = self.base
+        ranks = base.ranks if base.ranks is not None else np.arange(len(base.sorted_clv))
+        return {
+            "format": FORMAT.encode(),
+            "stamp": json.dumps(asdict(self.stamp)).encode(),
+            "feature_names": json.dumps(self.feature_names).encode(),
+            "thresholds": json.dumps(base.thresholds).encode(),  # +-inf as (Python) Infinity
+            "clv_sketch": np.asarray(base.sorted_clv, dtype="float64").tobytes(),
+            "clv_ranks": np.asarray(ranks, dtype="int64").tobytes(),
+            "customers": str(self.customers).encode(),
+            "sample": np.ascontiguousarray(self.sample, dtype="float64").tobytes(),
+        }
+
+    @classmethod
+    def decode(cls, meta: dict[str, bytes], where: str) -> StoreMeta:
+        """Read :meth:`encode`'s output back; ValueError naming the store when unusable."""
+        version = meta.get("format", b"").decode()
+        if version != FORMAT:
+            raise ValueError(
+                f"lookup store {where} has format {version or 'none'!r}, expected {FORMAT!r}: "
+                "it was not written by this version of `python -m serving.batch` (or the "
+                "write did not finish); re-run `make score`"
+            )
+        try:
+            stamp_fields = json.loads(meta["stamp"])
+            stamp = RunStamp(
+                **{f.name: str(stamp_fields.get(f.name, "")) for f in fields(RunStamp)}
+            )
+            names = [str(n) for n in json.loads(meta["feature_names"])]
+            thresholds = {str(k): float(v) for k, v in json.loads(meta["thresholds"]).items()}
+            customers = int(meta["customers"])
+            base = Base(
+                thresholds,
+                np.frombuffer(meta["clv_sketch"], dtype="float64").copy(),
+                np.frombuffer(meta["clv_ranks"], dtype="int64").copy(),
+                customers,
+            )
+            sample = np.frombuffer(meta["sample"], dtype="float64").reshape(-1, len(names))
+        except (KeyError, ValueError, TypeError) as err:
+            raise ValueError(
+                f"lookup store {where} has unreadable meta ({err!r}); re-run `make score`"
+            ) from err
+        if not stamp.cutoff:
+            raise ValueError(
+                f"lookup store {where} has no cutoff in its stamp; re-run `make score`"
+            )
+        return cls(stamp, names, base, customers, sample.copy())
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def write_lookup_store(
+    target: str | Path,
+    frames: Iterable[pd.DataFrame],
+    stamp: RunStamp,
+    feature_names: Sequence[str],
+) -> int:
+    """Write one batch run's features and answers to a lookup store, as one unit.
+
+    Parameters
+    ----------
+    target : str or Path
+        A SQLite file (the embedded store; written to a temp file beside it and renamed over
+        it) or a ``redis://host:port/db`` URL (keys of this run, then ``cv:current`` flipped
+        to it; runs older than the previous one are deleted).
+    frames : iterable of pandas.DataFrame
+        Chunks of whole customers, one row per customer, with ``customer_id``, every column of
+        ``feature_names`` and the :data:`~serving.run_files.SCORED_FIELDS` (as the scores file
+        has them). Any producer: the pandas batch run, or a distributed one's output read back
+        in chunks. Frames may come in any order (sorted by id within a frame, the SQLite file
+        comes out smallest); other columns are ignored.
+    stamp : RunStamp
+        The run's stamp, with ``reasons`` set to the reasons mode of the answers (the service
+        serves them only for the same mode and model version).
+    feature_names : sequence of str
+        The scoring model's features, in its order (the order of each packed vector).
+
+    Returns
+    -------
+    int
+        Customers written.
+
+    Raises
+    ------
+    ValueError
+        When a frame lacks a column, a customer_id repeats, or the run id is already in the
+        Redis store.
+    """
+    names = list(feature_names)
+    if is_redis(target):
+        return _write_redis(str(target), frames, stamp, names)
+    return _write_sqlite(Path(target), frames, stamp, names)
+
+
+class _Collect:
+    """What the meta needs from the frames as they stream past: CLVs and a few rows."""
+
+    def __init__(self, width: int) -> None:
+        self.clv: list[np.ndarray] = []
+        self.sample = np.empty((0, width))
+        self.count = 0
+
+    def add(self, frame: pd.DataFrame, feature_names: Sequence[str]) -> None:
+        self.clv.append(frame["clv"].to_numpy(dtype="float64"))
+        self.count += len(frame)
+        if len(self.sample) < SAMPLE_ROWS:
+            rows = frame[list(feature_names)].head(SAMPLE_ROWS - len(self.sample))
+            self.sample = np.vstack([self.sample, rows.to_numpy(dtype="float64")])
+
+    def meta(self, stamp: RunStamp, feature_names: list[str]) -> StoreMeta:
+        # Thresholds from every CLV (exactly the batch run's tiers), percentiles from a sketch.
+        clv = np.concatenate(self.clv) if self.clv else np.array([], dtype="float64")
+        base = Base.of(clv).sketch(SKETCH_POINTS)
+        return StoreMeta(stamp, feature_names, base, self.count, self.sample)
+
+
+def _write_sqlite(
+    path: Path, frames: Iterable[pd.DataFrame], stamp: RunStamp, names: list[str]
+) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)  # a killed run's is removed by the next (run_files.sweep_stale_work)
+    tmp.unlink(missing_ok=True)
+    collect = _Collect(len(names))
+    try:
+        connection = sqlite3.connect(tmp)
+        try:
+            # A private temp file renamed at the end: no journal, no fsync per statement.
+            connection.execute("PRAGMA journal_mode=OFF")
+            connection.execute("PRAGMA synchronous=OFF")
+            connection.execute("PRAGMA cache_size=-262144")  # 256 MiB while writing
+            connection.execute(
+                "CREATE TABLE customers (customer_id TEXT PRIMARY KEY, features BLOB NOT NULL, "
+                "answer BLOB NOT NULL) WITHOUT ROWID"
+            )
+            connection.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+            for frame in frames:
+                # In key order, pages fill up instead of splitting: unsorted frames (a
+                # distributed run's) made the 10M file 11% larger and 5% slower to write.
+                if "customer_id" in frame:
+                    frame = frame.sort_values("customer_id", kind="stable")
+                ids, features, answers = _pack(frame, names)
+                try:
+                    connection.executemany(
+                        "INSERT INTO customers VALUES (?, ?, ?)",
+                        zip(ids, features, answers, strict=True),
+                    )
+                except sqlite3.IntegrityError as err:
+                    raise ValueError(
+                        f"a customer_id repeats in the frames for {path} ({err}); expected one "
+                        "row per customer"
+                    ) from err
+                collect.add(frame, names)
+            connection.executemany(
+                "INSERT INTO meta VALUES (?, ?)", collect.meta(stamp, names).encode().items()
+            )
+            connection.commit()
+        finally:
+            connection.close()
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return collect.count
+
+
+@functools.lru_cache(maxsize=8)
+def _redis_client(url: str) -> Any:
+    """One client (a thread-safe connection pool) per URL and process, made on first use.
+
+    The reloader asks for ``cv:current`` as often as every request: a client per call would
+    open a connection per call.
+    """
+    import redis  # only a Redis store needs the client
+
+    return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+
+
+def _customer_key(run_id: str, customer_id: str) -> str:
+    return f"{REDIS_PREFIX}:{run_id}:c:{customer_id}"
+
+
+def _meta_key(run_id: str) -> str:
+    return f"{REDIS_PREFIX}:{run_id}:meta"
+
+
+def _write_redis(
+    url: str, frames: Iterable[pd.DataFrame], stamp: RunStamp, names: list[str]
+) -> int:
+    run_id = stamp.run_id
+    if not run_id:
+        raise ValueError("a run written to a Redis lookup store needs a run id in its stamp")
+    client = _redis_client(url)
+    if client.exists(_meta_key(run_id)):
+        raise ValueError(f"run {run_id} is already in the lookup store {store_location(url)}")
+    # Listed before its first key, so a run killed midway is deleted by a later one.
+    client.rpush(REDIS_RUNS, run_id)
+    collect = _Collect(len(names))
+    seen = 0
+    for frame in frames:
+        ids, features, answers = _pack(frame, names)
+        for start in range(0, len(ids), REDIS_CHUNK):
+            end = start + REDIS_CHUNK
+            mapping = {
+                _customer_key(run_id, i): f + a
+                for i, f, a in zip(
+                    ids[start:end], features[start:end], answers[start:end], strict=True
+                )
+            }
+            added = client.execute_command("MSETNX", *[x for kv in mapping.items() for x in kv])
+            if not added or len(mapping) != len(ids[start:end]):
+                raise ValueError(
+                    f"a customer_id repeats in the frames for {store_location(url)}; expected "
+                    "one row per customer"
+                )
+        seen += len(ids)
+        collect.add(frame, names)
+    client.hset(_meta_key(run_id), mapping=collect.meta(stamp, names).encode())
+    previous = client.set(REDIS_CURRENT, run_id, get=True)  # the flip: readers move now
+    previous = previous.decode() if previous else None
+    for old in {r.decode() for r in client.lrange(REDIS_RUNS, 0, -1)} - {run_id, previous}:
+        _delete_run(client, old)
+    logger.info("lookup store %s now serves run %s", store_location(url), run_id)
+    return seen
+
+
+def _delete_run(client: Any, run_id: str) -> None:
+    """Remove every key of an old run (and the run from the list)."""
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"{REDIS_PREFIX}:{run_id}:*", count=REDIS_CHUNK):
+        batch.append(key)
+        if len(batch) >= REDIS_CHUNK:
+            client.unlink(*batch)
+            batch.clear()
+    if batch:
+        client.unlink(*batch)
+    client.lrem(REDIS_RUNS, 0, run_id)
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a batched lookup found: feature rows, and the batch answers when served.
+
+    Attributes
+    ----------
+    features : dict
+        ``customer_id`` -> float64 feature row in the served model's order (found ids only).
+    answers : dict or None
+        ``customer_id`` -> scored fields, when lookups are answered from the batch run.
+    """
+
+    features: dict[str, np.ndarray]
+    answers: dict[str, dict[str, Any]] | None
+
+
+class LookupStore(ABC):
+    """A store opened for reading one run: its meta, and batched lookups.
+
+    Attributes
+    ----------
+    location : str
+        Where it is (:func:`store_location`).
+    meta : StoreMeta
+        The run's meta.
+    """
+
+    location: str
+    meta: StoreMeta
+
+    @abstractmethod
+    def fetch(self, ids: Sequence[str]) -> dict[str, tuple[bytes, bytes]]:
+        """``customer_id`` -> (packed features, packed answer) for the ids found."""
+
+    @property
+    def run_id(self) -> str:
+        """The batch run this reader serves."""
+        return self.meta.stamp.run_id
+
+
+class SqliteStore(LookupStore):
+    """The embedded store, opened read-only; safe to share between threads (one lock).
+
+    The file is replaced by a rename, never rewritten in place: a reader that opened the
+    previous file keeps reading it until it is dropped, whatever lands meanwhile.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.location = str(path.resolve())
+        if not path.exists():
+            raise FileNotFoundError(
+                f"lookup store {self.location!r} does not exist; run `make score` (python -m "
+                f"serving.batch --store {path}) or set CUSTOMER_VALUE_STORE"
+            )
+        try:
+            self._connection = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+            meta = dict(self._connection.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as err:
+            raise ValueError(
+                f"lookup store {self.location!r} is not a readable SQLite store ({err}); re-run "
+                "`make score` to rewrite it"
+            ) from err
+        self._lock = threading.Lock()
+        self.meta = StoreMeta.decode({str(k): bytes(v) for k, v in meta.items()}, self.location)
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, tuple[bytes, bytes]]:
+        """One ``SELECT ... WHERE customer_id IN (...)`` for the whole request."""
+        if not ids:
+            return {}
+        unique = list(dict.fromkeys(ids))
+        query = (
+            "SELECT customer_id, features, answer FROM customers WHERE customer_id IN "
+            f"({','.join('?' * len(unique))})"
+        )
+        with self._lock:
+            rows = self._connection.execute(query, unique).fetchall()
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+
+class RedisStore(LookupStore):
+    """The Redis store at the run ``cv:current`` named when it was opened."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.location = store_location(url)
+        self._client = _redis_client(url)
+        try:
+            current = self._client.get(REDIS_CURRENT)
+            if current is None:
+                raise FileNotFoundError(
+                    f"lookup store {self.location} has no run ({REDIS_CURRENT} is not set); run "
+                    f"`make score` (python -m serving.batch --store {self.location})"
+                )
+            self._run = current.decode()
+            meta = self._client.hgetall(_meta_key(self._run))
+        except redis.RedisError as err:
+            raise ConnectionError(f"lookup store {self.location} cannot be read: {err}") from err
+        if not meta:
+            raise ValueError(
+                f"lookup store {self.location} names run {self._run} but has no meta for it"
+            )
+        self.meta = StoreMeta.decode({k.decode(): v for k, v in meta.items()}, self.location)
+        self._width = 8 * len(self.meta.feature_names)
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, tuple[bytes, bytes]]:
+        """One ``MGET`` for the whole request."""
+        if not ids:
+            return {}
+        unique = list(dict.fromkeys(ids))
+        values = self._client.mget([_customer_key(self._run, i) for i in unique])
+        return {
+            i: (v[: self._width], v[self._width :])
+            for i, v in zip(unique, values, strict=True)
+            if v is not None
+        }
+
+
+def open_lookup_store(target: str | Path) -> LookupStore:
+    """Open the store at ``target`` (a SQLite file or a ``redis://`` URL) for reading.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file, or no run in the Redis store.
+    ConnectionError
+        The Redis server cannot be reached.
+    ValueError
+        The file is not a store of this format.
+    """
+    if is_redis(target):
+        return RedisStore(str(target))
+    return SqliteStore(Path(target))
+
+
+#: What changes when a new run lands in a store: for a file its inode, size, modification
+#: time and run id; for Redis the run ``cv:current`` names.
+StoreSignature = tuple[str, ...]
+
+
+def store_signature(target: str | Path) -> StoreSignature | None:
+    """The store's :data:`StoreSignature`; None when there is none (missing, unreachable)."""
+    if is_redis(target):
+        import redis
+
+        try:
+            current = _redis_client(str(target)).get(REDIS_CURRENT)
+        except redis.RedisError as err:
+            logger.warning("lookup store %s cannot be read: %s", store_location(target), err)
+            return None
+        return None if current is None else ("redis", current.decode())
+    path = Path(target)
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    try:
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as connection:
+            row = connection.execute("SELECT value FROM meta WHERE key = 'stamp'").fetchone()
+        run_id = str(json.loads(row[0]).get("run_id", "")) if row else ""
+    except (sqlite3.DatabaseError, ValueError):
+        run_id = "unreadable"  # the reload will say what is wrong with it
+    return ("sqlite", str(stat.st_ino), str(stat.st_size), str(stat.st_mtime_ns), run_id)
+
+
+@dataclass(frozen=True)
+class StoreView:
+    """A store as the service reads it: in the served model's feature order, answers or not.
+
+    Attributes
+    ----------
+    store : LookupStore
+        The opened store.
+    columns : list of str
+        The served model's features.
+    answers : bool
+        Whether lookups are answered from the stored batch answers (same model version and
+        reasons) or scored by the model from the stored features.
+    """
+
+    store: LookupStore
+    columns: list[str]
+    answers: bool
+
+    @property
+    def stamp(self) -> RunStamp:
+        """The batch run that wrote the store."""
+        return self.store.meta.stamp
+
+    @property
+    def cutoff(self) -> pd.Timestamp:
+        """The point in time the features describe."""
+        return self.store.meta.cutoff
+
+    @property
+    def run_id(self) -> str:
+        """The batch run that wrote the store."""
+        return self.stamp.run_id
+
+    @property
+    def model_version(self) -> str:
+        """The model version of the batch run."""
+        return self.stamp.model_version
+
+    @property
+    def path(self) -> str:
+        """Where the store is (what the logs name)."""
+        return self.store.location
+
+    def __len__(self) -> int:
+        return self.store.meta.customers
+
+    def _order(self) -> np.ndarray | None:
+        stored = self.store.meta.feature_names
+        if stored == self.columns:
+            return None
+        positions = {name: i for i, name in enumerate(stored)}
+        return np.array([positions[name] for name in self.columns])
+
+    def sample(self) -> np.ndarray:
+        """The meta's feature rows, in the model's order (to warm the model up)."""
+        order = self._order()
+        sample = self.store.meta.sample
+        return sample if order is None else sample[:, order]
+
+    def find(self, ids: Sequence[str]) -> Found:
+        """One batched read for a request's lookups."""
+        found = self.store.fetch(ids)
+        order = self._order()
+        features = {}
+        for customer_id, (packed, _) in found.items():
+            row = np.frombuffer(packed, dtype="float64")
+            features[customer_id] = row if order is None else row[order]
+        answers = None
+        if self.answers:
+            answers = {i: unpack_answer(answer) for i, (_, answer) in found.items()}
+        return Found(features, answers)
+
+
+def open_view(
+    target: str | Path,
+    feature_names: Sequence[str],
+    *,
+    tracking_store: str | None,
+    model_version: str,
+    reasons: str,
+    lookups: str,
+) -> StoreView:
+    """Open a store for the service, with today's pairing and refusal rules.
+
+    Parameters
+    ----------
+    target : str or Path
+        ``CUSTOMER_VALUE_STORE``.
+    feature_names : sequence of str
+        The served model's features.
+    tracking_store : str, optional
+        The service's tracking store (:func:`serving.run_files.store_label`): a store written
+        with another one's model is refused, naming both.
+    model_version, reasons : str
+        The served model version and the service's reasons mode: the stored answers are served
+        only when both match the run's (else the model scores the stored features).
+    lookups : str
+        ``batch`` (answers when they fit) or ``model`` (always the model).
+
+    Raises
+    ------
+    serving.run_files.TableMismatch
+        A store of another tracking store.
+    ValueError
+        A store that lacks one of the model's features (or cannot be read:
+        :func:`open_lookup_store`).
+    """
+    store = open_lookup_store(target)
+    stamp = store.meta.stamp
+    if tracking_store and stamp.store and stamp.store != tracking_store:
+        raise TableMismatch(
+            f"lookup store {store.location} was written with {stamp.model_name} "
+            f"v{stamp.model_version} of the tracking store {stamp.store}, but this service reads "
+            f"the store {tracking_store}; score with this store (make score) or point "
+            "MLFLOW_TRACKING_URI / CUSTOMER_VALUE_STORE at matching ones"
+        )
+    missing = [n for n in feature_names if n not in store.meta.feature_names]
+    if missing:
+        raise ValueError(
+            f"lookup store {store.location} is missing feature(s) {missing}; expected the "
+            "model's features: re-run `make score` with the model being served"
+        )
+    answers = lookups == "batch"
+    if answers and stamp.model_version != model_version:
+        logger.warning(
+            "lookup store %s was written with model version %r but version %r is served; "
+            "lookups are scored by the model (re-run `make score` so batch and online agree)",
+            store.location,
+            stamp.model_version,
+            model_version,
+        )
+        answers = False
+    elif answers and stamp.reasons != reasons:
+        logger.warning(
+            "lookup store %s holds answers with reasons %r; the service answers with %r "
+            "reasons, so lookups are scored by the model",
+            store.location,
+            stamp.reasons,
+            reasons,
+        )
+        answers = False
+    return StoreView(store, list(feature_names), answers)
