@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -36,6 +37,7 @@ from features.io import (
 )
 from features.spark_slices import (
     CORRUPT,
+    DATE_COLUMNS,
     EVENT_TYPES,
     KIND,
     KIND_QUARANTINED,
@@ -58,6 +60,8 @@ SESSION_CONF: dict[str, str] = {
     "spark.sql.legacy.parquet.nanosAsLong": "true",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.ui.showConsoleProgress": "false",
+    # Validation runs once per Arrow batch: larger batches, fewer Python calls (10,000 default).
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "100000",
 }
 PANDAS_WARNING = "ignore:PySpark does not yet fully support pandas:FutureWarning"
 
@@ -81,6 +85,11 @@ def spark_session(master: str | None = None, app_name: str = "customer-value") -
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
+    launching = "PYSPARK_GATEWAY_PORT" not in os.environ  # not under spark-submit
+    if launching and (master or "local").startswith("local") and not _driver_memory_set():
+        # In local mode the executors live in the driver's JVM, whose heap is 1 GiB by
+        # default: too little to cache a few million rows. Half the machine, up to 16 GiB.
+        builder = builder.config("spark.driver.memory", f"{local_heap_gib()}g")
     for key, value in SESSION_CONF.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -93,6 +102,19 @@ def spark_session(master: str | None = None, app_name: str = "customer-value") -
     else:
         _ship_code(spark)
     return spark
+
+
+def local_heap_gib() -> int:
+    """Half this machine's memory in GiB, between 1 and 16 (the local-mode JVM heap)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(min(16, max(1, total // 2**31)))
+
+
+def _driver_memory_set() -> bool:
+    """Whether the user already chose the driver's memory (environment or spark-submit args)."""
+    return bool(os.environ.get("SPARK_DRIVER_MEMORY")) or "driver-memory" in os.environ.get(
+        "PYSPARK_SUBMIT_ARGS", ""
+    )
 
 
 def _ship_code(spark: SparkSession) -> None:
@@ -133,22 +155,27 @@ def read_rows(spark: SparkSession, path: str | Path, columns: dict[str, str], so
     """Read a CSV/TSV/Parquet input with Spark, rename it to the contract and number its rows.
 
     Rows are numbered 0, 1, ... in the order Spark reads them, which for one file is the
-    file's order (the numbering of :mod:`features.files`). The numbering is kept in memory
-    (or spilled to disk) so every later pass sees the same numbers.
+    file's order (the numbering of :mod:`features.files`). A file scan splits the same way
+    every time it runs, so every later pass over the input sees the same numbers uncached.
     """
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{source} {str(path)!r} does not exist")
-    nanos: list[str] = []
-    if _is_parquet(path):
-        frame = spark.read.parquet(str(path))
-        nanos = _nanosecond_columns(path)
+    location = str(path)
+    # A URI (s3a://, hdfs://, abfss://, ...) is Spark's to read; a local path is checked here.
+    remote = "://" in location
+    if remote:
+        parquet = not re.search(r"\.(csv|tsv|txt)(\.gz|\.bz2)?/?$", location.lower())
     else:
-        tsv = ".tsv" in path.name.lower()
+        if not Path(location).exists():
+            raise FileNotFoundError(f"{source} {location!r} does not exist")
+        parquet = _is_parquet(Path(location))
+    nanos: list[str] = []
+    if parquet:
+        frame = spark.read.parquet(location)
+        nanos = [] if remote else _nanosecond_columns(Path(location))
+    else:
+        tsv = ".tsv" in location.lower()
         options = {
             "header": "true",
             "sep": "\t" if tsv else ",",
@@ -161,21 +188,25 @@ def read_rows(spark: SparkSession, path: str | Path, columns: dict[str, str], so
             "columnNameOfCorruptRecord": CORRUPT,
             "encoding": "UTF-8",
         }
-        names = spark.read.options(**options).csv(str(path)).columns
+        names = spark.read.options(**options).csv(location).columns
         schema = T.StructType(
             [T.StructField(n, T.StringType()) for n in names]
             + [T.StructField(CORRUPT, T.StringType())]
         )
-        frame = spark.read.options(**options).schema(schema).csv(str(path))
+        frame = spark.read.options(**options).schema(schema).csv(location)
     present = renames_for(frame.columns, columns, source)
     frame = frame.withColumnsRenamed(present)
     nanos = [present.get(name, name) for name in nanos]
+    if parquet and remote:
+        # No footer to read from here: a date column Spark holds as int64 is either
+        # nanoseconds (pandas' timestamps) or yyyymmdd; the slices tell them apart by size.
+        types = dict(frame.dtypes)
+        nanos = [c for c in DATE_COLUMNS if types.get(c) == "bigint"]
     # monotonically_increasing_id is (partition << 33) + the row's place in its partition;
     # with each partition's row count, that is the row's place in the whole input.
     tagged = frame.withColumn("__pid", F.spark_partition_id()).withColumn(
         "__mono", F.monotonically_increasing_id()
     )
-    tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
     counts = sorted(tagged.groupBy("__pid").count().collect())
     offsets, total = [], 0
     for pid, count in counts:
@@ -184,10 +215,14 @@ def read_rows(spark: SparkSession, path: str | Path, columns: dict[str, str], so
     offset_frame = spark.createDataFrame(offsets or [(0, 0)], "__pid int, __offset long")
     numbered = (
         tagged.join(F.broadcast(offset_frame), "__pid")
-        .withColumn(ROW, F.col("__offset") + F.col("__mono") - F.shiftleft(F.col("__pid"), 33))
+        # The partition id is an int: shifting it 33 places needs it as a long first.
+        .withColumn(
+            ROW,
+            F.col("__offset") + F.col("__mono") - F.shiftleft(F.col("__pid").cast("long"), 33),
+        )
         .drop("__pid", "__mono", "__offset")
     )
-    return Rows(numbered, total, nanos, source, tagged)
+    return Rows(numbered, total, nanos, source)
 
 
 @dataclass
@@ -198,7 +233,6 @@ class Rows:
     count: int
     nanos: list[str]
     source: str
-    cached: DataFrame
 
     @property
     def data_columns(self) -> list[str]:
@@ -235,12 +269,13 @@ def validate_rows(rows: Rows, kind: str) -> Validated:
 
     nanos = list(rows.nanos)  # the closure is shipped to the workers: no DataFrame in it
 
-    def slices(batches: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def slices(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         return validate_slices(batches, kind, nanos, contract)
 
-    checked = rows.frame.select(*source_columns).mapInPandas(slices, schema)
+    checked = rows.frame.select(*source_columns).mapInArrow(slices, schema)
     checked = checked.persist()
-    valid = checked.where(F.col(KIND) == KIND_VALID)
+    types = ORDER_TYPES if kind == "orders" else EVENT_TYPES
+    valid = checked.where(F.col(KIND) == KIND_VALID).select(*types, ROW)
     quarantine = checked.where(F.col(KIND) == KIND_QUARANTINED)
     ids = checked.where(F.col(KIND) == KIND_QUARANTINED_ID).select("customer_id").distinct()
     if kind == "orders" and "order_id" in contract:
@@ -250,6 +285,8 @@ def validate_rows(rows: Rows, kind: str) -> Validated:
         ranked = valid.withColumn(
             "__n", F.when(F.col("order_id").isNull(), 1).otherwise(F.row_number().over(first))
         )
+        # Kept: every later pass over the orders would otherwise sort them again.
+        ranked = ranked.persist()
         repeated = ranked.where(F.col("__n") > 1).select(ROW, "customer_id")
         valid = ranked.where(F.col("__n") == 1).drop("__n")
         raw = rows.frame.select(
@@ -266,7 +303,6 @@ def validate_rows(rows: Rows, kind: str) -> Validated:
         ids = ids.unionByName(repeated.select("customer_id")).distinct()
     else:
         quarantine = quarantine.select(ROW, REASON, *[f"{RAW}{c}" for c in contract])
-    valid = valid.select(*(ORDER_TYPES if kind == "orders" else EVENT_TYPES), ROW)
     return Validated(valid, quarantine, ids, rows.count, rows.source)
 
 

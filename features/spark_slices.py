@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.io import validate_events, validate_orders
 
@@ -21,6 +22,10 @@ REASON_DUPLICATE_ORDER_ID = "duplicate order_id"
 ROW, KIND, REASON, RAW = "__row", "__kind", "__reason", "__raw_"
 KIND_VALID, KIND_QUARANTINED, KIND_QUARANTINED_ID = "valid", "quarantined", "quarantined_id"
 CORRUPT = "_corrupt_record"
+#: The contract's date columns (orders and events).
+DATE_COLUMNS: tuple[str, ...] = ("ordered_at", "promised_at", "delivered_at", "occurred_at")
+#: Nanoseconds since 1970 pass this 100 s after 1970; a yyyymmdd integer stays below 1e8.
+NANOSECONDS_FLOOR = 1e11
 #: Prefix of the feature columns beside the scores in :func:`score_group`'s output.
 
 ORDER_TYPES: dict[str, str] = {
@@ -63,24 +68,29 @@ def _as_text(values: pd.Series) -> pd.Series:
 
 
 def validate_slices(
-    batches: Iterable[pd.DataFrame], kind: str, nanos: list[str], data_columns: list[str]
-) -> Iterator[pd.DataFrame]:
-    """``mapInPandas``: each slice validated by features.io, valid and quarantined rows out."""
+    batches: Iterable[pa.RecordBatch], kind: str, nanos: list[str], data_columns: list[str]
+) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow``: each slice validated by features.io, valid and quarantined rows out.
+
+    Arrow in and out (not ``mapInPandas``): the slice becomes the frame features.files would
+    give (Arrow-backed text), and the columns a row does not use (a valid row's raw text) go
+    back as Arrow nulls rather than millions of Python ``None``.
+    """
     types = ORDER_TYPES if kind == "orders" else EVENT_TYPES
+    schema = _arrow_schema(types, data_columns)
     validate = validate_orders if kind == "orders" else validate_events
-    for raw in batches:
+    for batch in batches:
+        raw = batch.to_pandas()
         rows = raw.pop(ROW).to_numpy(dtype="int64")
         corrupt = raw.pop(CORRUPT) if CORRUPT in raw.columns else None
         for name in nanos:
-            if name in raw.columns:
+            if name in raw.columns and _holds_nanoseconds(raw[name]):
                 raw[name] = pd.to_datetime(raw[name], unit="ns")
         malformed = corrupt.notna().to_numpy() if corrupt is not None else np.zeros(len(raw), bool)
         out: list[pd.DataFrame] = []
         if malformed.any():
             bad = raw.loc[malformed]
-            out.append(
-                _quarantine_rows(bad, rows[malformed], REJECT_MALFORMED_LINE, data_columns, types)
-            )
+            out.append(_quarantine_rows(bad, rows[malformed], REJECT_MALFORMED_LINE, data_columns))
         good_raw = raw.loc[~malformed]
         good_rows = rows[~malformed]
         if len(good_raw):
@@ -97,23 +107,54 @@ def validate_slices(
                         quarantine["source_row"].to_numpy(),
                         quarantine["reason"].astype("object").to_numpy(),
                         data_columns,
-                        types,
                     )
                 )
             kept = good_rows[~np.isin(good_rows, quarantine["source_row"].to_numpy())]
             frame = result.frame.copy()
             frame[ROW] = kept
             frame[KIND] = KIND_VALID
-            frame[REASON] = None
-            for name in data_columns:
-                frame[f"{RAW}{name}"] = None
             out.append(frame)
             if len(result.quarantined_customers):
                 ids = pd.DataFrame({"customer_id": result.quarantined_customers.astype("object")})
                 ids[KIND] = KIND_QUARANTINED_ID
                 out.append(ids)
         for part in out:
-            yield _conform(part, types, data_columns)
+            yield _to_batch(part, schema)
+
+
+def _arrow_schema(types: dict[str, str], data_columns: list[str]) -> pa.Schema:
+    """:func:`validated_schema` as Arrow (Spark's timestamps: microseconds, UTC)."""
+    arrow = {"string": pa.string(), "double": pa.float64(), "timestamp": pa.timestamp("us", "UTC")}
+    return pa.schema(
+        [(name, arrow[t]) for name, t in types.items()]
+        + [(ROW, pa.int64()), (KIND, pa.string()), (REASON, pa.string())]
+        + [(f"{RAW}{name}", pa.string()) for name in data_columns]
+    )
+
+
+def _to_batch(frame: pd.DataFrame, schema: pa.Schema) -> pa.RecordBatch:
+    """A frame's columns in ``schema``'s order and types; absent columns as nulls."""
+    n = len(frame)
+    arrays = []
+    for field in schema:
+        if field.name not in frame.columns:
+            arrays.append(pa.nulls(n, field.type))
+            continue
+        values = frame[field.name]
+        if pa.types.is_timestamp(field.type):
+            values = pd.to_datetime(values).astype("datetime64[us]")
+        elif pa.types.is_floating(field.type):
+            values = pd.to_numeric(values).astype("float64")
+        elif pa.types.is_string(field.type):
+            values = values.astype("str")
+        arrays.append(pa.array(values, type=field.type, from_pandas=True))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _holds_nanoseconds(values: pd.Series) -> bool:
+    """An int64 date column in nanoseconds since 1970, not yyyymmdd (those stay below 1e8)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    return bool((numbers.abs() > NANOSECONDS_FLOOR).any())
 
 
 def _quarantine_rows(
@@ -121,7 +162,6 @@ def _quarantine_rows(
     rows: np.ndarray,
     reason: str | np.ndarray,
     data_columns: list[str],
-    types: dict[str, str],
 ) -> pd.DataFrame:
     frame = pd.DataFrame({ROW: rows})
     frame[KIND] = KIND_QUARANTINED
@@ -131,29 +171,6 @@ def _quarantine_rows(
             _as_text(raw[name].reset_index(drop=True)) if name in raw.columns else None
         )
     return frame
-
-
-def _conform(frame: pd.DataFrame, types: dict[str, str], data_columns: list[str]) -> pd.DataFrame:
-    """Every output column, in the schema's order and types (missing ones as nulls)."""
-    out = pd.DataFrame(index=frame.index)
-    for name, kind in types.items():
-        if name in frame.columns:
-            values = frame[name]
-        else:
-            values = pd.Series(None, index=frame.index, dtype="object")
-        if kind == "timestamp":
-            out[name] = pd.to_datetime(values).astype("datetime64[us]")
-        elif kind == "double":
-            out[name] = pd.to_numeric(values).astype("float64")
-        else:
-            out[name] = values.astype("object").where(values.notna(), None)
-    out[ROW] = frame[ROW].astype("int64") if ROW in frame.columns else -1
-    out[KIND] = frame[KIND].astype("object")
-    out[REASON] = frame[REASON].astype("object") if REASON in frame.columns else None
-    for name in data_columns:
-        column = f"{RAW}{name}"
-        out[column] = frame[column].astype("object") if column in frame.columns else None
-    return out
 
 
 def restore(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:

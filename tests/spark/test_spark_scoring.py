@@ -33,6 +33,9 @@ CUTOFF = "2025-01-01"
 @pytest.fixture(scope="module")
 def spark():
     session = spark_session("local[2]", app_name="customer-value-tests")
+    # Small splits: every input is read as several partitions, as a large one is, so the row
+    # numbering across partitions and the groups are exercised.
+    session.conf.set("spark.sql.files.maxPartitionBytes", str(64 * 1024))
     yield session
     session.stop()
 
@@ -77,7 +80,10 @@ def _messy(served_store, folder):
         csv = folder / f"{name}.csv"
         frame.to_csv(csv, index=False)
         parquet = folder / f"{name}.parquet"
-        frame.astype("str").where(frame.notna(), None).to_parquet(parquet, index=False)
+        # Small row groups, so Spark splits the Parquet file too.
+        frame.astype("str").where(frame.notna(), None).to_parquet(
+            parquet, index=False, row_group_size=2_000
+        )
         paths[name] = (csv, parquet)
     return paths
 
@@ -227,3 +233,17 @@ def test_spark_writes_the_lookup_store_the_service_answers_from(both_runs, serve
         answer = unpack_answer(found[customer_id][1])
         assert answer["clv"] == pytest.approx(scores.loc[customer_id, "clv"], abs=1e-6)
         assert answer["value_segment"] == scores.loc[customer_id, "value_segment"]
+
+
+def test_rows_are_numbered_across_partitions_as_in_the_file(spark, both_runs):
+    from features.spark_input import read_rows
+
+    paths, _, _ = both_runs
+    for path in paths["orders"]:
+        rows = read_rows(spark, path, {}, "orders")
+        assert rows.frame.rdd.getNumPartitions() > 1, path
+        numbers = rows.frame.select("__row", "order_id").toPandas()
+        expected = pd.read_csv(paths["orders"][0], dtype=str)["order_id"]
+        assert sorted(numbers["__row"]) == list(range(len(expected)))
+        ordered = numbers.sort_values("__row")["order_id"].fillna("").tolist()
+        assert ordered == expected.fillna("").tolist()
