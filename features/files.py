@@ -86,6 +86,15 @@ class RawTable:
         return cls(frame=frame, malformed=pd.Series(pd.NA, index=frame.index, dtype="object"))
 
 
+def input_location(text: str) -> Path | str:
+    """A command line's input file: a local path, or a URI (``s3a://...``) kept as written.
+
+    ``Path`` would fold a URI's ``//`` into ``/``; only the Spark commands read URIs (the
+    others name a URI as a file that does not exist).
+    """
+    return text if "://" in text else Path(text)
+
+
 def read_table(path: str | Path) -> RawTable:
     """Read a CSV, TSV or Parquet file as it is written (CSV/TSV: every field as text).
 

@@ -17,6 +17,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from features import build_features
+from features.files import input_location
 from features.history import as_cutoff, format_cutoff
 from features.io import LoadResult, load_events, load_orders
 from serving.lookup_store import STORE_NAME, store_location, write_lookup_store
@@ -382,10 +383,10 @@ def add_input_arguments(parser: argparse.ArgumentParser, events_help: str = "") 
     Shared by the commands that read the base as batch scoring does (this one, serving.impact);
     :func:`chosen_events` resolves the events default.
     """
-    parser.add_argument("--orders", type=Path, default=BatchConfig.orders)
+    parser.add_argument("--orders", type=input_location, default=BatchConfig.orders)
     parser.add_argument(
         "--events",
-        type=Path,
+        type=input_location,
         default=None,
         help="service events file (default: the demo events with the demo orders)" + events_help,
     )

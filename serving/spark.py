@@ -111,8 +111,8 @@ STAMP_NAME = "_customer_value_run.json"
 class SparkConfig:
     """What to score, with which model and Spark master, and where the outputs go."""
 
-    orders: Path = DEMO_DIR / "orders.parquet"
-    events: Path | None = DEMO_DIR / "service_events.parquet"
+    orders: Path | str = DEMO_DIR / "orders.parquet"
+    events: Path | str | None = DEMO_DIR / "service_events.parquet"
     columns: str = ""
     cutoff: str = "latest"
     out: Path = Path("models/scores/spark/scores")
@@ -281,7 +281,7 @@ def run(config: SparkConfig, spark: SparkSession | None = None) -> SparkSummary:
         model_name=info["model_name"],
         model_version=info["model_version"],
         store=store_label(mlflow.get_tracking_uri()),
-        orders=str(Path(config.orders).resolve()),
+        orders=str(config.orders if isinstance(config.orders, str) else config.orders.resolve()),
         interval=f"{settings.interval:g}",
         discount_rate=f"{settings.discount_rate:g}",
     )

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from features.files import input_location
 from training.model import ModelParams
 
 DEMO_DIR = Path("data/demo")
@@ -97,8 +98,8 @@ class TrainConfig:
         every customer).
     """
 
-    orders: Path | None = None
-    events: Path | None = None
+    orders: Path | str | None = None
+    events: Path | str | None = None
     columns: str = ""
     horizon_days: int = 365
     window_days: int = 90
@@ -140,8 +141,12 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         description="Train the CLV and churn models, evaluate against baselines on a time-based "
         "holdout, track in MLflow, register and promote.",
     )
-    parser.add_argument("--orders", type=Path, help="orders CSV/Parquet (default: demo data)")
-    parser.add_argument("--events", type=Path, help="service events CSV/Parquet (optional)")
+    parser.add_argument(
+        "--orders", type=input_location, help="orders CSV/Parquet (default: demo data)"
+    )
+    parser.add_argument(
+        "--events", type=input_location, help="service events CSV/Parquet (optional)"
+    )
     parser.add_argument(
         "--columns", default="", help="column mapping, e.g. customer_id=cust,ordered_at=date"
     )

@@ -112,8 +112,8 @@ class SparkHistory:
 
 def load_history(
     spark: SparkSession,
-    orders_path: Path,
-    events_path: Path | None,
+    orders_path: Path | str,
+    events_path: Path | str | None,
     *,
     columns: str,
     sample_customers: int | None,

@@ -119,8 +119,8 @@ def load_on_spark(
 
 
 def load_validated(
-    orders_path: Path,
-    events_path: Path | None,
+    orders_path: Path | str,
+    events_path: Path | str | None,
     *,
     columns: str,
     strict: bool,

@@ -13,7 +13,6 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
-from features.spark_input import spark_session
 from serving.batch import BatchConfig
 from serving.batch import run as batch_run
 from serving.run_files import SCORE_COLUMNS, load_batch_answers, load_feature_table
@@ -28,16 +27,6 @@ from serving.spark import run as spark_run
 pytestmark = pytest.mark.spark
 
 CUTOFF = "2025-01-01"
-
-
-@pytest.fixture(scope="module")
-def spark():
-    session = spark_session("local[2]", app_name="customer-value-tests")
-    # Small splits: every input is read as several partitions, as a large one is, so the row
-    # numbering across partitions and the groups are exercised.
-    session.conf.set("spark.sql.files.maxPartitionBytes", str(64 * 1024))
-    yield session
-    session.stop()
 
 
 def _messy(served_store, folder):
@@ -247,3 +236,36 @@ def test_rows_are_numbered_across_partitions_as_in_the_file(spark, both_runs):
         assert sorted(numbers["__row"]) == list(range(len(expected)))
         ordered = numbers.sort_values("__row")["order_id"].fillna("").tolist()
         assert ordered == expected.fillna("").tolist()
+
+
+def test_a_folder_of_part_files_gives_the_same_scores(served_store, spark, tmp_path):
+    """A folder of Parquet part files (as a data lake holds them), read by both paths."""
+    folder = tmp_path / "orders"
+    folder.mkdir()
+    orders = served_store.orders
+    half = len(orders) // 2
+    orders.iloc[:half].to_parquet(folder / "part-00000.parquet", index=False)
+    orders.iloc[half:].to_parquet(folder / "part-00001.parquet", index=False)
+    batch_out = tmp_path / "batch" / "scores.parquet"
+    batch_run(
+        BatchConfig(
+            orders=folder,
+            events=served_store.events_path,
+            cutoff=CUTOFF,
+            out=batch_out,
+            features_out=None,
+            model_uri=served_store.model_uri,
+        )
+    )
+    out = tmp_path / "spark" / "scores"
+    spark_run(
+        SparkConfig(
+            orders=folder,
+            events=served_store.events_path,
+            cutoff=CUTOFF,
+            out=out,
+            model_uri=served_store.model_uri,
+        ),
+        spark,
+    )
+    assert_same_scores(pd.read_parquet(batch_out), load_spark_scores(out))

@@ -6,21 +6,10 @@ import pandas as pd
 import pytest
 
 from features import FeatureSpec
-from features.spark_input import spark_session
 from training.snapshots import sample_customers, window_snapshots
 from training.spark_snapshots import load_history, snapshot_source
 
 pytestmark = pytest.mark.spark
-
-
-@pytest.fixture(scope="module")
-def spark():
-    session = spark_session("local[2]", app_name="customer-value-tests")
-    # Small splits: every input is read as several partitions, as a large one is, so the row
-    # numbering across partitions and the groups are exercised.
-    session.conf.set("spark.sql.files.maxPartitionBytes", str(64 * 1024))
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")
