@@ -12,8 +12,10 @@ Used by distributed scoring (:mod:`serving.spark`) and training (:mod:`training.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import warnings
@@ -54,6 +56,8 @@ from features.spark_slices import (
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+logger = logging.getLogger(__name__)
 
 SESSION_CONF: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
@@ -327,3 +331,29 @@ def per_customer_group(
         return by_order.applyInPandas(functools.partial(function, events=None), schema)
     by_event = events.withColumn("__group", bucket).groupBy("__group")
     return by_order.cogroup(by_event).applyInPandas(function, schema)
+
+
+def write_quarantine(validated: Validated, path: Path) -> dict[str, int]:
+    """Count an input's quarantined rows per reason and write them as a dataset at ``path``.
+
+    The dataset has ``reason``, ``source_row`` and the raw values as text; with nothing
+    quarantined, a dataset an earlier run left at ``path`` is removed (it is not this run's).
+    """
+    counts = {
+        str(r[REASON]): int(r["count"])
+        for r in validated.quarantine.groupBy(REASON).count().collect()
+    }
+    if counts:
+        validated.quarantine.withColumnRenamed(ROW, "source_row").withColumnRenamed(
+            REASON, "reason"
+        ).write.mode("overwrite").parquet(str(path))
+        logger.warning(
+            "%d rows of %s quarantined to %s: %s",
+            sum(counts.values()),
+            validated.source,
+            path,
+            ", ".join(f"{reason} {n:,}" for reason, n in sorted(counts.items())),
+        )
+    elif path.exists():
+        shutil.rmtree(path)
+    return counts

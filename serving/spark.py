@@ -54,8 +54,14 @@ import pyarrow.parquet as pq
 from features.io import (
     parse_column_mapping,
 )
-from features.spark_input import per_customer_group, read_rows, spark_session, validate_rows
-from features.spark_slices import REASON, ROW, naive_utc
+from features.spark_input import (
+    per_customer_group,
+    read_rows,
+    spark_session,
+    validate_rows,
+    write_quarantine,
+)
+from features.spark_slices import naive_utc
 from serving.batch import (
     REJECT_NO_HISTORY,
     REJECT_NO_ORDERS,
@@ -189,25 +195,7 @@ def run(config: SparkConfig, spark: SparkSession | None = None) -> SparkSummary:
     inputs = {"orders": orders, **({"service_events": events} if events is not None else {})}
     quarantined: dict[str, dict[str, int]] = {}
     for name, validated in inputs.items():
-        path = quarantine_path(config.out, name)
-        counts = {
-            str(r[REASON]): int(r["count"])
-            for r in validated.quarantine.groupBy(REASON).count().collect()
-        }
-        quarantined[name] = counts
-        if counts:
-            validated.quarantine.withColumnRenamed(ROW, "source_row").withColumnRenamed(
-                REASON, "reason"
-            ).write.mode("overwrite").parquet(str(path))
-            logger.warning(
-                "%d %s row(s) quarantined to %s: %s",
-                sum(counts.values()),
-                name,
-                path,
-                ", ".join(f"{reason} {n:,}" for reason, n in sorted(counts.items())),
-            )
-        elif path.exists():
-            shutil.rmtree(path)  # not this run's
+        quarantined[name] = write_quarantine(validated, quarantine_path(config.out, name))
     # As text in the session's zone (UTC): a collected timestamp would be converted to the
     # driver machine's local time.
     last = orders.valid.agg(

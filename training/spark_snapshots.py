@@ -34,8 +34,8 @@ import pandas as pd
 
 from features import FeatureSpec, feature_names
 from features.io import LoadResult
-from features.spark_input import per_customer_group, read_rows, validate_rows
-from features.spark_slices import EVENT_TYPES, ORDER_TYPES, REASON, ROW, naive_utc, restore
+from features.spark_input import per_customer_group, read_rows, validate_rows, write_quarantine
+from features.spark_slices import EVENT_TYPES, ORDER_TYPES, ROW, naive_utc, restore
 from training.snapshots import SnapshotSource, window_snapshots
 
 if TYPE_CHECKING:
@@ -145,17 +145,8 @@ def load_history(
     )
     quarantined: dict[str, dict[str, int]] = {}
     for name, validated in (("orders", orders), ("service_events", events)):
-        if validated is None:
-            continue
-        counts = {
-            str(r[REASON]): int(r["count"])
-            for r in validated.quarantine.groupBy(REASON).count().collect()
-        }
-        if counts:
-            validated.quarantine.withColumnRenamed(ROW, "source_row").withColumnRenamed(
-                REASON, "reason"
-            ).write.mode("overwrite").parquet(str(quarantine_dir / f"{name}.quarantine"))
-        quarantined[name] = counts
+        if validated is not None:
+            quarantined[name] = write_quarantine(validated, quarantine_dir / f"{name}.quarantine")
     customers = orders.valid.select("customer_id").distinct().count()
     share = (
         _MILLION
