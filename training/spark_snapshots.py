@@ -25,7 +25,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -107,7 +107,6 @@ class SparkHistory:
     customers: int
     sampled: int
     groups: int
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def load_history(
@@ -163,13 +162,12 @@ def load_history(
     sampled = valid_orders.select("customer_id").distinct().count()
     order_frame = _to_driver(valid_orders, ORDER_TYPES)
     event_frame = _to_driver(valid_events, EVENT_TYPES) if valid_events is not None else None
-    seconds = {"spark_load": time.perf_counter() - tick}
     logger.info(
         "spark: %d customers, %d sampled (%d order rows on the driver) in %.1fs",
         customers,
         sampled,
         len(order_frame),
-        seconds["spark_load"],
+        time.perf_counter() - tick,
     )
     groups = max(-(-sampled // CUSTOMERS_PER_GROUP), 2 * spark.sparkContext.defaultParallelism)
     events_result = None
@@ -186,7 +184,6 @@ def load_history(
         customers,
         sampled,
         groups,
-        seconds,
     )
 
 
@@ -239,9 +236,6 @@ def snapshot_source(
         # The order window_snapshots gives on the whole history: cutoff by cutoff, customers
         # in id order.
         frame = frame.sort_values(["cutoff", "customer_id"], kind="stable").reset_index(drop=True)
-        history.seconds["spark_snapshots"] = (
-            history.seconds.get("spark_snapshots", 0.0) + time.perf_counter() - tick
-        )
         logger.info(
             "spark: %d window rows of %d at %d cutoffs in %.1fs",
             len(frame),
