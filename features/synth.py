@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import time
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +16,14 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from features.history import as_timestamp
+from features.synth_manifest import write_manifest
 
 logger = logging.getLogger(__name__)
 
 SECONDS_PER_DAY = 86_400
+#: The demo store's trading period (``end`` is the export date, exclusive).
+DEFAULT_START = "2022-07-01"
+DEFAULT_END = "2026-07-01"
 STR = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default "str" dtype
 
 
@@ -163,8 +167,8 @@ class SynthParams:
 def generate(
     customers: int,
     seed: int,
-    start: str | pd.Timestamp = "2022-07-01",
-    end: str | pd.Timestamp = "2026-07-01",
+    start: str | pd.Timestamp = DEFAULT_START,
+    end: str | pd.Timestamp = DEFAULT_END,
     params: SynthParams | None = None,
     *,
     progress: bool = False,
@@ -793,8 +797,8 @@ def service_effect_truth(
     *,
     lookback_days: int | None = None,
     mode: str = "history",
-    start: str | pd.Timestamp = "2022-07-01",
-    end: str | pd.Timestamp = "2026-07-01",
+    start: str | pd.Timestamp = DEFAULT_START,
+    end: str | pd.Timestamp = DEFAULT_END,
 ) -> pd.DataFrame:
     """The true revenue lost to service failures: the store replayed with effects switched off.
 
@@ -1077,9 +1081,18 @@ def write_tables(orders: pd.DataFrame, events: pd.DataFrame, out: str | Path) ->
 
 
 def write_demo(customers: int, seed: int, out: str | Path) -> Path:
-    """Generate the demo storefront with default dates and write it to ``out``."""
+    """Generate the demo storefront (default dates) and write it to ``out`` with its manifest."""
     orders, events = generate(customers, seed, progress=True)
-    return write_tables(orders, events, out)
+    folder = write_tables(orders, events, out)
+    write_manifest(
+        folder,
+        customers=customers,
+        seed=seed,
+        start=DEFAULT_START,
+        end=DEFAULT_END,
+        params=asdict(SynthParams()),
+    )
+    return folder
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1092,8 +1105,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=50_000, help="number of customers")
     parser.add_argument("--seed", type=int, default=7, help="random seed")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--start", default="2022-07-01", help="first day of trading")
-    parser.add_argument("--end", default="2026-07-01", help="export date (exclusive)")
+    parser.add_argument("--start", default=DEFAULT_START, help="first day of trading")
+    parser.add_argument("--end", default=DEFAULT_END, help="export date (exclusive)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -1105,6 +1118,15 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:  # a bad --customers/--start/--end: say so and exit with status 2
         parser.error(str(err))
     write_tables(orders, events, args.out)
+    # So that `make impact` knows these files are a store whose planted effects it can replay.
+    write_manifest(
+        args.out,
+        customers=args.customers,
+        seed=args.seed,
+        start=args.start,
+        end=args.end,
+        params=asdict(SynthParams()),
+    )
     kinds = events["kind"].value_counts()
     logger.info(
         "Generated %d customers with %d orders (%.2f per customer; %d cancelled, %d returned, "

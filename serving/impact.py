@@ -28,6 +28,8 @@ from features import build_features
 from features.history import days_before, format_cutoff
 from features.io import load_events, load_orders
 from features.quality import BAD_CSAT, BAD_RESOLUTION_HOURS
+from features.synth_manifest import SyntheticStore, store_behind
+from serving import impact_truth
 from serving.batch import CustomerChunks, add_input_arguments, chosen_events, resolve_cutoff
 from serving.scoring import ScoreSettings, score_matrix
 from serving.segments import VALUE_TIERS, Base
@@ -445,6 +447,8 @@ class ImpactConfig:
     out: Path = DEFAULT_IMPACT_OUT
     model_uri: str = DEFAULT_MODEL_URI
     chunk_customers: int = 200_000
+    #: On a synthetic store (``python -m features.synth``), also check against the planted truth.
+    truth: bool = True
 
 
 def parse_args(argv: list[str] | None = None) -> ImpactConfig:
@@ -461,6 +465,11 @@ def parse_args(argv: list[str] | None = None) -> ImpactConfig:
     parser.add_argument("--out", type=Path, default=d.out, help=".parquet (default) or .csv")
     parser.add_argument("--model-uri", default=d.model_uri)
     parser.add_argument("--chunk-customers", type=int, default=d.chunk_customers)
+    parser.add_argument(
+        "--no-truth",
+        action="store_true",
+        help="on a synthetic store, skip the check against its planted truth",
+    )
     args = parser.parse_args(argv)
     return ImpactConfig(
         orders=args.orders,
@@ -470,11 +479,19 @@ def parse_args(argv: list[str] | None = None) -> ImpactConfig:
         out=args.out,
         model_uri=args.model_uri,
         chunk_customers=args.chunk_customers,
+        truth=not args.no_truth,
     )
 
 
-def run(config: ImpactConfig) -> tuple[Impact, dict[str, str]]:
+def run(
+    config: ImpactConfig,
+) -> tuple[Impact, dict[str, str], impact_truth.TruthCheck | None]:
     """Load the model and data, estimate, write ``config.out``; return it and the model info.
+
+    On a synthetic store (its manifest beside the orders, the files unchanged) the estimate is
+    also checked against the planted truth (:func:`check_against_truth`), written beside
+    ``config.out`` (:func:`serving.impact_truth.truth_path`) and returned; otherwise None, and
+    an earlier check at that path is removed so that no report pairs it with these figures.
 
     Raises
     ------
@@ -525,11 +542,90 @@ def run(config: ImpactConfig) -> tuple[Impact, dict[str, str]]:
     else:
         impact.customers.to_parquet(config.out, index=False)
     timings["write"] = time.perf_counter() - tick
+    check_file = impact_truth.truth_path(config.out)
+    store = store_behind(config.orders, config.events) if config.truth else None
+    check = None
+    if store is None:
+        check_file.unlink(missing_ok=True)
+    else:
+        tick = time.perf_counter()
+        check = check_against_truth(
+            config.model_uri, orders, events, store, chunk_customers=config.chunk_customers
+        )
+        check.write(check_file)
+        timings["truth_check"] = time.perf_counter() - tick
     impact.seconds = timings
-    return impact, info
+    return impact, info, check
 
 
-def format_report(impact: Impact, info: dict[str, str] | None = None) -> str:
+def check_against_truth(
+    model_uri: str,
+    orders: pd.DataFrame,
+    events: pd.DataFrame,
+    store: SyntheticStore,
+    *,
+    chunk_customers: int = 200_000,
+) -> impact_truth.TruthCheck:
+    """The what-if of the model's evaluation twin at its holdout cutoff, beside the truth.
+
+    Parameters
+    ----------
+    model_uri : str
+        A registered version; its run's ``plan.holdout_cutoff`` is the cutoff.
+    orders, events : pandas.DataFrame
+        The synthetic store's validated tables (only rows before the cutoff are used).
+    store : SyntheticStore
+        How the store was generated (:func:`features.synth_manifest.store_behind`).
+    chunk_customers : int
+        As for :func:`estimate_impact`.
+
+    Returns
+    -------
+    serving.impact_truth.TruthCheck
+
+    Raises
+    ------
+    ValueError
+        When the version's run has no holdout cutoff (a model not trained by ``make train``).
+    """
+    info = tracking.version_info(model_uri)
+    version = tracking.with_run(
+        tracking.RegisteredVersion(
+            info["model_name"], info["model_version"], "", tracking.pinned_uri(model_uri, info)
+        )
+    )
+    holdout = tracking.version_params(version).get("plan.holdout_cutoff")
+    if not holdout:
+        raise ValueError(
+            f"{model_uri}: its MLflow run has no parameter plan.holdout_cutoff, so its "
+            "evaluation twin cannot be checked against the truth (train it with make train, "
+            "or pass --no-truth)"
+        )
+    cutoff = pd.Timestamp(holdout)
+    twin = tracking.load_model(version.model_uri, which="evaluation")
+    horizon = int(twin.spec.horizon_days)
+    estimate = estimate_impact(
+        twin,
+        orders.loc[orders["ordered_at"].to_numpy() < cutoff.to_datetime64()],
+        events.loc[events["occurred_at"].to_numpy() < cutoff.to_datetime64()],
+        cutoff,
+        chunk_customers=chunk_customers,
+    )
+    truth = impact_truth.planted_truth(store, cutoff, horizon)
+    return impact_truth.TruthCheck(
+        cutoff=format_cutoff(cutoff),
+        horizon_days=horizon,
+        model_uri=version.model_uri,
+        store=impact_truth.store_summary(store),
+        table=impact_truth.compare(estimate.by_kind, truth),
+    )
+
+
+def format_report(
+    impact: Impact,
+    info: dict[str, str] | None = None,
+    check: impact_truth.TruthCheck | None = None,
+) -> str:
     """The readable report: the statement, the per-kind and per-segment tables, the notes."""
     model = f" with {info['model_name']} v{info['model_version']}" if info else ""
     base_clv = float(impact.customers["clv"].sum())
@@ -546,6 +642,15 @@ def format_report(impact: Impact, info: dict[str, str] | None = None) -> str:
         "Per value segment (of the actual scores):",
         _table(impact.by_segment),
     ]
+    if check is not None:
+        agree = "the same order as" if check.ranks_agree else "NOT in the order of"
+        lines += [
+            "",
+            impact_truth.STATEMENT,
+            f"At {check.cutoff} with {check.model_uri} (evaluation twin), horizon "
+            f"{check.horizon_days} days; the estimate ranks the kinds in {agree} the truth:",
+            _table(check.table.rename(index=KIND_LABELS)),
+        ]
     lines += [f"note: {note}" for note in impact.notes]
     lines.append("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in impact.seconds.items()))
     return "\n".join(lines)
@@ -560,6 +665,10 @@ def _table(frame: pd.DataFrame) -> str:
         "customers": "{:,.0f}".format,
         "affected": "{:,.0f}".format,
         "features_changed": "{:,.0f}".format,
+        "affected_truth": "{:,.0f}".format,
+        "estimate": "{:+,.0f}".format,
+        "truth": "{:+,.0f}".format,
+        "error_pct": "{:+.1f}%".format,
     }
     return frame.to_string(formatters=formats)
 
@@ -570,9 +679,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> None:
         tracking.configure(read_only=True)
-        impact, info = run(config)
-        print(format_report(impact, info))
+        impact, info, check = run(config)
+        print(format_report(impact, info, check))
         print(f"wrote {config.out} (one row per customer)")
+        if check is not None:
+            print(f"wrote {impact_truth.truth_path(config.out)} (the check against the truth)")
 
     return run_entrypoint(work)
 

@@ -39,6 +39,10 @@ from matplotlib.figure import Figure
 
 from features.io import DataValidationError, load_orders
 from serving.budget import BudgetAssumptions, budget_table, cohort_budget
+from serving.impact import KIND_LABELS
+from serving.impact import STATEMENT as IMPACT_STATEMENT
+from serving.impact_truth import STATEMENT as TRUTH_STATEMENT
+from serving.impact_truth import TruthCheck, truth_path
 from serving.run_files import DEFAULT_OUT, RunStamp
 from serving.segments import VALUE_TIERS
 from training import tracking
@@ -316,6 +320,7 @@ class Report:
     assumptions: BudgetAssumptions
     impact: pd.DataFrame | None
     impact_note: str
+    truth: TruthCheck | None
     run: ModelRun | None
     figures: dict[str, bytes]
 
@@ -334,6 +339,7 @@ def build_report(
     has_service_data: bool | None = None,
     orders: pd.DataFrame | None = None,
     assumptions: BudgetAssumptions | None = None,
+    truth: TruthCheck | None = None,
 ) -> Report:
     """Compute everything the report shows.
 
@@ -356,6 +362,9 @@ def build_report(
         ``customer_id`` and ``ordered_at``, for the budget by acquisition cohort.
     assumptions : BudgetAssumptions, optional
         Margin and save rate of the budget guidance.
+    truth : TruthCheck, optional
+        On a synthetic store, the impact estimate beside the planted truth
+        (:mod:`serving.impact_truth`), shown with the impact.
     """
     assumptions = assumptions or BudgetAssumptions()
     if impact is not None:
@@ -379,6 +388,7 @@ def build_report(
         assumptions=assumptions,
         impact=impact,
         impact_note=note,
+        truth=truth,
         run=run,
         figures={"clv_histogram": figure_png(clv_histogram(scores["clv"]))},
     )
@@ -469,6 +479,20 @@ def _template_values(report: Report) -> dict[str, object]:
         "drivers_html": ""
         if drivers.empty
         else _fmt(drivers, {"customers": ",d", "share": ".1%", "raises": ".0%"}, index=False),
+        "impact_statement": IMPACT_STATEMENT,
+        "truth_statement": TRUTH_STATEMENT,
+        "truth_html": ""
+        if report.truth is None
+        else _fmt(
+            report.truth.table.rename(index=KIND_LABELS),
+            {
+                "affected": ",d",
+                "affected_truth": ",d",
+                "estimate": _MONEY,
+                "truth": _MONEY,
+                "error_pct": "+.1f",
+            },
+        ),
         "impact_html": ""
         if report.impact is None
         else _fmt(
@@ -573,7 +597,16 @@ feature).</p>
 affected customers of clv_&lt;kind&gt; &minus; clv (clv_&lt;kind&gt;: the impact run's
 what-if prediction for that kind, see serving/impact.py); mean_p_churn_difference likewise for the
 churn probability.</p>
+<p class="note">{{ impact_statement }}</p>
 <div class="wrap">{{ impact_html|safe }}</div>
+{% if truth_html %}<h3>Estimate and truth, side by side (synthetic store)</h3>
+<p class="note">{{ truth_statement }} Cutoff {{ r.truth.cutoff }}, horizon
+{{ r.truth.horizon_days }} days, {{ r.truth.model_uri }}; store of
+{{ "{:,}".format(r.truth.store.customers) }} customers (seed {{ r.truth.store.seed }}).
+error_pct = 100 &times; (estimate / truth &minus; 1). The estimate ranks the three kinds
+{% if r.truth.ranks_agree %}in the true order{% else %}<strong>not</strong> in the true
+order{% endif %}.</p>
+<div class="wrap">{{ truth_html|safe }}</div>{% endif %}
 {% else %}<p class="note">{{ r.impact_note }}</p>{% endif %}
 
 <h2 id="budget">6. Budget guidance</h2>
@@ -621,6 +654,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scores", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--impact", type=Path, help="serving.impact output (.parquet or .csv)")
     parser.add_argument(
+        "--impact-truth",
+        type=Path,
+        help="the check against the planted truth that serving.impact wrote on a synthetic "
+        "store (default: the <impact>_truth.json beside --impact, when there is one)",
+    )
+    parser.add_argument(
         "--events", type=Path, help="service events file; without rows, impact cannot be measured"
     )
     parser.add_argument(
@@ -660,6 +699,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.impact.suffix.lower() == ".csv"
             else pd.read_parquet(args.impact)
         )
+    truth_file = args.impact_truth
+    if truth_file is None and args.impact is not None:
+        truth_file = truth_path(args.impact)
+        truth_file = truth_file if truth_file.is_file() else None
+    truth = TruthCheck.read(truth_file) if truth_file is not None else None
     has_service_data = None
     if args.no_service_data:
         has_service_data = False
@@ -686,6 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         has_service_data=has_service_data,
         orders=orders,
         assumptions=assumptions,
+        truth=truth if impact is not None else None,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report.render(), encoding="utf-8")

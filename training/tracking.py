@@ -479,6 +479,13 @@ def version_metrics(version: RegisteredVersion) -> dict[str, float]:
     return dict(MlflowClient().get_run(version.run_id).data.metrics)
 
 
+def version_params(version: RegisteredVersion) -> dict[str, str]:
+    """Parameters of the run that produced a version (``plan.holdout_cutoff``, ...)."""
+    if not version.run_id:
+        return {}
+    return dict(MlflowClient().get_run(version.run_id).data.params)
+
+
 def load_model(
     model_uri: str, which: str = SERVING_DIR, dst: str | Path | None = None
 ) -> CustomerValueModel:

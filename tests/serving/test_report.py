@@ -15,6 +15,7 @@ import pytest
 
 from serving import report
 from serving.budget import BudgetAssumptions
+from serving.impact_truth import TruthCheck, compare
 from serving.run_files import SCORE_COLUMNS, RunStamp, write_scores
 from serving.segments import Base
 
@@ -299,3 +300,26 @@ def test_every_figure_loads_in_headless_chromium(
     assert len(images) == 1 + len(report.QUALITY_FIGURES)
     broken = [i for i in images if not (i["complete"] and i["width"] > 0 and i["height"] > 0)]
     assert not broken, f"figures that did not load: {broken}"
+
+
+def test_the_report_shows_estimate_and_truth_side_by_side(tmp_path):
+    kinds = ["late", "returns", "bad_tickets", "all"]
+    estimate = pd.DataFrame(
+        {"clv_gain": [110.0, 45.0, 12.0, 170.0], "affected": [10, 5, 2, 14]}, index=kinds
+    )
+    truth = pd.DataFrame(
+        {"value_lost": [100.0, 50.0, 10.0, 160.0], "customers": [10, 6, 2, 15]}, index=kinds
+    )
+    check = TruthCheck("2025-01-01", 180, "models:/customer-value/1",
+                       {"customers": 2000, "seed": 11}, compare(estimate, truth))  # fmt: skip
+    impact = pd.DataFrame({"clv": [10.0, 20.0], "p_churn": [0.5, 0.4]})
+    for kind in ("late", "returns", "bad_tickets", "all"):
+        impact[f"clv_{kind}"] = impact["clv"] + 1.0
+        impact[f"affected_{kind}"] = True
+    html = report.build_report(synthetic_scores(50), impact=impact, truth=check).render()
+    assert "Estimate and truth, side by side" in html
+    assert "badly resolved tickets" in html and "+20.0" in html  # 12 against 10
+    assert "in the true order" in html
+    assert "model-based what-if" in html
+    without = report.build_report(synthetic_scores(50), impact=impact).render()
+    assert "side by side" not in without
