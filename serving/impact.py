@@ -6,6 +6,15 @@ three; features are rebuilt with :func:`features.build_features` and scored with
 as batch scoring (:func:`serving.scoring.score_matrix`). The difference between the two
 predictions is what the model says those failures cost.
 
+Two readings of "had the failures not happened" are given. ``gain_<kind>`` is what they still
+cost from now on: the customer's probability of still being a customer is the one their real
+history gives (a customer the failures already drove away stays gone; the model's P(active) =
+(1 - p_churn) / (1 - P(no order | active)), whose last factor depends on order dates alone),
+and only the value while still a customer is rescored. It is the quantity the synthetic
+store's truth measures (:mod:`serving.impact_truth`), and the one a business can still act
+on. ``gain_if_never_<kind>`` is the rescored prediction as it is, which also revives the
+customers already lost (docs/experiments.md, ideas 13-15).
+
 This is a model-based what-if, not a measured effect: customers with failures can differ from
 the others in ways the model does not see (confounding), so the figures say how much the
 predictions lean on the service features, not what fixing service would earn.
@@ -68,12 +77,16 @@ STATEMENT = (
     "returned orders are kept as completed orders and their return events removed; badly "
     f"resolved tickets (> {BAD_RESOLUTION_HOURS:g} h or CSAT <= {BAD_CSAT:g}) are resolved "
     f"within {BAD_RESOLUTION_HOURS:g} h with CSAT >= {GOOD_CSAT:g}), the features were rebuilt and "
-    "the same model rescored them. The difference is how much the model's predictions lean on "
-    "the service features. Customers who suffered failures may differ in ways the model does "
-    "not see (confounding: e.g. frequent buyers get more late deliveries and return more), so "
-    "it is not a causal estimate of what fixing service would earn. Customers without a failure "
-    "of a kind have exactly 0 difference for it. A return kept also counts its amount as paid "
-    "revenue in the history, so part of the returns figure is about spend, not service."
+    "the same model rescored them. clv_gain is what the failures still cost from now on: the "
+    "chance that the customer is still a customer stays the one their real history gives "
+    "(whoever has already left stays gone) and only their value while still a customer is "
+    "rescored. clv_gain_if_never also brings back customers the failures may already have "
+    "driven away (as if the failures had never happened); the churn change reads the same way. "
+    "Customers who suffered failures may differ in ways the model does not see (confounding: "
+    "e.g. frequent buyers get more late deliveries and return more), so it is not a causal "
+    "estimate of what fixing service would earn. Customers without a failure of a kind have "
+    "exactly 0 difference for it. A return kept also counts its amount as paid revenue in the "
+    "history, so part of the returns figure is about spend, not service."
 )
 
 
@@ -224,8 +237,11 @@ class Impact:
     ----------
     customers : pandas.DataFrame
         One row per scored customer: ``customer_id``, ``value_segment`` (of the actual scores),
-        ``clv``, ``p_churn`` and for each kind ``clv_<kind>``, ``p_churn_<kind>``,
-        ``affected_<kind>``, ``gain_<kind>`` (``clv_<kind> - clv``) and ``churn_change_<kind>``
+        ``clv``, ``p_churn`` and for each kind ``clv_<kind>`` (the CLV without those failures
+        from now on: value while still a customer rescored, the chance of still being one
+        kept), ``clv_if_never_<kind>`` (the model's prediction for the rewritten history as it
+        is), ``p_churn_<kind>``, ``affected_<kind>``, ``gain_<kind>`` (``clv_<kind> - clv``),
+        ``gain_if_never_<kind>`` (``clv_if_never_<kind> - clv``) and ``churn_change_<kind>``
         (``p_churn_<kind> - p_churn``).
     by_kind : pandas.DataFrame
         Per kind: customers affected, how many of them the model sees differently (an old
@@ -304,10 +320,18 @@ def _score_chunk(
             rescored = score_matrix(model, Xc[moved], settings)
             clv[moved], p_churn[moved] = rescored.clv, rescored.p_churn
         seconds["predict"] += time.perf_counter() - tick
-        out[f"clv_{kind}"] = clv
+        # Whoever has already gone stays gone: the chance of still being a customer is the
+        # one the real history gives, and only the value while still a customer is the
+        # what-if's. P(active) = (1 - p_churn) / (1 - P(no order | active)); the last factor
+        # is the purchase model's, from order dates alone, which no rewrite moves.
+        still_here = (1.0 - scores.p_churn) / np.maximum(1.0 - p_churn, 1e-12)
+        from_now = clv * still_here
+        out[f"clv_{kind}"] = from_now
+        out[f"clv_if_never_{kind}"] = clv
         out[f"p_churn_{kind}"] = p_churn
         out[f"affected_{kind}"] = hit
-        out[f"gain_{kind}"] = clv - scores.clv
+        out[f"gain_{kind}"] = from_now - scores.clv
+        out[f"gain_if_never_{kind}"] = clv - scores.clv
         out[f"churn_change_{kind}"] = p_churn - scores.p_churn
         out[f"moved_{kind}"] = moved
     return out
@@ -403,6 +427,7 @@ def _summary(frame: pd.DataFrame, kinds: tuple[str, ...], total: float) -> pd.Da
             "clv_affected": float(frame.loc[hit, "clv"].sum()),
             "clv_gain": gain,
             "gain_pct_of_base": 100.0 * gain / total if total > 0 else np.nan,
+            "clv_gain_if_never": float(frame[f"gain_if_never_{kind}"].sum()),
             "churn_change_affected": (
                 float(frame.loc[hit, f"churn_change_{kind}"].mean()) if hit.any() else np.nan
             ),
@@ -661,6 +686,7 @@ def _table(frame: pd.DataFrame) -> str:
         "clv_affected": "{:,.0f}".format,
         "clv_gain": "{:+,.0f}".format,
         "gain_pct_of_base": "{:+.2f}%".format,
+        "clv_gain_if_never": "{:+,.0f}".format,
         "churn_change_affected": "{:+.4f}".format,
         "customers": "{:,.0f}".format,
         "affected": "{:,.0f}".format,

@@ -105,6 +105,19 @@ def monotone_directions(spec: FeatureSpec, window_days: int) -> dict[str, dict[s
     return {"clv": value, "churn": churn}
 
 
+def service_stack_names(spec: FeatureSpec) -> tuple[str, ...]:
+    """Service-failure counts the value stack weighs directly (late, returns, bad tickets).
+
+    The boosted parts learn what a failure does to the next ``window_days``; a failure that
+    makes a customer likelier to leave after each later order costs more over a year than
+    four such windows, because the losses compound. On the demo store the windows are
+    calibrated by failure count while the horizon over-predicts customers with failures by up
+    to 1.5x; a term per count in the horizon-long stack carries the difference.
+    """
+    q = spec.quality_days
+    return (f"late_deliveries_{q}d", f"returns_{q}d", f"bad_tickets_{q}d")
+
+
 @dataclass(frozen=True)
 class ModelParams:
     """XGBoost hyperparameters shared by the two boosted models (the search tunes these).
@@ -139,12 +152,18 @@ class Stack:
     ``reference`` holds the training means of the purchase-model terms, the zero point of their
     contribution in the reasons. ``profile`` is fit on the same holdout rows
     (:class:`training.profile.Profile`); models saved before it have none.
+
+    ``service`` maps service-failure counts (:func:`service_stack_names`) to their weight in log
+    value, each <= 0: what the failures cost over the horizon beyond what the short-window
+    trees see (docs/experiments.md, idea 15). Empty without service data, for the classical
+    family, and in models saved before it.
     """
 
     churn: tuple[float, float, float]
     value: tuple[float, float, float]
     reference: tuple[float, float]
     profile: Profile | None = None
+    service: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -155,13 +174,21 @@ class Stack:
         }
         if self.profile is not None:
             data["profile"] = self.profile.to_dict()
+        if self.service:
+            data["service"] = dict(self.service)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Stack:
-        """Rebuild from :meth:`to_dict` output."""
+        """Rebuild from :meth:`to_dict` output (models saved before ``service`` have none)."""
         profile = Profile.from_dict(data["profile"]) if "profile" in data else None
-        return cls(tuple(data["churn"]), tuple(data["value"]), tuple(data["reference"]), profile)
+        return cls(
+            tuple(data["churn"]),
+            tuple(data["value"]),
+            tuple(data["reference"]),
+            profile,
+            {str(k): float(v) for k, v in data.get("service", {}).items()},
+        )
 
 
 @dataclass(frozen=True)
@@ -347,29 +374,59 @@ class CustomerValueModel:
                 "non-churners (use a longer history or a later cutoff)"
             )
         churn_terms = np.column_stack([_logit(parts["purchase_churn"]), _logit(parts["churn"])])
-        value_terms = np.column_stack(
-            [_log_value(parts["purchase_value"]), _log_value(parts["value"])]
-        )
         if family not in STACK_TERMS:
             raise ValueError(f"family must be one of {sorted(STACK_TERMS)}; got {family!r}")
         columns = STACK_TERMS[family]
-        churn = _positive_glm(
-            LogisticRegression(C=1e4, max_iter=1000), churn_terms, y_churn, columns
+        X = self._feature_matrix(features)
+        # The classical family stays the textbook model, calibrated: no service terms.
+        candidates = [] if family == "classical" else list(service_stack_names(self.spec))
+        failures = self._service_matrix(X, candidates)
+        # A count that never varies (no service data) has nothing to teach.
+        service_names = [n for n, col in zip(candidates, failures.T, strict=True) if np.ptp(col)]
+        failures = self._service_matrix(X, service_names)
+        value_terms = np.column_stack(
+            [_log_value(parts["purchase_value"]), _log_value(parts["value"])]
+        )
+        positive = dict.fromkeys(columns, 1)
+        churn_fit = _signed_glm(
+            LogisticRegression(C=1e4, max_iter=1000), churn_terms, y_churn, positive
         )
         scale = max(float(y_value.mean()), 1e-9)
-        value = _positive_glm(
+        target = y_value / scale / season
+        value_fit = _signed_glm(
             PoissonRegressor(alpha=1e-8, max_iter=1000),
             value_terms,
-            y_value / scale / season,
-            columns,
+            target,
+            positive,
             sample_weight=np.full(len(y_value), season),
         )
-        value = (value[0] + float(np.log(scale)), value[1], value[2])
+        service: dict[str, float] = {}
+        if service_names:
+            # Second stage, the parts' weights kept: the failures' weights on top of the parts'
+            # prediction (a Poisson offset, as y / m weighted by m). Fitting all at once moved
+            # weight between the parts and cost rank order (docs/experiments.md, idea 15).
+            offset = np.exp(value_fit[0] + value_terms @ np.array(value_fit[1]))
+            failures_fit = _signed_glm(
+                PoissonRegressor(alpha=1e-8, max_iter=1000),
+                failures,
+                target / offset,
+                dict.fromkeys(range(len(service_names)), -1),
+                sample_weight=season * offset,
+            )
+            service = {
+                name: weight
+                for name, weight in zip(service_names, failures_fit[1], strict=True)
+                if weight != 0.0
+            }
+            if service:
+                value_fit = (value_fit[0] + failures_fit[0], value_fit[1])
+        churn = (churn_fit[0], churn_fit[1][0], churn_fit[1][1])
+        value = (value_fit[0] + float(np.log(scale)), value_fit[1][0], value_fit[1][1])
         reference = (float(churn_terms[:, 0].mean()), float(value_terms[:, 0].mean()))
-        stack = Stack(churn, value, reference)
+        stack = Stack(churn, value, reference, service=service)
         if future_orders is not None:
-            history = self._history(self._feature_matrix(features))
-            clv, p_churn = self._combine(stack, parts, season)
+            history = self._history(X)
+            clv, p_churn = self._combine(stack, parts, X, season)
             profile = Profile.fit(
                 clv,
                 p_churn,
@@ -377,9 +434,14 @@ class CustomerValueModel:
                 y_value,
                 np.asarray(future_orders, dtype="float64"),
             )
-            stack = Stack(churn, value, reference, profile)
+            stack = Stack(churn, value, reference, profile, service)
         self.stack_ = stack
-        logger.info("stack: churn %s, value %s", np.round(churn, 3), np.round(value, 3))
+        logger.info(
+            "stack: churn %s, value %s, service %s",
+            np.round(churn, 3),
+            np.round(value, 3),
+            {k: round(v, 3) for k, v in service.items()},
+        )
         return self
 
     def with_stack(self, stack: Stack) -> CustomerValueModel:
@@ -391,6 +453,13 @@ class CustomerValueModel:
     def _feature_matrix(self, features: pd.DataFrame) -> np.ndarray:
         self._check_columns(features)
         return features[self.feature_names_in_].to_numpy(dtype="float64")
+
+    def _service_matrix(self, X: np.ndarray, names: list[str]) -> np.ndarray:
+        """The columns ``names`` of ``X``; unknown (NaN: no service data) counts as none."""
+        index = [self.feature_names_in_.index(name) for name in names]
+        return np.nan_to_num(np.asarray(X, dtype="float64")[:, index], nan=0.0).reshape(
+            len(X), len(index)
+        )
 
     def _xgb_kwargs(self, params: ModelParams, trees: int, early_stop: bool) -> dict[str, Any]:
         return {
@@ -507,14 +576,21 @@ class CustomerValueModel:
         (numpy.ndarray, numpy.ndarray)
             ``clv`` and ``p_churn``, float64.
         """
-        X = self._checked_matrix(X)
+        X = np.asarray(self._checked_matrix(X), dtype="float64")
         stack = self.require_stack()
-        return self._combine(stack, self._evaluate(np.asarray(X, dtype="float64")).parts)
+        return self._combine(stack, self._evaluate(X).parts, X)
 
     def _combine(
-        self, stack: Stack, parts: dict[str, np.ndarray], season: float | None = None
+        self,
+        stack: Stack,
+        parts: dict[str, np.ndarray],
+        X: np.ndarray,
+        season: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The stack: the parts' figures into ``clv`` and ``p_churn`` (``season``: its own)."""
+        """The stack: the parts' figures (and ``X``'s failure counts) into ``clv`` and ``p_churn``.
+
+        ``season``: the model's own seasonal index when None.
+        """
         b0, b_purchase, b_boosted = stack.churn
         churn_logit = (
             b0 + b_purchase * _logit(parts["purchase_churn"]) + b_boosted * _logit(parts["churn"])
@@ -525,6 +601,9 @@ class CustomerValueModel:
             + g_purchase * _log_value(parts["purchase_value"])
             + g_boosted * _log_value(parts["value"])
         )
+        if stack.service:
+            weights = np.array(list(stack.service.values()))
+            log_value = log_value + self._service_matrix(X, list(stack.service)) @ weights
         p_churn = 1.0 / (1.0 + np.exp(-churn_logit))
         clv = (self.season_ if season is None else season) * np.exp(log_value)
         return clv.astype("float64"), p_churn.astype("float64")
@@ -661,10 +740,10 @@ class CustomerValueModel:
         -------
         (clv, p_churn, contributions, values)
         """
-        X = self._checked_matrix(X)
+        X = np.asarray(self._checked_matrix(X), dtype="float64")
         stack = self.require_stack()
-        evaluated = self._evaluate(np.asarray(X, dtype="float64"))
-        clv, p_churn = self._combine(stack, evaluated.parts)
+        evaluated = self._evaluate(X)
+        clv, p_churn = self._combine(stack, evaluated.parts, X)
         contributions = self._contributions(stack, evaluated, approximate)
         return clv, p_churn, contributions, self._explained_values(evaluated)
 
@@ -730,6 +809,14 @@ class CustomerValueModel:
                 .astype("float64")
             )
             features_part = weights[target] * boosted[:, :-1]
+            if target == "clv" and stack.service:
+                # A stack term is its feature's own: weight x count, zero without failures.
+                names = list(stack.service)
+                index = [self.feature_names_in_.index(name) for name in names]
+                X = evaluated.derived[:, : len(self.feature_names_in_)]
+                features_part[:, index] += self._service_matrix(X, names) * np.array(
+                    list(stack.service.values())
+                )
             own = np.zeros((rows, 2))
             own[:, 0 if target == "churn" else 1] = purchase_terms[target]
             bias = weights[target] * (boosted[:, -1] + scale[target])
@@ -849,28 +936,31 @@ class CustomerValueModel:
         return model
 
 
-def _positive_glm(
+def _signed_glm(
     glm: Any,
     terms: np.ndarray,
     target: np.ndarray,
-    columns: list[int],
+    signs: dict[int, int],
     sample_weight: np.ndarray | None = None,
-) -> tuple[float, float, float]:
-    """Fit ``glm`` on ``terms[:, columns]``, dropping any term whose weight comes out <= 0.
+) -> tuple[float, list[float]]:
+    """Fit ``glm`` on the columns ``signs`` names, dropping any whose weight has the wrong sign.
 
-    Returns (intercept, weight of term 0, weight of term 1) with dropped weights 0. A part
-    with a negative weight would turn its own ranking upside down; with none left the
+    ``signs`` maps a column of ``terms`` to the sign its weight must have (+1 or -1). Returns
+    the intercept and one weight per column of ``terms`` (0 for a column dropped or not
+    named). A part with a negative weight would turn its own ranking upside down, and a
+    service failure with a positive one would say failures pay; with no column left the
     intercept alone remains (every customer the same).
     """
-    columns = list(columns)
+    columns = sorted(signs)
     while columns:
         glm.fit(terms[:, columns], target, sample_weight=sample_weight)
         coef = np.ravel(glm.coef_)
-        if (coef > 0).all():
-            weights = [0.0, 0.0]
+        right = np.array([signs[c] * w > 0 for c, w in zip(columns, coef, strict=True)])
+        if right.all():
+            weights = [0.0] * terms.shape[1]
             for column, weight in zip(columns, coef, strict=True):
                 weights[column] = float(weight)
-            return (float(np.ravel(glm.intercept_)[0]), weights[0], weights[1])
-        columns = [c for c, w in zip(columns, coef, strict=True) if w > 0]
+            return float(np.ravel(glm.intercept_)[0]), weights
+        columns = [c for c, ok in zip(columns, right, strict=True) if ok]
     glm.fit(np.zeros((len(target), 1)), target, sample_weight=sample_weight)
-    return (float(np.ravel(glm.intercept_)[0]), 0.0, 0.0)
+    return float(np.ravel(glm.intercept_)[0]), [0.0] * terms.shape[1]

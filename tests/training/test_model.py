@@ -205,3 +205,63 @@ def test_one_scoring_pass_gives_what_the_three_calls_give(data):
     for target in ("clv", "churn"):
         np.testing.assert_array_equal(contributions[target], separate[target])
     np.testing.assert_array_equal(values, model.explain(X))
+
+
+def _service_data(late_effect: float, seed: int = 4):
+    """Rows whose horizon value falls with late deliveries more than their window shows."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    X = customer_rows(rng, n, NAMES)
+    q = SPEC.quality_days
+    X[f"late_deliveries_{q}d"] = rng.poisson(0.8, n).astype(float)
+    X[f"returns_{q}d"] = rng.poisson(0.5, n).astype(float)
+    X[f"bad_tickets_{q}d"] = rng.poisson(0.2, n).astype(float)
+    buy = rng.random(n) < np.exp(-X["days_since_last_order"] / 150) * (0.3 + 0.1 * X["frequency"])
+    window = np.where(buy, rng.gamma(2.0, 40.0, n), 0.0)
+    # Over the horizon each late delivery costs a share of the value; the window sees none of it.
+    horizon = 2 * window * np.exp(late_effect * X[f"late_deliveries_{q}d"])
+    return X, pd.Series(window), pd.Series(horizon), pd.Series((~buy).astype(int))
+
+
+def _fit_service(X, window, horizon, churned, family="hybrid"):
+    model = CustomerValueModel(SPEC, ModelParams(n_estimators=60), seed=2).fit(
+        X[:2000], window[:2000], churned[:2000], purchase=PURCHASE, window_days=90
+    )
+    return model.fit_stack(X[2000:], horizon[2000:], churned[2000:], family=family)
+
+
+def test_the_stack_weighs_what_failures_cost_beyond_the_window(tmp_path):
+    X, window, horizon, churned = _service_data(late_effect=-0.4)
+    model = _fit_service(X, window, horizon, churned)
+    q = SPEC.quality_days
+    service = model.stack_.service
+    assert service[f"late_deliveries_{q}d"] == pytest.approx(-0.4, abs=0.15)
+    # Counts that cost nothing beyond the window get no weight, or a small one, never a positive.
+    assert all(weight < 0 for weight in service.values())
+    assert abs(service.get(f"returns_{q}d", 0.0)) < 0.15
+    # A late delivery more lowers the CLV by about that factor, everything else equal.
+    more = X.assign(**{f"late_deliveries_{q}d": X[f"late_deliveries_{q}d"] + 1})
+    ratio = model.predict(more)["clv"] / model.predict(X)["clv"]
+    assert ratio.max() < 1.0
+    # The stack's term is the feature's own in the reasons, and the sums still hold.
+    contrib = model.contributions(X[:50], approximate=False)["clv"]
+    pred = model.predict(X[:50])
+    value_bias = model.stack_.value[0] + model.stack_.value[1] * model.stack_.reference[1]
+    np.testing.assert_allclose(
+        contrib.sum(axis=1) + value_bias, np.log(pred["clv"] / model.season_), atol=1e-4
+    )
+    loaded = CustomerValueModel.load(model.save(tmp_path / "m"))
+    assert loaded.stack_ == model.stack_
+    pd.testing.assert_frame_equal(loaded.predict(X), model.predict(X))
+    # The classical family stays the textbook model: no service terms.
+    assert _fit_service(X, window, horizon, churned, family="classical").stack_.service == {}
+
+
+def test_without_service_data_the_stack_has_no_service_terms():
+    X, window, horizon, churned = _service_data(late_effect=-0.4)
+    q = SPEC.quality_days
+    unknown = [f"late_deliveries_{q}d", f"returns_{q}d", f"bad_tickets_{q}d"]
+    X[unknown] = np.nan  # an orders-only shop
+    model = _fit_service(X, window, horizon, churned)
+    assert model.stack_.service == {}
+    assert "service" not in model.stack_.to_dict()
