@@ -660,7 +660,8 @@ def format_report(
         "",
         STATEMENT,
         "",
-        "If the failure had not happened (clv_gain: total predicted CLV difference; "
+        "If the failure had not happened (clv_gain: what the failures still cost from now on, "
+        "customers already lost staying lost; clv_gain_if_never: also bringing those back; "
         "churn_change_affected: mean churn probability difference among the affected):",
         _table(impact.by_kind.rename(index=KIND_LABELS)),
         "",
