@@ -182,8 +182,10 @@ def impact_summary(impact: pd.DataFrame) -> pd.DataFrame:
     Accepts either the per-customer output of ``serving.impact`` (columns ``clv`` and, per
     kind k, ``clv_<k>`` and ``affected_<k>``), summed here as ``customers_affected`` =
     count of ``affected_<k>`` and ``clv_difference`` = sum of ``clv_<k> - clv`` over the
-    affected customers (and, with ``p_churn_<k>``, ``mean_p_churn_difference``: the mean of
-    ``p_churn_<k> - p_churn`` over them), or an already summarised table, returned as it is.
+    affected customers (with ``clv_if_never_<k>``, ``clv_difference_if_never`` likewise: the
+    reading that also brings back customers already lost; with ``p_churn_<k>``,
+    ``mean_p_churn_difference``: the mean of ``p_churn_<k> - p_churn`` over them), or an already
+    summarised table, returned as it is.
     """
     kinds = [k for k in IMPACT_KINDS if {f"clv_{k}", f"affected_{k}"} <= set(impact.columns)]
     if "clv" not in impact.columns or not kinds:
@@ -196,6 +198,9 @@ def impact_summary(impact: pd.DataFrame) -> pd.DataFrame:
             "customers_affected": int(affected.sum()),
             "clv_difference": float(difference[affected].sum()),
         }
+        if f"clv_if_never_{kind}" in impact.columns:
+            never = impact[f"clv_if_never_{kind}"] - impact["clv"]
+            rows[kind]["clv_difference_if_never"] = float(never[affected].sum())
         if f"p_churn_{kind}" in impact.columns and "p_churn" in impact.columns:
             change = impact[f"p_churn_{kind}"] - impact["p_churn"]
             rows[kind]["mean_p_churn_difference"] = (
@@ -500,6 +505,7 @@ def _template_values(report: Report) -> dict[str, object]:
             {
                 "customers_affected": ",d",
                 "clv_difference": _MONEY,
+                "clv_difference_if_never": _MONEY,
                 "mean_p_churn_difference": "+.3f",
             },
         ),
@@ -595,8 +601,9 @@ feature).</p>
 <h2 id="impact">5. Service-quality impact</h2>
 {% if impact_html %}<p class="note">{{ r.impact_note }} clv_difference is the sum over the
 affected customers of clv_&lt;kind&gt; &minus; clv (clv_&lt;kind&gt;: the impact run's
-what-if prediction for that kind, see serving/impact.py); mean_p_churn_difference likewise for the
-churn probability.</p>
+what-if CLV for that kind from now on, customers already lost staying lost, see
+serving/impact.py); clv_difference_if_never also brings those customers back;
+mean_p_churn_difference is the mean change of the churn probability.</p>
 <p class="note">{{ impact_statement }}</p>
 <div class="wrap">{{ impact_html|safe }}</div>
 {% if truth_html %}<h3>Estimate and truth, side by side (synthetic store)</h3>

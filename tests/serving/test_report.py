@@ -138,12 +138,14 @@ def test_impact_per_customer_is_summed_by_kind() -> None:
     impact = pd.DataFrame({"clv": [10.0, 20.0, 30.0], "p_churn": [0.5, 0.4, 0.3]})
     for kind in report.IMPACT_KINDS:
         impact[f"clv_{kind}"] = impact["clv"] + [1.0, 2.0, 4.0]
+        impact[f"clv_if_never_{kind}"] = impact["clv"] + [3.0, 2.0, 5.0]
         impact[f"p_churn_{kind}"] = impact["p_churn"] - [0.1, 0.0, 0.3]
         impact[f"affected_{kind}"] = [True, False, True]
     summary = report.impact_summary(impact)
     assert list(summary.index) == list(report.IMPACT_KINDS)
     assert summary.loc["late", "customers_affected"] == 2
     assert summary.loc["late", "clv_difference"] == pytest.approx(1.0 + 4.0)
+    assert summary.loc["late", "clv_difference_if_never"] == pytest.approx(3.0 + 5.0)
     assert summary.loc["late", "mean_p_churn_difference"] == pytest.approx((-0.1 - 0.3) / 2)
     # An already summarised table is shown as it is.
     given = pd.DataFrame({"customers_affected": [3], "clv_difference": [-12.5]}, index=["all"])
