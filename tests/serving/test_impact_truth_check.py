@@ -102,3 +102,22 @@ def test_make_impact_checks_a_synthetic_store_against_its_truth(
     assert main(argv) == 0
     assert "Checked against the truth" not in capsys.readouterr().out
     assert not truth_path(out).exists()
+
+
+def test_a_model_without_a_holdout_cutoff_gets_the_estimate_and_a_note(
+    served_store, synthetic_copy, tmp_path, capsys
+):
+    """A version not trained by `make train` has no holdout to check at: no check, no failure."""
+    out = tmp_path / "impact.parquet"
+    truth_path(out).write_text("{}")  # from an earlier run: must not survive
+    argv = [
+        "--orders", str(synthetic_copy / ORDERS_FILE),
+        "--events", str(synthetic_copy / EVENTS_FILE),
+        "--model-uri", served_store.model_uri,
+        "--out", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "not checked against the synthetic store's truth" in printed
+    assert "plan.holdout_cutoff" in printed
+    assert out.exists() and not truth_path(out).exists()
