@@ -619,12 +619,7 @@ def check_against_truth(
     ValueError
         When the version's run has no holdout cutoff (a model not trained by ``make train``).
     """
-    info = tracking.version_info(model_uri)
-    version = tracking.with_run(
-        tracking.RegisteredVersion(
-            info["model_name"], info["model_version"], "", tracking.pinned_uri(model_uri, info)
-        )
-    )
+    version = tracking.resolve_version(model_uri)
     holdout = tracking.version_params(version).get("plan.holdout_cutoff")
     if not holdout:
         raise ValueError(

@@ -287,12 +287,7 @@ def load_model_run(model_uri: str) -> ModelRun:
 
     The tracking store must be configured (:func:`training.tracking.configure`).
     """
-    info = tracking.version_info(model_uri)
-    version = tracking.with_run(
-        tracking.RegisteredVersion(
-            info["model_name"], info["model_version"], "", tracking.pinned_uri(model_uri, info)
-        )
-    )
+    version = tracking.resolve_version(model_uri)
     wanted = [path for path, _ in QUALITY_FIGURES + IMPORTANCE_FIGURES] + ["readiness.md"]
     artifacts = tracking.run_artifacts(version.run_id, wanted)
     return ModelRun(version.model_uri, version.run_id, tracking.version_metrics(version), artifacts)

@@ -460,6 +460,20 @@ def with_run(version: RegisteredVersion) -> RegisteredVersion:
     return RegisteredVersion(version.name, str(mv.version), mv.run_id or "", version.model_uri)
 
 
+def resolve_version(model_uri: str) -> RegisteredVersion:
+    """The registered version (with its run) behind a ``models:/name@alias`` or ``/version`` URI.
+
+    Its ``model_uri`` is pinned to the version (:func:`pinned_uri`), so that what is loaded
+    next is what was resolved here even if the alias moves in between.
+    """
+    info = version_info(model_uri)
+    return with_run(
+        RegisteredVersion(
+            info["model_name"], info["model_version"], "", pinned_uri(model_uri, info)
+        )
+    )
+
+
 def run_tags(version: RegisteredVersion) -> dict[str, str]:
     """Tags of the run that produced a version."""
     if not version.run_id:
