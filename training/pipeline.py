@@ -159,6 +159,10 @@ class Trained:
     profile : dict
         The chosen family's profile against the judging half
         (:func:`training.evaluate.profile_metrics`, interval at the default level).
+    search : SearchResult or None
+    fitting : pandas.DataFrame or None
+        The other half of the holdout, on which the families' stacks were fit (features and
+        labels); a champion is restacked on it to be judged like the candidate.
     """
 
     plan: Plan
@@ -171,6 +175,7 @@ class Trained:
     serving_bgnbd: BgNbdGammaGammaBaseline
     profile: dict[str, float]
     search: SearchResult | None = None
+    fitting: pd.DataFrame | None = None
 
 
 def train_models(
@@ -227,7 +232,7 @@ def train_models(
     fitting = fitting.set_index("customer_id")
     judged = judged.set_index("customer_id")
 
-    family_models = {name: _stacked(twin.model, fitting, family=name) for name in FAMILIES}
+    family_models = {name: restack(twin.model, fitting, family=name) for name in FAMILIES}
     predictions = {name: model.predict(judged[names]) for name, model in family_models.items()}
     history = judged[names]
     predictions["simple"] = SimpleFormulaBaseline().fit(history).predict(history, spec.horizon_days)
@@ -250,13 +255,13 @@ def train_models(
         purchase_orders=chosen.purchase_orders(judged[names]),
     )
 
-    evaluation = _stacked(twin.model, holdout, family=family)
+    evaluation = restack(twin.model, holdout, family=family)
     # The serving model may know what the evaluation model could not: the season of the
     # holdout's horizon, now that it has happened. Its stack is fit with that season taken out.
     served_season = seasonal_index(
         orders, cutoff=plan.data_end, horizon_days=spec.horizon_days, window_start=plan.holdout
     )
-    stack = _stacked(twin.model, holdout, family=family, season=served_season).require_stack()
+    stack = restack(twin.model, holdout, family=family, season=served_season).require_stack()
     if refit:
         fitted = fit_cutoff(
             orders,
@@ -284,10 +289,11 @@ def train_models(
         serving_bgnbd,
         profile,
         twin.search,
+        fitting,
     )
 
 
-def _stacked(
+def restack(
     model: CustomerValueModel, rows: pd.DataFrame, *, family: str, season: float | None = None
 ) -> CustomerValueModel:
     """A copy of ``model`` (the same fitted parts) with a stack of ``family`` fit on ``rows``."""

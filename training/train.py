@@ -14,6 +14,7 @@ import pandas as pd
 
 from features import FeatureSpec, build_features
 from features.io import LoadResult, load_events, load_orders
+from features.labels import LABEL_COLUMNS
 from features.readiness import check_before_training
 from features.synth import write_demo
 from training import tracking
@@ -21,7 +22,7 @@ from training.config import DEMO_DIR, FitSettings, TrainConfig, parse_args, run_
 from training.evaluate import decile_table, holdout_metrics, paired_standard_errors
 from training.gate import GateDecision, decide, report_table
 from training.model import CustomerValueModel
-from training.pipeline import FAMILIES, Plan, Trained, train_models
+from training.pipeline import FAMILIES, Plan, Trained, restack, train_models
 from training.plots import (
     plot_calibration,
     plot_cumulative_gain,
@@ -246,7 +247,7 @@ def run(config: TrainConfig) -> TrainResult:
         with watch.stage("evaluate"):
             judged = trained.judged
             champion, comparable, outdated = _champion_predictions(
-                orders, events, judged, plan, spec
+                orders, events, judged, trained.fitting, plan, spec
             )
             predictions = dict(trained.predictions)
             metrics = dict(trained.metrics)
@@ -305,15 +306,19 @@ def _champion_predictions(
     orders: pd.DataFrame,
     events: pd.DataFrame | None,
     judged: pd.DataFrame,
+    fitting: pd.DataFrame | None,
     plan: Plan,
     spec: FeatureSpec,
 ) -> tuple[pd.DataFrame | None, bool, bool]:
     """The champion's evaluation twin scored on this run's judging half, and its standing.
 
-    The twin never saw labels after its own holdout cutoff, which is at or before this one, so
-    champion and candidate are judged on the same rows, both out of sample. Returns the
-    predictions, whether they are comparable (a champion of another horizon is not: None,
-    False) and whether the champion is outdated (saved without the customer profile).
+    The twin's parts never saw labels after its own holdout cutoff, which is at or before this
+    one. Its stack, though, was fit on its whole holdout: on the same data that holds the
+    judging half's labels. So the twin is restacked like the candidate, in the champion's
+    family (its run's ``family`` tag), on this run's ``fitting`` half, and both are judged out
+    of sample on the same rows. Returns the predictions, whether they are comparable (a
+    champion of another horizon is not: None, False) and whether the champion is outdated
+    (saved without the customer profile).
     """
     champion = tracking.alias_version(tracking.CHAMPION)
     if champion is None:
@@ -332,10 +337,16 @@ def _champion_predictions(
         return None, False, False
     outdated = twin.require_stack().profile is None
     if twin.spec == spec:
-        # Same spec: the judging rows already hold exactly the features the twin needs.
+        # Same spec: the holdout rows already hold exactly the features the twin needs.
         features = judged
+        fit_rows = fitting
     else:
         features = build_features(orders, events, cutoff=plan.holdout, spec=twin.spec)
+        labels = [*LABEL_COLUMNS, "future_orders"]
+        fit_rows = None if fitting is None else features.join(fitting[labels], how="inner")
+    if fit_rows is not None:
+        family = tracking.run_tags(champion).get("family", "hybrid")
+        twin = restack(twin, fit_rows, family=family)
     return twin.predict(features.loc[judged.index, twin.feature_names_in_]), True, outdated
 
 

@@ -245,7 +245,8 @@ def test_invalid_arguments_are_explained():
 def test_command_line_writes_both_files_atomically(tmp_path):
     main(["--customers", "200", "--seed", "4", "--out", str(tmp_path / "demo")])
     written = sorted(p.name for p in (tmp_path / "demo").iterdir())
-    assert written == ["orders.parquet", "service_events.parquet"]
+    # The two tables and the manifest that lets make impact replay the store's truth.
+    assert written == ["orders.parquet", "service_events.parquet", "synthetic_store.json"]
     orders, events = generate(200, seed=4)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "demo" / "orders.parquet"), orders)
     pd.testing.assert_frame_equal(
