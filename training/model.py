@@ -379,7 +379,11 @@ class CustomerValueModel:
         columns = STACK_TERMS[family]
         X = self._feature_matrix(features)
         # The classical family stays the textbook model, calibrated: no service terms.
-        candidates = [] if family == "classical" else list(service_stack_names(self.spec))
+        candidates = (
+            []
+            if family == "classical"
+            else [n for n in service_stack_names(self.spec) if n in self.feature_names_in_]
+        )
         failures = self._service_matrix(X, candidates)
         # A count that never varies (no service data) has nothing to teach.
         service_names = [n for n, col in zip(candidates, failures.T, strict=True) if np.ptp(col)]
