@@ -3,8 +3,8 @@
 For the scored base at a cutoff, each customer's history before the cutoff is rewritten without
 one kind of service failure (late deliveries, returns, badly resolved tickets), then without all
 three; features are rebuilt with :func:`features.build_features` and scored with the same code
-as batch scoring (:func:`serving.scoring.score_matrix`). The difference between the two
-predictions is what the model says those failures cost.
+as batch scoring (:func:`serving.scoring.score_matrix`). What the model says those failures
+cost comes from the two predictions, in the two readings below.
 
 Two readings of "had the failures not happened" are given. ``gain_<kind>`` is what they still
 cost from now on: the customer's probability of still being a customer is the one their real
@@ -313,19 +313,22 @@ def _score_chunk(
                 "customers without such a failure"
             )
         clv, p_churn = scores.clv.copy(), scores.p_churn.copy()
+        from_now = clv.copy()
         tick = time.perf_counter()
         # Only rows whose features moved are rescored; the others keep the actual prediction,
         # so a customer without the failure has exactly 0 difference.
         if moved.any():
             rescored = score_matrix(model, Xc[moved], settings)
             clv[moved], p_churn[moved] = rescored.clv, rescored.p_churn
+            # Whoever has already gone stays gone: the chance of still being a customer is the
+            # one the real history gives, and only the value while still a customer is the
+            # what-if's. P(active) (the model's, in [0, 1]) = (1 - p_churn) / (1 - P(no order
+            # | active)); the last factor is the purchase model's, from order dates alone,
+            # which no rewrite moves.
+            active = model.p_active_matrix(X[moved], scores.p_churn[moved])
+            active_cf = model.p_active_matrix(Xc[moved], rescored.p_churn)
+            from_now[moved] = rescored.clv * active / np.maximum(active_cf, 1e-12)
         seconds["predict"] += time.perf_counter() - tick
-        # Whoever has already gone stays gone: the chance of still being a customer is the
-        # one the real history gives, and only the value while still a customer is the
-        # what-if's. P(active) = (1 - p_churn) / (1 - P(no order | active)); the last factor
-        # is the purchase model's, from order dates alone, which no rewrite moves.
-        still_here = (1.0 - scores.p_churn) / np.maximum(1.0 - p_churn, 1e-12)
-        from_now = clv * still_here
         out[f"clv_{kind}"] = from_now
         out[f"clv_if_never_{kind}"] = clv
         out[f"p_churn_{kind}"] = p_churn
@@ -578,8 +581,9 @@ def run(
             check = check_against_truth(
                 config.model_uri, orders, events, store, chunk_customers=config.chunk_customers
             )
-        except ValueError as err:
-            # The estimate stands without its check; say why there is none.
+        except (ValueError, TypeError, KeyError, OSError) as err:
+            # The estimate stands without its check (a model not trained by make train, a
+            # manifest of another generator version, a version without its twin): say why.
             check_file.unlink(missing_ok=True)
             impact.notes.append(f"not checked against the synthetic store's truth: {err}")
         else:

@@ -159,7 +159,8 @@ class TruthCheck:
     def read(cls, path: Path) -> TruthCheck:
         """Read a check written by :meth:`write`."""
         data = json.loads(path.read_text(encoding="utf-8"))
-        table = pd.DataFrame(data["rows"]).set_index("kind")[list(TABLE_COLUMNS)]
+        # JSON writes NaN (no truth to compare with) as null: back to float, not object.
+        table = pd.DataFrame(data["rows"]).set_index("kind")[list(TABLE_COLUMNS)].astype("float64")
         return cls(
             cutoff=str(data["cutoff"]),
             horizon_days=int(data["horizon_days"]),

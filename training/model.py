@@ -12,9 +12,11 @@ Three parts, each there for a reason measured on real shops (docs/experiments.md
    a year older than the data allows. They see every feature (service quality included) and
    the purchase model's own quantities for the window.
 3. **Stack**: a logistic regression of horizon churn on the two churn logits, and a Poisson
-   regression of horizon revenue on the two log values, fitted on a later, horizon-long
-   label window that neither part was fit on. It learns how far to trust each part, turns the
-   window figures into horizon figures, and puts the level right. A coefficient that comes out
+   regression of horizon revenue on the two log values (then, in a second stage, on the
+   service-failure counts, whose cost compounds beyond the window:
+   :func:`service_stack_names`), fitted on a later, horizon-long label window that neither
+   part was fit on. It learns how far to trust each part, turns the window figures into
+   horizon figures, and puts the level right. A coefficient that comes out
    negative is dropped (a part may be ignored, never inverted); with no positive weight on the
    boosted part this *is* the purchase model, calibrated. Revenue is divided by the store's
    seasonal index for the horizon (:func:`features.season.seasonal_index`) before the stack
@@ -644,6 +646,15 @@ class CustomerValueModel:
         columns = self.profile_matrix(X, clv, p_churn, level=level, discount_rate=discount_rate)
         return pd.DataFrame({"clv": clv, "p_churn": p_churn, **columns}, index=features.index)
 
+    def p_active_matrix(self, X: np.ndarray, p_churn: np.ndarray) -> np.ndarray:
+        """P(still a customer at the cutoff) consistent with ``p_churn``, in [0, 1].
+
+        ``(1 - p_churn) / (1 - P(no order | active))``, the last factor the purchase model's
+        from the order dates in ``X`` alone (the profile's ``p_active``).
+        """
+        X = np.asarray(self._checked_matrix(X), dtype="float64")
+        return self._p_active(self._history(X), np.asarray(p_churn, dtype="float64"))
+
     def purchase_orders(self, features: pd.DataFrame) -> np.ndarray:
         """The purchase model's own expected orders over the horizon (for comparison)."""
         history = self._history(self._matrix(features))
@@ -762,7 +773,8 @@ class CustomerValueModel:
             ``{"clv": frame, "churn": frame}``; columns :attr:`explanation_names_` plus
             ``bias``. Churn contributions are in log-odds of the final probability, CLV ones in
             log revenue: each boosted contribution (XGBoost's) times the stack's weight on its
-            model, and the purchase model's term as one more column.
+            model, plus, for CLV, the stack's service terms (weight x count) in their
+            features' columns, and the purchase model's term as one more column.
         """
         values = self.contributions_matrix(self._matrix(features), approximate=approximate)
         columns = [*self.explanation_names_, "bias"]

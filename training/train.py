@@ -316,9 +316,10 @@ def _champion_predictions(
     one. Its stack, though, was fit on its whole holdout: on the same data that holds the
     judging half's labels. So the twin is restacked like the candidate, in the champion's
     family (its run's ``family`` tag), on this run's ``fitting`` half, and both are judged out
-    of sample on the same rows. Returns the predictions, whether they are comparable (a
-    champion of another horizon is not: None, False) and whether the champion is outdated
-    (saved without the customer profile).
+    of sample on the same rows. The restack is this code's: what is judged is the champion's
+    parts, under the stack the candidate also gets. Returns the predictions, whether they are
+    comparable (a champion of another horizon is not: None, False) and whether the champion
+    is outdated (saved without the customer profile).
     """
     champion = tracking.alias_version(tracking.CHAMPION)
     if champion is None:
@@ -345,7 +346,10 @@ def _champion_predictions(
         labels = [*LABEL_COLUMNS, "future_orders"]
         fit_rows = None if fitting is None else features.join(fitting[labels], how="inner")
     if fit_rows is not None:
-        family = tracking.run_tags(champion).get("family", "hybrid")
+        family = tracking.run_tags(champion).get("family")
+        if family not in FAMILIES:
+            print(f"gate: champion v{champion.version} has no family tag; restacked as hybrid")
+            family = "hybrid"
         twin = restack(twin, fit_rows, family=family)
     return twin.predict(features.loc[judged.index, twin.feature_names_in_]), True, outdated
 
