@@ -388,8 +388,9 @@ class CustomerValueModel:
         )
         failures = self._service_matrix(X, candidates)
         # A count that never varies (no service data) has nothing to teach.
-        service_names = [n for n, col in zip(candidates, failures.T, strict=True) if np.ptp(col)]
-        failures = self._service_matrix(X, service_names)
+        varies = np.ptp(failures, axis=0) > 0
+        service_names = [n for n, keep in zip(candidates, varies, strict=True) if keep]
+        failures = failures[:, varies]
         value_terms = np.column_stack(
             [_log_value(parts["purchase_value"]), _log_value(parts["value"])]
         )
@@ -459,6 +460,17 @@ class CustomerValueModel:
     def _feature_matrix(self, features: pd.DataFrame) -> np.ndarray:
         self._check_columns(features)
         return features[self.feature_names_in_].to_numpy(dtype="float64")
+
+    def _service_terms(self, stack: Stack, X: np.ndarray) -> tuple[list[int], np.ndarray]:
+        """The stack's service terms in log value: feature positions, and weight x count.
+
+        ``X`` holds the features in the model's order first (a feature or derived matrix);
+        the terms are rows x ``len(stack.service)``.
+        """
+        names = list(stack.service)
+        index = [self.feature_names_in_.index(name) for name in names]
+        weights = np.array(list(stack.service.values()), dtype="float64")
+        return index, self._service_matrix(X, names) * weights
 
     def _service_matrix(self, X: np.ndarray, names: list[str]) -> np.ndarray:
         """The columns ``names`` of ``X``; unknown (NaN: no service data) counts as none."""
@@ -608,8 +620,7 @@ class CustomerValueModel:
             + g_boosted * _log_value(parts["value"])
         )
         if stack.service:
-            weights = np.array(list(stack.service.values()))
-            log_value = log_value + self._service_matrix(X, list(stack.service)) @ weights
+            log_value = log_value + self._service_terms(stack, X)[1].sum(axis=1)
         p_churn = 1.0 / (1.0 + np.exp(-churn_logit))
         clv = (self.season_ if season is None else season) * np.exp(log_value)
         return clv.astype("float64"), p_churn.astype("float64")
@@ -827,12 +838,9 @@ class CustomerValueModel:
             features_part = weights[target] * boosted[:, :-1]
             if target == "clv" and stack.service:
                 # A stack term is its feature's own: weight x count, zero without failures.
-                names = list(stack.service)
-                index = [self.feature_names_in_.index(name) for name in names]
-                X = evaluated.derived[:, : len(self.feature_names_in_)]
-                features_part[:, index] += self._service_matrix(X, names) * np.array(
-                    list(stack.service.values())
-                )
+                # The derived matrix starts with the features, in the model's order.
+                index, terms = self._service_terms(stack, evaluated.derived)
+                features_part[:, index] += terms
             own = np.zeros((rows, 2))
             own[:, 0 if target == "churn" else 1] = purchase_terms[target]
             bias = weights[target] * (boosted[:, -1] + scale[target])
