@@ -80,6 +80,28 @@ def wait_ready(url: str, timeout: float, process: subprocess.Popen[bytes] | None
     raise ServerFailed(f"{url}/readyz did not answer 200 within {timeout:.0f}s")
 
 
+def wait_for_log(log_path: Path, text: str, count: int, timeout: float) -> None:
+    """Wait until ``count`` lines of the server's log hold ``text``.
+
+    ``/readyz`` answers 200 as soon as ONE worker has loaded; a test that needs every worker
+    loaded (say, before it breaks the served file) waits for each worker's line instead.
+
+    Raises
+    ------
+    ServerFailed
+        Fewer lines after ``timeout`` seconds; the message says how many were seen.
+    """
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        lines = log_path.read_text(errors="replace").splitlines()
+        seen = sum(text in line for line in lines)
+        if seen >= count:
+            return
+        time.sleep(0.25)
+    raise ServerFailed(f"{seen} of {count} lines holding {text!r} in {log_path} after {timeout:.0f}s")
+
+
 def stop(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
     """SIGTERM the server's process group; SIGKILL what is left after ``grace`` seconds.
 

@@ -21,7 +21,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from local_server import PROJECT_ROOT, SERVICE, ServerFailed, free_port, local_server, stop
+from local_server import (
+    PROJECT_ROOT,
+    SERVICE,
+    ServerFailed,
+    free_port,
+    local_server,
+    stop,
+    wait_for_log,
+)
 
 from serving import service
 from serving.service import EXIT_CANNOT_START, FAILED, READY, WORKERS, Startup, StartupGate
@@ -261,6 +269,9 @@ def test_a_failed_reload_keeps_the_server_serving(served_store, latest_scores, t
     body = {"customers": [{"customer_id": scores.index[0]}]}
     cutoff = str(scores["cutoff"].iloc[0].date())
     with local_server(env=env, log_path=tmp_path / "server.log") as server:
+        # /readyz is up once one worker has loaded; a worker still loading when the file breaks
+        # has never served and rightly stops the server. Break it once every worker serves.
+        wait_for_log(server.log_path, f"from {table};", WORKERS, timeout=90)
         staged = served / ".staged"
         staged.write_bytes(os.urandom(64 * 1024))
         os.replace(staged, table)
