@@ -99,7 +99,9 @@ def wait_for_log(log_path: Path, text: str, count: int, timeout: float) -> None:
         if seen >= count:
             return
         time.sleep(0.25)
-    raise ServerFailed(f"{seen} of {count} lines holding {text!r} in {log_path} after {timeout:.0f}s")
+    raise ServerFailed(
+        f"{seen} of {count} lines holding {text!r} in {log_path} after {timeout:.0f}s"
+    )
 
 
 def stop(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
