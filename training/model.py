@@ -159,6 +159,11 @@ class Stack:
     value, each <= 0: what the failures cost over the horizon beyond what the short-window
     trees see (docs/experiments.md, idea 15). Empty without service data, for the classical
     family, and in models saved before it.
+
+    ``purchase`` is the purchase model the stack was learnt on. A stack is a calibration of
+    that model's figures: the serving model, which takes its twin's stack, computes the stack's
+    purchase terms with it; its own refit purchase model feeds the trees and the profile
+    (docs/experiments.md, entry 17). None (models saved before it): the model's own.
     """
 
     churn: tuple[float, float, float]
@@ -166,6 +171,7 @@ class Stack:
     reference: tuple[float, float]
     profile: Profile | None = None
     service: dict[str, float] = field(default_factory=dict)
+    purchase: PurchaseModel | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -178,18 +184,22 @@ class Stack:
             data["profile"] = self.profile.to_dict()
         if self.service:
             data["service"] = dict(self.service)
+        if self.purchase is not None:
+            data["purchase"] = self.purchase.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Stack:
-        """Rebuild from :meth:`to_dict` output (models saved before ``service`` have none)."""
+        """Rebuild from :meth:`to_dict` output (older models lack ``service``, ``purchase``)."""
         profile = Profile.from_dict(data["profile"]) if "profile" in data else None
+        purchase = PurchaseModel.from_dict(data["purchase"]) if "purchase" in data else None
         return cls(
             tuple(data["churn"]),
             tuple(data["value"]),
             tuple(data["reference"]),
             profile,
             {str(k): float(v) for k, v in data.get("service", {}).items()},
+            purchase,
         )
 
 
@@ -367,7 +377,9 @@ class CustomerValueModel:
         """
         self._require_fitted()
         season = self.season_ if season is None else float(season)
-        parts = self.parts_matrix(self._feature_matrix(features))
+        X = self._feature_matrix(features)
+        # Learnt on this model's own purchase figures, whatever stack it held before.
+        parts = self._evaluate(X, self.purchase_).parts
         y_churn = np.asarray(churned, dtype="int32")
         y_value = np.asarray(future_value, dtype="float64")
         if len(np.unique(y_churn)) < 2:
@@ -379,7 +391,6 @@ class CustomerValueModel:
         if family not in STACK_TERMS:
             raise ValueError(f"family must be one of {sorted(STACK_TERMS)}; got {family!r}")
         columns = STACK_TERMS[family]
-        X = self._feature_matrix(features)
         # The classical family stays the textbook model, calibrated: no service terms.
         candidates = (
             []
@@ -430,7 +441,7 @@ class CustomerValueModel:
         churn = (churn_fit[0], churn_fit[1][0], churn_fit[1][1])
         value = (value_fit[0] + float(np.log(scale)), value_fit[1][0], value_fit[1][1])
         reference = (float(churn_terms[:, 0].mean()), float(value_terms[:, 0].mean()))
-        stack = Stack(churn, value, reference, service=service)
+        stack = Stack(churn, value, reference, service=service, purchase=self.purchase_)
         if future_orders is not None:
             history = self._history(X)
             clv, p_churn = self._combine(stack, parts, X, season)
@@ -441,7 +452,7 @@ class CustomerValueModel:
                 y_value,
                 np.asarray(future_orders, dtype="float64"),
             )
-            stack = Stack(churn, value, reference, profile, service)
+            stack = Stack(churn, value, reference, profile, service, self.purchase_)
         self.stack_ = stack
         logger.info(
             "stack: churn %s, value %s, service %s",
@@ -554,16 +565,28 @@ class CustomerValueModel:
         self._require_fitted()
         return self._evaluate(np.asarray(X, dtype="float64")).parts
 
-    def _evaluate(self, X: np.ndarray) -> _Evaluated:
-        """The derived features and every part's figures, computed once for all uses."""
+    def _stack_purchase(self) -> PurchaseModel:
+        """The purchase model the stack was learnt on (:attr:`Stack.purchase`), else its own."""
+        stack = getattr(self, "stack_", None)
+        if stack is not None and stack.purchase is not None:
+            return stack.purchase
+        return self.purchase_
+
+    def _evaluate(self, X: np.ndarray, purchase: PurchaseModel | None = None) -> _Evaluated:
+        """The derived features and every part's figures, computed once for all uses.
+
+        The trees' purchase features come from this model's purchase model; the purchase
+        parts from ``purchase`` (default: the one the stack was learnt on).
+        """
         history = self._history(X)
         horizon = float(self.spec.horizon_days)
         derived = self._derive(X, history)
         trees_in = derived.astype("float32")
         scale = horizon / self.window_days_
+        purchase = purchase or self._stack_purchase()
         parts = {
-            "purchase_churn": self.purchase_.p_no_order(history, horizon),
-            "purchase_value": self.purchase_.expected_value(history, horizon),
+            "purchase_churn": purchase.p_no_order(history, horizon),
+            "purchase_value": purchase.expected_value(history, horizon),
             "churn": self._booster_predict(self.churn_model_, trees_in).astype("float64"),
             "value": self._booster_predict(self.clv_model_, trees_in).astype("float64") * scale,
         }

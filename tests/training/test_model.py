@@ -12,6 +12,7 @@ from training.model import (
     PURCHASE_VALUE,
     CustomerValueModel,
     ModelParams,
+    Stack,
     monotone_directions,
 )
 from training.purchase import PurchaseModel
@@ -116,6 +117,42 @@ def test_same_seed_same_model_and_save_load_round_trip(data, tmp_path):
     pd.testing.assert_frame_equal(a.predict(data[0]), loaded.predict(data[0]))
     assert loaded.spec == SPEC and loaded.feature_names_in_ == NAMES
     assert loaded.purchase_ == PURCHASE and loaded.stack_ == a.stack_
+
+
+def test_a_stack_keeps_the_purchase_model_it_was_learnt_on(data, tmp_path):
+    # The serving model is refit (another purchase model) and takes its twin's stack: the
+    # stack's purchase terms still come from the twin's purchase model, which the stack
+    # calibrates; the refit one feeds the trees and the profile.
+    X, value, churned = data
+    twin = fitted(data)
+    assert twin.stack_.purchase == PURCHASE
+    refit = PurchaseModel(r=0.9, alpha=40.0, a=0.5, b=3.0, p=4.0, q=3.0, v=30.0)
+    serving = CustomerValueModel(SPEC, ModelParams(n_estimators=60), seed=1).fit(
+        X[:2000],
+        value[:2000] / 2,
+        churned[:2000],
+        purchase=refit,
+        window_days=90,
+        n_estimators=twin.best_iterations_,
+    )
+    serving.with_stack(twin.stack_)
+    rows = X[:200].to_numpy()
+    for name in ("purchase_churn", "purchase_value"):
+        np.testing.assert_array_equal(
+            serving.parts_matrix(rows)[name], twin.parts_matrix(rows)[name]
+        )
+    # The trees' purchase features are the serving model's own.
+    assert not np.allclose(serving.derive(rows), twin.derive(rows))
+    profile = serving.profile(X[:200])
+    # Saved and loaded with the model; a stack saved before it had none and uses the model's.
+    loaded = CustomerValueModel.load(serving.save(tmp_path / "m"))
+    assert loaded.stack_.purchase == PURCHASE and loaded.purchase_ == refit
+    pd.testing.assert_frame_equal(loaded.profile(X[:200]), profile)
+    older = {k: v for k, v in twin.stack_.to_dict().items() if k != "purchase"}
+    assert Stack.from_dict(older).purchase is None
+    # A stack fit on the serving model is learnt on (and keeps) the serving model's own.
+    restacked = serving.fit_stack(X[2500:], value[2500:], churned[2500:])
+    assert restacked.stack_.purchase == refit
 
 
 def test_contributions_sum_to_the_final_logit_and_log_value(data):
