@@ -558,7 +558,8 @@ class CustomerValueModel:
         Returns
         -------
         dict
-            ``purchase_churn``, ``purchase_value``: the purchase model over the horizon;
+            ``purchase_churn``, ``purchase_value``: the purchase model the stack was learnt on
+            (:attr:`Stack.purchase`), over the horizon;
             ``churn``: the boosted P(no order in the window); ``value``: the boosted revenue
             in the window scaled to the horizon (horizon / window).
         """
@@ -567,9 +568,8 @@ class CustomerValueModel:
 
     def _stack_purchase(self) -> PurchaseModel:
         """The purchase model the stack was learnt on (:attr:`Stack.purchase`), else its own."""
-        stack = getattr(self, "stack_", None)
-        if stack is not None and stack.purchase is not None:
-            return stack.purchase
+        if self.stack_ is not None and self.stack_.purchase is not None:
+            return self.stack_.purchase
         return self.purchase_
 
     def _evaluate(self, X: np.ndarray, purchase: PurchaseModel | None = None) -> _Evaluated:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -68,17 +69,21 @@ def synthetic_copy(trained_store, tmp_path_factory):
     return folder
 
 
+def impact_argv(folder: Path, model_uri: str, out: Path) -> list[str]:
+    """``make impact``'s arguments for the orders and events in ``folder``."""
+    return [
+        "--orders", str(folder / ORDERS_FILE),
+        "--events", str(folder / EVENTS_FILE),
+        "--model-uri", model_uri,
+        "--out", str(out),
+    ]  # fmt: skip
+
+
 def test_make_impact_checks_a_synthetic_store_against_its_truth(
     trained_store, synthetic_copy, tmp_path, capsys
 ):
     out = tmp_path / "impact.parquet"
-    argv = [
-        "--orders", str(synthetic_copy / ORDERS_FILE),
-        "--events", str(synthetic_copy / EVENTS_FILE),
-        "--model-uri", trained_store.model_uri,
-        "--out", str(out),
-    ]  # fmt: skip
-    assert main(argv) == 0
+    assert main(impact_argv(synthetic_copy, trained_store.model_uri, out)) == 0
     printed = capsys.readouterr().out
     assert "Checked against the truth" in printed
     check = TruthCheck.read(truth_path(out))
@@ -97,9 +102,7 @@ def test_make_impact_checks_a_synthetic_store_against_its_truth(
     plain.mkdir()
     shutil.copy(synthetic_copy / ORDERS_FILE, plain / ORDERS_FILE)
     shutil.copy(synthetic_copy / EVENTS_FILE, plain / EVENTS_FILE)
-    argv = ["--orders", str(plain / ORDERS_FILE), "--events", str(plain / EVENTS_FILE),
-            "--model-uri", trained_store.model_uri, "--out", str(out)]  # fmt: skip
-    assert main(argv) == 0
+    assert main(impact_argv(plain, trained_store.model_uri, out)) == 0
     assert "Checked against the truth" not in capsys.readouterr().out
     assert not truth_path(out).exists()
 
@@ -110,13 +113,7 @@ def test_a_model_without_a_holdout_cutoff_gets_the_estimate_and_a_note(
     """A version not trained by `make train` has no holdout to check at: no check, no failure."""
     out = tmp_path / "impact.parquet"
     truth_path(out).write_text("{}")  # from an earlier run: must not survive
-    argv = [
-        "--orders", str(synthetic_copy / ORDERS_FILE),
-        "--events", str(synthetic_copy / EVENTS_FILE),
-        "--model-uri", served_store.model_uri,
-        "--out", str(out),
-    ]  # fmt: skip
-    assert main(argv) == 0
+    assert main(impact_argv(synthetic_copy, served_store.model_uri, out)) == 0
     printed = capsys.readouterr().out
     assert "not checked against the synthetic store's truth" in printed
     assert "plan.holdout_cutoff" in printed
