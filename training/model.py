@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -452,7 +452,7 @@ class CustomerValueModel:
                 y_value,
                 np.asarray(future_orders, dtype="float64"),
             )
-            stack = Stack(churn, value, reference, profile, service, self.purchase_)
+            stack = replace(stack, profile=profile)
         self.stack_ = stack
         logger.info(
             "stack: churn %s, value %s, service %s",
