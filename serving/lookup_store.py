@@ -30,6 +30,7 @@ import logging
 import os
 import sqlite3
 import threading
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -230,20 +231,89 @@ class StoreMeta:
 # --- writing -----------------------------------------------------------------------------
 
 
-def write_lookup_store(
+class StagedStore(ABC):
+    """One batch run written to a lookup store but not yet served: publish it, or discard it.
+
+    A batch run writes all its outputs first and publishes them together at the end, so a run
+    that fails midway leaves the store serving the previous run (:func:`stage_lookup_store`).
+    Used as a context manager, a staged run that was not published is discarded on exit.
+
+    Attributes
+    ----------
+    location : str
+        Where the store is (:func:`store_location`).
+    run_id : str
+        The run staged.
+    customers : int
+        Customers written.
+    """
+
+    location: str
+    run_id: str
+    customers: int
+    _settled: bool = False
+
+    def publish(self) -> None:
+        """Make the staged run the one readers are served; at most once.
+
+        Raises
+        ------
+        RuntimeError
+            When the run was already published or discarded.
+        ValueError
+            When the staged run was lost meanwhile (Redis: its writing marker expired or the
+            server restarted) and could be incomplete; nothing is published then.
+        """
+        self._settle("published")
+        self._publish()
+
+    def discard(self) -> None:
+        """Remove what was staged; the store keeps serving what it served. Idempotent."""
+        if self._settled:
+            return
+        self._settled = True
+        self._discard()
+
+    def _settle(self, what: str) -> None:
+        if self._settled:
+            raise RuntimeError(
+                f"run {self.run_id} for the lookup store {self.location} was already published "
+                f"or discarded; expected a staged run to be {what} once"
+            )
+        self._settled = True
+
+    @abstractmethod
+    def _publish(self) -> None: ...
+
+    @abstractmethod
+    def _discard(self) -> None: ...
+
+    def __enter__(self) -> StagedStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+
+def stage_lookup_store(
     target: str | Path,
     frames: Iterable[pd.DataFrame],
     stamp: RunStamp,
     feature_names: Sequence[str],
-) -> int:
-    """Write one batch run's features and answers to a lookup store, as one unit.
+) -> StagedStore:
+    """Write one batch run's features and answers to a lookup store without serving them yet.
+
+    The first of two phases (:meth:`StagedStore.publish` is the second): a batch run stages
+    the store while it writes its other outputs, then publishes them all together.
 
     Parameters
     ----------
     target : str or Path
-        A SQLite file (the embedded store; written to a temp file beside it and renamed over
-        it) or a ``redis://host:port/db`` URL (keys of this run, then ``cv:current`` flipped
-        to it; runs older than the previous one are deleted).
+        A SQLite file (the run is written to a temp file beside it; publishing renames it over
+        the file) or a ``redis://host:port/db`` URL (the run's keys are written under its run
+        id, marked as being written; publishing flips ``cv:current`` to it with a
+        compare-and-set and deletes runs that are neither current, previous nor being
+        written).
     frames : iterable of pandas.DataFrame
         Chunks of whole customers, one row per customer, with ``customer_id``, every column of
         ``feature_names`` and the :data:`~serving.run_files.SCORED_FIELDS` (as the scores file
@@ -258,19 +328,39 @@ def write_lookup_store(
 
     Returns
     -------
-    int
-        Customers written.
+    StagedStore
+        To :meth:`~StagedStore.publish` or :meth:`~StagedStore.discard`.
 
     Raises
     ------
     ValueError
         When a frame lacks a column, a customer_id repeats, or the run id is already in the
-        Redis store.
+        Redis store. Nothing staged is left behind.
     """
     names = list(feature_names)
     if is_redis(target):
-        return _write_redis(str(target), frames, stamp, names)
-    return _write_sqlite(Path(target), frames, stamp, names)
+        return _stage_redis(str(target), frames, stamp, names)
+    return _stage_sqlite(Path(target), frames, stamp, names)
+
+
+def write_lookup_store(
+    target: str | Path,
+    frames: Iterable[pd.DataFrame],
+    stamp: RunStamp,
+    feature_names: Sequence[str],
+) -> int:
+    """Write one batch run's features and answers to a lookup store and serve them, as one unit.
+
+    :func:`stage_lookup_store` then :meth:`StagedStore.publish`; same parameters.
+
+    Returns
+    -------
+    int
+        Customers written.
+    """
+    with stage_lookup_store(target, frames, stamp, feature_names) as staged:
+        staged.publish()
+        return staged.customers
 
 
 class _Collect:
@@ -295,9 +385,37 @@ class _Collect:
         return StoreMeta(stamp, feature_names, base, self.count, self.sample)
 
 
-def _write_sqlite(
+class _StagedSqlite(StagedStore):
+    """A fsynced temp file beside the store, renamed over it on publish."""
+
+    def __init__(self, path: Path, tmp: Path, run_id: str, customers: int) -> None:
+        self.location = str(path.resolve())
+        self.run_id = run_id
+        self.customers = customers
+        self._path = path
+        self._tmp = tmp
+
+    def _publish(self) -> None:
+        # A rename, never a copy: a reader that opened the previous file keeps reading it.
+        os.replace(self._tmp, self._path)
+        _fsync_folder(self._path.parent)
+
+    def _discard(self) -> None:
+        self._tmp.unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a crash right after it keeps the new file)."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _stage_sqlite(
     path: Path, frames: Iterable[pd.DataFrame], stamp: RunStamp, names: list[str]
-) -> int:
+) -> StagedStore:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)  # a killed run's is removed by the next (run_files.sweep_stale_work)
     tmp.unlink(missing_ok=True)
@@ -339,22 +457,36 @@ def _write_sqlite(
             connection.close()
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
-        os.replace(tmp, path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
-    return collect.count
+        raise
+    return _StagedSqlite(path, tmp, stamp.run_id, collect.count)
+
+
+#: Redis socket timeouts of a batch run's writes (seconds): a batch run may wait for a busy
+#: server; the service's reads have their own, short one (:func:`redis_client`).
+WRITE_TIMEOUT = 30.0
 
 
 @functools.lru_cache(maxsize=8)
-def _redis_client(url: str) -> Any:
-    """One client (a thread-safe connection pool) per URL and process, made on first use.
+def redis_client(url: str, timeout: float = WRITE_TIMEOUT) -> Any:
+    """One client (a thread-safe connection pool) per URL, timeout and process.
 
     The reloader asks for ``cv:current`` as often as every request: a client per call would
-    open a connection per call.
+    open a connection per call. ``timeout`` bounds every socket operation and the connect;
+    a failed call is not retried (redis-py retries three times by default, which would make a
+    hung server cost four timeouts per call).
     """
     import redis  # only a Redis store needs the client
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
 
 
 def _customer_key(run_id: str, customer_id: str) -> str:
@@ -365,56 +497,166 @@ def _meta_key(run_id: str) -> str:
     return f"{REDIS_PREFIX}:{run_id}:meta"
 
 
-def _write_redis(
+def _writing_key(run_id: str) -> str:
+    return f"{REDIS_PREFIX}:{run_id}:writing"
+
+
+#: Seconds a run's "being written" marker lives unless its writer refreshes it (every third
+#: of it): a killed writer's run becomes deletable this long after it died.
+WRITING_TTL_SECONDS = 60
+#: The flip, as one atomic script: only while this writer still holds its run's marker (no
+#: clean-up can have touched a marked run, and a restarted server has lost it) and only to a
+#: run whose meta, written last, is there.
+_PUBLISH = """
+if redis.call('GET', KEYS[3]) ~= ARGV[2] then return redis.error_reply('MARKER') end
+if redis.call('EXISTS', KEYS[2]) == 0 then return redis.error_reply('META') end
+local previous = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[3])
+return previous
+"""
+#: Retire one run, atomically with the checks: not the current one, not being written. Its
+#: meta goes first, so a reader that still finds the meta (in the same transaction as its
+#: customers) knows the run is whole.
+_RETIRE = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+
+class _Heartbeat:
+    """Refreshes a run's writing marker from a daemon thread until stopped."""
+
+    def __init__(self, client: Any, run_id: str, token: str) -> None:
+        self._client = client
+        self._key = _writing_key(run_id)
+        self._token = token
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"cv-writing-{run_id}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import redis
+
+        while not self._stop.wait(WRITING_TTL_SECONDS / 3):
+            try:
+                # Only our own marker: a lost one (server restarted) must stay lost, so that
+                # publishing refuses a run that may be incomplete.
+                self._client.set(self._key, self._token, ex=WRITING_TTL_SECONDS, xx=True)
+            except redis.RedisError as err:
+                logger.warning("could not refresh the writing marker %s: %s", self._key, err)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=WRITE_TIMEOUT)
+
+
+class _StagedRedis(StagedStore):
+    """A run's keys in Redis under its marker; published by the compare-and-set flip."""
+
+    def __init__(
+        self, url: str, run_id: str, token: str, customers: int, heartbeat: _Heartbeat
+    ) -> None:
+        self.location = store_location(url)
+        self.run_id = run_id
+        self.customers = customers
+        self._client = redis_client(url)
+        self._token = token
+        self._heartbeat = heartbeat
+
+    def _publish(self) -> None:
+        import redis
+
+        run_id = self.run_id
+        keys = [REDIS_CURRENT, _meta_key(run_id), _writing_key(run_id)]
+        try:
+            previous = self._client.eval(_PUBLISH, len(keys), *keys, run_id, self._token)
+        except redis.ResponseError as err:
+            self._heartbeat.stop()
+            _delete_run(self._client, run_id)
+            raise ValueError(
+                f"run {run_id} was not published to the lookup store {self.location}: its "
+                f"writing marker {_writing_key(run_id)} was gone ({err}; the writer stalled for "
+                f"over {WRITING_TTL_SECONDS} s or the server restarted), so its keys may be "
+                "incomplete; re-run the batch run"
+            ) from err
+        finally:
+            self._heartbeat.stop()
+        previous = previous.decode() if previous else None
+        logger.info("lookup store %s now serves run %s", self.location, run_id)
+        _retire_runs(self._client, keep={run_id, previous} - {None})
+
+    def _discard(self) -> None:
+        self._heartbeat.stop()
+        _delete_run(self._client, self.run_id)
+
+
+def _stage_redis(
     url: str, frames: Iterable[pd.DataFrame], stamp: RunStamp, names: list[str]
-) -> int:
+) -> StagedStore:
     run_id = stamp.run_id
     if not run_id:
         raise ValueError("a run written to a Redis lookup store needs a run id in its stamp")
-    client = _redis_client(url)
-    if client.exists(_meta_key(run_id)):
+    client = redis_client(url)
+    token = uuid.uuid4().hex
+    # Claim the run id with the marker, then list it: a run listed without a marker is whole
+    # (published) or dead (its writer stopped refreshing), and only those are ever retired.
+    if client.exists(_meta_key(run_id)) or not client.set(
+        _writing_key(run_id), token, ex=WRITING_TTL_SECONDS, nx=True
+    ):
         raise ValueError(f"run {run_id} is already in the lookup store {store_location(url)}")
-    # Listed before its first key, so a run killed midway is deleted by a later one.
-    client.rpush(REDIS_RUNS, run_id)
-    collect = _Collect(len(names))
-    seen = 0
-    for frame in frames:
-        ids, features, answers = _pack(frame, names)
-        for start in range(0, len(ids), REDIS_CHUNK):
-            end = start + REDIS_CHUNK
-            mapping = {
-                _customer_key(run_id, i): f + a
-                for i, f, a in zip(
-                    ids[start:end], features[start:end], answers[start:end], strict=True
-                )
-            }
-            added = client.execute_command("MSETNX", *[x for kv in mapping.items() for x in kv])
-            if not added or len(mapping) != len(ids[start:end]):
-                raise ValueError(
-                    f"a customer_id repeats in the frames for {store_location(url)}; expected "
-                    "one row per customer"
-                )
-        seen += len(ids)
-        collect.add(frame, names)
-    client.hset(_meta_key(run_id), mapping=collect.meta(stamp, names).encode())
-    previous = client.set(REDIS_CURRENT, run_id, get=True)  # the flip: readers move now
-    previous = previous.decode() if previous else None
-    for old in {r.decode() for r in client.lrange(REDIS_RUNS, 0, -1)} - {run_id, previous}:
-        _delete_run(client, old)
-    logger.info("lookup store %s now serves run %s", store_location(url), run_id)
-    return seen
+    heartbeat = _Heartbeat(client, run_id, token)
+    try:
+        client.rpush(REDIS_RUNS, run_id)
+        collect = _Collect(len(names))
+        for frame in frames:
+            ids, features, answers = _pack(frame, names)
+            for start in range(0, len(ids), REDIS_CHUNK):
+                end = start + REDIS_CHUNK
+                mapping = {
+                    _customer_key(run_id, i): f + a
+                    for i, f, a in zip(
+                        ids[start:end], features[start:end], answers[start:end], strict=True
+                    )
+                }
+                flat = [x for kv in mapping.items() for x in kv]
+                added = client.execute_command("MSETNX", *flat)
+                if not added or len(mapping) != len(ids[start:end]):
+                    raise ValueError(
+                        f"a customer_id repeats in the frames for {store_location(url)}; "
+                        "expected one row per customer"
+                    )
+            collect.add(frame, names)
+        client.hset(_meta_key(run_id), mapping=collect.meta(stamp, names).encode())
+    except BaseException:
+        heartbeat.stop()
+        _delete_run(client, run_id)
+        raise
+    return _StagedRedis(url, run_id, token, collect.count, heartbeat)
+
+
+def _retire_runs(client: Any, keep: set[str]) -> None:
+    """Delete every listed run that is not in ``keep``, not current and not being written."""
+    for old in {r.decode() for r in client.lrange(REDIS_RUNS, 0, -1)} - keep:
+        keys = [REDIS_CURRENT, _meta_key(old), _writing_key(old)]
+        if client.eval(_RETIRE, len(keys), *keys, old):
+            _delete_run(client, old)
 
 
 def _delete_run(client: Any, run_id: str) -> None:
-    """Remove every key of an old run (and the run from the list)."""
+    """Remove every key of a run (its meta first: readers see it gone at once) and list entry."""
+    client.delete(_meta_key(run_id))
     batch: list[bytes] = []
-    for key in client.scan_iter(match=f"{REDIS_PREFIX}:{run_id}:*", count=REDIS_CHUNK):
+    for key in client.scan_iter(match=f"{REDIS_PREFIX}:{run_id}:c:*", count=REDIS_CHUNK):
         batch.append(key)
         if len(batch) >= REDIS_CHUNK:
             client.unlink(*batch)
             batch.clear()
     if batch:
         client.unlink(*batch)
+    client.delete(_writing_key(run_id))
     client.lrem(REDIS_RUNS, 0, run_id)
 
 
@@ -509,7 +751,7 @@ class RedisStore(LookupStore):
         import redis
 
         self.location = store_location(url)
-        self._client = _redis_client(url)
+        self._client = redis_client(url)
         try:
             current = self._client.get(REDIS_CURRENT)
             if current is None:
@@ -569,7 +811,7 @@ def store_signature(target: str | Path) -> StoreSignature | None:
         import redis
 
         try:
-            current = _redis_client(str(target)).get(REDIS_CURRENT)
+            current = redis_client(str(target)).get(REDIS_CURRENT)
         except redis.RedisError as err:
             logger.warning("lookup store %s cannot be read: %s", store_location(target), err)
             return None

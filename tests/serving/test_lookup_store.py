@@ -6,6 +6,7 @@ Frames are hand-made: two features, the scored fields, three customers.
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from serving.lookup_store import (
     SKETCH_POINTS,
     open_lookup_store,
     open_view,
+    stage_lookup_store,
     store_location,
     store_signature,
     write_lookup_store,
@@ -244,6 +246,67 @@ def test_a_redis_run_killed_midway_is_never_served_and_is_deleted_later(redis_ur
         write_lookup_store(redis_url, dying(), stamp("run-2"), FEATURES)
     assert view(redis_url).run_id == "run-1"  # cv:current still names the whole run
     write_lookup_store(redis_url, [frame()], stamp("run-3"), FEATURES)
+    assert not list(client.scan_iter(match="cv:run-2:*"))
+
+
+def test_a_staged_run_is_served_only_once_published(target):
+    write_lookup_store(target, [frame()], stamp("run-1"), FEATURES)
+    staged = stage_lookup_store(target, [frame(("x", "y"))], stamp("run-2"), FEATURES)
+    assert staged.customers == 2 and staged.run_id == "run-2"
+    assert view(target).run_id == "run-1"  # written, not served
+    staged.publish()
+    assert view(target).run_id == "run-2" and set(view(target).find(["a", "x"]).features) == {"x"}
+    with pytest.raises(RuntimeError, match="already published or discarded"):
+        staged.publish()
+    # A run discarded (the batch run failed after staging) leaves the store as it was.
+    with stage_lookup_store(target, [frame(("z",))], stamp("run-3"), FEATURES) as other:
+        assert other.customers == 1
+    assert view(target).run_id == "run-2"
+    if not str(target).startswith("redis://"):
+        assert sorted(p.name for p in Path(target).parent.iterdir()) == ["online_store.sqlite"]
+    else:
+        assert not list(redis.Redis.from_url(target).scan_iter(match="cv:run-3:*"))
+
+
+@pytest.mark.server
+def test_two_interleaved_redis_runs_never_corrupt_each_other(redis_url):
+    # Issue 21 M4 (m5_redis_interleave.py): run B is written and published while run A is
+    # still writing. B's clean-up used to delete A's keys, then A flipped cv:current to its
+    # remains (83% of lookups unknown_customer).
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    a_ids = [f"a{i}" for i in range(30)]
+
+    def frames_of_a():
+        for start in range(0, len(a_ids), 10):
+            if start == 10:  # B runs from start to end while A is writing
+                write_lookup_store(redis_url, [frame(("b1", "b2"))], stamp("run-B"), FEATURES)
+                assert view(redis_url).run_id == "run-B"
+            yield frame(a_ids[start : start + 10])
+
+    write_lookup_store(redis_url, frames_of_a(), stamp("run-A"), FEATURES)
+    served = view(redis_url)
+    assert served.run_id == "run-A" and len(served) == 30
+    assert set(served.find(a_ids).features) == set(a_ids)  # every key of A is there
+    # B (the previous run) is kept whole for readers that opened it.
+    keys = {k.decode() for k in client.scan_iter(match="cv:run-B:c:*")}
+    assert keys == {"cv:run-B:c:b1", "cv:run-B:c:b2"}
+    assert not list(client.scan_iter(match="cv:*:writing"))
+
+
+@pytest.mark.server
+def test_a_redis_run_that_lost_its_writing_marker_is_never_published(redis_url):
+    # The marker is what keeps other runs' clean-up away; gone (the writer stalled past its
+    # lifetime, or the server restarted), the run's keys may be incomplete.
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    write_lookup_store(redis_url, [frame()], stamp("run-1"), FEATURES)
+    staged = stage_lookup_store(redis_url, [frame(("x",))], stamp("run-2"), FEATURES)
+    assert client.ttl("cv:run-2:writing") > 0
+    client.delete("cv:run-2:writing")
+    with pytest.raises(ValueError, match=r"run-2 was not published.*writing marker"):
+        staged.publish()
+    assert view(redis_url).run_id == "run-1"
     assert not list(client.scan_iter(match="cv:run-2:*"))
 
 
