@@ -584,9 +584,9 @@ class _StagedRedis(StagedStore):
             ) from err
         finally:
             self._heartbeat.stop()
-        previous = previous.decode() if previous else None
+        keep = {run_id, previous.decode()} if previous else {run_id}
         logger.info("lookup store %s now serves run %s", self.location, run_id)
-        _retire_runs(self._client, keep={run_id, previous} - {None})
+        _retire_runs(self._client, keep=keep)
 
     def _discard(self) -> None:
         self._heartbeat.stop()
