@@ -96,14 +96,32 @@ def status_at(past: pd.DataFrame, events: pd.DataFrame | None, cutoff: pd.Timest
 
     An order's status is the export's: "returned" says the order came back at some time, not
     when, so an order returned after the cutoff must still look kept at the cutoff, or the
-    features of a past cutoff (the training rows) would know its future. Where the store
-    records returns as service events (kind "return", with the order_id), a return counts
-    once such an event happened before the cutoff. Without any return event before the
-    cutoff, it counts once the order was delivered before the cutoff (a parcel comes back
-    after it arrived), or, with no delivery date, as the status says (all the data allows).
+    features of a past cutoff (the training rows) would know its future. How a return is
+    dated is decided customer by customer, from that customer's own rows only, so a customer's
+    status (and every feature built on it) is the same whichever customers are built with it
+    (alone, in a batch chunk, in an online request, in a Spark group):
+
+    - a customer with a return event (kind "return", with an order_id) before the cutoff has
+      returns dated by their events: a returned order counts as returned once an event of that
+      customer with that order_id happened before the cutoff (events match orders on
+      ``(customer_id, order_id)``, so another customer's order id never dates this one's);
+    - a customer without one has a return counted once the order was delivered before the
+      cutoff (a parcel comes back after it arrived), or, with no delivery date, as the status
+      says (all the data allows).
+
     Only rows before the cutoff decide, so appending later rows changes nothing. A
     cancellation is taken as known when the order was placed: orders are cancelled before
     they ship.
+
+    Parameters
+    ----------
+    past : pandas.DataFrame
+        Validated orders placed before ``cutoff`` (``customer_id``, ``order_id``, ``status``,
+        ``delivered_at``).
+    events : pandas.DataFrame or None
+        Validated service events (any dates: only those before ``cutoff`` are read), or None.
+    cutoff : pandas.Timestamp
+        The point in time.
 
     Returns
     -------
@@ -114,18 +132,27 @@ def status_at(past: pd.DataFrame, events: pd.DataFrame | None, cutoff: pd.Timest
     returned = (status == "returned").to_numpy(dtype=bool, na_value=False)
     if not returned.any():
         return status
-    dated_returns = pd.Index([])
+    # By default a return is known once the parcel arrived (or as the status says, undated).
+    known_return = ~(past["delivered_at"] >= cutoff).to_numpy(dtype=bool, na_value=False)
     if events is not None and not events.empty:
-        known = events.loc[
+        dated = events.loc[
             (events["kind"] == "return")
             & events["order_id"].notna()
-            & (events["occurred_at"] < cutoff)
+            & (events["occurred_at"] < cutoff),
+            ["customer_id", "order_id"],
         ]
-        dated_returns = pd.Index(known["order_id"].unique())
-    if len(dated_returns):
-        known_return = past["order_id"].isin(dated_returns).to_numpy()
-    else:
-        known_return = ~(past["delivered_at"] >= cutoff).to_numpy(dtype=bool, na_value=False)
+        if not dated.empty:
+            # Customers whose returns are dated by their own events: for them, a returned
+            # order is known only through an event with its (customer_id, order_id).
+            by_events = past["customer_id"].isin(pd.unique(dated["customer_id"])).to_numpy()
+            known_return &= ~by_events
+            check = returned & by_events & past["order_id"].notna().to_numpy()
+            if check.any():
+                pairs = pd.MultiIndex.from_frame(dated.astype("str"))
+                rows = pd.MultiIndex.from_frame(
+                    past.loc[check, ["customer_id", "order_id"]].astype("str")
+                )
+                known_return[check] = rows.isin(pairs)
     later = returned & ~known_return
     if not later.any():
         return status

@@ -75,40 +75,42 @@ def test_names_follow_the_spec_and_never_collide(orders, events):
 
 
 def test_a_return_counts_from_when_it_happened_not_from_the_export():
-    # The status is the export's; the return event (or the delivery) dates the return.
+    # The status is the export's; the customer's own return events (or the delivery) date it.
     raw = pd.DataFrame(
         {
-            "customer_id": ["a", "b", "c"],
-            "order_id": ["o1", "o2", "o3"],
-            "ordered_at": ["2024-05-01", "2024-05-01", "2024-05-01"],
-            "amount": [100.0, 50.0, 20.0],
-            "status": ["returned", "returned", "returned"],
-            "promised_at": ["2024-05-05", "2024-05-05", "2024-05-05"],
-            "delivered_at": ["2024-05-04", "2024-06-10", "2024-05-04"],
+            "customer_id": ["a", "a", "b", "c"],
+            "order_id": ["o4", "o1", "o2", "o3"],
+            "ordered_at": ["2024-04-01", "2024-05-01", "2024-05-01", "2024-05-01"],
+            "amount": [30.0, 100.0, 50.0, 20.0],
+            "status": ["returned", "returned", "returned", "returned"],
+            "promised_at": ["2024-04-05", "2024-05-05", "2024-05-05", "2024-05-05"],
+            "delivered_at": ["2024-04-04", "2024-05-04", "2024-06-10", "2024-05-04"],
         }
     )
     orders = validate_orders(raw, strict=True).frame
-    # c's return (2024-05-20) shows the store records returns as events before either cutoff.
+    # a and c record their returns as events (a's first one, on 2024-04-20, before either
+    # cutoff); b has none.
     raw_events = pd.DataFrame(
         {
-            "customer_id": ["a", "c"],
-            "occurred_at": ["2024-06-15", "2024-05-20"],
-            "kind": ["return", "return"],
-            "order_id": ["o1", "o3"],
+            "customer_id": ["a", "a", "c"],
+            "occurred_at": ["2024-04-20", "2024-06-15", "2024-05-20"],
+            "kind": ["return", "return", "return"],
+            "order_id": ["o4", "o1", "o3"],
         }
     )
     events = validate_events(raw_events, strict=True).frame
     spec = FeatureSpec()
     before = quality_features(orders, events, cutoff="2024-06-01", spec=spec)
     after = quality_features(orders, events, cutoff="2024-07-01", spec=spec)
-    # a: returned on 2024-06-15 (its event): not yet on 2024-06-01, then yes.
-    assert before.loc["a", "returns_365d"] == 0 and after.loc["a", "returns_365d"] == 1
+    # a: o1 returned on 2024-06-15 (its event): not yet on 2024-06-01, then yes; o4 all along.
+    assert before.loc["a", "returns_365d"] == 1 and after.loc["a", "returns_365d"] == 2
     assert before.loc["c", "returns_365d"] == 1
-    # b has no return event but the store records returns as events: b's return is unknown.
-    assert after.loc["b", "returns_365d"] == 0
-    # Without any return event, the delivery dates it: b arrived on 2024-06-10.
+    # b has no return event of its own: the delivery dates its return (2024-06-10), whatever
+    # a's and c's events say (a customer's features are its own rows' alone).
+    assert before.loc["b", "returns_365d"] == 0 and after.loc["b", "returns_365d"] == 1
+    # Without any return event, the delivery dates every return.
     no_events = quality_features(orders, None, cutoff="2024-06-01", spec=spec)
-    assert no_events.loc["b", "returns_365d"] == 0 and no_events.loc["a", "returns_365d"] == 1
+    assert no_events.loc["b", "returns_365d"] == 0 and no_events.loc["a", "returns_365d"] == 2
     later = quality_features(orders, None, cutoff="2024-07-01", spec=spec)
     assert later.loc["b", "returns_365d"] == 1
     # The revenue features agree: a kept order is revenue until its return is known.
