@@ -35,6 +35,8 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "truth",
     "error_pct",
 )
+#: The columns of :data:`TABLE_COLUMNS` that count customers (integers, never missing).
+COUNT_COLUMNS: tuple[str, ...] = ("affected", "affected_truth")
 
 STATEMENT = (
     "Checked against the truth: this store is synthetic and knows the effects it planted. The "
@@ -159,8 +161,18 @@ class TruthCheck:
     def read(cls, path: Path) -> TruthCheck:
         """Read a check written by :meth:`write`."""
         data = json.loads(path.read_text(encoding="utf-8"))
-        # JSON writes NaN (no truth to compare with) as null: back to float, not object.
-        table = pd.DataFrame(data["rows"]).set_index("kind")[list(TABLE_COLUMNS)].astype("float64")
+        rows = pd.DataFrame(data["rows"]).set_index("kind")[list(TABLE_COLUMNS)]
+        # JSON writes NaN (no truth to compare with) as null: back to float, not object. The
+        # counts go back to integers, as :func:`compare` made them: JSON alone would give
+        # floats where a count is whole (and readers format counts as integers).
+        table = rows.astype("float64")
+        for column in COUNT_COLUMNS:
+            if table[column].isna().any():
+                raise ValueError(
+                    f"{path}: column '{column}' has {int(table[column].isna().sum())} empty "
+                    "values; expected a whole count in every row (rewrite it with make impact)"
+                )
+            table[column] = table[column].astype("int64")
         return cls(
             cutoff=str(data["cutoff"]),
             horizon_days=int(data["horizon_days"]),

@@ -15,7 +15,7 @@ import pytest
 
 from serving import report
 from serving.budget import BudgetAssumptions
-from serving.impact_truth import TruthCheck, compare
+from serving.impact_truth import TruthCheck, compare, truth_path
 from serving.run_files import SCORE_COLUMNS, RunStamp, write_scores
 from serving.segments import Base
 
@@ -325,3 +325,45 @@ def test_the_report_shows_estimate_and_truth_side_by_side(tmp_path):
     assert "model-based what-if" in html
     without = report.build_report(synthetic_scores(50), impact=impact).render()
     assert "side by side" not in without
+
+
+def impact_of(scores: pd.DataFrame) -> pd.DataFrame:
+    """A per-customer impact table as ``make impact`` writes it for these scores."""
+    impact = scores[["customer_id", "value_segment", "clv", "p_churn"]].copy()
+    hit = np.arange(len(scores)) % 3 == 0
+    for kind in report.IMPACT_KINDS:
+        impact[f"clv_{kind}"] = impact["clv"] + np.where(hit, 2.0, 0.0)
+        impact[f"clv_if_never_{kind}"] = impact["clv"] + np.where(hit, 3.0, 0.0)
+        impact[f"p_churn_{kind}"] = impact["p_churn"] - np.where(hit, 0.01, 0.0)
+        impact[f"affected_{kind}"] = hit
+    return impact
+
+
+def _truth_check(model_uri: str = "models:/customer-value/1") -> TruthCheck:
+    kinds = ["late", "returns", "bad_tickets", "all"]
+    estimate = pd.DataFrame(
+        {"clv_gain": [110.0, 45.0, 12.0, 170.0], "affected": [10, 5, 2, 14]}, index=kinds
+    )
+    truth = pd.DataFrame(
+        {"value_lost": [100.0, 50.0, 10.0, 160.0], "customers": [10, 6, 2, 15]}, index=kinds
+    )
+    return TruthCheck("2025-07-01", 365, model_uri, {"customers": 2000, "seed": 11},
+                      compare(estimate, truth))  # fmt: skip
+
+
+def test_make_report_after_make_impact_reads_the_written_files(
+    scores_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's flow: make impact writes impact.parquet and impact_truth.json beside it,
+    # make report reads both back from disk (JSON gives the counts back as numbers).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
+    scores, _ = report.read_scores(scores_file)
+    impact_file = tmp_path / "impact.parquet"
+    impact_of(scores).to_parquet(impact_file, index=False)
+    _truth_check().write(truth_path(impact_file))
+    out = tmp_path / "report.html"
+    argv = ["--scores", str(scores_file), "--impact", str(impact_file), "--out", str(out)]
+    assert report.main([*argv, "--no-log"]) == 0
+    html = out.read_text(encoding="utf-8")
+    assert "Estimate and truth, side by side" in html
+    assert "+20.0" in html  # bad tickets: 12 estimated against 10 true
