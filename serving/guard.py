@@ -46,6 +46,9 @@ UNKNOWN_PATH = "/{unknown}"
 JSON_TYPE = "application/json"
 #: At most this many characters of one request-supplied value reach a log line.
 LOGGED_CHARS = 200
+#: A header the service sets on an answer whose JSON body already says why (a 503 because
+#: the lookup store cannot answer): the edge passes it on instead of explaining it as overload.
+EXPLAINED = "x-customer-value-error"
 #: Methods whose requests carry a body; only the service's APIs accept them.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -325,7 +328,11 @@ _EDGE_ANSWERS = {
     "401": ("Missing or wrong API key (when the server has one).", "WWW-Authenticate"),
     "413": (f"The request body is over {MAX_BODY_BYTES} bytes.", None),
     "415": (f"The request body's Content-Type is not {JSON_TYPE}.", None),
-    "503": ("Overloaded: the request was shed; retry after Retry-After seconds.", "Retry-After"),
+    "503": (
+        "Overloaded (the request was shed), or the lookup store cannot answer for the served "
+        "batch run (status store_unavailable, with a reason); retry after Retry-After seconds.",
+        "Retry-After",
+    ),
 }
 
 
@@ -476,7 +483,13 @@ def _explain_overload(send: Any) -> Any:
 
     async def wrapped(message: dict[str, Any]) -> None:
         nonlocal replaced
-        if message["type"] == "http.response.start" and message["status"] == 503:
+        if (
+            message["type"] == "http.response.start"
+            and message["status"] == 503
+            and not any(
+                name.lower() == EXPLAINED.encode() for name, _ in message.get("headers", ())
+            )
+        ):
             replaced = True
             # Keep BentoML's own headers (request id, server) for correlating the log.
             kept = [

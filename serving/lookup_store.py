@@ -679,8 +679,55 @@ class Found:
     answers: dict[str, dict[str, Any]] | None
 
 
+class StoreUnavailable(RuntimeError):
+    """The store cannot answer for the run a worker serves: the request gets 503, not a guess.
+
+    Parameters
+    ----------
+    kind : str
+        ``unreachable`` (a connection error or a timeout: worth failing fast for a moment),
+        ``gone`` (the served run's keys are no longer there), ``changed`` (the store now holds
+        another run than the one loaded) or ``unreadable`` (the file is damaged, e.g. being
+        copied over in place).
+    detail : str
+        What happened, for the server log (may name the store's location).
+    """
+
+    KINDS = ("unreachable", "gone", "changed", "unreadable")
+
+    def __init__(self, kind: str, detail: str) -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"kind {kind!r}; expected one of {', '.join(self.KINDS)}")
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+    @property
+    def transient(self) -> bool:
+        """Whether asking again at once is pointless (the server is down or hung)."""
+        return self.kind == "unreachable"
+
+    def answer(self) -> str:
+        """The caller's message: what is wrong and what to do, without paths or URLs."""
+        return {
+            "unreachable": "the lookup store does not answer (down or too slow); no lookup "
+            "can be answered right now; retry in a moment",
+            "gone": "the batch run this worker serves is no longer in the lookup store (it "
+            "was deleted or the store restarted empty); lookups are refused until a complete "
+            "run is current again; retry in a moment",
+            "changed": "the lookup store was replaced under this worker; it is reloading; "
+            "retry in a moment",
+            "unreadable": "the lookup store cannot be read (damaged or being replaced in "
+            "place); retry in a moment",
+        }[self.kind]
+
+
 class LookupStore(ABC):
     """A store opened for reading one run: its meta, and batched lookups.
+
+    Every read checks, in the same read transaction as the rows, that the store still holds
+    the run that was opened: an answer is never a mix of two runs, nor the rows of one run
+    under another's stamp.
 
     Attributes
     ----------
@@ -695,7 +742,17 @@ class LookupStore(ABC):
 
     @abstractmethod
     def fetch(self, ids: Sequence[str]) -> dict[str, tuple[bytes, bytes]]:
-        """``customer_id`` -> (packed features, packed answer) for the ids found."""
+        """``customer_id`` -> (packed features, packed answer) for the ids found.
+
+        Raises
+        ------
+        StoreUnavailable
+            When the store cannot answer for this run (see its ``kind``).
+        """
+
+    def check(self) -> None:
+        """Read nothing but the run's stamp: StoreUnavailable when it could not answer."""
+        self.fetch([])
 
     @property
     def run_id(self) -> str:
@@ -703,11 +760,17 @@ class LookupStore(ABC):
         return self.meta.stamp.run_id
 
 
+def _stamp_bytes(stamp: RunStamp) -> bytes:
+    return json.dumps(asdict(stamp)).encode()
+
+
 class SqliteStore(LookupStore):
     """The embedded store, opened read-only; safe to share between threads (one lock).
 
     The file is replaced by a rename, never rewritten in place: a reader that opened the
-    previous file keeps reading it until it is dropped, whatever lands meanwhile.
+    previous file keeps reading it until it is dropped, whatever lands meanwhile. A file
+    copied over in place is detected on the next read (its stamp, read in the same
+    transaction as the rows, is another run's) and refused, never served under the old stamp.
     """
 
     def __init__(self, path: Path) -> None:
@@ -718,8 +781,12 @@ class SqliteStore(LookupStore):
                 f"serving.batch --store {path}) or set CUSTOMER_VALUE_STORE"
             )
         try:
+            # isolation_level=None: transactions are ours (BEGIN ... COMMIT around each read).
             self._connection = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+                f"{path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,
             )
             meta = dict(self._connection.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError as err:
@@ -729,29 +796,85 @@ class SqliteStore(LookupStore):
             ) from err
         self._lock = threading.Lock()
         self.meta = StoreMeta.decode({str(k): bytes(v) for k, v in meta.items()}, self.location)
+        self._stamp = bytes(meta["stamp"])
+        # The file as it was opened. SQLite keeps its page cache across reads while the
+        # header's change counter is unchanged, and two freshly written stores have the same
+        # counter: a file copied over in place was read as the old meta with new pages. Its
+        # size and modification time, checked around each read, tell.
+        self._file = open(path, "rb")  # held as long as the reader
+        self._identity = _identity(self._file.fileno())
+        if os.stat(path).st_ino != os.fstat(self._file.fileno()).st_ino:
+            raise ValueError(f"lookup store {self.location!r} was replaced while it was opened")
+
+    def __del__(self) -> None:
+        file = getattr(self, "_file", None)
+        if file is not None:
+            file.close()
 
     def fetch(self, ids: Sequence[str]) -> dict[str, tuple[bytes, bytes]]:
-        """One ``SELECT ... WHERE customer_id IN (...)`` for the whole request."""
-        if not ids:
-            return {}
+        """The run's stamp and one ``SELECT ... WHERE customer_id IN (...)``, in one transaction."""
         unique = list(dict.fromkeys(ids))
         query = (
             "SELECT customer_id, features, answer FROM customers WHERE customer_id IN "
             f"({','.join('?' * len(unique))})"
         )
         with self._lock:
-            rows = self._connection.execute(query, unique).fetchall()
-        return {row[0]: (row[1], row[2]) for row in rows}
+            self._unchanged()
+            try:
+                self._connection.execute("BEGIN")
+                try:
+                    row = self._connection.execute(
+                        "SELECT value FROM meta WHERE key = 'stamp'"
+                    ).fetchone()
+                    rows = self._connection.execute(query, unique).fetchall() if unique else []
+                finally:
+                    self._connection.execute("COMMIT")
+            except sqlite3.DatabaseError as err:
+                raise StoreUnavailable(
+                    "unreadable",
+                    f"lookup store {self.location} cannot be read ({err}); was it copied over in "
+                    "place? Replace it by a rename (write beside it, then mv)",
+                ) from err
+            self._unchanged()  # (a copy that began during the read)
+        if row is None or bytes(row[0]) != self._stamp:
+            raise StoreUnavailable(
+                "changed",
+                f"lookup store {self.location} no longer holds run {self.run_id} (it was "
+                "rewritten in place); its answers are refused until the worker reloads",
+            )
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def _unchanged(self) -> None:
+        if _identity(self._file.fileno()) != self._identity:
+            raise StoreUnavailable(
+                "changed",
+                f"lookup store {self.location} was rewritten in place (its size or modification "
+                f"time changed) while it served run {self.run_id}; its answers are refused until "
+                "the worker reloads. Replace it by a rename (write beside it, then mv)",
+            )
+
+
+def _identity(descriptor: int) -> tuple[int, int, int]:
+    stat = os.fstat(descriptor)
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 class RedisStore(LookupStore):
-    """The Redis store at the run ``cv:current`` named when it was opened."""
+    """The Redis store at the run ``cv:current`` named when it was opened.
 
-    def __init__(self, url: str) -> None:
+    Parameters
+    ----------
+    url : str
+        ``redis://host:port/db``.
+    timeout : float
+        Seconds any call may take (socket and connect) before the store counts as unreachable.
+    """
+
+    def __init__(self, url: str, timeout: float = WRITE_TIMEOUT) -> None:
         import redis
 
         self.location = store_location(url)
-        self._client = redis_client(url)
+        self._client = redis_client(url, timeout)
         try:
             current = self._client.get(REDIS_CURRENT)
             if current is None:
@@ -768,14 +891,41 @@ class RedisStore(LookupStore):
                 f"lookup store {self.location} names run {self._run} but has no meta for it"
             )
         self.meta = StoreMeta.decode({k.decode(): v for k, v in meta.items()}, self.location)
+        self._stamp = meta[b"stamp"]
         self._width = 8 * len(self.meta.feature_names)
 
     def fetch(self, ids: Sequence[str]) -> dict[str, tuple[bytes, bytes]]:
-        """One ``MGET`` for the whole request."""
-        if not ids:
-            return {}
+        """The run's stamp and one ``MGET``, in one ``MULTI`` transaction.
+
+        A retired run loses its meta before its customers (:func:`_delete_run`), so a stamp
+        read in the same transaction as the customers proves they are the whole run's.
+        """
+        import redis
+
         unique = list(dict.fromkeys(ids))
-        values = self._client.mget([_customer_key(self._run, i) for i in unique])
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.hget(_meta_key(self._run), "stamp")
+                if unique:
+                    pipe.mget([_customer_key(self._run, i) for i in unique])
+                replies = pipe.execute()
+        except redis.RedisError as err:
+            raise StoreUnavailable(
+                "unreachable", f"lookup store {self.location} cannot be read: {err}"
+            ) from err
+        stamp = replies[0]
+        if stamp is None:
+            raise StoreUnavailable(
+                "gone",
+                f"lookup store {self.location} no longer holds run {self._run} (the server "
+                "restarted empty, or the run was retired); lookups are refused until a "
+                "complete run is current",
+            )
+        if stamp != self._stamp:
+            raise StoreUnavailable(
+                "changed", f"lookup store {self.location} holds another run {self._run}"
+            )
+        values = replies[1] if unique else []
         return {
             i: (v[: self._width], v[self._width :])
             for i, v in zip(unique, values, strict=True)
@@ -783,8 +933,11 @@ class RedisStore(LookupStore):
         }
 
 
-def open_lookup_store(target: str | Path) -> LookupStore:
+def open_lookup_store(target: str | Path, *, timeout: float = WRITE_TIMEOUT) -> LookupStore:
     """Open the store at ``target`` (a SQLite file or a ``redis://`` URL) for reading.
+
+    ``timeout`` bounds each Redis call (the service passes its short
+    ``CUSTOMER_VALUE_STORE_TIMEOUT``).
 
     Raises
     ------
@@ -796,7 +949,7 @@ def open_lookup_store(target: str | Path) -> LookupStore:
         The file is not a store of this format.
     """
     if is_redis(target):
-        return RedisStore(str(target))
+        return RedisStore(str(target), timeout)
     return SqliteStore(Path(target))
 
 
@@ -805,15 +958,15 @@ def open_lookup_store(target: str | Path) -> LookupStore:
 StoreSignature = tuple[str, ...]
 
 
-def store_signature(target: str | Path) -> StoreSignature | None:
+def store_signature(target: str | Path, *, timeout: float = WRITE_TIMEOUT) -> StoreSignature | None:
     """The store's :data:`StoreSignature`; None when there is none (missing, unreachable)."""
     if is_redis(target):
         import redis
 
         try:
-            current = redis_client(str(target)).get(REDIS_CURRENT)
+            current = redis_client(str(target), timeout).get(REDIS_CURRENT)
         except redis.RedisError as err:
-            logger.warning("lookup store %s cannot be read: %s", store_location(target), err)
+            logger.debug("lookup store %s cannot be read: %s", store_location(target), err)
             return None
         return None if current is None else ("redis", current.decode())
     path = Path(target)
@@ -891,7 +1044,13 @@ class StoreView:
         return sample if order is None else sample[:, order]
 
     def find(self, ids: Sequence[str]) -> Found:
-        """One batched read for a request's lookups."""
+        """One batched read for a request's lookups.
+
+        Raises
+        ------
+        StoreUnavailable
+            When the store cannot answer for the run this view serves.
+        """
         found = self.store.fetch(ids)
         order = self._order()
         features = {}
@@ -912,6 +1071,7 @@ def open_view(
     model_version: str,
     reasons: str,
     lookups: str,
+    timeout: float = WRITE_TIMEOUT,
 ) -> StoreView:
     """Open a store for the service, with today's pairing and refusal rules.
 
@@ -929,6 +1089,8 @@ def open_view(
         only when both match the run's (else the model scores the stored features).
     lookups : str
         ``batch`` (answers when they fit) or ``model`` (always the model).
+    timeout : float
+        Seconds a Redis call may take (``CUSTOMER_VALUE_STORE_TIMEOUT``).
 
     Raises
     ------
@@ -938,7 +1100,7 @@ def open_view(
         A store that lacks one of the model's features (or cannot be read:
         :func:`open_lookup_store`).
     """
-    store = open_lookup_store(target)
+    store = open_lookup_store(target, timeout=timeout)
     stamp = store.meta.stamp
     if tracking_store and stamp.store and stamp.store != tracking_store:
         raise TableMismatch(

@@ -14,6 +14,7 @@ tried again when the file or store changes or after :data:`RETRY_SECONDS`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import logging
@@ -24,7 +25,14 @@ import anyio.to_thread
 import mlflow
 
 from serving.batching import AdaptiveBatcher
-from serving.lookup_store import StoreSignature, open_view, store_location, store_signature
+from serving.lookup_store import (
+    StoreSignature,
+    StoreUnavailable,
+    StoreView,
+    open_view,
+    store_location,
+    store_signature,
+)
 from serving.online import ONLINE_REASONS, Lookups, load_base, score_rows, table_settings
 from serving.run_files import (
     BatchAnswers,
@@ -51,13 +59,25 @@ MAX_LATENCY_MS = 1000
 #: disk may have been down for a moment).
 RETRY_SECONDS = 300.0
 
+#: After a store call failed for want of an answer (down, hung), requests are refused at once
+#: for this long instead of each waiting for its own timeout; then the store is asked again.
+FAIL_FAST_SECONDS = 1.0
+#: While the store cannot answer, the failure is logged once, then once per this many seconds
+#: with the count of requests refused meanwhile (a line per request was 10 MB in 15 s).
+LOG_EVERY_SECONDS = 60.0
+#: How long a request whose run was replaced or retired under it waits for the worker to
+#: load the store's current run (then it is answered from that run, or gets 503).
+RECOVER_WAIT_SECONDS = 5.0
+
 #: What tells that a new batch run landed: the table file's or the store's.
 AnySignature = Signature | StoreSignature
 
 
 def source_signature(config: OnlineConfig) -> AnySignature | None:
     """The signature of what ``config`` serves lookups from: the store, else the table file."""
-    return store_signature(config.store) if config.store else file_signature(config.features)
+    if config.store:
+        return store_signature(config.store, timeout=config.store_timeout)
+    return file_signature(config.features)
 
 
 def source_name(config: OnlineConfig) -> str:
@@ -133,6 +153,7 @@ def load_served(
             model_version=info["model_version"],
             reasons=ONLINE_REASONS,
             lookups=config.lookups,
+            timeout=config.store_timeout,
         )
         warm = table.sample()
         answered = f"from the batch answers in {table.path}" if table.answers else "by the model"
@@ -184,6 +205,89 @@ def freeze_heap(*, full: bool) -> None:
     gc.freeze()
 
 
+class StoreHealth:
+    """Whether the lookup store answers for the served run; one loud log line per outage.
+
+    Parameters
+    ----------
+    location : str
+        The store, as logs name it.
+    fail_fast_seconds : float
+        After a store call failed without an answer (down, hung), how long requests are
+        refused without asking it.
+    log_seconds : float
+        While it lasts, how often the failure is logged again (with the count refused).
+    """
+
+    def __init__(
+        self,
+        location: str,
+        fail_fast_seconds: float = FAIL_FAST_SECONDS,
+        log_seconds: float = LOG_EVERY_SECONDS,
+    ) -> None:
+        self.location = location
+        self.fail_fast_seconds = fail_fast_seconds
+        self.log_seconds = log_seconds
+        #: The last failure while the store cannot answer; None while it answers.
+        self.down: StoreUnavailable | None = None
+        self._since = self._logged_at = self._until = 0.0
+        self._refused = 0
+
+    def refused(self) -> StoreUnavailable | None:
+        """The failure to answer with at once, without asking the store, while failing fast."""
+        if self.down is None or not self.down.transient or time.monotonic() >= self._until:
+            return None
+        self._count()
+        return self.down
+
+    def failed(self, error: StoreUnavailable) -> None:
+        """A store call failed: log it (once per outage, then every ``log_seconds``)."""
+        now = time.monotonic()
+        if self.down is None or self.down.kind != error.kind:
+            self._since, self._logged_at, self._refused = now, now, 1
+            logger.error(
+                "lookup store %s cannot answer (%s): %s; requests that need it get 503 until "
+                "it does (this is logged again every %.0f s while it lasts)",
+                self.location,
+                error.kind,
+                error.detail,
+                self.log_seconds,
+            )
+        else:
+            self._count()
+        self.down = error
+        if error.transient:
+            self._until = now + self.fail_fast_seconds
+
+    def recovered(self) -> None:
+        """A store call succeeded: the outage, if any, is over (logged once)."""
+        if self.down is None:
+            return
+        logger.warning(
+            "lookup store %s answers again after %.1f s (%s); %d request(s) got 503 meanwhile",
+            self.location,
+            time.monotonic() - self._since,
+            self.down.kind,
+            self._refused,
+        )
+        self.down = None
+
+    def _count(self) -> None:
+        self._refused += 1
+        now = time.monotonic()
+        if self.down is not None and now - self._logged_at >= self.log_seconds:
+            logger.error(
+                "lookup store %s still cannot answer (%s, for %.0f s): %s; %d request(s) got "
+                "503 so far",
+                self.location,
+                self.down.kind,
+                now - self._since,
+                self.down.detail,
+                self._refused,
+            )
+            self._logged_at = now
+
+
 class Reloader:
     """Swaps in a new :class:`Served` when the feature table file or the store changes.
 
@@ -206,17 +310,57 @@ class Reloader:
         self._failed: AnySignature | None = None
         self._failed_at = 0.0
         self._task: asyncio.Task[bool] | None = None
+        self.health = StoreHealth(source_name(config))
 
-    def poke(self) -> None:
-        """Cheap, for the request path: start a background reload if a new run landed."""
-        if self.interval < 0 or self._running():
+    def poke(self, *, now: bool = False) -> None:
+        """Cheap, for the request path: look for a new run in the background, if it is time.
+
+        The look itself (a file stat, a Redis GET) runs in a worker thread: a store that hangs
+        must not hold up the event loop. ``now`` looks at once, whatever the interval (the
+        served run was found replaced or gone).
+        """
+        if (self.interval < 0 and not now) or self._running():
             return
-        now = time.monotonic()
-        if now - self._checked < self.interval:
+        moment = time.monotonic()
+        if not now and moment - self._checked < self.interval:
             return
-        self._checked = now
-        if self._changed() is not None:
-            self._task = asyncio.get_running_loop().create_task(self._reload())
+        self._checked = moment
+        self._task = asyncio.get_running_loop().create_task(self._reload())
+
+    async def recover(self, stale: Served) -> Served | None:
+        """After ``stale``'s run was found replaced or gone: the state of the current run.
+
+        Waits (at most :data:`RECOVER_WAIT_SECONDS`) for a reload of whatever the store now
+        serves; None when there is none yet (no complete run is current, or it failed).
+        """
+        if self.served is stale:
+            self.poke(now=True)
+            task = self._task
+            if task is not None and self._running():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), RECOVER_WAIT_SECONDS)
+        return None if self.served is stale else self.served
+
+    async def probe(self) -> bool:
+        """For ``/readyz``: whether the served run can be read (always, without a store).
+
+        Reads only the run's stamp, in a worker thread; a failure is recorded in
+        :attr:`health` (and logged once) and a reload is looked for.
+        """
+        served = self.served
+        if not isinstance(served.table, StoreView):
+            return True
+        if self.health.refused() is not None:
+            return False
+        try:
+            await anyio.to_thread.run_sync(served.table.store.check)
+        except StoreUnavailable as error:
+            self.health.failed(error)
+            if not error.transient:
+                self.poke(now=True)
+            return False
+        self.health.recovered()
+        return True
 
     async def settled(self) -> None:
         """Wait for a reload that :meth:`poke` started, if one is running."""
@@ -241,7 +385,7 @@ class Reloader:
         return True
 
     async def _reload(self) -> bool:
-        signature = self._changed()
+        signature = await anyio.to_thread.run_sync(self._changed)
         if signature is None:
             return False
         try:

@@ -75,8 +75,9 @@ from pydantic import (
 from starlette.responses import JSONResponse
 
 from features.history import as_cutoff
-from serving.guard import BENTOML_REQUEST_LOGGER, CLIENT_ERROR_LOG, RequestGuard
-from serving.online import finish, prepare
+from serving.guard import BENTOML_REQUEST_LOGGER, CLIENT_ERROR_LOG, EXPLAINED, RequestGuard
+from serving.lookup_store import StoreUnavailable, StoreView
+from serving.online import Pending, finish, prepare
 from serving.reload import Reloader, Served, freeze_heap, load_served, source_name
 from serving.run_files import store_label
 from serving.settings import OnlineConfig
@@ -95,6 +96,11 @@ MAX_INLINE_CUSTOMERS = 25
 #: event loop (BentoML), ~6 us a row, before any other request of the process can be answered:
 #: 20,000 rows (~2 MB of JSON) cost ~0.1 s there and ~0.3 s in total.
 MAX_INLINE_ROWS = 20_000
+#: Lookup store reads at once per process, each in a worker thread (a store call must not
+#: block the event loop: a hung Redis froze /livez); more wait for a thread.
+STORE_READERS = 8
+#: ``Retry-After`` seconds of a 503 because the lookup store cannot answer.
+STORE_RETRY_SECONDS = 1
 #: API processes; each holds its own model, feature table and batcher.
 WORKERS = 2
 #: No access log line per request: at storefront rates it cost more server CPU than the
@@ -266,7 +272,33 @@ class ScoreResponse(BaseModel):
 
     model_name: str
     model_version: str
+    run_id: str = Field(
+        description="the batch run every lookup of this answer came from (and whose value "
+        "tiers and percentiles place the customers); checked in the same read as the answers"
+    )
     results: list[CustomerResult]
+
+
+class StoreUnavailableAnswer(BaseModel):
+    """Body of a 503 because the lookup store cannot answer for the served run."""
+
+    status: Literal["store_unavailable"]
+    reason: Literal["unreachable", "gone", "changed", "unreadable"]
+    error: str
+
+
+def store_unavailable(error: StoreUnavailable) -> JSONResponse:
+    """The 503 of a request the lookup store cannot answer: JSON, saying why, never a guess."""
+    body = StoreUnavailableAnswer(
+        status="store_unavailable",
+        reason=error.kind,  # type: ignore[arg-type]  # one of StoreUnavailable.KINDS
+        error=error.answer(),
+    )
+    return JSONResponse(
+        body.model_dump(),
+        status_code=503,
+        headers={"Retry-After": str(STORE_RETRY_SECONDS), EXPLAINED: "store"},
+    )
 
 
 # -- start-up -----------------------------------------------------------------------------------
@@ -508,6 +540,7 @@ class CustomerValue:
         self._supervisor = _supervisor_pid()
         self._loading: asyncio.Task[None] | None = None
         self._feature_builder = anyio.CapacityLimiter(1)
+        self._store_reader = anyio.CapacityLimiter(STORE_READERS)
         if self._supervisor is None:
             # A plain class or an in-process ASGI app: nobody to stop, the caller gets the error.
             self._start(*self._load())
@@ -524,8 +557,15 @@ class CustomerValue:
             self._loading = asyncio.get_running_loop().create_task(self._load_in_background())
 
     async def __is_ready__(self) -> bool:
-        """BentoML's readiness hook (``/readyz``): the model and table are loaded."""
-        return self.startup.state == READY
+        """BentoML's readiness hook: loaded, and the lookup store answers for the served run.
+
+        (``/readyz`` itself is answered by :class:`StartupGate`, which asks the store.)
+        """
+        return (
+            self.startup.state == READY
+            and self.reloader is not None
+            and self.reloader.health.down is None
+        )
 
     @property
     def served(self) -> Served:
@@ -586,12 +626,14 @@ class CustomerValue:
             )
 
     @bentoml.api(input_spec=ScoreRequest, output_spec=ScoreResponse)
-    async def score(self, customers: list[CustomerRequest]) -> ScoreResponse:
+    async def score(self, customers: list[CustomerRequest]) -> ScoreResponse | JSONResponse:
         """Score customers by id (feature table) or from inline history; one result each.
 
         Unknown ids get ``status: unknown_customer``; inline histories with unusable rows get
         ``status: invalid`` with the validation message. Both are per customer, never an error
-        for the whole request.
+        for the whole request. A lookup store that cannot answer for the served run (down,
+        hung, the run gone or replaced under the worker) is a 503 with a JSON reason: never an
+        answer from a run that is not whole, nor one under another run's stamp.
         """
         reloader = self.reloader
         if reloader is None:  # (the start-up gate holds requests until loaded)
@@ -599,28 +641,61 @@ class CustomerValue:
         reloader.poke()
         served = reloader.served  # one state for the whole request, even if a reload swaps it
         items = [customer.model_dump(exclude_none=True) for customer in customers]
-        if any("orders" in item for item in items):
-            # Building features is CPU work in pandas: one thread at a time keeps the event
-            # loop free without many threads fighting over the GIL (which slowed the model
-            # batches enough for the dispatcher to shed them). Lookups never wait for it: a
-            # request without histories is answered on the event loop.
-            pending = await anyio.to_thread.run_sync(
-                prepare,
-                items,
-                served.table,
-                served.model.spec,
-                served.answers,
-                limiter=self._feature_builder,
-            )
-        else:
-            pending = prepare(items, served.table, served.model.spec, served.answers)
-        scored = None if pending.matrix is None else await served.batcher(pending.matrix)
         try:
-            return ScoreResponse.model_validate({**served.info, "results": finish(pending, scored)})
+            pending = await self._prepare(items, served)
+        except StoreUnavailable as error:
+            # The run was replaced or retired under this worker: answer from the store's
+            # current run once this worker has loaded it, else 503.
+            recovered = None if error.transient else await reloader.recover(served)
+            if recovered is None:
+                return store_unavailable(error)
+            served = recovered
+            try:
+                pending = await self._prepare(items, served)
+            except StoreUnavailable as again:
+                return store_unavailable(again)
+        scored = None if pending.matrix is None else await served.batcher(pending.matrix)
+        body = {**served.info, "run_id": served.table.stamp.run_id}
+        try:
+            return ScoreResponse.model_validate({**body, "results": finish(pending, scored)})
         except ValidationError as error:
             # Our answer failing our own schema is a server fault: BentoML would answer a
             # ValidationError with 400 as if the caller had sent something wrong.
             raise RuntimeError(f"the response failed its own schema: {error}") from error
+
+    async def _prepare(self, items: list[dict[str, Any]], served: Served) -> Pending:
+        """:func:`serving.online.prepare` off the event loop when it reads a store or builds.
+
+        Raises
+        ------
+        serving.lookup_store.StoreUnavailable
+            The store cannot answer for ``served``'s run (recorded in the reloader's health).
+        """
+        reloader = self.reloader
+        assert reloader is not None
+        args = (items, served.table, served.model.spec, served.answers)
+        reads_store = isinstance(served.table, StoreView) and any(
+            "orders" not in item for item in items
+        )
+        if any("orders" in item for item in items):
+            # Building features is CPU work in pandas: one thread at a time keeps the event
+            # loop free without many threads fighting over the GIL (which slowed the model
+            # batches enough for the dispatcher to shed them).
+            limiter = self._feature_builder
+        elif isinstance(served.table, StoreView):
+            limiter = self._store_reader  # a store call may hang: never on the event loop
+        else:
+            return prepare(*args)  # lookups in memory: answered on the event loop
+        if reads_store and (refused := reloader.health.refused()):
+            raise refused  # the store just failed to answer: do not wait for it again
+        try:
+            pending = await anyio.to_thread.run_sync(prepare, *args, limiter=limiter)
+        except StoreUnavailable as error:
+            reloader.health.failed(error)
+            raise
+        if reads_store:
+            reloader.health.recovered()
+        return pending
 
 
 class StartupGate:
@@ -651,7 +726,23 @@ class StartupGate:
                 response = JSONResponse(startup.answer(), status_code=503, headers=headers)
                 await response(scope, receive, send)
                 return
+            if path == READINESS_PATH and (down := await _store_down()) is not None:
+                body = {"status": "store_unavailable", "reason": down.kind, "error": down.answer()}
+                await JSONResponse(body, status_code=503)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+
+async def _store_down() -> StoreUnavailable | None:
+    """Why the lookup store cannot answer for this process's served run; None when it can."""
+    try:
+        instance = bentoml.get_current_service()
+    except BentoMLException:
+        return None
+    reloader: Reloader | None = getattr(instance, "reloader", None)
+    if reloader is None or await reloader.probe():
+        return None
+    return reloader.health.down
 
 
 def _current_startup() -> Startup | None:

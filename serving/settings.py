@@ -8,6 +8,7 @@ BentoML's own settings (worker count, access log, ...) go through ``BENTOML_CONF
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ STORE_ENV = "CUSTOMER_VALUE_STORE"
 LOOKUPS_ENV = "CUSTOMER_VALUE_LOOKUPS"
 RELOAD_ENV = "CUSTOMER_VALUE_RELOAD_SECONDS"
 API_KEY_ENV = "CUSTOMER_VALUE_API_KEY"
+STORE_TIMEOUT_ENV = "CUSTOMER_VALUE_STORE_TIMEOUT"
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_URI = f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}"
 #: How lookups are answered: from the batch run's scores when they belong to the served model
@@ -29,6 +33,10 @@ DEFAULT_MODEL_URI = f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}"
 LOOKUP_MODES: tuple[str, ...] = ("batch", "model")
 #: How often (at most) a request checks whether the feature table file changed.
 DEFAULT_RELOAD_SECONDS = 30.0
+#: Seconds a lookup store call may take before the request gets 503: a lookup costs about a
+#: millisecond, so a store slower than this is down or hung, and callers are better told so
+#: than kept waiting (a hung Redis held every request for its old 30 s socket timeout).
+DEFAULT_STORE_TIMEOUT = 0.5
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,12 @@ class OnlineConfig:
         every request, < 0 never).
     api_key : str
         ``CUSTOMER_VALUE_API_KEY``: when set, requests must carry it (:mod:`serving.guard`).
-        Not shown in ``repr``, so it never reaches a log.
+        Surrounding whitespace is stripped, with a warning: a key written with ``echo`` into
+        a secret ends with a newline no caller sends, and every caller got 401. Not shown in
+        ``repr``, so it never reaches a log.
+    store_timeout : float
+        ``CUSTOMER_VALUE_STORE_TIMEOUT``: seconds a lookup store call may take (default
+        :data:`DEFAULT_STORE_TIMEOUT`); past it the request gets 503.
     """
 
     model_uri: str = DEFAULT_MODEL_URI
@@ -61,6 +74,7 @@ class OnlineConfig:
     lookups: str = "batch"
     reload_seconds: float = DEFAULT_RELOAD_SECONDS
     api_key: str = field(default="", repr=False)
+    store_timeout: float = DEFAULT_STORE_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OnlineConfig:
@@ -71,7 +85,8 @@ class OnlineConfig:
         ValueError
             Naming the variable, its value and what was expected, when
             ``CUSTOMER_VALUE_LOOKUPS`` is not one of :data:`LOOKUP_MODES` or
-            ``CUSTOMER_VALUE_RELOAD_SECONDS`` is not a number.
+            ``CUSTOMER_VALUE_RELOAD_SECONDS`` is not a number, ``CUSTOMER_VALUE_STORE_TIMEOUT``
+            is not a positive number, or ``CUSTOMER_VALUE_API_KEY`` is only whitespace.
         """
         env = os.environ if environ is None else environ
         lookups = env.get(LOOKUPS_ENV) or "batch"
@@ -86,11 +101,41 @@ class OnlineConfig:
             raise ValueError(
                 f"{RELOAD_ENV}={reload_text!r}; expected a number of seconds"
             ) from None
+        timeout_text = env.get(STORE_TIMEOUT_ENV, "")
+        try:
+            store_timeout = float(timeout_text) if timeout_text else DEFAULT_STORE_TIMEOUT
+        except ValueError:
+            store_timeout = float("nan")
+        if not store_timeout > 0 or store_timeout == float("inf"):
+            raise ValueError(
+                f"{STORE_TIMEOUT_ENV}={timeout_text!r}; expected a positive number of seconds "
+                f"(default {DEFAULT_STORE_TIMEOUT})"
+            )
         return cls(
             model_uri=env.get(MODEL_URI_ENV) or DEFAULT_MODEL_URI,
             features=Path(env.get(FEATURES_ENV) or DEFAULT_FEATURES_OUT),
             store=env.get(STORE_ENV, "").strip(),
             lookups=lookups,
             reload_seconds=reload_seconds,
-            api_key=env.get(API_KEY_ENV, ""),
+            api_key=_api_key(env.get(API_KEY_ENV, "")),
+            store_timeout=store_timeout,
         )
+
+
+def _api_key(raw: str) -> str:
+    """The API key without surrounding whitespace; refused when nothing else is left."""
+    key = raw.strip()
+    if raw and not key:
+        # Stripped to nothing would silently turn the key check off.
+        raise ValueError(
+            f"{API_KEY_ENV} is set but holds only whitespace ({len(raw)} characters); expected "
+            "the key, or leave it unset to serve without one"
+        )
+    if key != raw:
+        logger.warning(
+            "%s had surrounding whitespace (%d characters, e.g. a trailing newline); it was "
+            "stripped, so callers send the key without it",
+            API_KEY_ENV,
+            len(raw) - len(key),
+        )
+    return key

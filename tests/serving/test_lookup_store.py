@@ -16,6 +16,7 @@ import redis
 from serving.lookup_store import (
     REDIS_CURRENT,
     SKETCH_POINTS,
+    StoreUnavailable,
     open_lookup_store,
     open_view,
     stage_lookup_store,
@@ -363,3 +364,85 @@ def _closed_port() -> int:
     from local_server import free_port
 
     return free_port()
+
+
+# --- a served run that the store no longer holds (issue 21 M5, M6, M7) ---------------------
+
+
+@pytest.mark.server
+def test_a_retired_or_wiped_redis_run_is_refused_not_answered_as_unknown(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    write_lookup_store(redis_url, [frame()], stamp("run-1"), FEATURES)
+    idle = view(redis_url)  # a worker that had no request while two runs landed
+    write_lookup_store(redis_url, [frame()], stamp("run-2"), FEATURES)
+    write_lookup_store(redis_url, [frame()], stamp("run-3"), FEATURES)
+    with pytest.raises(StoreUnavailable, match="no longer holds run run-1") as caught:
+        idle.find(["a"])
+    assert caught.value.kind == "gone" and not caught.value.transient
+    served = view(redis_url)
+    assert set(served.find(["a"]).features) == {"a"}
+    client.flushdb()  # the server restarted empty (a cache without persistence)
+    with pytest.raises(StoreUnavailable, match="no longer holds run run-3"):
+        served.find(["a"])
+    with pytest.raises(StoreUnavailable):
+        served.store.check()
+
+
+@pytest.mark.server
+def test_a_hung_or_down_redis_is_unavailable_within_the_timeout(tmp_path):
+    from redis_server import redis_process
+
+    with redis_process(tmp_path / "redis") as server:
+        write_lookup_store(server.url, [frame()], stamp("run-1"), FEATURES)
+        served = open_view(
+            server.url,
+            FEATURES,
+            tracking_store=TRACKING,
+            model_version="3",
+            reasons="approximate",
+            lookups="batch",
+            timeout=0.2,
+        )
+        server.pause()
+        try:
+            with pytest.raises(StoreUnavailable, match="cannot be read") as caught:
+                served.find(["a"])
+            assert caught.value.kind == "unreachable" and caught.value.transient
+        finally:
+            server.resume()
+        assert set(served.find(["a"]).features) == {"a"}
+        server.stop()
+        with pytest.raises(StoreUnavailable, match="cannot be read"):
+            served.find(["a"])
+
+
+def test_a_sqlite_store_copied_over_in_place_is_refused_never_mixed(tmp_path):
+    # Issue 21 M7: `cp new.sqlite online_store.sqlite` served the new run's numbers under the
+    # old run's stamp until the next reload check.
+    live = tmp_path / "online_store.sqlite"
+    write_lookup_store(live, [frame()], stamp("run-1"), FEATURES)
+    served = view(live)
+    assert served.find(["a"]).answers["a"]["clv"] == 0.0 + NUMBER_FIELDS.index("clv")
+    other = tmp_path / "other.sqlite"
+    write_lookup_store(other, [frame(offset=100.0)], stamp("run-2"), FEATURES)
+    with open(other, "rb") as source, open(live, "r+b") as target:  # cp: same inode
+        target.write(source.read())
+        target.truncate()
+    with pytest.raises(StoreUnavailable, match="rewritten in place") as caught:
+        served.find(["a"])
+    assert caught.value.kind == "changed"
+    assert view(live).run_id == "run-2"  # a reload reads the new run whole
+
+
+def test_a_damaged_sqlite_store_is_unavailable_not_a_crash(tmp_path):
+    live = tmp_path / "online_store.sqlite"
+    write_lookup_store(live, [frame([f"c{i}" for i in range(2000)])], stamp("run-1"), FEATURES)
+    served = view(live)
+    size = live.stat().st_size
+    with open(live, "r+b") as target:  # a copy in place, caught halfway
+        target.seek(size // 3)
+        target.write(os.urandom(size // 3))
+    with pytest.raises(StoreUnavailable) as caught:
+        served.find([f"c{i}" for i in range(0, 2000, 7)])
+    assert caught.value.kind in ("unreadable", "changed")

@@ -174,3 +174,23 @@ def test_reload_interval_comes_from_the_environment():
     assert OnlineConfig.from_env({"CUSTOMER_VALUE_RELOAD_SECONDS": "0"}).reload_seconds == 0.0
     with pytest.raises(ValueError, match="CUSTOMER_VALUE_RELOAD_SECONDS='soon'"):
         OnlineConfig.from_env({"CUSTOMER_VALUE_RELOAD_SECONDS": "soon"})
+
+
+def test_an_api_key_with_surrounding_whitespace_is_stripped_and_said(caplog):
+    # Issue 21: CUSTOMER_VALUE_API_KEY=$'abc\n' made every caller 401 with nothing logged.
+    with caplog.at_level("WARNING", logger="serving.settings"):
+        config = OnlineConfig.from_env({"CUSTOMER_VALUE_API_KEY": "abc\n"})
+    assert config.api_key == "abc"
+    (record,) = caplog.records
+    assert "CUSTOMER_VALUE_API_KEY had surrounding whitespace" in record.getMessage()
+    assert "abc" not in record.getMessage()  # the key itself never reaches a log
+    with pytest.raises(ValueError, match="CUSTOMER_VALUE_API_KEY is set but holds only"):
+        OnlineConfig.from_env({"CUSTOMER_VALUE_API_KEY": " \n"})
+
+
+def test_the_store_timeout_comes_from_the_environment():
+    assert OnlineConfig.from_env({}).store_timeout == 0.5
+    assert OnlineConfig.from_env({"CUSTOMER_VALUE_STORE_TIMEOUT": "0.2"}).store_timeout == 0.2
+    for bad in ("0", "-1", "soon", "inf"):
+        with pytest.raises(ValueError, match=f"CUSTOMER_VALUE_STORE_TIMEOUT='{bad}'; expected"):
+            OnlineConfig.from_env({"CUSTOMER_VALUE_STORE_TIMEOUT": bad})

@@ -372,7 +372,7 @@ def test_http_lookup_and_inline(client, online, served_store):
     )
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"model_name", "model_version", "results"}
+    assert set(body) == {"model_name", "model_version", "run_id", "results"}
     lookup, built, unknown = body["results"]
     assert_matches_batch(lookup, scores.loc[known])
     assert_matches_batch(built, scores.loc[known])

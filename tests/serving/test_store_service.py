@@ -8,6 +8,7 @@ write them). Every answer must be the same.
 
 import asyncio
 import dataclasses
+import json
 import os
 import shutil
 
@@ -15,6 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import redis
+from starlette.responses import JSONResponse
 
 from serving.batch import run as score_base
 from serving.lookup_store import StoreView, write_lookup_store
@@ -49,9 +51,11 @@ def run_frames(scores_path, features_path, names):
         yield frame.merge(features[["customer_id", *names]], on="customer_id")
 
 
-def write_run_to_redis(url: str, config) -> RunStamp:
+def write_run_to_redis(url: str, config, run_id: str | None = None) -> RunStamp:
     model_names = list(pq.read_schema(config.features_out).names[1:])
     stamp = RunStamp.from_metadata(pq.read_schema(config.out).metadata)
+    if run_id is not None:  # the same files published again, as another run
+        stamp = dataclasses.replace(stamp, run_id=run_id)
     write_lookup_store(
         url, run_frames(config.out, config.features_out, model_names), stamp, model_names
     )
@@ -254,3 +258,98 @@ def test_the_version_served_from_the_store_is_the_models(environment, latest_sto
     svc = CustomerValue()
     version = tracking.version_info(os.environ["CUSTOMER_VALUE_MODEL_URI"])["model_version"]
     assert svc.served.info["model_version"] == version == svc.served.table.model_version
+
+
+# --- a served run the store no longer holds (issue 21 M5, M7) ------------------------------
+
+
+def call(svc, body: dict):
+    """One request in-process: the answer's results and run, or the 503's JSON body."""
+    customers = ScoreRequest.model_validate(body).customers
+    answer = asyncio.run(svc.score(customers=customers))
+    if isinstance(answer, JSONResponse):
+        return answer.status_code, json.loads(answer.body)
+    return 200, answer.model_dump()
+
+
+@pytest.mark.server
+def test_a_lost_redis_run_is_a_503_and_not_ready_until_a_run_is_current_again(
+    environment, latest_scores, early_run, redis_store, caplog
+):
+    config, latest = latest_scores
+    write_run_to_redis(redis_store, config)
+    environment.setenv("CUSTOMER_VALUE_STORE", redis_store)
+    svc = CustomerValue()
+    lookup = {"customers": [{"customer_id": latest.index[3]}]}
+    assert call(svc, lookup)[0] == 200
+    redis.Redis.from_url(redis_store).flushdb()  # restarted empty
+    caplog.clear()
+    for _ in range(5):
+        status, body = call(svc, lookup)
+        assert status == 503, body  # was 200 with unknown_customer for everyone
+        assert body["status"] == "store_unavailable" and body["reason"] == "gone"
+    assert asyncio.run(svc.__is_ready__()) is False
+    loud = [r for r in caplog.records if "cannot answer" in r.getMessage()]
+    assert len(loud) == 1 and loud[0].levelname == "ERROR"  # once, not once per request
+    stamp = write_run_to_redis(redis_store, early_run)  # a batch run publishes again
+    status, body = call(svc, lookup)
+    assert status == 200 and body["run_id"] == stamp.run_id
+    assert body["results"][0]["cutoff"] == "2025-01-01"
+    assert asyncio.run(svc.__is_ready__()) is True
+
+
+@pytest.mark.server
+def test_an_idle_worker_never_answers_from_a_retired_redis_run(
+    environment, latest_scores, early_run, redis_store
+):
+    # Two batch runs while the worker had no request: its run was deleted (26-30 wrong
+    # unknown_customer answers). It answers from the current run, under that run's stamp.
+    config, latest = latest_scores
+    write_run_to_redis(redis_store, early_run)
+    environment.setenv("CUSTOMER_VALUE_STORE", redis_store)
+    environment.setenv("CUSTOMER_VALUE_RELOAD_SECONDS", "3600")
+    svc = CustomerValue()
+    write_run_to_redis(redis_store, config)
+    current = write_run_to_redis(redis_store, config, run_id="third")
+    customer = latest.index[3]
+    status, body = call(svc, {"customers": [{"customer_id": customer}]})
+    assert status == 200 and body["run_id"] == current.run_id
+    (result,) = body["results"]
+    assert result["status"] == "ok" and result["clv"] == latest.loc[customer, "clv"]
+    assert result["cutoff"] == str(latest.loc[customer, "cutoff"].date())
+
+
+def test_a_sqlite_store_copied_in_place_is_answered_from_one_run_with_its_stamp(
+    environment, latest_scores, latest_store, early_run, tmp_path
+):
+    _, latest = latest_scores
+    live = tmp_path / "online_store.sqlite"
+    shutil.copyfile(latest_store, live)
+    environment.setenv("CUSTOMER_VALUE_STORE", str(live))
+    environment.setenv("CUSTOMER_VALUE_RELOAD_SECONDS", "3600")
+    svc = CustomerValue()
+    customer = latest.index[3]
+    lookup = {"customers": [{"customer_id": customer}]}
+    assert call(svc, lookup)[1]["results"][0]["cutoff"] != "2025-01-01"
+    shutil.copyfile(early_run.store, live)  # in place: same inode
+    status, body = call(svc, lookup)
+    early = pd.read_parquet(early_run.out).set_index("customer_id")
+    early_id = RunStamp.from_metadata(pq.read_schema(early_run.out).metadata).run_id
+    assert status == 200 and body["run_id"] == early_id
+    (result,) = body["results"]
+    assert result["cutoff"] == "2025-01-01" and result["clv"] == early.loc[customer, "clv"]
+
+
+def test_a_damaged_sqlite_store_is_a_503_json_not_a_500(environment, latest_store, tmp_path):
+    live = tmp_path / "online_store.sqlite"
+    shutil.copyfile(latest_store, live)
+    environment.setenv("CUSTOMER_VALUE_STORE", str(live))
+    environment.setenv("CUSTOMER_VALUE_RELOAD_SECONDS", "3600")
+    svc = CustomerValue()
+    size = live.stat().st_size
+    with open(live, "r+b") as target:  # "database disk image is malformed" mid-copy
+        target.seek(size // 4)
+        target.write(b"\0" * (size // 2))
+    status, body = call(svc, {"customers": [{"customer_id": "C0000001"}]})
+    assert status == 503 and body["status"] == "store_unavailable", body
+    assert body["reason"] in ("unreadable", "changed")
