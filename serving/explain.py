@@ -75,6 +75,23 @@ _MISSING_WINDOWED: dict[str, str] = {
     "mean_ticket_csat": "no rated tickets in the last {w} days",
 }
 _WINDOW = re.compile(r"^(?P<stem>.+)_(?P<w>\d+)d$")
+#: Features whose missing value is a fact about the customer's own orders (one order so far,
+#: no repeat order yet), not a gap in the shop's data: these may be reasons.
+_FACT_WHEN_MISSING = frozenset(
+    {
+        "repeat_order_value_mean",
+        "days_between_orders_mean",
+        "days_between_orders_std",
+        "recency_gap_ratio",
+    }
+)
+#: The words of a data gap (a missing value that says nothing about the customer), as regular
+#: expressions: never a reason (:func:`reason_texts`), and what ``serving.sanity`` looks for.
+DATA_GAP_PHRASES: tuple[str, ...] = (
+    *(re.escape(text) for name, text in _MISSING.items() if name not in _FACT_WHEN_MISSING),
+    *(re.escape(text).replace(re.escape("{w}"), r"\d+") for text in _MISSING_WINDOWED.values()),
+    r"no data for ",
+)
 
 
 def describe(feature: str, value: float) -> str:
@@ -139,12 +156,19 @@ def top_reasons(contributions: pd.DataFrame, features: pd.DataFrame, *, k: int =
 
 
 def reason_texts(
-    contributions: np.ndarray, values: np.ndarray, names: Sequence[str], *, k: int = 3
+    contributions: np.ndarray,
+    values: np.ndarray,
+    names: Sequence[str],
+    *,
+    k: int = 3,
+    hidden: np.ndarray | None = None,
+    prefer: np.ndarray | None = None,
 ) -> pa.StringArray:
     """The ``k`` largest contributions of each row, described in words and joined by ``"; "``.
 
-    A contribution of exactly zero is not a reason: a row where fewer than ``k`` features
-    moved the prediction gets fewer reasons.
+    A contribution of exactly zero is not a reason, nor is a data gap (a missing value that
+    says nothing about the customer, :data:`DATA_GAP_PHRASES`), nor an entry of ``hidden``: a
+    row where fewer than ``k`` features are left gets fewer reasons.
 
     The vectorised core of :func:`top_reasons`, used as it is by batch and online scoring.
     Every distinct (feature, value) pair is described once, however many rows share it, and the
@@ -161,6 +185,12 @@ def reason_texts(
         The feature names of the columns.
     k : int
         Reasons per row.
+    hidden : numpy.ndarray, optional
+        rows x features booleans: reasons not to show (:func:`unreadable`).
+    prefer : numpy.ndarray, optional
+        Per row +1, -1 or 0: the contributions that push the prediction up (+1) or down (-1)
+        come first, largest first, then the others; 0 ranks by size alone. A high-risk
+        customer's churn reasons then say first what makes them high risk.
 
     Returns
     -------
@@ -176,11 +206,12 @@ def reason_texts(
     k = min(k, len(names))
     if n == 0 or k == 0:
         return pa.array([""] * n, type=pa.string())
-    magnitude = np.abs(contributions)
+    key = _ranking(contributions, values, names, hidden, prefer)
     # argpartition then a small sort: O(n) per row instead of sorting every feature.
-    top = np.argpartition(-magnitude, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(magnitude, top, axis=1), axis=1, kind="stable")
+    top = np.argpartition(-key, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(key, top, axis=1), axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
+    shown = np.isfinite(np.take_along_axis(key, top, axis=1))
     if n <= _FEW_ROWS:
         # Online requests: a plain loop beats the grouping and Arrow calls' fixed costs.
         return pa.array(
@@ -188,8 +219,8 @@ def reason_texts(
                 "; ".join(
                     ("↑ " if contributions[row, j] >= 0 else "↓ ")
                     + describe(names[j], values[row, j])
-                    for j in top[row].tolist()
-                    if contributions[row, j] != 0
+                    for rank, j in enumerate(top[row].tolist())
+                    if shown[row, rank]
                 )
                 for row in range(n)
             ],
@@ -201,12 +232,103 @@ def reason_texts(
         idx = top[:, rank]
         up = contributions[rows, idx] >= 0
         phrase = _phrases(idx, values[rows, idx], up, names)
-        # A feature that moved nothing is no reason (a model family that ignores the trees
-        # has fewer than k): null, skipped by the join.
-        moved = pa.array(contributions[rows, idx] != 0)
-        phrases.append(pc.if_else(moved, phrase, pa.scalar(None, pa.string())))
-    joined = pc.binary_join_element_wise(*phrases, "; ", null_handling="skip")
-    return pc.fill_null(joined, "")
+        if rank:
+            phrase = pc.binary_join_element_wise("; ", phrase, "")
+        # Not a reason (nothing moved, a data gap, hidden): empty. What is no reason ranks
+        # last (-inf), so a row's reasons are its first ranks and only they carry a "; ".
+        # (Arrow's join with null_handling="skip" drops rows whose inputs are all null.)
+        phrases.append(pc.if_else(pa.array(shown[:, rank]), phrase, ""))
+    return pc.binary_join_element_wise(*phrases, "")
+
+
+def _ranking(
+    contributions: np.ndarray,
+    values: np.ndarray,
+    names: Sequence[str],
+    hidden: np.ndarray | None,
+    prefer: np.ndarray | None,
+) -> np.ndarray:
+    """Per entry the key reasons are chosen by: larger first, -inf for what is no reason."""
+    key = np.abs(contributions).astype("float64")
+    # Preferred directions first: shifted above every other entry of the row.
+    if prefer is not None:
+        favoured = np.sign(contributions) == np.asarray(prefer, dtype="float64")[:, None]
+        key = key + np.where(favoured, key.max(initial=0.0) + 1.0, 0.0)
+    gaps = np.isnan(values) & ~np.isin(np.asarray(names), list(_FACT_WHEN_MISSING))[None, :]
+    excluded = (contributions == 0) | gaps
+    if hidden is not None:
+        excluded |= hidden
+    return np.where(excluded, -np.inf, key)
+
+
+#: Purchase-model probabilities and the side of one half on which each reads as a risk:
+#: a chance of no order of one half or more raises risk; a chance of being active under one
+#: half does.
+_PROBABILITY_READINGS: dict[str, bool] = {"purchase_model_p_no_order": True, "p_alive": False}
+#: A purchase-model figure of value is quoted only within this factor of the served CLV.
+VALUE_AGREEMENT = 2.0
+
+
+def unreadable(
+    contributions: np.ndarray,
+    values: np.ndarray,
+    names: Sequence[str],
+    *,
+    target: str,
+    clv: np.ndarray,
+) -> np.ndarray:
+    """Reasons that would read wrong beside the served figures: not to be shown.
+
+    - A probability of the purchase model whose arrow contradicts what it says: a chance of
+      no order of one half or more shown as lowering risk (or raising value), a chance of
+      being active of one half or more shown as raising risk (or lowering value), and the
+      mirror cases under one half.
+    - BG/NBD's P(alive) of a one-time buyer: 1 by the model's construction (it cannot drop
+      out before a repeat purchase), so it says nothing about this customer.
+    - The purchase model's value over the horizon when the served ``clv`` differs from it by
+      more than :data:`VALUE_AGREEMENT` times: the reason would quote a figure the answer
+      does not agree with.
+
+    Parameters
+    ----------
+    contributions, values : numpy.ndarray
+        rows x features, as for :func:`reason_texts`.
+    names : sequence of str
+        The feature names of the columns.
+    target : {"churn", "clv"}
+        Which prediction the contributions explain (an arrow up is more risk, or more value).
+    clv : numpy.ndarray
+        The served CLV per row.
+
+    Returns
+    -------
+    numpy.ndarray
+        rows x features booleans, True where the reason is not to be shown.
+    """
+    if target not in ("churn", "clv"):
+        raise ValueError(f"target must be 'churn' or 'clv'; got {target!r}")
+    hidden = np.zeros(contributions.shape, dtype=bool)
+    column = {name: j for j, name in enumerate(names)}
+    # An arrow up means more risk for churn and more value for CLV: a risk reads up for churn.
+    risk_up = contributions > 0 if target == "churn" else contributions < 0
+    for name, high_is_risk in _PROBABILITY_READINGS.items():
+        if name not in column:
+            continue
+        j = column[name]
+        # One half as printed ("{v:.0%}"): a 49.6% chance reads as 50%.
+        risky = (np.round(values[:, j] * 100.0) >= 50.0) == high_is_risk
+        hidden[:, j] |= risky != risk_up[:, j]
+    if "p_alive" in column and "frequency" in column:
+        hidden[:, column["p_alive"]] |= values[:, column["frequency"]] == 0
+    if "purchase_model_value" in column:
+        quoted = values[:, column["purchase_model_value"]]
+        served = np.maximum(np.asarray(clv, dtype="float64"), 1e-9)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = quoted / served
+        hidden[:, column["purchase_model_value"]] |= (ratio > VALUE_AGREEMENT) | (
+            ratio < 1.0 / VALUE_AGREEMENT
+        )
+    return hidden
 
 
 def _phrases(idx: np.ndarray, values: np.ndarray, up: np.ndarray, names: Sequence[str]) -> pa.Array:

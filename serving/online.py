@@ -314,7 +314,8 @@ def score_rows(
         ``next_order_days`` and each item's cutoff; NaN as None.
     """
     scores = score_matrix(model, matrix, settings)
-    value, risk, action = base.labels(scores.clv, scores.p_churn)
+    new = scores.profile["new_customer"] == 1.0
+    value, risk, action = base.labels(scores.clv, scores.p_churn, new)
     numbers = {
         "clv": scores.clv,
         "p_churn": scores.p_churn,

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from serving.explain import reason_texts
+from serving.explain import reason_texts, unreadable
 from serving.run_files import SCORE_COLUMNS
-from serving.segments import Base
+from serving.segments import Base, risk_direction
 from training.model import CustomerValueModel
 from training.profile import DEFAULT_LEVEL, check_discount_rate, check_level
 
@@ -25,7 +25,8 @@ REASON_MODES: tuple[str, ...] = ("approximate", "exact", "none")
 
 
 #: Profile columns the model computes per row (:meth:`CustomerValueModel.profile_matrix`);
-#: ``next_order_days`` becomes a date with the row's cutoff (:func:`next_order_dates`).
+#: ``next_order_days`` becomes a date with the row's cutoff (:func:`next_order_dates`), and
+#: ``new_customer`` chooses the action (:func:`finish_scores`); neither is a scores column.
 PROFILE_COLUMNS: tuple[str, ...] = (
     "historic_value",
     "total_value",
@@ -33,6 +34,7 @@ PROFILE_COLUMNS: tuple[str, ...] = (
     "p_active",
     "next_order_days",
     "avg_days_between_orders",
+    "new_customer",
     "clv_low",
     "clv_high",
     "clv_discounted",
@@ -123,8 +125,17 @@ def score_matrix(
         # purchase model's figures).
         values[:, : X.shape[1]] = np.asarray(X, dtype="float64")
         names = model.explanation_names_
-        reasons = reason_texts(contributions["churn"][:, :-1], values, names)
-        value_reasons = reason_texts(contributions["clv"][:, :-1], values, names)
+        churn, value = contributions["churn"][:, :-1], contributions["clv"][:, :-1]
+        reasons = reason_texts(
+            churn,
+            values,
+            names,
+            hidden=unreadable(churn, values, names, target="churn", clv=clv),
+            prefer=risk_direction(p_churn),
+        )
+        value_reasons = reason_texts(
+            value, values, names, hidden=unreadable(value, values, names, target="clv", clv=clv)
+        )
     # The profile reads the customer's values as given (revenue, days between orders).
     profile = model.profile_matrix(
         np.asarray(X, dtype="float64"),
@@ -205,7 +216,8 @@ def finish_scores(
     """
     frame = frame.copy()
     clv, p_churn = frame["clv"].to_numpy(), frame["p_churn"].to_numpy()
-    for name, labels in zip(SEGMENT_COLUMNS, base.labels(clv, p_churn), strict=True):
+    new = frame["new_customer"].to_numpy() == 1.0
+    for name, labels in zip(SEGMENT_COLUMNS, base.labels(clv, p_churn, new), strict=True):
         frame[name] = pd.array(labels, dtype="str")
     frame["clv_percentile"] = base.percentile(clv)
     frame["next_order_date"] = pd.array(

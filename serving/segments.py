@@ -32,6 +32,20 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("medium", "low"): "grow",
     ("low", "low"): "grow",
 }
+#: Actions that speak to a customer who has drifted away: never for a customer still in their
+#: first horizon, who has not had the time to become a regular (see :data:`NEW_ACTIONS`).
+NEW_CUSTOMER_ACTIONS_REFUSED: tuple[str, ...] = ("win back", "reactivate (low cost)", "let go")
+#: The action for a customer whose first order lies within one horizon of the cutoff, where
+#: it differs from :data:`ACTIONS`: an at-risk newcomer is brought to a second order
+#: (onboarded) when valuable and nurtured otherwise; nobody new is "won back" or "let go".
+NEW_ACTIONS: dict[tuple[str, str], str] = {
+    ("top", "high"): "onboard",
+    ("high", "high"): "onboard",
+    ("medium", "high"): "nurture",
+    ("low", "high"): "nurture",
+    ("top", "medium"): "onboard",
+    ("high", "medium"): "onboard",
+}
 
 
 def value_thresholds(clv: np.ndarray) -> dict[str, float]:
@@ -56,17 +70,41 @@ def value_thresholds(clv: np.ndarray) -> dict[str, float]:
     return bounds
 
 
+def risk_direction(p_churn: np.ndarray) -> np.ndarray:
+    """+1 for a high-risk customer, -1 for a low-risk one, 0 in between (:data:`RISK_TIERS`).
+
+    The direction a customer's churn reasons should lead with: what makes a high-risk
+    customer high risk, what keeps a low-risk one low.
+    """
+    p_churn = np.asarray(p_churn, dtype="float64")
+    low, medium = RISK_TIERS[0][1], RISK_TIERS[1][1]
+    return np.where(p_churn >= medium, 1.0, np.where(p_churn < low, -1.0, 0.0))
+
+
 _VALUE_NAMES = np.array([name for name, _ in VALUE_TIERS], dtype=object)
 _RISK_NAMES = np.array([name for name, _ in RISK_TIERS], dtype=object)
 _ACTION_TABLE = np.array(
     [[ACTIONS[(value, risk)] for risk in _RISK_NAMES] for value in _VALUE_NAMES], dtype=object
 )
+_NEW_ACTION_TABLE = np.array(
+    [
+        [NEW_ACTIONS.get((value, risk), ACTIONS[(value, risk)]) for risk in _RISK_NAMES]
+        for value in _VALUE_NAMES
+    ],
+    dtype=object,
+)
 
 
 def segment_labels(
-    clv: np.ndarray, p_churn: np.ndarray, thresholds: dict[str, float]
+    clv: np.ndarray,
+    p_churn: np.ndarray,
+    thresholds: dict[str, float],
+    new: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Value segment, risk segment and action of each customer (object arrays, in order)."""
+    """Value segment, risk segment and action of each customer (object arrays, in order).
+
+    ``new`` marks the customers in their first horizon (:data:`NEW_ACTIONS`); None: nobody.
+    """
     clv = np.asarray(clv, dtype="float64")
     p_churn = np.asarray(p_churn, dtype="float64")
     # The most valuable tier whose lower bound the CLV reaches; the last tier takes the rest.
@@ -77,7 +115,11 @@ def segment_labels(
     risk = np.full(len(p_churn), len(RISK_TIERS) - 1)
     for position in range(len(RISK_TIERS) - 1, -1, -1):
         risk[p_churn < RISK_TIERS[position][1]] = position
-    return _VALUE_NAMES[value], _RISK_NAMES[risk], _ACTION_TABLE[value, risk]
+    action = _ACTION_TABLE[value, risk]
+    if new is not None:
+        newcomer = np.asarray(new, dtype=bool)
+        action = np.where(newcomer, _NEW_ACTION_TABLE[value, risk], action)
+    return _VALUE_NAMES[value], _RISK_NAMES[risk], action
 
 
 @dataclass(frozen=True)
@@ -152,7 +194,7 @@ class Base:
         return 100.0 * at_most / size
 
     def labels(
-        self, clv: np.ndarray, p_churn: np.ndarray
+        self, clv: np.ndarray, p_churn: np.ndarray, new: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Value segments, risk segments and actions (:func:`segment_labels`)."""
-        return segment_labels(clv, p_churn, self.thresholds)
+        return segment_labels(clv, p_churn, self.thresholds, new)

@@ -45,12 +45,11 @@ from features.spec import FeatureSpec
 from training.profile import (
     DEFAULT_LEVEL,
     DISCOUNT_STEPS,
-    MAX_WAIT_DAYS,
     Profile,
     check_level,
     discount_factor,
 )
-from training.purchase import PURCHASE_COLUMNS, PurchaseHistory, PurchaseModel
+from training.purchase import PURCHASE_COLUMNS, Activity, PurchaseHistory, PurchaseModel
 
 logger = logging.getLogger(__name__)
 
@@ -649,17 +648,29 @@ class CustomerValueModel:
         return clv.astype("float64"), p_churn.astype("float64")
 
     # -- the profile ---------------------------------------------------------------------------
+    def _activity(self, history: PurchaseHistory, p_churn: np.ndarray) -> Activity:
+        """Active or gone, consistent with ``p_churn`` (:meth:`PurchaseModel.activity`)."""
+        return self.purchase_.activity(history, p_churn, float(self.spec.horizon_days))
+
     def _p_active(self, history: PurchaseHistory, p_churn: np.ndarray) -> np.ndarray:
         """P(still a customer at the cutoff) consistent with ``p_churn`` (training.profile)."""
-        quiet = self.purchase_.quiet(history, float(self.spec.horizon_days))
-        return np.clip((1.0 - p_churn) / np.maximum(1.0 - quiet, 1e-12), 0.0, 1.0)
+        return self._activity(history, p_churn).p_active
 
     def _expected_orders(
-        self, history: PurchaseHistory, p_churn: np.ndarray, season: float, scale: float
+        self,
+        history: PurchaseHistory,
+        p_churn: np.ndarray,
+        season: float,
+        scale: float,
+        activity: Activity | None = None,
     ) -> np.ndarray:
+        # An active customer's orders at the rate of :meth:`_activity`, so that the expected
+        # orders are never fewer than the served chance of ordering at all.
+        activity = activity or self._activity(history, p_churn)
         horizon = float(self.spec.horizon_days)
-        if_alive = self.purchase_.expected_orders_if_alive(history, horizon)
-        return scale * season * self._p_active(history, p_churn) * if_alive
+        active_history = activity.history(history, self.purchase_.alpha)
+        if_alive = self.purchase_.expected_orders_if_alive(active_history, horizon)
+        return scale * season * activity.p_active * if_alive
 
     def profile(
         self,
@@ -720,9 +731,10 @@ class CustomerValueModel:
         -------
         dict of numpy.ndarray
             ``historic_value``, ``total_value``, ``expected_orders``, ``p_active``,
-            ``next_order_days`` (NaN when the customer is more likely gone than active or the
-            wait is over :data:`training.profile.MAX_WAIT_DAYS`),
-            ``avg_days_between_orders`` (NaN before a second order), ``clv_low``,
+            ``next_order_days`` (the days until the customer has even odds of having ordered;
+            NaN when that is past the horizon, i.e. ``p_churn > 1/2``),
+            ``avg_days_between_orders`` (between purchase days; NaN before a second one),
+            ``new_customer`` (1.0 in the customer's first horizon, else 0.0), ``clv_low``,
             ``clv_high`` (NaN for a model saved without a profile), ``clv_discounted``.
         """
         check_level(level)
@@ -730,7 +742,7 @@ class CustomerValueModel:
         history = self._history(X)
         index = {name: i for i, name in enumerate(self.feature_names_in_)}
         profile = self.require_stack().profile
-        p_active = self._p_active(history, p_churn)
+        activity = self._activity(history, p_churn)
         scale = profile.orders_scale if profile is not None else 1.0
         if profile is not None:
             low, high = profile.interval(clv, p_churn, level)
@@ -744,14 +756,24 @@ class CustomerValueModel:
             else np.zeros((len(X), DISCOUNT_STEPS))
         )
         historic = np.nan_to_num(X[:, index["revenue_total"]], nan=0.0)
-        wait = self.purchase_.median_wait(history)
+        # The day by which the customer has even odds of having ordered: within the horizon
+        # exactly when p_churn <= 1/2 (the two agree by construction); no date otherwise.
+        wait = activity.days_to_even_odds()
+        # Purchase days, as BG/NBD counts them: orders of one session are one purchase.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gap = np.where(history.x > 0, history.t_x / history.x, np.nan)
         return {
             "historic_value": historic,
             "total_value": historic + clv,
-            "expected_orders": self._expected_orders(history, p_churn, self.season_, scale),
-            "p_active": p_active,
-            "next_order_days": np.where((p_active >= 0.5) & (wait <= MAX_WAIT_DAYS), wait, np.nan),
-            "avg_days_between_orders": X[:, index["days_between_orders_mean"]],
+            "expected_orders": self._expected_orders(
+                history, p_churn, self.season_, scale, activity
+            ),
+            "p_active": activity.p_active,
+            "next_order_days": np.where(wait <= horizon, wait, np.nan),
+            "avg_days_between_orders": gap,
+            # 1.0 for a customer whose first order lies within one horizon of the cutoff:
+            # too new to have drifted away (serving.segments.NEW_ACTIONS).
+            "new_customer": (X[:, index["days_since_first_order"]] < horizon).astype("float64"),
             "clv_low": low,
             "clv_high": high,
             "clv_discounted": clv * discount_factor(cumulative, steps, discount_rate),

@@ -5,28 +5,32 @@ to expect, whether the customer is still active, when the next order should come
 the prediction is. Here every one of them is tied to the model's own calibrated figures, so
 the profile cannot contradict the CLV and churn probability it sits beside:
 
-* ``p_active`` solves BG/NBD's identity ``P(no order in H) = 1 - P(active) + P(active) g(H)``
-  (``g``: the chance an active customer buys nothing in the horizon, from the purchase
-  model) for the served ``p_churn``, instead of repeating BG/NBD's own ``P(alive)`` (which is
-  1 for every one-time buyer by construction).
+* ``p_active`` splits the served ``p_churn`` into "gone" and "active but quiet" with BG/NBD's
+  identity ``P(no order in H) = 1 - P(active) + P(active) g(H)``, where ``g`` is the chance
+  that an active customer buys nothing in the horizon at the rate of their active period
+  (:meth:`training.purchase.PurchaseModel.activity`). BG/NBD's own ``P(alive)`` is 1 for
+  every one-time buyer by construction, and its ``g`` reads years of silence as a slow rate
+  rather than as a departure; here the silence counts against being active.
 * ``expected_orders`` is ``p_active`` times the purchase model's expected orders of an
-  active customer, times the season of the horizon and one scale fit on the holdout's real
-  order counts (:class:`Profile`), so the total matches what customers really ordered.
-* ``next_order_days``: for an active customer BG/NBD's time to the next purchase is
-  exponential with a Gamma-distributed rate, ``Gamma(r + x, alpha + T)``; its median is
-  ``(alpha + T) (2 ** (1 / (r + x)) - 1)``. Left empty when the customer is more likely gone
-  than active, or when the wait is over ten years (:data:`MAX_WAIT_DAYS`).
+  active customer at that rate, times the season of the horizon and one scale fit on the
+  holdout's real order counts (:class:`Profile`), so the total matches what customers really
+  ordered; never fewer than the served chance of ordering at all (before the scale).
+* ``next_order_days``: the days until the customer's chance of having ordered reaches one
+  half. It lies inside the horizon exactly when ``p_churn <= 1/2``, and is left empty
+  otherwise: a date is given only where an order within the horizon is the likelier outcome.
+* ``avg_days_between_orders``: days between purchase days (orders of one day are one
+  purchase, as BG/NBD counts them).
 * ``clv_low``, ``clv_high``: a range of the horizon's revenue that holds the chosen share
-  of customers (80% by default). Revenue is zero with probability ``p_churn``; otherwise its
-  spread around the buyers' mean ``clv / (1 - p_churn)`` is the empirical distribution of
-  ``log(actual / mean)`` measured on the holdout's buyers, in bins of the predicted mean
-  (:class:`Profile`). A customer's own range is a central one at a per-customer level; when
-  the zero outcome alone holds more than the lower tail it starts at zero, and a customer
-  more likely to churn than that level gets ``[0, 0]`` (which holds the customer with
-  probability ``p_churn``, more than the level). So that the share of customers inside their
-  range is the chosen level and not more, the per-customer level is set, on the holdout, to
-  the one whose ranges held that share of customers (marginal coverage, as split conformal
-  prediction calibrates it).
+  of customers (80% by default) and always contains ``clv``. Revenue is zero with
+  probability ``p_churn``; otherwise its spread around the buyers' mean
+  ``clv / (1 - p_churn)`` is the empirical distribution of ``log(actual / mean)`` measured on
+  the holdout's buyers, in bins of the predicted mean (:class:`Profile`). A customer's own
+  range is a central one at a per-customer level, widened to reach ``clv`` where the mean
+  lies outside it (a likely non-buyer's range is then ``[0, clv]``); when the zero outcome
+  alone holds more than the lower tail it starts at zero. So that the share of customers
+  inside their range is the chosen level and not more, the per-customer level is set, on
+  the holdout, to the one whose ranges held that share of customers (marginal coverage, as
+  split conformal prediction calibrates it).
 * ``clv_discounted``: the CLV with each part of the horizon discounted at a yearly rate, the
   value spread over the horizon as the purchase model expects the orders to come.
 """
@@ -49,9 +53,6 @@ MIN_BUYERS_PER_BIN = 200
 LEVEL_GRID = np.linspace(0.01, 0.99, 99)
 #: Interval level when none is asked for.
 DEFAULT_LEVEL = 0.8
-#: Longest wait given as a next-order date: beyond ten years a date says nothing (and would
-#: leave the supported range of dates).
-MAX_WAIT_DAYS = 3650.0
 #: Steps of the horizon for discounting (monthly for a year).
 DISCOUNT_STEPS = 12
 _EPS = 1e-9
@@ -180,7 +181,12 @@ class Profile:
             high[rows] = mean[rows] * np.exp(np.interp(high_share[rows], QUANTILE_GRID, grid))
         low = np.where(starts_at_zero, 0.0, low)
         high = np.where(high_share > 0.0, high, 0.0)
-        return low, np.maximum(high, low)
+        # The range always holds the expected value it stands beside: a zero-heavy or skewed
+        # spend can put the mean outside the central range, and a row reading "clv 478,
+        # range 0-0" looks broken. Widening to the mean only adds customers inside, and the
+        # per-customer level is calibrated on these widened ranges (Profile.fit).
+        expected = np.asarray(clv, dtype="float64")
+        return np.minimum(low, expected), np.maximum(np.maximum(high, low), expected)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""

@@ -65,6 +65,50 @@ class PurchaseHistory:
 
 
 @dataclass(frozen=True)
+class Activity:
+    """Whether a customer is still active, and how an active one buys, agreeing with p_churn.
+
+    Built by :meth:`PurchaseModel.activity`. An active customer's wait for the next order is
+    exponential with a ``Gamma(shape, scale)`` rate, so ``P(no order in t | active) =
+    (scale / (scale + t)) ** shape``.
+
+    Attributes
+    ----------
+    p_active : numpy.ndarray
+        Probability of still being a customer at the cutoff.
+    shape, scale : numpy.ndarray
+        The active customer's rate distribution (scale in days).
+    """
+
+    p_active: np.ndarray
+    shape: np.ndarray
+    scale: np.ndarray
+
+    def p_order_by(self, days: float | np.ndarray) -> np.ndarray:
+        """Probability of at least one order within ``days`` of the cutoff."""
+        quiet = (self.scale / (self.scale + days)) ** self.shape
+        return self.p_active * (1.0 - quiet)
+
+    def days_to_even_odds(self) -> np.ndarray:
+        """Days until the chance of having ordered reaches one half; NaN if it never does.
+
+        Solves ``p_active (1 - g(t)) = 1/2``: defined where ``p_active > 1/2``.
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):
+            quiet = 1.0 - 0.5 / self.p_active
+            days = self.scale * np.expm1(-np.log(quiet) / self.shape)
+        return np.where(self.p_active > 0.5, days, np.nan)
+
+    def history(self, h: PurchaseHistory, alpha: float) -> PurchaseHistory:
+        """``h`` with the age that gives BG/NBD's formulas this rate distribution.
+
+        BG/NBD's conditional formulas read the history only through ``alpha + T`` (and
+        ``x``); an age of ``scale - alpha`` makes them describe the active customer here.
+        """
+        return PurchaseHistory(h.x, h.t_x, self.scale - alpha, h.spend)
+
+
+@dataclass(frozen=True)
 class PurchaseModel:
     """Fitted BG/NBD (``r, alpha, a, b``) and Gamma-Gamma (``p, q, v``) parameters, in days."""
 
@@ -132,6 +176,46 @@ class PurchaseModel:
         one half at ``(alpha + T) (2 ** (1 / (r + x)) - 1)``.
         """
         return (self.alpha + h.T) * np.expm1(np.log(2.0) / (self.r + h.x))
+
+    def activity(self, h: PurchaseHistory, p_no_order: np.ndarray, days: float) -> Activity:
+        """Split a served chance of no order in ``days`` into "gone" and "active but quiet".
+
+        ``P(no order) = 1 - P(active) + P(active) g`` with ``g`` the chance that an active
+        customer buys nothing in ``days``. BG/NBD's own ``g`` comes from the rate posterior
+        ``Gamma(r + x, alpha + T)``: the silence since the last purchase lowers the rate, and
+        a one-time buyer (who cannot drop out under BG/NBD) silent for years gets a rate so
+        low that any churn probability reads as "surely active". Here an active customer
+        buys at the rate of their active period, ``Gamma(r + x, alpha + t_x)``, so the silence
+        since the last purchase counts as evidence of being gone (as under Pareto/NBD, where a
+        customer can drop out before a repeat purchase).
+
+        ``P(active) = (1 - p_no_order) / (1 - g)``. Where that exceeds one (the served model
+        expects more buying than the active-period rate does) the customer is taken as surely
+        active and their rate is raised until ``g`` equals ``p_no_order``. Either way
+        ``P(active) (1 - g(days)) = 1 - p_no_order``: the split agrees with the served
+        probability for every customer.
+
+        Parameters
+        ----------
+        h : PurchaseHistory
+        p_no_order : numpy.ndarray
+            The served probability of no order in ``days`` (the churn probability).
+        days : float
+            The horizon it is for.
+        """
+        p = np.clip(np.asarray(p_no_order, dtype="float64"), 1e-12, 1.0 - 1e-12)
+        shape = self.r + h.x
+        scale = self.alpha + h.t_x
+        quiet = (scale / (scale + days)) ** shape
+        active = (1.0 - p) / (1.0 - quiet)
+        surely = active >= 1.0
+        # g(days) = p: (s / (s + days)) ** k = p  <=>  s = days / (p ** (-1 / k) - 1).
+        raised = days / np.expm1(-np.log(p) / shape)
+        return Activity(
+            p_active=np.where(surely, 1.0, active),
+            shape=shape,
+            scale=np.where(surely, raised, scale),
+        )
 
     def p_no_order(self, h: PurchaseHistory, days: float) -> np.ndarray:
         """Probability of no purchase in ``[cutoff, cutoff + days)``."""

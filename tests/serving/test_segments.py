@@ -6,8 +6,14 @@ import pytest
 
 from features import feature_names
 from features.spec import FeatureSpec
-from serving.explain import describe, reason_texts, top_reasons
-from serving.segments import ACTIONS, Base, value_thresholds
+from serving.explain import describe, reason_texts, top_reasons, unreadable
+from serving.segments import (
+    ACTIONS,
+    NEW_CUSTOMER_ACTIONS_REFUSED,
+    Base,
+    risk_direction,
+    value_thresholds,
+)
 
 
 def test_value_tiers_follow_share_of_predicted_value():
@@ -23,6 +29,18 @@ def test_risk_tiers_and_every_pair_has_an_action():
     assert risk.tolist() == ["low", "medium", "high"]
     assert action.tolist() == ["maintain (VIP care)", "retain", "win back"]
     assert len(ACTIONS) == 12
+
+
+def test_a_customer_in_their_first_horizon_is_onboarded_or_nurtured_never_won_back():
+    clv = np.array([60.0, 20.0, 10.0, 5.0, 3.0, 2.0] * 2)
+    p_churn = np.array([0.9, 0.9, 0.9, 0.9, 0.5, 0.1] * 2)
+    new = np.repeat([True, False], 6)
+    _, _, action = Base.of(clv).labels(clv, p_churn, new)
+    assert action[:6].tolist() == ["onboard", "onboard", "nurture", "nurture", "nurture", "grow"]
+    assert not set(action[:6]) & set(NEW_CUSTOMER_ACTIONS_REFUSED)
+    # An established customer keeps the usual actions.
+    assert action[6:].tolist() == Base.of(clv).labels(clv, p_churn)[2][6:].tolist()
+    assert action[6:9].tolist() == ["win back", "win back", "reactivate (low cost)"]
 
 
 def test_all_zero_predictions_make_everyone_low_value():
@@ -108,8 +126,9 @@ def test_reason_texts_say_what_describe_says_for_every_row(feature):
     )
     signs = np.where(rng.random(len(values)) < 0.5, -1.0, 1.0)[:, None]
     texts = reason_texts(signs, values[:, None], [feature], k=1).to_pylist()
+    # A missing value of these features is a data gap, never a reason.
     expected = [
-        ("↑ " if sign >= 0 else "↓ ") + describe(feature, float(value))
+        ("↑ " if sign >= 0 else "↓ ") + describe(feature, float(value)) if value == value else ""
         for sign, value in zip(signs[:, 0], values, strict=True)
     ]
     assert texts == expected
@@ -160,3 +179,73 @@ def test_every_feature_the_model_explains_has_words():
     ]
     fallback = [name for name in names if describe(name, 2.0).startswith(name.replace("_", " "))]
     assert not fallback, fallback
+
+
+def test_rows_without_any_reason_keep_their_place():
+    # Arrow's join with null_handling="skip" dropped rows whose reasons were all missing, and
+    # shifted every later row's reasons onto the wrong customer.
+    contributions = np.array([[0.0, 0.0, 0.0], [0.5, -0.2, 0.1]] * 50)
+    values = np.ones((100, 3))
+    names = ["orders_90d", "returns_365d", "open_tickets"]
+    texts = reason_texts(contributions, values, names, k=2).to_pylist()
+    assert len(texts) == 100
+    assert texts[0::2] == [""] * 50
+    assert set(texts[1::2]) == {"↑ 1 order in the last 90 days; ↓ 1 return in the last 365 days"}
+
+
+def test_a_data_gap_is_never_a_reason_but_a_fact_of_the_history_is():
+    names = ["returns_365d", "days_between_orders_mean", "orders_90d"]
+    values = np.array([[np.nan, np.nan, 2.0]])
+    texts = reason_texts(np.array([[3.0, 2.0, 1.0]]), values, names, k=3).to_pylist()
+    assert texts == ["↑ only one order so far; ↑ 2 orders in the last 90 days"]
+
+
+def test_a_high_risk_customer_hears_first_what_makes_them_high_risk():
+    names = ["orders_90d", "returns_365d", "days_since_last_order"]
+    contributions = np.array([[-2.0, 0.3, 0.1], [-2.0, 0.3, 0.1], [2.0, -0.3, 0.1]])
+    values = np.array([[5.0, 1.0, 200.0]] * 3)
+    prefer = risk_direction(np.array([0.9, 0.5, 0.1]))
+    assert prefer.tolist() == [1.0, 0.0, -1.0]
+    texts = reason_texts(contributions, values, names, k=2, prefer=prefer).to_pylist()
+    assert texts[0] == "↑ 1 return in the last 365 days; ↑ last order 200 days ago"
+    assert texts[1] == "↓ 5 orders in the last 90 days; ↑ 1 return in the last 365 days"
+    assert texts[2] == "↓ 1 return in the last 365 days; ↑ 5 orders in the last 90 days"
+
+
+@pytest.mark.parametrize(
+    ("target", "no_order", "alive", "arrow", "hidden"),
+    [
+        # A 60% chance of no order shown as lowering risk reads wrong; raising it reads right.
+        ("churn", 0.6, 0.5, -1.0, [True, False]),
+        ("churn", 0.6, 0.5, 1.0, [False, True]),
+        # 49.6% prints as 50%: read as printed.
+        ("churn", 0.496, 0.7, -1.0, [True, False]),
+        ("churn", 0.2, 0.7, -1.0, [False, False]),
+        # For value, an arrow up is good news: a likely non-buyer's chance does not raise it.
+        ("clv", 0.6, 0.3, 1.0, [True, True]),
+        ("clv", 0.2, 0.9, 1.0, [False, False]),
+    ],
+)
+def test_purchase_model_probabilities_are_shown_only_when_their_arrow_reads_right(
+    target, no_order, alive, arrow, hidden
+):
+    names = ["purchase_model_p_no_order", "p_alive", "frequency"]
+    values = np.array([[no_order, alive, 2.0]])
+    contributions = np.array([[arrow, arrow, 0.1]])
+    mask = unreadable(contributions, values, names, target=target, clv=np.array([10.0]))
+    assert mask[0, :2].tolist() == hidden
+    assert not mask[0, 2]
+
+
+def test_bgnbd_p_alive_of_a_one_time_buyer_and_a_value_the_clv_disowns_are_hidden():
+    names = ["p_alive", "frequency", "purchase_model_value"]
+    values = np.array([[1.0, 0.0, 100.0], [0.9, 3.0, 100.0], [0.9, 3.0, 100.0]])
+    contributions = np.array([[-1.0, 0.2, 0.5]] * 3)
+    clv = np.array([60.0, 60.0, 30.0])
+    mask = unreadable(contributions, values, names, target="churn", clv=clv)
+    assert mask[:, 0].tolist() == [True, False, False]
+    # 100 beside a CLV of 60 agrees; beside 30 (over twice) it would quote a figure the
+    # answer does not stand by.
+    assert mask[:, 2].tolist() == [False, False, True]
+    with pytest.raises(ValueError, match="target must be"):
+        unreadable(contributions, values, names, target="value", clv=clv)

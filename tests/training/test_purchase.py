@@ -78,3 +78,36 @@ def test_parameters_are_checked_and_round_trip():
         PurchaseModel(**{**PARAMS, "alpha": -1.0})
     with pytest.raises(ValueError, match="Gamma-Gamma q must be > 1"):
         PurchaseModel(**{**PARAMS, "q": 0.5})
+
+
+def test_activity_agrees_with_the_served_churn_and_reads_silence_as_departure():
+    model = PurchaseModel(**PARAMS)
+    # One-time buyers silent 30 and 683 days, a regular buyer, and a buyer the served model
+    # expects to buy more than their rate says.
+    h = PurchaseHistory(
+        x=np.array([0.0, 0.0, 8.0, 2.0]),
+        t_x=np.array([0.0, 0.0, 300.0, 100.0]),
+        T=np.array([30.0, 683.0, 310.0, 400.0]),
+        spend=np.array([np.nan, np.nan, 50.0, 40.0]),
+    )
+    p_churn = np.array([0.6, 0.6, 0.2, 0.01])
+    activity = model.activity(h, p_churn, 180.0)
+    # P(order in the horizon) is exactly the served 1 - p_churn, for every customer.
+    assert np.allclose(activity.p_order_by(180.0), 1 - p_churn)
+    assert (activity.p_active >= 1 - p_churn - 1e-12).all()
+    assert (activity.p_active <= 1).all()
+    # BG/NBD calls every one-time buyer alive (P(alive) = 1); with the same served churn, the
+    # silence does not make a customer surely active here.
+    assert model.p_alive(h)[:2].tolist() == [1.0, 1.0]
+    assert activity.p_active[1] < 1.0
+    # A customer the served model thinks buys more than their rate: surely active, faster rate.
+    assert activity.p_active[3] == 1.0
+    # Even odds of an order within the horizon exactly when p_churn <= 1/2.
+    days = activity.days_to_even_odds()
+    assert (days[:2] > 180.0).all()
+    assert (days[2:] <= 180.0).all()
+    assert np.isnan(model.activity(h, np.full(4, 0.95), 180.0).days_to_even_odds()[:2]).all()
+    assert np.allclose(activity.p_order_by(days), 0.5)
+    # BG/NBD's formulas at the active rate give at least the served chance of an order.
+    orders = model.expected_orders_if_alive(activity.history(h, model.alpha), 180.0)
+    assert (activity.p_active * orders >= 1 - p_churn - 1e-9).all()
