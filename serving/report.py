@@ -38,12 +38,13 @@ import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
 from features.io import DataValidationError, load_orders
+from features.synth_manifest import EVENTS_FILE, store_behind
 from serving.budget import BudgetAssumptions, budget_table, cohort_budget
 from serving.impact import KIND_LABELS
 from serving.impact import STATEMENT as IMPACT_STATEMENT
 from serving.impact_truth import STATEMENT as TRUTH_STATEMENT
 from serving.impact_truth import TruthCheck, truth_path
-from serving.run_files import DEFAULT_OUT, RunStamp
+from serving.run_files import DEFAULT_OUT, META_PREFIX, RunStamp
 from serving.segments import VALUE_TIERS
 from training import tracking
 
@@ -231,6 +232,153 @@ def holdout_table(metrics: Mapping[str, float]) -> pd.DataFrame:
     return table.reindex(columns=[m for m in METRICS if m in table.columns]).rename_axis("model")
 
 
+# --- does an input belong to the scored run? ------------------------------------------------
+
+#: Fields of a run stamp that must agree between the scores and a file made for them (the run
+#: id is not one: ``make impact`` is a run of its own).
+SAME_RUN_FIELDS: tuple[str, ...] = ("cutoff", "model_name", "model_version", "store", "orders")
+#: How far a CLV in an impact file may be from the scores' own: the same model on the same
+#: features gives the same figures; this only absorbs a text (CSV) round trip.
+CLV_RTOL = 1e-6
+
+
+def _same_field(name: str, a: str, b: str) -> bool:
+    """Whether two stamp values agree (cutoffs as points in time, files as resolved paths)."""
+    if name == "cutoff":
+        return pd.Timestamp(a) == pd.Timestamp(b)
+    if name == "orders" and "://" not in a and "://" not in b:
+        return Path(a).resolve() == Path(b).resolve()
+    return a == b
+
+
+def stamp_differences(scores: RunStamp, other: RunStamp) -> list[str]:
+    """What differs between the scores' stamp and another file's, as ``field A vs B`` phrases.
+
+    Only fields both stamps carry are compared (:data:`SAME_RUN_FIELDS`): an older file
+    without a field is judged by what it does carry.
+    """
+    return [
+        f"{name} {getattr(scores, name)!r} vs {getattr(other, name)!r}"
+        for name in SAME_RUN_FIELDS
+        if getattr(scores, name)
+        and getattr(other, name)
+        and not _same_field(name, getattr(scores, name), getattr(other, name))
+    ]
+
+
+def impact_differences(
+    scores: pd.DataFrame,
+    stamp: RunStamp,
+    impact: pd.DataFrame,
+    impact_stamp: RunStamp | None = None,
+) -> list[str]:
+    """Why a per-customer impact table is not the one of these scores; empty when it is.
+
+    ``make impact`` scores the base itself with the same model, at the same cutoff, from the
+    same files as ``make score``: its ``clv`` per customer must then be the scores' own. A
+    table of another run (another shop, cutoff or model version) differs in its customers or
+    in their CLV, whether or not it carries a stamp; when it does (``impact_stamp``, from its
+    Parquet footer), that is compared too.
+
+    Parameters
+    ----------
+    scores : pandas.DataFrame
+        The batch scores (``customer_id``, ``clv``).
+    stamp : RunStamp
+        The scores' stamp.
+    impact : pandas.DataFrame
+        The per-customer output of ``serving.impact`` (``customer_id``, ``clv``), or an
+        already summarised table (then only its stamp can be compared).
+    impact_stamp : RunStamp, optional
+        The impact file's stamp, when it has one.
+
+    Returns
+    -------
+    list of str
+        One phrase per difference (``cutoff '2026-07-01' vs '2008-01-14'``,
+        ``1,200 of the 50,000 scored customers are not in it``, ...).
+    """
+    found = stamp_differences(stamp, impact_stamp) if impact_stamp is not None else []
+    if not {"customer_id", "clv"} <= set(impact.columns):
+        return found
+    ours = pd.Series(
+        scores["clv"].to_numpy(dtype="float64"), index=scores["customer_id"].astype("str")
+    )
+    theirs = pd.Series(
+        impact["clv"].to_numpy(dtype="float64"), index=impact["customer_id"].astype("str")
+    )
+    missing = ~ours.index.isin(theirs.index)
+    extra = ~theirs.index.isin(ours.index)
+    if missing.any():
+        found.append(
+            f"{int(missing.sum()):,} of the {len(ours):,} scored customers are not in it "
+            f"(e.g. {ours.index[missing][0]!r})"
+        )
+    if extra.any():
+        found.append(
+            f"it has {int(extra.sum()):,} customers the scores do not have "
+            f"(e.g. {theirs.index[extra][0]!r})"
+        )
+    common = ours.index[~missing]
+    if len(common):
+        a = ours.loc[common].to_numpy()
+        b = theirs[~theirs.index.duplicated()].loc[common].to_numpy()
+        off = ~np.isclose(a, b, rtol=CLV_RTOL, atol=CLV_RTOL, equal_nan=True)
+        if off.any():
+            first = int(np.flatnonzero(off)[0])
+            found.append(
+                f"clv differs for {int(off.sum()):,} of {len(common):,} customers in both "
+                f"(e.g. {common[first]!r}: {a[first]:,.2f} in the scores, {b[first]:,.2f} in it)"
+            )
+    return found
+
+
+def truth_differences(
+    truth: TruthCheck,
+    scores: pd.DataFrame,
+    stamp: RunStamp,
+    events: Path | None = None,
+) -> list[str]:
+    """Why a check against the planted truth is not about these scores; empty when it is.
+
+    The check is made at the model's holdout cutoff, not the scoring cutoff, so the cutoffs
+    are not compared. What must agree: the model version, the horizon, and the synthetic
+    store, which must be the very files the scores were built from (``stamp.orders``; the
+    service events are ``events`` or the store's own file beside the orders).
+    """
+    found = []
+    if stamp.model_version:
+        ours = f"models:/{stamp.model_name}/{stamp.model_version}"
+        if truth.model_uri != ours:
+            found.append(f"model {ours!r} vs {truth.model_uri!r}")
+    horizon = scores["horizon_days"].iloc[0] if len(scores) and "horizon_days" in scores else None
+    if horizon is not None and int(horizon) != truth.horizon_days:
+        found.append(f"horizon {int(horizon)} days vs {truth.horizon_days} days")
+    if not stamp.orders:
+        found.append("the scores do not say which orders file they were built from")
+        return found
+    orders = Path(stamp.orders)
+    store = store_behind(orders, events or orders.with_name(EVENTS_FILE))
+    if store is None:
+        found.append(
+            f"the scores' orders file {orders} is not an unchanged synthetic store, so no "
+            "planted truth belongs to it"
+        )
+        return found
+    for key in ("customers", "seed", "start", "end"):
+        if key in truth.store and str(truth.store[key]) != str(getattr(store, key)):
+            found.append(f"synthetic store {key} {getattr(store, key)!r} vs {truth.store[key]!r}")
+    return found
+
+
+def left_out(what: str, path: Path, scores_path: Path, differences: Sequence[str]) -> str:
+    """The note a report shows for an input it left out, naming both files and what differs."""
+    return (
+        f"{what} {path} left out: it does not belong to the scored run {scores_path} "
+        f"({'; '.join(differences)})."
+    )
+
+
 # --- figures -------------------------------------------------------------------------------
 
 
@@ -322,6 +470,7 @@ class Report:
     impact_note: str
     truth: TruthCheck | None
     run: ModelRun | None
+    notes: dict[str, str]
     figures: dict[str, bytes]
 
     def render(self) -> str:
@@ -340,6 +489,7 @@ def build_report(
     orders: pd.DataFrame | None = None,
     assumptions: BudgetAssumptions | None = None,
     truth: TruthCheck | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> Report:
     """Compute everything the report shows.
 
@@ -365,11 +515,17 @@ def build_report(
     truth : TruthCheck, optional
         On a synthetic store, the impact estimate beside the planted truth
         (:mod:`serving.impact_truth`), shown with the impact.
+    notes : mapping, optional
+        Inputs left out because they belong to another run (:func:`left_out`), by section:
+        ``impact``, ``truth``, ``cohorts``. Each is shown in its section and at the top.
     """
     assumptions = assumptions or BudgetAssumptions()
+    notes = dict(notes or {})
     if impact is not None:
         note = "Summed from the service-quality impact file."
         impact = impact_summary(impact)
+    elif "impact" in notes:
+        note = notes["impact"]
     elif has_service_data is False:
         note = NO_SERVICE_DATA
     else:
@@ -390,6 +546,7 @@ def build_report(
         impact_note=note,
         truth=truth,
         run=run,
+        notes=notes,
         figures={"clv_histogram": figure_png(clv_histogram(scores["clv"]))},
     )
 
@@ -538,6 +695,7 @@ figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #e6e
 figcaption{font-size:.88rem;color:#5a6477}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:1rem}
 pre{white-space:pre-wrap;background:#f7f8fa;padding:.8rem;font-size:.85rem}
+.warn{background:#fff4e5;border-left:4px solid #e8a33d;padding:.4rem .9rem;margin:.8rem 0}
 </style></head><body><main>
 <h1>Customer value report</h1>
 <p class="meta">{{ "{:,}".format(r.customers) }} customers scored
@@ -546,6 +704,8 @@ pre{white-space:pre-wrap;background:#f7f8fa;padding:.8rem;font-size:.85rem}
 {% if r.stamp.model_version %}; model {{ r.stamp.model_name }} version
 {{ r.stamp.model_version }}{% endif %}
 {% if r.scores_path %}; scores {{ r.scores_path }}{% endif %}.</p>
+{% if r.notes %}<div class="warn">{% for note in r.notes.values() %}<p>{{ note }}</p>
+{% endfor %}</div>{% endif %}
 
 <h2 id="quality">1. Model quality on the holdout</h2>
 {% if r.run is none %}
@@ -609,6 +769,7 @@ error_pct = 100 &times; (estimate / truth &minus; 1). The estimate ranks the thr
 {% if r.truth.ranks_agree %}in the true order{% else %}<strong>not</strong> in the true
 order{% endif %}.</p>
 <div class="wrap">{{ truth_html|safe }}</div>{% endif %}
+{% if r.notes.get("truth") %}<p class="note">{{ r.notes["truth"] }}</p>{% endif %}
 {% else %}<p class="note">{{ r.impact_note }}</p>{% endif %}
 
 <h2 id="budget">6. Budget guidance</h2>
@@ -622,6 +783,7 @@ retention_budget: the group's total retention ceiling.</p>
 <h3>By acquisition cohort (month of first order)</h3>
 {% if cohorts_html %}{% if cohorts_note %}<p class="note">{{ cohorts_note }}</p>{% endif %}
 <div class="wrap">{{ cohorts_html|safe }}</div>
+{% elif r.notes.get("cohorts") %}<p class="note">{{ r.notes["cohorts"] }}</p>
 {% else %}<p class="note">First orders unknown: give <code>--orders</code>.</p>{% endif %}
 
 <h2 id="readiness">7. Readiness caveats</h2>
@@ -638,9 +800,39 @@ retention_budget: the group's total retention ceiling.</p>
 def read_scores(path: Path) -> tuple[pd.DataFrame, RunStamp]:
     """A scores file (Parquet with its stamp, or CSV without one)."""
     if path.suffix.lower() == ".csv":
-        return pd.read_csv(path, dtype={"customer_id": "str"}), RunStamp("", "", "", "")
+        frame = pd.read_csv(path, dtype={"customer_id": "str", "model_version": "str"})
+        return frame, stamp_of_columns(frame, path)
     stamp = RunStamp.from_metadata(pq.read_schema(path).metadata)
     return pd.read_parquet(path), stamp
+
+
+def stamp_of_columns(scores: pd.DataFrame, path: Path) -> RunStamp:
+    """What a scores file without a footer (CSV) says of its run: cutoff and model, by column.
+
+    Raises
+    ------
+    ValueError
+        When a column holds more than one value: rows of several runs in one file.
+    """
+    values = {}
+    for name in ("cutoff", "model_name", "model_version"):
+        column = scores[name].dropna().astype("str") if name in scores else pd.Series(dtype="str")
+        if column.nunique() > 1:
+            raise ValueError(
+                f"{path}: column '{name}' has {column.nunique()} different values "
+                f"({', '.join(sorted(column.unique())[:3])}); expected the rows of one batch run"
+            )
+        values[name] = column.iloc[0] if len(column) else ""
+    return RunStamp("", values["cutoff"], values["model_name"], values["model_version"])
+
+
+def read_impact(path: Path) -> tuple[pd.DataFrame, RunStamp | None]:
+    """An impact file of ``serving.impact`` and its stamp (None when its footer has none)."""
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path, dtype={"customer_id": "str"}), None
+    metadata = pq.read_schema(path).metadata or {}
+    stamped = any(key.startswith(META_PREFIX.encode()) for key in metadata)
+    return pd.read_parquet(path), RunStamp.from_metadata(metadata) if stamped else None
 
 
 def _has_rows(path: Path) -> bool:
@@ -694,18 +886,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (DataValidationError, FileNotFoundError) as err:
             # The cohorts are one section; the rest of the report does not need the orders.
             logger.warning("no cohorts in the report: %s", err)
+    notes: dict[str, str] = {}
+    if orders_path is not None and stamp.orders:
+        differ = stamp_differences(stamp, RunStamp("", "", "", "", orders=str(orders_path)))
+        if differ:
+            notes["cohorts"] = left_out("orders file", orders_path, args.scores, differ)
+            orders = None
     impact = None
     if args.impact is not None:
-        impact = (
-            pd.read_csv(args.impact)
-            if args.impact.suffix.lower() == ".csv"
-            else pd.read_parquet(args.impact)
-        )
+        impact, impact_stamp = read_impact(args.impact)
+        differ = impact_differences(scores, stamp, impact, impact_stamp)
+        if differ:
+            # Never another run's figures: the section says what was left out and why.
+            notes["impact"] = left_out("impact file", args.impact, args.scores, differ) + (
+                " Run make impact with the same ORDERS=, EVENTS=, COLUMNS= and CUTOFF= as "
+                "make score to measure this run."
+            )
+            impact = None
     truth_file = args.impact_truth
     if truth_file is None and args.impact is not None:
         truth_file = truth_path(args.impact)
         truth_file = truth_file if truth_file.is_file() else None
-    truth = TruthCheck.read(truth_file) if truth_file is not None else None
+    truth = None
+    if truth_file is not None and impact is not None:
+        truth = TruthCheck.read(truth_file)
+        differ = truth_differences(truth, scores, stamp, args.events)
+        if differ:
+            notes["truth"] = left_out("truth check", truth_file, args.scores, differ)
+            truth = None
+    for note in notes.values():
+        logger.warning("%s", note)
     has_service_data = None
     if args.no_service_data:
         has_service_data = False
@@ -732,7 +942,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         has_service_data=has_service_data,
         orders=orders,
         assumptions=assumptions,
-        truth=truth if impact is not None else None,
+        truth=truth,
+        notes=notes,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report.render(), encoding="utf-8")

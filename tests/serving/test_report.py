@@ -351,19 +351,118 @@ def _truth_check(model_uri: str = "models:/customer-value/1") -> TruthCheck:
                       compare(estimate, truth))  # fmt: skip
 
 
-def test_make_report_after_make_impact_reads_the_written_files(
-    scores_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def store_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Scores of a (tiny, fake) synthetic store: its manifest beside its two files."""
+    from features.synth_manifest import write_manifest
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
+    store = tmp_path / "demo"
+    store.mkdir()
+    pd.DataFrame({"customer_id": ["C00000"], "ordered_at": [pd.Timestamp("2024-01-02")],
+                  "amount": [1.0]}).to_parquet(store / "orders.parquet")  # fmt: skip
+    pd.DataFrame({"customer_id": ["C00000"], "occurred_at": [pd.Timestamp("2024-01-03")],
+                  "kind": ["ticket"]}).to_parquet(store / "service_events.parquet")  # fmt: skip
+    write_manifest(store, customers=2000, seed=11, start="2022-07-01", end="2026-07-01",
+                   params={})  # fmt: skip
+    path = tmp_path / "scores" / "scores.parquet"
+    path.parent.mkdir()
+    stamp = RunStamp("run1", "2026-07-01 00:00:00", "customer-value", "1",
+                     orders=str(store / "orders.parquet"))  # fmt: skip
+    write_scores([synthetic_scores()], path, stamp)
+    return path
+
+
+def _report_with_impact(scores_file: Path, impact_file: Path, *extra: str) -> str:
+    out = scores_file.with_name("report.html")
+    argv = ["--scores", str(scores_file), "--impact", str(impact_file), "--out", str(out)]
+    assert report.main([*argv, "--no-log", *extra]) == 0
+    return out.read_text(encoding="utf-8")
+
+
+def test_make_report_after_make_impact_reads_the_written_files(store_run: Path) -> None:
     # The README's flow: make impact writes impact.parquet and impact_truth.json beside it,
     # make report reads both back from disk (JSON gives the counts back as numbers).
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
-    scores, _ = report.read_scores(scores_file)
-    impact_file = tmp_path / "impact.parquet"
+    scores, _ = report.read_scores(store_run)
+    impact_file = store_run.with_name("impact.parquet")
     impact_of(scores).to_parquet(impact_file, index=False)
     _truth_check().write(truth_path(impact_file))
-    out = tmp_path / "report.html"
-    argv = ["--scores", str(scores_file), "--impact", str(impact_file), "--out", str(out)]
-    assert report.main([*argv, "--no-log"]) == 0
-    html = out.read_text(encoding="utf-8")
+    html = _report_with_impact(store_run, impact_file)
+    assert "left out" not in html
     assert "Estimate and truth, side by side" in html
     assert "+20.0" in html  # bad tickets: 12 estimated against 10 true
+
+
+def test_an_impact_file_of_another_run_is_left_out_naming_both_files(store_run: Path) -> None:
+    scores, _ = report.read_scores(store_run)
+    other = impact_of(synthetic_scores(seed=4))  # same customer ids, another run's CLV
+    impact_file = store_run.with_name("impact.parquet")
+    other.to_parquet(impact_file, index=False)
+    _truth_check().write(truth_path(impact_file))
+    html = _report_with_impact(store_run, impact_file)
+    assert f"impact file {impact_file} left out" in html
+    assert f"scored run {store_run}" in html
+    assert "clv differs for" in html
+    # None of its figures, nor the truth check beside it.
+    assert "Estimate and truth" not in html
+    summed = report.impact_summary(other)
+    assert f"{summed.loc['all', 'clv_difference']:,.0f}" not in html
+
+    # Another shop: other customers.
+    shop = impact_of(synthetic_scores(30)).assign(customer_id=lambda f: "R" + f["customer_id"])
+    assert report.impact_differences(scores, RunStamp("", "", "", ""), shop) == [
+        "400 of the 400 scored customers are not in it (e.g. 'C00000')",
+        "it has 30 customers the scores do not have (e.g. 'RC00000')",
+    ]
+    assert report.impact_differences(scores, RunStamp("", "", "", ""), impact_of(scores)) == []
+
+
+def test_a_stamped_impact_file_is_judged_by_its_stamp_too(store_run: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    scores, stamp = report.read_scores(store_run)
+    table = pa.Table.from_pandas(impact_of(scores), preserve_index=False)
+    theirs = RunStamp("imp1", "2025-07-01 00:00:00", "customer-value", "2", orders=stamp.orders)
+    impact_file = store_run.with_name("impact.parquet")
+    meta = {**(table.schema.metadata or {}), **theirs.metadata()}
+    pq.write_table(table.replace_schema_metadata(meta), impact_file)
+    html = _report_with_impact(store_run, impact_file)
+    assert "cutoff &#39;2026-07-01 00:00:00&#39; vs &#39;2025-07-01 00:00:00&#39;" in html
+    assert "model_version &#39;1&#39; vs &#39;2&#39;" in html
+    # The same run's stamp (the run id is the impact run's own) is accepted.
+    same = RunStamp("imp2", "2026-07-01", "customer-value", "1", orders=stamp.orders)
+    assert report.impact_differences(scores, stamp, impact_of(scores), same) == []
+
+
+def test_a_truth_check_of_another_model_or_store_is_left_out(store_run: Path) -> None:
+    scores, stamp = report.read_scores(store_run)
+    impact_file = store_run.with_name("impact.parquet")
+    impact_of(scores).to_parquet(impact_file, index=False)
+    _truth_check("models:/customer-value/7").write(truth_path(impact_file))
+    html = _report_with_impact(store_run, impact_file)
+    assert f"truth check {truth_path(impact_file)} left out" in html
+    assert "model &#39;models:/customer-value/1&#39; vs &#39;models:/customer-value/7&#39;" in html
+    assert "Estimate and truth" not in html
+    assert "Summed from the service-quality impact file" in html  # the impact itself stays
+
+    other_store = TruthCheck(**{**_truth_check().__dict__, "store": {"seed": 5}})
+    assert report.truth_differences(other_store, scores, stamp) == ["synthetic store seed 11 vs 5"]
+    # Scores of a real shop (no manifest beside its orders): no planted truth is theirs.
+    shop = RunStamp("run2", stamp.cutoff, "customer-value", "1", orders=str(store_run))
+    assert (
+        "is not an unchanged synthetic store"
+        in report.truth_differences(_truth_check(), scores, shop)[0]
+    )
+
+
+def test_cohorts_from_another_orders_file_are_left_out(store_run: Path) -> None:
+    out = store_run.with_name("report.html")
+    other = store_run.parent.parent / "shop.csv"
+    pd.DataFrame({"customer_id": ["C00001"], "ordered_at": ["2024-01-01"],
+                  "amount": [3.0]}).to_csv(other, index=False)  # fmt: skip
+    argv = ["--scores", str(store_run), "--orders", str(other), "--out", str(out), "--no-log"]
+    assert report.main(argv) == 0
+    html = out.read_text(encoding="utf-8")
+    assert f"orders file {other} left out" in html
+    assert "By acquisition cohort" in html and "2024-01" not in html
