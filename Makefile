@@ -18,7 +18,7 @@ EVENTS ?=
 COLUMNS ?=
 HORIZON_DAYS ?= 365
 
-.PHONY: help install lock data train check-data backtest promote ui score score-spark impact report serve bento serve-bento test test-fast lint format bench bench-batch bench-spark bench-online soak clean
+.PHONY: help install lock data train check-data backtest promote ui score score-spark sanity impact report serve bento serve-bento test test-fast lint format bench bench-batch bench-spark bench-online soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -99,6 +99,9 @@ score-spark: $(SPARK_STAMP) ## Score the whole base on Spark (ORDERS= EVENTS= CO
 	  --features-out $(if $(FEATURES_OUT),$(FEATURES_OUT),models/scores/online_features.parquet) \
 	  $(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
 	  $(if $(COLUMNS),--columns $(COLUMNS)) $(if $(SPARK_MASTER),--master '$(SPARK_MASTER)')
+
+sanity: $(STAMP) ## Count the scored rows that contradict themselves or the customer's history (after `make score`; OUT=)
+	$(PY) -m serving.sanity --scores $(OUT)
 
 IMPACT_OUT ?= models/scores/impact.parquet
 impact: $(STAMP) ## CLV and churn at stake from late deliveries, returns, bad tickets: a model-based what-if (ORDERS= EVENTS= COLUMNS= CUTOFF=latest IMPACT_OUT=...parquet|.csv)
