@@ -24,6 +24,15 @@ REPORT_METRICS: tuple[str, ...] = (
     "churn_ece",
 )
 
+#: The classical models whose base total a candidate's is judged against, by their names in
+#: the run's baselines (BG/NBD and Pareto/NBD, each with Gamma-Gamma).
+CLASSICAL: tuple[str, ...] = ("bgnbd", "pareto_nbd")
+#: A candidate's total may miss by at most this many percentage points more than the better
+#: classical model's: budgets are built on the base's total, where BG/NBD is often close.
+TOTAL_MARGIN_POINTS = 5.0
+#: The holdout's total error in percent (signed), as logged.
+TOTAL_METRIC = "clv_total_error_pct"
+
 #: Outcomes of :func:`decide`.
 PROMOTE, KEEP, NOT_COMPARABLE = "promoted", "not promoted", "not comparable"
 
@@ -93,9 +102,11 @@ def decide(
     -------
     GateDecision
         Promoted when, on every gate metric, the candidate loses to no baseline and to no
-        champion by more than one standard error of its metric, and is better than the
-        champion on at least one metric. A full tie does not promote: a retrain on the same
-        data keeps the champion it reproduces, unless that champion is outdated.
+        champion by more than one standard error of its metric, its total error misses by at
+        most :data:`TOTAL_MARGIN_POINTS` more than the better classical model's, and it is
+        better than the champion on at least one metric. A full tie does not promote: a
+        retrain on the same data keeps the champion it reproduces, unless that champion is
+        outdated.
     """
     noise = noise or {}
     reasons: list[str] = []
@@ -119,6 +130,10 @@ def decide(
                     f"{metric}: candidate {mine:.4f} loses to {name} {value:.4f} by more than "
                     f"the noise ({-margin:.4f} > {se:.4f})"
                 )
+    total_reason = _total_check(candidate, baselines)
+    if total_reason is not None:
+        promote = False
+        reasons.append(total_reason)
     if champion is not None and promote:
         if not any(
             better(m, candidate.get(m, np.nan), champion.get(m, np.nan)) for m in GATE_METRICS
@@ -145,6 +160,26 @@ def decide(
         )
     table = report_table({"candidate": candidate, **opponents})
     return GateDecision(outcome, reasons, table)
+
+
+def _total_check(candidate: dict[str, float], baselines: dict[str, dict[str, float]]) -> str | None:
+    """Why the candidate's base total is not good enough, or None when it is (or untested)."""
+    mine = candidate.get(TOTAL_METRIC)
+    classical = {
+        name: baselines[name][TOTAL_METRIC]
+        for name in CLASSICAL
+        if name in baselines and pd.notna(baselines[name].get(TOTAL_METRIC, np.nan))
+    }
+    if mine is None or pd.isna(mine) or not classical:
+        return None
+    name, theirs = min(classical.items(), key=lambda item: abs(item[1]))
+    if abs(mine) > abs(theirs) + TOTAL_MARGIN_POINTS:
+        return (
+            f"{TOTAL_METRIC}: the candidate's base total misses by {mine:+.1f}%, more than "
+            f"{TOTAL_MARGIN_POINTS:g} points worse than {name}'s {theirs:+.1f}% (budgets are "
+            "built on the total)"
+        )
+    return None
 
 
 def report_table(columns: dict[str, dict[str, float]]) -> pd.DataFrame:

@@ -68,3 +68,20 @@ def test_missing_candidate_metric_blocks_and_missing_baseline_metric_is_skipped(
     assert not decide({"clv_spearman": 0.9, "clv_gini": 0.9}, BASE, None).promote
     no_churn = {"simple": {"clv_spearman": 0.1, "clv_gini": 0.1}}
     assert decide(GOOD, no_churn, None).promote
+
+
+def test_a_total_worse_than_the_better_classical_models_by_over_five_points_blocks():
+    baselines = {
+        "simple": {**BASE["simple"], "clv_total_error_pct": 1.0},  # not a classical model
+        "bgnbd": {**BASE["bgnbd"], "clv_total_error_pct": 20.0},
+        "pareto_nbd": {**BASE["bgnbd"], "clv_total_error_pct": -2.0},
+    }
+    decision = decide({**GOOD, "clv_total_error_pct": -7.5}, baselines, None)
+    assert decision.outcome == KEEP
+    assert decision.reasons == [
+        "clv_total_error_pct: the candidate's base total misses by -7.5%, more than 5 points "
+        "worse than pareto_nbd's -2.0% (budgets are built on the total)"
+    ]
+    # Within five points of the better classical total, or without a total: judged as before.
+    assert decide({**GOOD, "clv_total_error_pct": 6.9}, baselines, None).promote
+    assert decide(GOOD, baselines, None).promote
