@@ -47,12 +47,15 @@ $(DATA_DIR)/orders.parquet: | $(STAMP)
 
 data: $(DATA_DIR)/orders.parquet ## Generate the synthetic storefront under data/demo (CUSTOMERS=50000 SEED=7)
 
-TIME_BUDGET ?= 30
-TRAIN_FLAGS = --horizon-days $(HORIZON_DAYS) --time-budget $(TIME_BUDGET) $(if $(FORCE),--force) \
+# The search is bounded by its trials, so a run is reproducible to the digit; TIME_BUDGET=
+# (seconds) adds a bound that makes the model depend on the machine's load.
+TRIALS ?= 4
+TIME_BUDGET ?=
+TRAIN_FLAGS = --horizon-days $(HORIZON_DAYS) --max-trials $(TRIALS) $(if $(TIME_BUDGET),--time-budget $(TIME_BUDGET)) $(if $(FORCE),--force) \
 	$(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
 	$(if $(COLUMNS),--columns $(COLUMNS))
 
-train: $(STAMP) ## Train, evaluate vs baselines, track in MLflow, register, promote (ORDERS= EVENTS= COLUMNS= HORIZON_DAYS= TIME_BUDGET= FORCE=1)
+train: $(STAMP) ## Train, evaluate vs baselines, track in MLflow, register, promote (ORDERS= EVENTS= COLUMNS= HORIZON_DAYS= TRIALS=4 TIME_BUDGET= FORCE=1)
 	$(PY) -m training.train $(TRAIN_FLAGS)
 
 check-data: $(STAMP) $(if $(ORDERS),,$(DATA_DIR)/orders.parquet) ## Is the data enough to train? Readiness report and verdict (ORDERS= EVENTS= COLUMNS= HORIZON_DAYS=)

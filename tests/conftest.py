@@ -129,7 +129,7 @@ def trained_store(store: Store) -> TrainedStore:
         horizon_days=180,
         step_days=30,
         max_train_cutoffs=6,
-        time_budget=0,
+        max_trials=0,
         output_dir=store.root / "out",
     )
     result = run(config)

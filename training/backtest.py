@@ -24,7 +24,13 @@ from features import FeatureSpec, build_features, build_labels
 from features.history import as_cutoff
 from training import tracking
 from training.baselines import ParetoNbdGammaGammaBaseline, SimpleFormulaBaseline
-from training.config import FitSettings, TrainConfig, positive_int, run_entrypoint
+from training.config import (
+    FitSettings,
+    TrainConfig,
+    non_negative_int,
+    positive_int,
+    run_entrypoint,
+)
 from training.evaluate import holdout_metrics, paired_standard_errors, profile_metrics
 from training.gate import GATE_METRICS, gain
 from training.pipeline import train_models
@@ -365,13 +371,22 @@ def parse_args(argv: list[str] | None = None) -> BacktestConfig:
         "--time-budget",
         type=float,
         default=0.0,
-        help="seconds of hyperparameter search per cutoff (default 0: defaults)",
+        help="an extra bound in seconds on each cutoff's search (default 0: none)",
+    )
+    parser.add_argument(
+        "--max-trials",
+        type=non_negative_int,
+        default=0,
+        help="trials of hyperparameter search per cutoff (default 0: the default parameters)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--out", type=Path, help="also write the Markdown table here")
     args = parser.parse_args(argv)
     settings = FitSettings(
-        window_days=args.window_days, time_budget=args.time_budget, seed=args.seed
+        window_days=args.window_days,
+        time_budget=args.time_budget,
+        max_trials=args.max_trials,
+        seed=args.seed,
     )
     return BacktestConfig(
         orders=args.orders,

@@ -33,9 +33,10 @@ class FitSettings:
     max_fit_rows : int
         Boosted parts fit on at most this many rows (a seeded sample of whole customers).
     time_budget : float
-        Seconds for the hyperparameter search of the twin's parts (0 = defaults).
+        An extra bound in seconds on the hyperparameter search (0 = none: the trials bound
+        it, and the result does not depend on the machine's load).
     max_trials : int
-        Upper bound on search trials.
+        Trials of the hyperparameter search of the twin's parts (0 = default parameters).
     seed : int
         Seeds the search, the models, the samples and the holdout halves.
     params : ModelParams
@@ -48,7 +49,7 @@ class FitSettings:
     min_history_days: int = 60
     max_fit_rows: int = 400_000
     time_budget: float = 0.0
-    max_trials: int = 30
+    max_trials: int = 0
     seed: int = 7
     params: ModelParams = field(default_factory=ModelParams)
 
@@ -72,9 +73,10 @@ class TrainConfig:
     max_train_cutoffs : int
         The most recent this-many window cutoffs are used.
     time_budget : float
-        Seconds for the hyperparameter search (0 = no search, default parameters).
+        An extra bound in seconds on the hyperparameter search (0 = none, the default: a
+        run is then reproducible to the digit, whatever the machine's load).
     max_trials : int
-        Upper bound on search trials.
+        Trials of the hyperparameter search (0 = no search, default parameters).
     seed : int
         Seeds the search, the model and the data split.
     refit : bool
@@ -105,8 +107,8 @@ class TrainConfig:
     window_days: int = 90
     step_days: int = 14
     max_train_cutoffs: int = 26
-    time_budget: float = 30.0
-    max_trials: int = 30
+    time_budget: float = 0.0
+    max_trials: int = 4
     seed: int = 7
     refit: bool = True
     strict: bool = False
@@ -165,9 +167,15 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         "--time-budget",
         type=float,
         default=defaults.time_budget,
-        help="seconds for the hyperparameter search; 0 skips it",
+        help="an extra bound in seconds on the hyperparameter search (default 0: none; a "
+        "bound makes the model depend on the machine's load)",
     )
-    parser.add_argument("--max-trials", type=positive_int, default=defaults.max_trials)
+    parser.add_argument(
+        "--max-trials",
+        type=non_negative_int,
+        default=defaults.max_trials,
+        help="trials of the seeded hyperparameter search (0 skips it; default %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
         "--no-refit",
@@ -234,4 +242,15 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from err
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0; got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """Parse a command-line whole number >= 0 (an argparse ``type``)."""
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from err
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0; got {value}")
     return value

@@ -86,7 +86,7 @@ def fit_cutoff(
 
     With ``n_estimators`` the boosted parts are fit on every window row with those tree
     counts; otherwise the latest window cutoff early-stops them (and the search, when
-    ``settings.time_budget`` > 0, tunes them on it first).
+    ``settings.max_trials`` > 0, tunes them on it first).
     """
     features = build_features(orders, events, cutoff=cutoff, spec=spec)
     bgnbd = BgNbdGammaGammaBaseline(random_seed=settings.seed).fit(features)

@@ -107,18 +107,20 @@ def search(
     base: ModelParams | None = None,
     max_fit_rows: int = 400_000,
 ) -> SearchResult:
-    """Tune :class:`ModelParams` with optuna's seeded TPE within a time budget.
+    """Tune :class:`ModelParams` with optuna's seeded TPE over ``max_trials`` trials.
 
     Trial 0 is always the default parameters, so the search can only improve on them. Each
     trial is logged as a nested MLflow run (params + validation scores) when a run is active.
-    With the same data, seed and number of trials the result is the same; the time budget may
-    stop a slower machine after fewer trials. Trials fit on at most ``max_fit_rows`` training
+    The search is bounded by its number of trials, so the same data, seed and trials give the
+    same model on any machine under any load. ``time_budget`` (seconds, 0: none) is an extra
+    bound only for who asks for one: it makes the number of trials, and so the model, depend
+    on the machine's speed at the time. Trials fit on at most ``max_fit_rows`` training
     rows (a seeded sample of whole customers) so that a large base still gets several trials;
     the final model is then fit on every row.
     """
     base = base or ModelParams()
     started = time.perf_counter()
-    if time_budget <= 0:
+    if max_trials <= 0:
         return SearchResult(base, float("nan"), 0, 0.0)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trial_slices = _cap_rows(slices, max_fit_rows, seed)
@@ -159,7 +161,12 @@ def search(
         logger.info("trial %d: score %.4f (%.1fs)", trial.number, value, time.perf_counter() - tick)
         return value
 
-    study.optimize(objective, n_trials=max_trials, timeout=time_budget, gc_after_trial=False)
+    study.optimize(
+        objective,
+        n_trials=max_trials,
+        timeout=time_budget if time_budget > 0 else None,
+        gc_after_trial=False,
+    )
     winner = study.best_trial
     return SearchResult(
         replace(base, **winner.params),

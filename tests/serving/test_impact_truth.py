@@ -47,7 +47,7 @@ def test_the_estimate_ranks_the_kinds_as_the_truth_and_is_near_it():
         orders,
         events,
         spec=FeatureSpec(horizon_days=HORIZON),
-        settings=TrainConfig(time_budget=0).fit_settings(),
+        settings=TrainConfig(max_trials=0).fit_settings(),
         refit=False,
     )
     cutoff = trained.plan.holdout  # the twin never saw anything after it

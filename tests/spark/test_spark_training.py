@@ -84,7 +84,7 @@ def test_training_on_spark_gives_the_pandas_model(
             horizon_days=180,
             step_days=30,
             max_train_cutoffs=6,
-            time_budget=0,
+            max_trials=0,
             output_dir=tmp_path,
             spark=True,
             spark_master="local[2]",

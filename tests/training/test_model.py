@@ -210,9 +210,14 @@ def test_search_reuses_its_best_model_and_samples_large_fits(data):
     base = ModelParams(n_estimators=30)
     recipe = PartsRecipe(PURCHASE, 90, 1.0)
     found = search(
-        slices, NAMES, SPEC, recipe=recipe, time_budget=60, max_trials=2, seed=4, base=base
+        slices, NAMES, SPEC, recipe=recipe, time_budget=0, max_trials=2, seed=4, base=base
     )
     assert found.trials == 2 and found.fit_rows == 2000 and found.model is not None
+    # Bounded by trials, not time: the same search again finds the same model to the digit.
+    again = search(
+        slices, NAMES, SPEC, recipe=recipe, time_budget=0, max_trials=2, seed=4, base=base
+    )
+    assert again.params == found.params and again.best_score == found.best_score
     refit = fit_on_slices(slices, NAMES, SPEC, found.params, 4, recipe)
     np.testing.assert_array_equal(
         found.model.parts_matrix(X.to_numpy())["churn"], refit.parts_matrix(X.to_numpy())["churn"]
@@ -222,7 +227,7 @@ def test_search_reuses_its_best_model_and_samples_large_fits(data):
         NAMES,
         SPEC,
         recipe=recipe,
-        time_budget=60,
+        time_budget=0,
         max_trials=1,
         seed=4,
         base=base,

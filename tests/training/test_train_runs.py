@@ -24,7 +24,7 @@ def test_retrain_on_same_data_is_compared_with_the_champion_and_keeps_it(trained
         horizon_days=180,
         step_days=30,
         max_train_cutoffs=6,
-        time_budget=0,
+        max_trials=0,
         output_dir=trained_store.root / "out2",
     )
     second = run(config)
@@ -52,7 +52,7 @@ def test_one_year_with_half_year_horizon_trains_on_a_strict_holdout(
         TrainConfig(
             orders=tmp_path / "data" / "orders.parquet",
             horizon_days=182,
-            time_budget=0,
+            max_trials=0,
             output_dir=tmp_path / "out",
         )
     )
