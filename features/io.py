@@ -389,10 +389,9 @@ class _Checker:
         values = self.raw[name]
         text = values.astype("str").str.strip() if values.dtype != "str" else values.str.strip()
         text = text.where(values.notna())
+        non_finite = pd.Series(False, index=values.index)
         if pd.api.types.is_float_dtype(values):
-            # Parquet/pandas float ids (1.0) would otherwise become "1.0".
-            whole = values.notna() & (values == np.floor(values))
-            text = text.mask(whole, values[whole].astype("int64").astype("str"))
+            text, non_finite = self._float_ids(name, values, text)
         empty = text.isna() | (text == "")
         if required:
             self._flag(
@@ -408,8 +407,46 @@ class _Checker:
             f"column '{name}' has {{n}} values with a quote, a line break or another control "
             f"character, or an undecodable byte ({examples}); expected a plain-text {name}",
         )
+        self._flag(
+            non_finite,
+            f"non-finite {name}",
+            f"column '{name}' has {{n}} infinite values; expected a finite {name} (write ids "
+            "as text or integers)",
+        )
         # Not an id anyone has: kept out of the output (and of the quarantined customers).
-        self.out[name] = text.mask(empty | malformed, None).astype("str")
+        self.out[name] = text.mask(empty | malformed | non_finite, None).astype("str")
+
+    def _float_ids(
+        self, name: str, values: pd.Series, text: pd.Series
+    ) -> tuple[pd.Series, pd.Series]:
+        """Ids of a float column (Parquet, pandas) as text, and which are not finite.
+
+        A whole number is its integer text (``1.0`` -> ``"1"``, as the same id written as an
+        integer or as CSV text reads), computed exactly: ``1e19`` is
+        ``"10000000000000000000"``, not an int64 that wraps (three ids 1e19, 2e19 and 3e19
+        became one customer ``-9223372036854775808``). Other finite values keep their text
+        (``"1.5"``). Infinity is no id: the caller quarantines its rows.
+        """
+        finite = np.isfinite(values.to_numpy(dtype="float64", na_value=np.nan))
+        whole = values.notna() & finite & (values == np.floor(values))
+        # int64 holds every whole float below 2**63 exactly; beyond it, Python's int does.
+        small = whole & (values.abs() < 2.0**63)
+        text = text.mask(small, values[small].astype("int64").astype("str"))
+        large = whole & ~small
+        if large.any():
+            text = text.mask(
+                large, pd.Series([str(int(v)) for v in values[large]], values.index[large])
+            )
+        beyond = whole & (values.abs() > 2.0**53)
+        self._report(
+            beyond,
+            f"column '{name}' has {{n}} whole-number ids beyond 2**53 stored as floats, which "
+            "cannot hold every such id exactly (ids that differ in their last digits may have "
+            "been merged when the file was written); read as their exact float value. Expected "
+            f"{name} written as text or int64",
+        )
+        non_finite = values.notna() & ~finite
+        return text, pd.Series(non_finite, index=values.index)
 
     def timestamps(self, name: str, required: bool) -> None:
         values = self.raw[name]

@@ -1,0 +1,42 @@
+"""Batch runs on inputs the loader used to misread (issue 21, M3 and M4), end to end."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from serving.batch import main
+
+DATES = pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01"])
+
+
+def _parquet(tmp_path, ids, name="orders.parquet"):
+    path = tmp_path / name
+    pd.DataFrame({"customer_id": ids, "ordered_at": DATES, "amount": [1.0, 2.0, 3.0]}).to_parquet(
+        path, index=False
+    )
+    return path
+
+
+def test_batch_scores_three_float_id_customers_as_three(served_store, tmp_path):
+    """The m3 reproduction (m3_float_ids.sh) through ``python -m serving.batch``."""
+    out = tmp_path / "scores.csv"
+    code = main(
+        [
+            "--orders",
+            str(_parquet(tmp_path, [1e19, 2e19, 3e19])),
+            "--cutoff",
+            "2025-01-01",
+            "--out",
+            str(out),
+            "--model-uri",
+            served_store.model_uri,
+        ]
+    )
+    assert code == 0
+    scores = pd.read_csv(out, dtype={"customer_id": "str"})
+    assert sorted(scores["customer_id"]) == [
+        "10000000000000000000",
+        "20000000000000000000",
+        "30000000000000000000",
+    ]
+    assert sorted(scores["historic_value"]) == [1.0, 2.0, 3.0]
