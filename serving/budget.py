@@ -71,13 +71,16 @@ class BudgetAssumptions:
 
     def formulas(self) -> list[str]:
         """The payback rules, as sentences with the numbers in them (for the report)."""
+        # In words, not column names: a marketer reads these (the columns are clv, p_churn).
         return [
-            f"Acquisition pays back within the horizon when cost per new customer <= margin x "
-            f"expected CLV = {self.margin:g} x clv (a new customer is assumed to behave like "
-            "the group's existing customers; value after the horizon is not counted).",
-            f"Retention pays back when spend per customer <= margin x clv x p_churn x save rate "
-            f"= {self.margin:g} x clv x p_churn x {self.save_rate:g} (the action is assumed to "
-            f"save {self.save_rate:.0%} of the value at risk, not to remove the churn risk).",
+            f"Acquisition pays back within the horizon when the cost per new customer is at "
+            f"most margin x predicted value = {self.margin:g} x predicted value (a new customer "
+            "is assumed to behave like the group's existing customers; value after the "
+            "horizon is not counted).",
+            f"Retention pays back when the spend per customer is at most margin x predicted "
+            f"value x churn probability x save rate = {self.margin:g} x predicted value x "
+            f"churn probability x {self.save_rate:g} (the action is assumed to save "
+            f"{self.save_rate:.0%} of the value at risk, not to remove the churn risk).",
         ]
 
 

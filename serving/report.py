@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import html
 import io
 import logging
 import re
@@ -37,6 +38,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
+from features.history import format_cutoff
 from features.io import DataValidationError, load_orders
 from features.synth_manifest import EVENTS_FILE, store_behind
 from serving.budget import BudgetAssumptions, budget_table, cohort_budget
@@ -45,7 +47,7 @@ from serving.impact import STATEMENT as IMPACT_STATEMENT
 from serving.impact_truth import STATEMENT as TRUTH_STATEMENT
 from serving.impact_truth import TruthCheck, truth_path
 from serving.run_files import DEFAULT_OUT, META_PREFIX, RunStamp
-from serving.segments import VALUE_TIERS
+from serving.segments import RISK_TIERS, VALUE_TIERS
 from training import tracking
 
 logger = logging.getLogger(__name__)
@@ -82,6 +84,86 @@ MODEL_ORDER: tuple[str, ...] = ("model", "champion", "simple", "bgnbd", "pareto_
 NO_IMPACT = "Service impact not measured (run make impact)."
 NO_SERVICE_DATA = "Service impact cannot be measured without service data."
 IMPACT_KINDS: tuple[str, ...] = ("late", "returns", "bad_tickets", "all")
+#: The decile table the training run logs beside its figures (training.train._log_plots).
+DECILE_TABLE = "tables/clv_deciles.csv"
+
+#: What a marketer reads instead of a metric's identifier, and which way is better.
+METRIC_LABELS: dict[str, str] = {
+    "clv_gini": "Ranking quality (Gini, higher is better)",
+    "clv_spearman": "Rank correlation (Spearman, higher)",
+    "clv_top_decile_capture": "Value in the top 10% by prediction (higher)",
+    "clv_mae": "Mean absolute error per customer (lower)",
+    "clv_rmse": "Root mean squared error per customer (lower)",
+    "clv_total_error_pct": "Error on the base's total, % (near 0)",
+    "churn_roc_auc": "Churn ranking (ROC AUC, higher)",
+    "churn_pr_auc": "Churn precision-recall (PR AUC, higher)",
+    "churn_brier": "Churn probability error (Brier, lower)",
+    "churn_ece": "Churn calibration error (ECE, lower)",
+}
+#: The rows of the holdout tables: a name, and one line on what it is.
+MODEL_LABELS: dict[str, tuple[str, str]] = {
+    "model": ("This model", "the version that scored, as evaluated in its training run"),
+    "champion": ("Previous champion", "the version serving before it, on the same customers"),
+    "simple": ("Simple formula", "average order value x purchase rate x horizon"),
+    "bgnbd": ("BG/NBD", "the classic purchase model (BG/NBD with Gamma-Gamma for spend)"),
+    "pareto_nbd": ("Pareto/NBD", "the other classic purchase model (with Gamma-Gamma)"),
+    "hybrid": ("Hybrid family", "purchase model and boosted trees, stacked (candidate family)"),
+    "classical": ("Classical family", "the purchase model alone, calibrated (candidate family)"),
+    "boosted": ("Boosted family", "the boosted trees alone (candidate family)"),
+}
+#: What each retention action means for the team; an action not listed is shown by its name.
+ACTION_TEXT: dict[str, str] = {
+    "win back": "valuable customers likely to leave: a personal win-back offer",
+    "retain": "valuable customers starting to drift: a retention offer before they go",
+    "reactivate (low cost)": "mid-value customers likely to leave: low-cost reminders",
+    "let go": "low-value customers likely to leave: no spend",
+    "nurture": "customers at some risk, modest value: regular, low-cost contact",
+    "maintain (VIP care)": "the most valuable customers, at low risk: VIP care, no discounts",
+    "maintain": "valuable customers at low risk: keep service good",
+    "grow": "loyal customers with room to spend more: cross-sell and upsell",
+    "onboard": "new customers worth a lot: bring them to a second order",
+}
+#: Actions that ask for no spend: never among the things to do first.
+NO_SPEND_ACTIONS: frozenset[str] = frozenset({"let go"})
+#: How many things to do the summary names.
+TODO_COUNT = 3
+#: Readable column headings of every table (a column not listed keeps its name).
+COLUMN_LABELS: dict[str, str] = {
+    "value_segment": "Value segment",
+    "risk_segment": "Risk",
+    "customer_id": "Customer",
+    "customers": "Customers",
+    "share_customers": "Share of customers",
+    "predicted_value": "Predicted value",
+    "share_value": "Share of value",
+    "mean_clv": "Mean predicted value",
+    "mean_p_churn": "Mean churn probability",
+    "value_at_risk": "Value at risk",
+    "clv": "Predicted value",
+    "p_churn": "Churn probability",
+    "historic_value": "Spent so far",
+    "action": "Action",
+    "meaning": "What it means",
+    "reasons": "Why (strongest reasons first)",
+    "driver": "Reason",
+    "share": "Share of customers",
+    "raises": "Raises churn for",
+    "kind": "Service failure",
+    "customers_affected": "Customers affected",
+    "clv_difference": "Value they still cost (from now on)",
+    "clv_difference_if_never": "Value if they had never happened",
+    "mean_p_churn_difference": "Churn probability change (mean)",
+    "affected": "Customers affected (estimate)",
+    "affected_truth": "Customers affected (simulation)",
+    "estimate": "Estimated value lost",
+    "truth": "True value lost (simulated)",
+    "error_pct": "Error, %",
+    "max_acquisition_cost": "Max acquisition cost per new customer",
+    "max_retention_spend": "Max retention spend per customer",
+    "retention_budget": "Retention budget (group total)",
+    "cohort": "First order (month)",
+    "model": "Model or baseline",
+}
 
 
 # --- the numbers ---------------------------------------------------------------------------
@@ -132,15 +214,142 @@ def segment_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def top_at_risk(scores: pd.DataFrame, n: int = TOP_AT_RISK) -> pd.DataFrame:
-    """The ``n`` customers with the most value at risk (``clv * p_churn``), highest first.
+    """The ``n`` at-risk customers with the most value at stake (``clv * p_churn``), highest first.
 
+    At risk means outside the lowest risk segment (:data:`serving.segments.RISK_TIERS`):
+    a valuable customer who is not at risk is not listed, however large ``clv * p_churn``.
     Ties are broken by ``customer_id``, so the list does not depend on row order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``customer_id``, ``risk_segment``, ``p_churn``, ``clv``, ``value_at_risk``,
+        ``historic_value`` (when the scores have it), ``value_segment``, ``action`` and
+        ``reasons``.
     """
-    columns = ["customer_id", "clv", "p_churn", "value_segment", "risk_segment", "action"]
-    top = scores[columns + ["reasons"]].copy()
-    top["value_at_risk"] = top["clv"].astype("float64") * top["p_churn"].astype("float64")
+    at_risk = scores[scores["risk_segment"].astype("str") != RISK_TIERS[0][0]]
+    columns = [
+        "customer_id",
+        "risk_segment",
+        "p_churn",
+        "clv",
+        "historic_value",
+        "value_segment",
+        "action",
+        "reasons",
+    ]
+    top = at_risk[[c for c in columns if c in at_risk.columns]].copy()
+    top.insert(4, "value_at_risk", top["clv"].astype("float64") * top["p_churn"].astype("float64"))
     top = top.sort_values(["value_at_risk", "customer_id"], ascending=[False, True]).head(n)
-    return top[[*columns[:3], "value_at_risk", *columns[3:], "reasons"]].reset_index(drop=True)
+    return top.reset_index(drop=True)
+
+
+def action_table(
+    scores: pd.DataFrame, assumptions: BudgetAssumptions | None = None
+) -> pd.DataFrame:
+    """Customers, value and value at risk per action, the most value at risk first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``action``: ``meaning`` (:data:`ACTION_TEXT`), ``customers``,
+        ``share_customers``, ``predicted_value`` (sum of ``clv``), ``value_at_risk`` (sum of
+        ``clv * p_churn``), ``mean_p_churn``, ``max_retention_spend`` (mean per customer) and
+        ``retention_budget`` (the group's total), as :func:`serving.budget.budget_table`.
+    """
+    budget = budget_table(scores, "action", assumptions).drop(index="all")
+    frame = pd.DataFrame(
+        {
+            "action": scores["action"].astype("str").to_numpy(),
+            "clv": scores["clv"].to_numpy(dtype="float64"),
+            "at_risk": scores["clv"].to_numpy(dtype="float64")
+            * scores["p_churn"].to_numpy(dtype="float64"),
+        }
+    )
+    groups = frame.groupby("action")
+    table = pd.DataFrame(
+        {
+            "customers": budget["customers"],
+            "share_customers": budget["customers"] / max(len(frame), 1),
+            "predicted_value": groups["clv"].sum(),
+            "value_at_risk": groups["at_risk"].sum(),
+            "mean_p_churn": budget["mean_p_churn"],
+            "max_retention_spend": budget["max_retention_spend"],
+            "retention_budget": budget["retention_budget"],
+        }
+    )
+    table.insert(0, "meaning", [ACTION_TEXT.get(str(a), "") for a in table.index])
+    table = table.rename_axis("action").reset_index()
+    table = table.sort_values(["value_at_risk", "action"], ascending=[False, True])
+    return table.set_index("action").astype({"customers": "int64"})
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The first thing a marketer reads: what the base is worth and what to do first.
+
+    Attributes
+    ----------
+    customers : int
+        Customers scored.
+    predicted_value : float
+        Sum of ``clv``: what the base is predicted to spend over the horizon.
+    historic_value : float or None
+        Sum of ``historic_value`` (spent before the cutoff); None when the scores lack it.
+    value_at_risk : float
+        Sum of ``clv * p_churn``.
+    at_risk_customers : int
+        Customers outside the lowest risk segment.
+    at_risk_value : float
+        Their summed ``clv``.
+    todo : list of str
+        The :data:`TODO_COUNT` actions with the most value at risk (no-spend actions left
+        out), one sentence each with their customers, stake and the spend that pays back.
+    """
+
+    customers: int
+    predicted_value: float
+    historic_value: float | None
+    value_at_risk: float
+    at_risk_customers: int
+    at_risk_value: float
+    todo: list[str]
+
+
+def summarise(scores: pd.DataFrame, actions: pd.DataFrame) -> Summary:
+    """The :class:`Summary` of a scores frame and its :func:`action_table`."""
+    clv = scores["clv"].to_numpy(dtype="float64")
+    p_churn = scores["p_churn"].to_numpy(dtype="float64")
+    at_risk = (scores["risk_segment"].astype("str") != RISK_TIERS[0][0]).to_numpy()
+    total_risk = float((clv * p_churn).sum())
+    todo: list[str] = []
+    for action, row in actions.iterrows():
+        if len(todo) == TODO_COUNT:
+            break
+        if action in NO_SPEND_ACTIONS or row["customers"] == 0 or row["value_at_risk"] <= 0:
+            continue
+        share = row["value_at_risk"] / total_risk if total_risk > 0 else 0.0
+        name = str(action)
+        meaning = ACTION_TEXT.get(name)
+        todo.append(
+            f"{name[:1].upper()}{name[1:]}: {int(row['customers']):,} customers"
+            + (f" ({meaning})" if meaning else "")
+            + f". {row['value_at_risk']:,.0f} of predicted value at risk, {share:.0%} of all;"
+            f" mean churn probability {row['mean_p_churn']:.2f}. Spend up to"
+            f" {row['max_retention_spend']:,.2f} per customer"
+            f" ({row['retention_budget']:,.0f} for the group) pays back."
+        )
+    return Summary(
+        customers=len(scores),
+        predicted_value=float(clv.sum()),
+        historic_value=float(scores["historic_value"].sum())
+        if "historic_value" in scores
+        else None,
+        value_at_risk=total_risk,
+        at_risk_customers=int(at_risk.sum()),
+        at_risk_value=float(clv[at_risk].sum()),
+        todo=todo,
+    )
 
 
 #: A number (with its sign, decimals, thousands commas and a trailing %) inside a reason.
@@ -382,16 +591,90 @@ def left_out(what: str, path: Path, scores_path: Path, differences: Sequence[str
 # --- figures -------------------------------------------------------------------------------
 
 
-def clv_histogram(clv: pd.Series, bins: int = 50) -> Figure:
+def clv_histogram(clv: pd.Series, bins: int = 50, horizon_days: str = "") -> Figure:
     """Histogram of predicted CLV; the count axis is logarithmic, the value is skewed."""
     fig = Figure(figsize=(7.0, 3.6), layout="constrained")
     ax = fig.subplots()
     ax.hist(clv.astype("float64").dropna(), bins=bins, color="#3b6ea5")
     ax.set_yscale("log")
-    ax.set_xlabel("predicted CLV over the horizon")
+    ahead = f"the next {horizon_days} days" if horizon_days else "the horizon"
+    ax.set_xlabel(f"predicted value per customer over {ahead}")
     ax.set_ylabel("customers (log scale)")
-    ax.set_title("Distribution of predicted CLV")
+    ax.set_title("How predicted value is spread over the customers")
     return fig
+
+
+def decile_figure(table: pd.DataFrame) -> Figure:
+    """Mean predicted and mean actual value per decile of the model's prediction.
+
+    Drawn from the decile table the training run logged (:data:`DECILE_TABLE`), on an axis of
+    its own: the run's figure puts every baseline on one shared axis, where the simple
+    formula's largest decile flattens the model's line.
+    """
+    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(table["decile"], table["mean_predicted"], marker="o", label="predicted")
+    ax.plot(table["decile"], table["mean_actual"], marker="s", label="actually spent")
+    ax.set_xticks(table["decile"])
+    ax.set_xlabel("customers in ten groups by predicted value (1 = highest)")
+    ax.set_ylabel("mean value per customer")
+    ax.set_title("This model: predicted vs actual value by decile (holdout)")
+    ax.legend()
+    return fig
+
+
+#: The Markdown the readiness caveats use (features.readiness.Readiness.to_markdown).
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
+_MD_ITEM = re.compile(r"^\s*[-*]\s+(.*)$")
+_MD_STRONG = re.compile(r"\*\*(.+?)\*\*")
+_MD_CODE = re.compile(r"`([^`]+)`")
+
+
+def _md_inline(text: str) -> str:
+    """Escape a line, then render its bold and code spans."""
+    escaped = html.escape(text, quote=False)
+    escaped = _MD_CODE.sub(r"<code>\1</code>", escaped)
+    return _MD_STRONG.sub(r"<strong>\1</strong>", escaped)
+
+
+def markdown_html(text: str) -> str:
+    """The few Markdown constructs of the readiness report as HTML, everything escaped.
+
+    Headings become ``h4`` (the report's sections own the larger ones), ``- `` lines list
+    items, blank lines end a paragraph, ``**bold**`` and ```code``` render. Anything else
+    is shown as its text: no Markdown library is a dependency of the product for one section.
+    """
+    out: list[str] = []
+    paragraph: list[str] = []
+    items: list[str] = []
+
+    def flush() -> None:
+        if paragraph:
+            out.append("<p>" + " ".join(paragraph) + "</p>")
+            paragraph.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    for line in text.splitlines():
+        heading = _MD_HEADING.match(line)
+        item = _MD_ITEM.match(line)
+        if not line.strip():
+            flush()
+        elif heading:
+            flush()
+            out.append(f"<h4>{_md_inline(heading.group(2))}</h4>")
+        elif item:
+            if paragraph:
+                flush()
+            items.append(_md_inline(item.group(1)))
+        elif items:
+            # A wrapped list item continues on the next line.
+            items[-1] += " " + _md_inline(line.strip())
+        else:
+            paragraph.append(_md_inline(line.strip()))
+    flush()
+    return "\n".join(out)
 
 
 def png_data_uri(png: bytes) -> str:
@@ -421,7 +704,8 @@ class ModelRun:
     metrics : dict
         The run's metrics.
     artifacts : dict
-        Artifact path -> bytes for the figures (PNG) and ``readiness.md`` the run logged.
+        Artifact path -> bytes for the figures (PNG), the decile table (CSV) and
+        ``readiness.md`` the run logged.
     """
 
     model_uri: str
@@ -436,7 +720,8 @@ def load_model_run(model_uri: str) -> ModelRun:
     The tracking store must be configured (:func:`training.tracking.configure`).
     """
     version = tracking.resolve_version(model_uri)
-    wanted = [path for path, _ in QUALITY_FIGURES + IMPORTANCE_FIGURES] + ["readiness.md"]
+    wanted = [path for path, _ in QUALITY_FIGURES + IMPORTANCE_FIGURES]
+    wanted += [DECILE_TABLE, "readiness.md"]
     artifacts = tracking.run_artifacts(version.run_id, wanted)
     return ModelRun(version.model_uri, version.run_id, tracking.version_metrics(version), artifacts)
 
@@ -460,6 +745,8 @@ class Report:
     stamp: RunStamp
     customers: int
     horizon_days: str
+    summary: Summary
+    actions: pd.DataFrame
     segments: pd.DataFrame
     at_risk: pd.DataFrame
     drivers: pd.DataFrame
@@ -504,7 +791,8 @@ def build_report(
     run : ModelRun, optional
         The model's MLflow run: without it the quality and importance sections say so.
     impact : pandas.DataFrame, optional
-        Service-quality impact, per customer or summarised (:func:`impact_summary`).
+        Service-quality impact, per customer or summarised (:func:`impact_summary`). It is
+        shown as given: :func:`impact_differences` tells whether it belongs to the scores.
     has_service_data : bool, optional
         False when the data has no service events (then impact cannot be measured); None
         when not known.
@@ -531,11 +819,19 @@ def build_report(
     else:
         note = NO_IMPACT
     horizon = scores["horizon_days"].iloc[0] if len(scores) and "horizon_days" in scores else ""
+    actions = action_table(scores, assumptions)
+    figures = {"clv_histogram": figure_png(clv_histogram(scores["clv"], horizon_days=str(horizon)))}
+    if run is not None and DECILE_TABLE in run.artifacts:
+        deciles = pd.read_csv(io.BytesIO(run.artifacts[DECILE_TABLE]))
+        if {"decile", "mean_predicted", "mean_actual"} <= set(deciles.columns):
+            figures["clv_deciles"] = figure_png(decile_figure(deciles))
     return Report(
         scores_path=scores_path,
         stamp=stamp or RunStamp("", "", "", ""),
         customers=len(scores),
         horizon_days=str(horizon),
+        summary=summarise(scores, actions),
+        actions=actions,
         segments=segment_table(scores),
         at_risk=top_at_risk(scores),
         drivers=reason_drivers(scores["reasons"]),
@@ -547,12 +843,22 @@ def build_report(
         truth=truth,
         run=run,
         notes=notes,
-        figures={"clv_histogram": figure_png(clv_histogram(scores["clv"]))},
+        figures=figures,
     )
 
 
-def _fmt(frame: pd.DataFrame, formats: Mapping[str, str], index: bool = True) -> str:
-    """A DataFrame as an HTML table, columns formatted with ``str.format`` specs, escaped."""
+def _fmt(
+    frame: pd.DataFrame,
+    formats: Mapping[str, str],
+    index: bool = True,
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """A DataFrame as an HTML table, its columns formatted and headed by readable labels.
+
+    Columns are formatted with ``str.format`` specs (``formats``) and headed by
+    :data:`COLUMN_LABELS` then ``labels``, which also name the rows; everything is escaped.
+    """
+    names = {**COLUMN_LABELS, **(labels or {})}
     shown = frame.copy()
     for column, spec in formats.items():
         if column in shown.columns:
@@ -560,8 +866,13 @@ def _fmt(frame: pd.DataFrame, formats: Mapping[str, str], index: bool = True) ->
                 "" if pd.isna(v) else format(v, spec) for v in shown[column].to_numpy()
             ]
     if index:
+        shown.index = [names.get(str(i), str(i)) for i in shown.index]
+        # The index's heading is a column's (a row label may share its name: "model").
+        heading = str(frame.index.name)
+        shown.index.name = COLUMN_LABELS.get(heading, names.get(heading, frame.index.name))
         # The index as the first column: one header row instead of pandas' two.
         shown = shown.reset_index()
+    shown.columns = [names.get(str(c), str(c)) for c in shown.columns]
     return shown.to_html(index=False, escape=True, border=0, classes="t", na_rep="")
 
 
@@ -583,8 +894,41 @@ _BUDGET_FORMATS = {
     "max_retention_spend": ",.2f",
     "retention_budget": _MONEY,
 }
+_ACTION_FORMATS = {**_SEGMENT_FORMATS, **_BUDGET_FORMATS}
+#: Value segments as a marketer reads them (:data:`serving.segments.VALUE_TIERS`).
+SEGMENT_LABELS: dict[str, str] = {
+    "top": "top (first 50% of value)",
+    "high": "high (next 30%)",
+    "medium": "medium (next 15%)",
+    "low": "low (last 5%)",
+    "all": "all customers",
+}
 #: Cohort rows shown: the most recent ones (older cohorts say little about new customers).
 COHORT_ROWS = 24
+
+
+#: Column names that texts of other modules quote, as the report's tables call them.
+_QUOTED_NAMES: tuple[tuple[str, str], ...] = (
+    ("clv_gain_if_never", '"value if they had never happened"'),
+    ("clv_gain", '"value they still cost"'),
+)
+
+
+def readable(text: str) -> str:
+    """A statement of another module with the column names it quotes in the report's words."""
+    for name, label in _QUOTED_NAMES:
+        text = text.replace(name, label)
+    return text
+
+
+def display_cutoff(cutoff: str) -> str:
+    """A stamp's cutoff as a reader wants it: the date alone when it is midnight."""
+    if not cutoff:
+        return ""
+    try:
+        return format_cutoff(pd.Timestamp(cutoff))
+    except ValueError:
+        return cutoff
 
 
 def _template_values(report: Report) -> dict[str, object]:
@@ -593,19 +937,29 @@ def _template_values(report: Report) -> dict[str, object]:
     quality = []
     importance = []
     metrics_html = ""
+    models: list[tuple[str, str]] = []
     readiness = None
     if run is not None:
+        # The model's own decile panel replaces the run's shared-axis one when it can be drawn.
+        own_deciles = "clv_deciles" in report.figures
         quality = [
-            (png_data_uri(run.artifacts[p]), c) for p, c in QUALITY_FIGURES if p in run.artifacts
+            (png_data_uri(run.artifacts[p]), c)
+            for p, c in QUALITY_FIGURES
+            if p in run.artifacts and not (own_deciles and p == QUALITY_FIGURES[0][0])
         ]
+        if own_deciles:
+            caption = "This model: predicted vs actual value by decile (holdout), own scale"
+            quality.insert(0, (png_data_uri(report.figures["clv_deciles"]), caption))
         importance = [
             (png_data_uri(run.artifacts[p]), c) for p, c in IMPORTANCE_FIGURES if p in run.artifacts
         ]
         table = holdout_table(run.metrics)
         if not table.empty:
+            rows = {name: label for name, (label, _) in MODEL_LABELS.items()}
+            models = [MODEL_LABELS.get(str(n), (str(n), "")) for n in table.index]
             # Two narrower tables, CLV then churn, fit a laptop screen without scrolling.
             metrics_html = "".join(
-                _fmt(part, dict.fromkeys(part.columns, ".3f"))
+                _fmt(part, dict.fromkeys(part.columns, ".3f"), labels={**METRIC_LABELS, **rows})
                 for part in (
                     table[[c for c in table.columns if c.startswith(prefix)]]
                     for prefix in ("clv_", "churn_")
@@ -613,7 +967,7 @@ def _template_values(report: Report) -> dict[str, object]:
                 if not part.empty
             )
         if "readiness.md" in run.artifacts:
-            readiness = run.artifacts["readiness.md"].decode("utf-8", "replace")
+            readiness = markdown_html(run.artifacts["readiness.md"].decode("utf-8", "replace"))
     cohorts_html = ""
     cohorts_note = ""
     if report.budget_cohorts is not None:
@@ -622,26 +976,37 @@ def _template_values(report: Report) -> dict[str, object]:
         if len(body) > COHORT_ROWS:
             cohorts_note = f"The {COHORT_ROWS} most recent of {len(body)} cohorts, and all."
             cohorts = pd.concat([body.tail(COHORT_ROWS), cohorts.loc[["all"]]])
-        cohorts_html = _fmt(cohorts, _BUDGET_FORMATS)
-    at_risk = report.at_risk.copy()
+        cohorts_html = _fmt(cohorts, _BUDGET_FORMATS, labels={"all": "all customers"})
     drivers = report.drivers
+    actions = report.actions[
+        [
+            "meaning",
+            "customers",
+            "predicted_value",
+            "value_at_risk",
+            "mean_p_churn",
+            "max_retention_spend",
+        ]
+    ]
     return {
+        "cutoff": display_cutoff(report.stamp.cutoff),
         "histogram": png_data_uri(report.figures["clv_histogram"]),
-        "segments_html": _fmt(report.segments, _SEGMENT_FORMATS),
+        "actions_html": _fmt(actions, _ACTION_FORMATS),
+        "segments_html": _fmt(report.segments, _SEGMENT_FORMATS, labels=SEGMENT_LABELS),
         "at_risk_html": _fmt(
-            at_risk,
-            {"clv": ",.1f", "p_churn": ".2f", "value_at_risk": ",.1f"},
+            report.at_risk,
+            {"clv": ",.1f", "p_churn": ".2f", "value_at_risk": ",.1f", "historic_value": ",.1f"},
             index=False,
         ),
         "drivers_html": ""
         if drivers.empty
         else _fmt(drivers, {"customers": ",d", "share": ".1%", "raises": ".0%"}, index=False),
-        "impact_statement": IMPACT_STATEMENT,
+        "impact_statement": readable(IMPACT_STATEMENT),
         "truth_statement": TRUTH_STATEMENT,
         "truth_html": ""
         if report.truth is None
         else _fmt(
-            report.truth.table.rename(index=KIND_LABELS),
+            report.truth.table,
             {
                 "affected": ",d",
                 "affected_truth": ",d",
@@ -649,6 +1014,7 @@ def _template_values(report: Report) -> dict[str, object]:
                 "truth": _MONEY,
                 "error_pct": "+.1f",
             },
+            labels=KIND_LABELS,
         ),
         "impact_html": ""
         if report.impact is None
@@ -660,13 +1026,17 @@ def _template_values(report: Report) -> dict[str, object]:
                 "clv_difference_if_never": _MONEY,
                 "mean_p_churn_difference": "+.3f",
             },
+            labels=KIND_LABELS,
         ),
-        "budget_segments_html": _fmt(report.budget_segments, _BUDGET_FORMATS),
+        "budget_segments_html": _fmt(
+            report.budget_segments, _BUDGET_FORMATS, labels=SEGMENT_LABELS
+        ),
         "cohorts_html": cohorts_html,
         "cohorts_note": cohorts_note,
         "quality": quality,
         "importance": importance,
         "metrics_html": metrics_html,
+        "models": models,
         "readiness": readiness,
     }
 
@@ -677,44 +1047,144 @@ _TEMPLATE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined
     """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Customer value report{% if r.stamp.cutoff %} {{ r.stamp.cutoff[:10] }}{% endif %}</title>
+<title>Customer value report{% if cutoff %} {{ cutoff }}{% endif %}</title>
 <style>
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2330;
 background:#fff;line-height:1.45}
-main{max-width:1100px;margin:0 auto;padding:1rem 1.5rem 3rem}
-h1{font-size:1.6rem;margin:.5rem 0}h2{font-size:1.25rem;border-bottom:2px solid #dde3ec;
-padding-bottom:.2rem;margin-top:2rem}h3{font-size:1.05rem}
-.meta,.note{color:#5a6477;font-size:.92rem}
+main{max-width:1100px;margin:0 auto;padding:.6rem 1.5rem 3rem}
+h1{font-size:1.5rem;margin:.4rem 0 .1rem}h2{font-size:1.2rem;border-bottom:2px solid #dde3ec;
+padding-bottom:.2rem;margin-top:2rem}h3{font-size:1.02rem}h4{font-size:.95rem;margin:.8rem 0 .3rem}
+.meta,.note{color:#5a6477;font-size:.9rem}.meta{margin:.1rem 0 .6rem}
 .wrap{overflow-x:auto}
-table.t{border-collapse:collapse;font-size:.88rem;margin:.5rem 0}
-table.t th,table.t td{padding:.25rem .6rem;border-bottom:1px solid #e6eaf0;text-align:right;
+table.t{border-collapse:collapse;font-size:.86rem;margin:.5rem 0}
+table.t th,table.t td{padding:.22rem .55rem;border-bottom:1px solid #e6eaf0;text-align:right;
 vertical-align:top}
 table.t th{background:#f3f6fa}table.t td:first-child,table.t th:first-child{text-align:left}
-.reasons td:last-child{text-align:left;min-width:22rem;font-size:.82rem}
+.reasons td:last-child{text-align:left;min-width:22rem;font-size:.8rem}
+.actions td:nth-child(2),.actions th:nth-child(2){text-align:left}
+.actions td:nth-child(2){color:#5a6477;font-size:.82rem}
 figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #e6eaf0}
 figcaption{font-size:.88rem;color:#5a6477}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:1rem}
-pre{white-space:pre-wrap;background:#f7f8fa;padding:.8rem;font-size:.85rem}
-.warn{background:#fff4e5;border-left:4px solid #e8a33d;padding:.4rem .9rem;margin:.8rem 0}
+.kpis{display:grid;grid-template-columns:repeat(4,1fr);gap:.7rem;margin:.4rem 0 .8rem}
+.kpi{background:#f3f6fa;border-radius:6px;padding:.5rem .8rem}
+.kpi b{display:block;font-size:1.45rem;color:#1d3f72}.kpi span{font-size:.84rem;color:#5a6477}
+ol.todo{margin:.2rem 0 .6rem;padding-left:1.3rem}ol.todo li{margin:.2rem 0}
+.warn{background:#fff4e5;border-left:4px solid #e8a33d;padding:.3rem .9rem;margin:.6rem 0}
+.caveats{background:#f7f8fa;padding:.2rem 1rem;font-size:.9rem}
+dl.models{font-size:.86rem}dl.models dt{font-weight:600;float:left;clear:left;width:10rem}
+dl.models dd{margin:0 0 .15rem 10.5rem;color:#5a6477}
+nav{font-size:.86rem}nav a{margin-right:.8rem}
 </style></head><body><main>
 <h1>Customer value report</h1>
 <p class="meta">{{ "{:,}".format(r.customers) }} customers scored
-{% if r.stamp.cutoff %} at cutoff {{ r.stamp.cutoff }}{% endif %}
-{% if r.horizon_days %}; horizon {{ r.horizon_days }} days{% endif %}
-{% if r.stamp.model_version %}; model {{ r.stamp.model_name }} version
+{%- if cutoff %} on {{ cutoff }}{% endif %}
+{%- if r.horizon_days %}, looking {{ r.horizon_days }} days ahead{% endif %}
+{%- if r.stamp.model_version %}; model {{ r.stamp.model_name }} version
 {{ r.stamp.model_version }}{% endif %}
-{% if r.scores_path %}; scores {{ r.scores_path }}{% endif %}.</p>
+{%- if r.scores_path %}; scores {{ r.scores_path }}{% endif %}.</p>
 {% if r.notes %}<div class="warn">{% for note in r.notes.values() %}<p>{{ note }}</p>
 {% endfor %}</div>{% endif %}
 
-<h2 id="quality">1. Model quality on the holdout</h2>
+<h2 id="summary">At a glance</h2>
+{% set s = r.summary %}
+<div class="kpis">
+<div class="kpi"><b>{{ "{:,.0f}".format(s.predicted_value) }}</b><span>predicted revenue from
+these customers over the next {{ r.horizon_days or "horizon's" }} days</span></div>
+<div class="kpi"><b>{{ "{:,.0f}".format(s.value_at_risk) }}</b><span>value at risk: predicted
+value &times; churn probability ({{ "{:.0%}".format(s.value_at_risk / s.predicted_value
+if s.predicted_value > 0 else 0) }} of it)</span></div>
+<div class="kpi"><b>{{ "{:,}".format(s.at_risk_customers) }}</b><span>customers at risk
+(medium or high churn risk), {{ "{:.0%}".format(s.at_risk_customers / s.customers
+if s.customers else 0) }} of the base</span></div>
+<div class="kpi">{% if s.historic_value is not none %}<b>{{ "{:,.0f}".format(s.historic_value)
+}}</b><span>spent by these customers so far</span>{% else %}<b>{{
+"{:,.2f}".format(s.predicted_value / s.customers if s.customers else 0) }}</b><span>predicted
+value per customer</span>{% endif %}</div>
+</div>
+<h3>What to do first</h3>
+{% if s.todo %}<ol class="todo">{% for line in s.todo %}<li>{{ line }}</li>{% endfor %}</ol>
+<p class="note">The actions with the most value at risk. Spend ceilings assume a gross margin of
+{{ r.assumptions.margin }} and that an action saves {{ "{:.0%}".format(r.assumptions.save_rate) }}
+of the value at risk (<a href="#budget">budget guidance</a>).</p>
+{% else %}<p class="note">No action has value at risk.</p>{% endif %}
+<h3>Customers by action</h3>
+<div class="wrap actions">{{ actions_html|safe }}</div>
+<nav><a href="#at-risk">At-risk customers</a><a href="#base">The base</a>
+<a href="#budget">Budget</a><a href="#impact">Service impact</a><a href="#drivers">Drivers</a>
+<a href="#quality">Model quality</a><a href="#readiness">Data caveats</a></nav>
+
+<h2 id="at-risk">1. The {{ r.at_risk|length }} at-risk customers with the most value at
+stake</h2>
+<p class="note">Customers at medium or high churn risk, the highest value at risk (predicted
+value &times; churn probability) first, with the reasons behind their churn probability
+(&uarr; raises it, &darr; lowers it).</p>
+<div class="wrap reasons">{{ at_risk_html|safe }}</div>
+
+<h2 id="base">2. The base</h2>
+<p class="note">Value segments split the base by share of predicted value: the customers
+holding the first 50% of it are "top", the next 30% "high", 15% "medium", the last 5% "low".
+Value at risk is predicted value &times; churn probability.</p>
+<div class="wrap">{{ segments_html|safe }}</div>
+<figure><img src="{{ histogram }}" alt="Distribution of predicted value">
+<figcaption>Predicted value over the next {{ r.horizon_days }} days, all scored customers
+(count on a log scale).</figcaption></figure>
+
+<h2 id="budget">3. Budget guidance</h2>
+<p>Gross margin {{ r.assumptions.margin }} (<code>--margin</code>), save rate
+{{ r.assumptions.save_rate }} (<code>--save-rate</code>): stated assumptions, not measured.</p>
+<ul>{% for line in r.assumptions.formulas() %}<li>{{ line }}</li>{% endfor %}</ul>
+<p class="note">Per customer: the mean ceiling for one customer of the group; the retention
+budget is the group's total ceiling.</p>
+<h3>By value segment</h3>
+<div class="wrap">{{ budget_segments_html|safe }}</div>
+<h3>By acquisition cohort (month of first order)</h3>
+{% if cohorts_html %}{% if cohorts_note %}<p class="note">{{ cohorts_note }}</p>{% endif %}
+<div class="wrap">{{ cohorts_html|safe }}</div>
+{% elif r.notes.get("cohorts") %}<p class="note">{{ r.notes["cohorts"] }}</p>
+{% else %}<p class="note">First orders unknown: give <code>--orders</code>.</p>{% endif %}
+
+<h2 id="impact">4. Service-quality impact</h2>
+{% if impact_html %}<p class="note">{{ r.impact_note }} Per kind of failure, over the customers
+who had one: the predicted value the failures still cost from now on (customers already lost
+staying lost), the value if they had never happened (those customers brought back too), and
+the mean change of the churn probability.</p>
+<div class="wrap">{{ impact_html|safe }}</div>
+<p class="note">{{ impact_statement }}</p>
+{% if truth_html %}<h3>Estimate and truth, side by side (synthetic store)</h3>
+<p class="note">{{ truth_statement }} Cutoff {{ r.truth.cutoff }}, horizon
+{{ r.truth.horizon_days }} days, {{ r.truth.model_uri }}; store of
+{{ "{:,}".format(r.truth.store.customers) }} customers (seed {{ r.truth.store.seed }}).
+Error = 100 &times; (estimate / truth &minus; 1). The estimate ranks the three kinds
+{% if r.truth.ranks_agree %}in the true order{% else %}<strong>not</strong> in the true
+order{% endif %}.</p>
+<div class="wrap">{{ truth_html|safe }}</div>{% endif %}
+{% if r.notes.get("truth") %}<p class="note">{{ r.notes["truth"] }}</p>{% endif %}
+{% else %}<p class="note">{{ r.impact_note }}</p>{% endif %}
+
+<h2 id="drivers">5. Drivers</h2>
+{% if drivers_html %}
+<p class="note">How often each reason is among a customer's churn reasons (# stands for the
+customer's own figure), and for what share of those customers it raises the churn
+probability.</p>
+<div class="wrap">{{ drivers_html|safe }}</div>
+{% else %}<p class="note">The scores carry no reasons (scored with reasons "none").</p>
+{% endif %}
+{% if importance %}<p class="note">Global importance as the training run logged it (XGBoost
+total gain per feature).</p>
+<div class="grid">{% for uri, caption in importance %}
+<figure><img src="{{ uri }}" alt="{{ caption }}"><figcaption>{{ caption }}</figcaption></figure>
+{% endfor %}</div>{% endif %}
+
+<h2 id="quality">6. Model quality on the holdout</h2>
 {% if r.run is none %}
 <p class="note">No MLflow run found for the model that scored: quality metrics and figures
 are not shown.</p>
 {% else %}
-<p class="note">From the training run {{ r.run.run_id }} of {{ r.run.model_uri }}: every model
-and baseline scored on the same holdout customers (<code>model</code> is the candidate trained
-in that run; <code>champion</code> the champion it was judged against).</p>
+<p class="note">From the training run {{ r.run.run_id }} of {{ r.run.model_uri }}: the model
+and every baseline scored on the same holdout customers, whose real spend is known.</p>
+{% if models %}<dl class="models">{% for label, line in models %}<dt>{{ label }}</dt>
+<dd>{{ line }}</dd>{% endfor %}</dl>{% endif %}
 {% if metrics_html %}<div class="wrap">{{ metrics_html|safe }}</div>
 {% else %}<p class="note">The run logged no holdout metrics.</p>{% endif %}
 {% for uri, caption in quality[:1] %}
@@ -725,69 +1195,8 @@ in that run; <code>champion</code> the champion it was judged against).</p>
 {% if not quality %}<p class="note">The run logged no quality figures.</p>{% endif %}
 {% endif %}
 
-<h2 id="base">2. The base</h2>
-<figure><img src="{{ histogram }}" alt="Distribution of predicted CLV">
-<figcaption>Predicted CLV over the horizon, all scored customers.</figcaption></figure>
-<p class="note">Value segments split the base by share of predicted value (top: the customers
-holding the first 50%, high: the next 30%, medium: 15%, low: the last 5%). Value at risk is
-the sum of clv &times; p_churn.</p>
-<div class="wrap">{{ segments_html|safe }}</div>
-
-<h2 id="at-risk">3. Top {{ r.at_risk|length }} valuable customers at risk</h2>
-<p class="note">Highest value at risk (clv &times; p_churn) first, with what drove their churn
-probability.</p>
-<div class="wrap reasons">{{ at_risk_html|safe }}</div>
-
-<h2 id="drivers">4. Drivers</h2>
-{% if drivers_html %}
-<p class="note">How often each driver is among a customer's churn reasons (the per-customer
-contributions the batch run wrote; # stands for the customer's own value). "raises" is the
-share of those customers for whom it raises the churn probability.</p>
-<div class="wrap">{{ drivers_html|safe }}</div>
-{% else %}<p class="note">The scores carry no reasons (scored with reasons "none").</p>
-{% endif %}
-{% if importance %}<p class="note">Global importance as the training run logged it (XGBoost
-total gain per feature; the booster names features by position, fN is the model's N-th
-feature).</p>
-<div class="grid">{% for uri, caption in importance %}
-<figure><img src="{{ uri }}" alt="{{ caption }}"><figcaption>{{ caption }}</figcaption></figure>
-{% endfor %}</div>{% endif %}
-
-<h2 id="impact">5. Service-quality impact</h2>
-{% if impact_html %}<p class="note">{{ r.impact_note }} clv_difference is the sum over the
-affected customers of clv_&lt;kind&gt; &minus; clv (clv_&lt;kind&gt;: the impact run's
-what-if CLV for that kind from now on, customers already lost staying lost, see
-serving/impact.py); clv_difference_if_never also brings those customers back;
-mean_p_churn_difference is the mean change of the churn probability.</p>
-<p class="note">{{ impact_statement }}</p>
-<div class="wrap">{{ impact_html|safe }}</div>
-{% if truth_html %}<h3>Estimate and truth, side by side (synthetic store)</h3>
-<p class="note">{{ truth_statement }} Cutoff {{ r.truth.cutoff }}, horizon
-{{ r.truth.horizon_days }} days, {{ r.truth.model_uri }}; store of
-{{ "{:,}".format(r.truth.store.customers) }} customers (seed {{ r.truth.store.seed }}).
-error_pct = 100 &times; (estimate / truth &minus; 1). The estimate ranks the three kinds
-{% if r.truth.ranks_agree %}in the true order{% else %}<strong>not</strong> in the true
-order{% endif %}.</p>
-<div class="wrap">{{ truth_html|safe }}</div>{% endif %}
-{% if r.notes.get("truth") %}<p class="note">{{ r.notes["truth"] }}</p>{% endif %}
-{% else %}<p class="note">{{ r.impact_note }}</p>{% endif %}
-
-<h2 id="budget">6. Budget guidance</h2>
-<p>Gross margin {{ r.assumptions.margin }} (<code>--margin</code>), save rate
-{{ r.assumptions.save_rate }} (<code>--save-rate</code>): stated assumptions, not measured.</p>
-<ul>{% for line in r.assumptions.formulas() %}<li>{{ line }}</li>{% endfor %}</ul>
-<p class="note">Per customer: the mean ceiling for one customer of the group;
-retention_budget: the group's total retention ceiling.</p>
-<h3>By value segment</h3>
-<div class="wrap">{{ budget_segments_html|safe }}</div>
-<h3>By acquisition cohort (month of first order)</h3>
-{% if cohorts_html %}{% if cohorts_note %}<p class="note">{{ cohorts_note }}</p>{% endif %}
-<div class="wrap">{{ cohorts_html|safe }}</div>
-{% elif r.notes.get("cohorts") %}<p class="note">{{ r.notes["cohorts"] }}</p>
-{% else %}<p class="note">First orders unknown: give <code>--orders</code>.</p>{% endif %}
-
-<h2 id="readiness">7. Readiness caveats</h2>
-{% if readiness %}<pre>{{ readiness }}</pre>
+<h2 id="readiness">7. Data caveats</h2>
+{% if readiness %}<div class="caveats">{{ readiness|safe }}</div>
 {% else %}<p class="note">The training run logged no readiness report.</p>{% endif %}
 </main></body></html>
 """

@@ -106,8 +106,10 @@ def test_assumptions_refuse_nonsense(bad: float) -> None:
 
 def test_formulas_carry_the_numbers() -> None:
     text = " ".join(BudgetAssumptions(margin=0.25, save_rate=0.1).formulas())
-    assert "0.25 x clv" in text
-    assert "0.25 x clv x p_churn x 0.1" in text
+    assert "0.25 x predicted value (" in text
+    assert "0.25 x predicted value x churn probability x 0.1" in text
+    # Read by a marketer: words, not the scores' column names.
+    assert "clv" not in text and "p_churn" not in text
 
 
 def test_missing_columns_are_named() -> None:

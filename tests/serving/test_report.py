@@ -29,6 +29,9 @@ def synthetic_scores(n: int = N, seed: int = 3) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     clv = rng.lognormal(3.0, 1.2, n)
     p_churn = rng.uniform(0.0, 1.0, n)
+    if n > 6:
+        # Two exact ties in value at risk: the order between them must not depend on row order.
+        clv[[5, 6]], p_churn[[5, 6]] = 5000.0, 0.5
     value, risk, action = Base.of(clv).labels(clv, p_churn)
     reasons = [
         f"↑ last order {rng.integers(1, 300)} days ago; ↓ {rng.integers(1, 9)} orders expected"
@@ -62,8 +65,6 @@ def synthetic_scores(n: int = N, seed: int = 3) -> pd.DataFrame:
             "model_version": "1",
         }
     )
-    # Two exact ties in value at risk: the order between them must not depend on row order.
-    frame.loc[[5, 6], ["clv", "p_churn"]] = [[5000.0, 0.5], [5000.0, 0.5]]
     return frame[list(SCORE_COLUMNS)]
 
 
@@ -95,12 +96,18 @@ def test_segment_and_at_risk_tables_are_the_scores_files_numbers(scores_file: Pa
     # Most valuable first.
     assert list(built.segments.index)[:2] == ["top", "high"]
 
-    at_risk = scores.assign(var=scores["clv"] * scores["p_churn"])
+    # Only customers who ARE at risk (medium or high), the most value at stake first.
+    at_risk = scores[scores["risk_segment"].isin(["medium", "high"])]
+    at_risk = at_risk.assign(var=at_risk["clv"] * at_risk["p_churn"])
     expected = sorted(at_risk.itertuples(), key=lambda r: (-r.var, r.customer_id))[:20]
     assert built.at_risk["customer_id"].tolist() == [r.customer_id for r in expected]
     assert built.at_risk["value_at_risk"].to_numpy() == pytest.approx([r.var for r in expected])
     assert built.at_risk["reasons"].tolist() == [r.reasons for r in expected]
     assert built.at_risk["customer_id"].tolist()[:2] == ["C00005", "C00006"]  # the tie
+    assert set(built.at_risk["risk_segment"]) <= {"medium", "high"}
+    # A low-risk customer with more clv x p_churn than every listed one is not listed.
+    low = scores[scores["risk_segment"] == "low"]
+    assert (low["clv"] * low["p_churn"]).max() > built.at_risk["value_at_risk"].min()
 
     # And the HTML shows those numbers.
     html = built.render()
@@ -171,8 +178,20 @@ def test_holdout_table_keeps_models_not_standard_errors() -> None:
 def test_budget_section_states_the_formulas(scores_file: Path) -> None:
     scores, _ = report.read_scores(scores_file)
     html = report.build_report(scores, assumptions=BudgetAssumptions(margin=0.45)).render()
-    assert "0.45 x clv x p_churn x 0.2" in html
+    assert "0.45 x predicted value x churn probability x 0.2" in html
     assert "First orders unknown" in html
+
+
+def _deciles() -> pd.DataFrame:
+    """A decile table as training.evaluate.decile_table writes it (model only)."""
+    return pd.DataFrame(
+        {
+            "decile": range(1, 11),
+            "customers": 40,
+            "mean_predicted": [50.0, 30, 20, 12, 8, 5, 3, 2, 1, 0.5],
+            "mean_actual": [48.0, 31, 18, 13, 7, 5, 3, 1, 1, 0.2],
+        }
+    )
 
 
 def _fake_run(tmp_path: Path) -> str:
@@ -193,6 +212,10 @@ def _fake_run(tmp_path: Path) -> str:
         fig.subplots().plot([0, 1], [0, 1])
         fig.savefig(tmp_path / path)
     client.log_artifacts(run_id, str(figures), "plots")
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    _deciles().to_csv(tables / "clv_deciles.csv", index=True)
+    client.log_artifacts(run_id, str(tables), "tables")
     (tmp_path / "readiness.md").write_text("# Readiness\n\nverdict: ready, 3 caveats\n")
     client.log_artifact(run_id, str(tmp_path / "readiness.md"))
     client.set_terminated(run_id)
@@ -229,8 +252,11 @@ def test_cli_writes_one_self_contained_file_and_logs_it(
     assert len(sources) == 1 + len(report.QUALITY_FIGURES)  # histogram + the run's figures
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     # The run's metrics and readiness caveats, by the model version in the scores' stamp.
-    assert "0.810" in html and "pareto_nbd" in html
+    assert "0.810" in html and "Pareto/NBD" in html
+    assert "Ranking quality (Gini" in html and "clv_gini" not in html
     assert "verdict: ready, 3 caveats" in html
+    # The decile panel is the report's own, from the run's decile table, on its own axis.
+    assert "own scale" in html
 
     client = MlflowClient(tracking_uri=fake_store)
     run_id = client.get_model_version("customer-value", "1").run_id
@@ -466,3 +492,88 @@ def test_cohorts_from_another_orders_file_are_left_out(store_run: Path) -> None:
     html = out.read_text(encoding="utf-8")
     assert f"orders file {other} left out" in html
     assert "By acquisition cohort" in html and "2024-01" not in html
+
+
+def test_the_summary_comes_first_with_the_base_value_risk_and_three_things_to_do() -> None:
+    scores = synthetic_scores()
+    built = report.build_report(scores, assumptions=BudgetAssumptions(margin=0.4))
+    summary = built.summary
+    assert summary.predicted_value == pytest.approx(scores["clv"].sum())
+    assert summary.value_at_risk == pytest.approx((scores["clv"] * scores["p_churn"]).sum())
+    at_risk = scores["risk_segment"] != "low"
+    assert summary.at_risk_customers == int(at_risk.sum())
+    assert summary.historic_value == pytest.approx(scores["historic_value"].sum())
+
+    # Customers per action, by hand, the most value at risk first.
+    actions = built.actions
+    for action, row in actions.iterrows():
+        rows = scores[scores["action"] == action]
+        assert row["customers"] == len(rows)
+        assert row["value_at_risk"] == pytest.approx((rows["clv"] * rows["p_churn"]).sum())
+        assert row["max_retention_spend"] == pytest.approx(
+            (0.4 * rows["clv"] * rows["p_churn"] * 0.2).mean()
+        )
+    assert actions["customers"].sum() == len(scores)
+    assert list(actions["value_at_risk"]) == sorted(actions["value_at_risk"], reverse=True)
+    # The three things to do: the actions with the most at stake, never a no-spend one.
+    spending = [a for a in actions.index if a != "let go"][:3]
+    assert len(summary.todo) == 3
+    for line, action in zip(summary.todo, spending, strict=True):
+        assert line.lower().startswith(action)
+        assert f"{int(actions.loc[action, 'customers']):,} customers" in line
+
+    html = built.render()
+    assert html.index("At a glance") < html.index("at-risk customers with the most value")
+    assert html.index("At a glance") < html.index("Model quality")
+    assert f"{summary.predicted_value:,.0f}" in html
+    assert f"{summary.value_at_risk:,.0f}" in html
+    for action in actions.index:
+        assert f"<td>{action}</td>" in html
+
+
+def test_readable_labels_dates_and_caveats_instead_of_identifiers_and_markdown() -> None:
+    scores = synthetic_scores(60)
+    readiness = (
+        "## Data readiness for a 365-day horizon\n\n- **history**: 2022 to 2026 <4 years>\n"
+        "\n**Verdict: ready**\n\nCaveats:\n\n- `returns` unknown\n"
+    )
+    metrics = {
+        "holdout.model.clv_gini": 0.8,
+        "holdout.hybrid.clv_gini": 0.79,
+        "holdout.simple.churn_ece": 0.2,
+    }
+    run = report.ModelRun(
+        "models:/customer-value/1",
+        "r1",
+        metrics,
+        {"readiness.md": readiness.encode(), report.DECILE_TABLE: _deciles().to_csv().encode()},
+    )
+    stamp = RunStamp("run1", "2026-07-01 00:00:00", "customer-value", "1")
+    html = report.build_report(scores, stamp=stamp, run=run, impact=impact_of(scores)).render()
+    # Metrics and rows by name, each row explained in one line.
+    for raw in ("clv_gini", "churn_ece", "value_at_risk", "p_churn", "mean_clv"):
+        assert raw not in html, raw
+    assert "Ranking quality (Gini" in html and "Churn calibration error (ECE" in html
+    assert "Hybrid family" in html and "purchase model and boosted trees, stacked" in html
+    assert "Simple formula" in html and "average order value x purchase rate" in html
+    # The impact by the failure's name, its columns in words.
+    for raw in ("clv_difference", ">late<", "bad_tickets", "customers_affected", "clv_gain"):
+        assert raw not in html, raw
+    assert "late deliveries" in html and "Value if they had never happened" in html
+    # The cutoff as a date.
+    assert "00:00:00" not in html and "on 2026-07-01" in html
+    # The caveats as text, not Markdown (and escaped).
+    assert "**" not in html and "## Data" not in html
+    assert "<h4>Data readiness for a 365-day horizon</h4>" in html
+    assert "<li><strong>history</strong>: 2022 to 2026 &lt;4 years&gt;</li>" in html
+    assert "<strong>Verdict: ready</strong>" in html and "<code>returns</code>" in html
+
+
+def test_the_models_decile_panel_has_its_own_axis() -> None:
+    table = _deciles()
+    fig = report.decile_figure(table)
+    (ax,) = fig.axes
+    low, high = ax.get_ylim()
+    # Scaled to the model's own figures: a baseline's 10x larger decile does not flatten it.
+    assert high < 1.2 * max(table["mean_predicted"].max(), table["mean_actual"].max())
+    assert low <= 0.2
