@@ -173,14 +173,15 @@ def score_frame(
 
 
 def next_order_dates(cutoffs: pd.Series | pd.Timestamp, days: np.ndarray) -> list[str | None]:
-    """``next_order_date``: the cutoff plus the median wait, as ``YYYY-MM-DD`` (None: none).
+    """``next_order_date``: the day the wait ends on, as ``YYYY-MM-DD`` (None: none).
 
     Batch and online both turn the model's ``next_order_days`` into dates here, with each
-    row's own cutoff.
+    row's own cutoff. A wait of 181.6 days ends during day 181 after the cutoff: the whole
+    days are counted (not rounded), so a wait inside the horizon is a date inside it.
     """
     days = np.asarray(days, dtype="float64")
     known = np.isfinite(days)
-    whole = pd.to_timedelta(np.where(known, np.round(days), 0.0), unit="D")
+    whole = pd.to_timedelta(np.where(known, np.floor(days), 0.0), unit="D")
     dates = (pd.Series(cutoffs) if isinstance(cutoffs, pd.Series) else cutoffs) + whole
     text = pd.Series(pd.DatetimeIndex(dates).strftime("%Y-%m-%d"))
     return [value if ok else None for value, ok in zip(text.tolist(), known, strict=True)]

@@ -757,7 +757,7 @@ class CustomerValueModel:
         )
         historic = np.nan_to_num(X[:, index["revenue_total"]], nan=0.0)
         # The day by which the customer has even odds of having ordered: within the horizon
-        # exactly when p_churn <= 1/2 (the two agree by construction); no date otherwise.
+        # exactly when p_churn < 1/2 (the two agree by construction); no date otherwise.
         wait = activity.days_to_even_odds()
         # Purchase days, as BG/NBD counts them: orders of one session are one purchase.
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -769,7 +769,7 @@ class CustomerValueModel:
                 history, p_churn, self.season_, scale, activity
             ),
             "p_active": activity.p_active,
-            "next_order_days": np.where(wait <= horizon, wait, np.nan),
+            "next_order_days": np.where(wait < horizon, wait, np.nan),
             "avg_days_between_orders": gap,
             # 1.0 for a customer whose first order lies within one horizon of the cutoff:
             # too new to have drifted away (serving.segments.NEW_ACTIONS).

@@ -16,7 +16,7 @@ the profile cannot contradict the CLV and churn probability it sits beside:
   holdout's real order counts (:class:`Profile`), so the total matches what customers really
   ordered; never fewer than the served chance of ordering at all (before the scale).
 * ``next_order_days``: the days until the customer's chance of having ordered reaches one
-  half. It lies inside the horizon exactly when ``p_churn <= 1/2``, and is left empty
+  half. It lies inside the horizon exactly when ``p_churn < 1/2``, and is left empty
   otherwise: a date is given only where an order within the horizon is the likelier outcome.
 * ``avg_days_between_orders``: days between purchase days (orders of one day are one
   purchase, as BG/NBD counts them).

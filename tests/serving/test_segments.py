@@ -249,3 +249,12 @@ def test_bgnbd_p_alive_of_a_one_time_buyer_and_a_value_the_clv_disowns_are_hidde
     assert mask[:, 2].tolist() == [False, False, True]
     with pytest.raises(ValueError, match="target must be"):
         unreadable(contributions, values, names, target="value", clv=clv)
+
+
+def test_a_wait_inside_the_horizon_is_a_date_inside_it():
+    from serving.scoring import next_order_dates
+
+    cutoff = pd.Timestamp("2008-07-15")
+    # 181.6 days end during day 181 after the cutoff; rounding made it the horizon's end.
+    dates = next_order_dates(cutoff, np.array([181.6, 0.4, np.nan]))
+    assert dates == ["2009-01-12", "2008-07-15", None]
