@@ -17,6 +17,7 @@ serve to :data:`UNKNOWN_PATH` before the metrics middleware reads it.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -49,6 +50,10 @@ LOGGED_CHARS = 200
 #: A header the service sets on an answer whose JSON body already says why (a 503 because
 #: the lookup store cannot answer): the edge passes it on instead of explaining it as overload.
 EXPLAINED = "x-customer-value-error"
+#: Seconds a request body may take to arrive in full; then 408. Under BentoML's 30 s request
+#: timeout, which answered a body that never finished with 504 (a gateway's status) after
+#: holding it for the whole 30 s.
+BODY_READ_SECONDS = 10.0
 #: Methods whose requests carry a body; only the service's APIs accept them.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -252,10 +257,22 @@ class RequestGuard:
             if length.isdigit() and (len(length) > 18 or int(length) > MAX_BODY_BYTES):
                 await _too_large(send, f"request body is {loggable(length.decode(), 24)} bytes")
                 return
-        elif scope.get("method") in BODY_METHODS:
-            # A chunked body declares no length: read it here, up to the bound, and hand the
-            # app the buffered body (the app would otherwise read any size into memory).
-            body = await _read_bounded(receive)
+        if scope.get("method") in BODY_METHODS:
+            # The body is read here, up to the bound and within BODY_READ_SECONDS, and handed
+            # to the app buffered: a chunked body declares no length (the app would read any
+            # size into memory), and a body that stops arriving must get 408, not hold the
+            # request until BentoML's 504.
+            try:
+                async with asyncio.timeout(BODY_READ_SECONDS):
+                    body = await _read_bounded(receive)
+            except TimeoutError:
+                error = (
+                    f"the request body did not arrive in full within {BODY_READ_SECONDS:g} s; "
+                    "send the whole body at once"
+                )
+                logger.warning("Rejected request: 408: %s", error)
+                await _json(send, 408, {"error": error}, [(b"connection", b"close")])
+                return
             if body is _GONE:
                 return  # the client left before sending the whole body: nobody to answer
             if body is None:
@@ -326,6 +343,7 @@ REJECTION_SCHEMA: dict[str, Any] = {
 }
 _EDGE_ANSWERS = {
     "401": ("Missing or wrong API key (when the server has one).", "WWW-Authenticate"),
+    "408": (f"The request body did not arrive in full within {BODY_READ_SECONDS:g} s.", None),
     "413": (f"The request body is over {MAX_BODY_BYTES} bytes.", None),
     "415": (f"The request body's Content-Type is not {JSON_TYPE}.", None),
     "503": (

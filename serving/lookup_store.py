@@ -10,9 +10,16 @@ batch answers and the run's stamp together), and each request reads only its cus
   reader never sees half a run. Workers open it read-only; its pages are cached by the OS,
   shared by the workers, not held in their memory.
 - **Redis** (``redis://host:port/db``): keys namespaced by run id
-  (``cv:<run_id>:c:<customer_id>``, ``cv:<run_id>:meta``); once the whole run is written one
-  ``SET cv:current <run_id>`` flips every reader to it, and runs older than the previous one
-  are deleted (the previous one stays for requests still reading it).
+  (``cv:<run_id>:c:<customer_id>``, ``cv:<run_id>:meta``), written under a marker
+  ``cv:<run_id>:writing`` that expires unless the writer refreshes it; once the whole run is
+  written a compare-and-set script flips ``cv:current`` to it (only while the writer still
+  holds its marker), and runs that are neither current, the previous one (kept for requests
+  still reading it) nor being written are deleted, meta first.
+
+A batch run writes in two phases (:func:`stage_lookup_store`, then
+:meth:`StagedStore.publish`), so that it can publish the store together with its other
+outputs. Readers check in the same read as the rows that the store still holds the run they
+opened (:class:`StoreUnavailable` otherwise): an answer never mixes two runs.
 
 One customer's value is its feature vector (float64, in the model's feature order) and its
 batch answer (:data:`serving.run_files.SCORED_FIELDS`: the numbers as float64, then the texts

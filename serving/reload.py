@@ -211,7 +211,7 @@ class StoreHealth:
     Parameters
     ----------
     location : str
-        The store, as logs name it.
+        The store, as logs name it (``lookup store <where>``).
     fail_fast_seconds : float
         After a store call failed without an answer (down, hung), how long requests are
         refused without asking it.
@@ -237,17 +237,23 @@ class StoreHealth:
         """The failure to answer with at once, without asking the store, while failing fast."""
         if self.down is None or not self.down.transient or time.monotonic() >= self._until:
             return None
-        self._count()
         return self.down
 
     def failed(self, error: StoreUnavailable) -> None:
-        """A store call failed: log it (once per outage, then every ``log_seconds``)."""
+        """A request got 503 for ``error``: log it (once per outage, then every ``log_seconds``).
+
+        ``error`` may be the one :meth:`refused` returned: counted, without extending the
+        time the store is not asked.
+        """
         now = time.monotonic()
+        if error is self.down:
+            self._count()
+            return
         if self.down is None or self.down.kind != error.kind:
             self._since, self._logged_at, self._refused = now, now, 1
             logger.error(
-                "lookup store %s cannot answer (%s): %s; requests that need it get 503 until "
-                "it does (this is logged again every %.0f s while it lasts)",
+                "%s cannot answer (%s): %s; requests that need it get 503 until it does (this "
+                "is logged again every %.0f s while it lasts)",
                 self.location,
                 error.kind,
                 error.detail,
@@ -264,7 +270,7 @@ class StoreHealth:
         if self.down is None:
             return
         logger.warning(
-            "lookup store %s answers again after %.1f s (%s); %d request(s) got 503 meanwhile",
+            "%s answers again after %.1f s (%s); %d request(s) got 503 meanwhile",
             self.location,
             time.monotonic() - self._since,
             self.down.kind,
@@ -277,8 +283,7 @@ class StoreHealth:
         now = time.monotonic()
         if self.down is not None and now - self._logged_at >= self.log_seconds:
             logger.error(
-                "lookup store %s still cannot answer (%s, for %.0f s): %s; %d request(s) got "
-                "503 so far",
+                "%s still cannot answer (%s, for %.0f s): %s; %d request(s) got 503 so far",
                 self.location,
                 self.down.kind,
                 now - self._since,

@@ -37,7 +37,14 @@ Configuration is infrastructure only, from the environment (:mod:`serving.settin
 ``CUSTOMER_VALUE_STORE`` (a lookup store instead of the table; default none),
 ``CUSTOMER_VALUE_LOOKUPS`` (``batch`` or ``model``), ``CUSTOMER_VALUE_RELOAD_SECONDS`` (how
 often a new batch run is looked for, default 30; :mod:`serving.reload`),
-``CUSTOMER_VALUE_API_KEY`` (optional) and ``MLFLOW_TRACKING_URI``. BentoML settings such as
+``CUSTOMER_VALUE_API_KEY`` (optional; surrounding whitespace stripped),
+``CUSTOMER_VALUE_STORE_TIMEOUT`` (seconds a lookup store call may take, default 0.5) and
+``MLFLOW_TRACKING_URI``.
+
+A lookup store that cannot answer for the served run (down, hung, the run gone or replaced)
+makes ``/score`` answer 503 with ``{"status": "store_unavailable", "reason": ..., "error":
+...}`` and ``Retry-After``, and ``/readyz`` 503 likewise; every answer carries the ``run_id``
+of the batch run its lookups came from (:mod:`serving.lookup_store`). BentoML settings such as
 the worker count can be overridden with ``BENTOML_CONFIG_OPTIONS`` (e.g.
 ``services.CustomerValue.workers=1``).
 """
@@ -648,11 +655,13 @@ class CustomerValue:
             # current run once this worker has loaded it, else 503.
             recovered = None if error.transient else await reloader.recover(served)
             if recovered is None:
+                reloader.health.failed(error)
                 return store_unavailable(error)
             served = recovered
             try:
                 pending = await self._prepare(items, served)
             except StoreUnavailable as again:
+                reloader.health.failed(again)
                 return store_unavailable(again)
         scored = None if pending.matrix is None else await served.batcher(pending.matrix)
         body = {**served.info, "run_id": served.table.stamp.run_id}
@@ -669,7 +678,8 @@ class CustomerValue:
         Raises
         ------
         serving.lookup_store.StoreUnavailable
-            The store cannot answer for ``served``'s run (recorded in the reloader's health).
+            The store cannot answer for ``served``'s run (the caller records it in the
+            reloader's health when it answers 503), or failed to moments ago.
         """
         reloader = self.reloader
         assert reloader is not None
@@ -688,11 +698,7 @@ class CustomerValue:
             return prepare(*args)  # lookups in memory: answered on the event loop
         if reads_store and (refused := reloader.health.refused()):
             raise refused  # the store just failed to answer: do not wait for it again
-        try:
-            pending = await anyio.to_thread.run_sync(prepare, *args, limiter=limiter)
-        except StoreUnavailable as error:
-            reloader.health.failed(error)
-            raise
+        pending = await anyio.to_thread.run_sync(prepare, *args, limiter=limiter)
         if reads_store:
             reloader.health.recovered()
         return pending

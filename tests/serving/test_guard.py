@@ -120,6 +120,30 @@ def test_a_client_gone_mid_body_is_not_answered():
     assert through_guard(unreachable, gone) == []
 
 
+def test_a_body_that_never_finishes_is_408_not_held_until_504(monkeypatch):
+    # Issue 21: a body that stopped arriving held the request until BentoML's 30 s timeout,
+    # then got 504 (a gateway's status).
+    monkeypatch.setattr("serving.guard.BODY_READ_SECONDS", 0.05)
+    stalled = asyncio.Event()  # never set: the rest of the body never comes
+
+    async def receive():
+        if not stalled.is_set() and not getattr(receive, "sent", False):
+            receive.sent = True
+            return {"type": "http.request", "body": b'{"customers": [', "more_body": True}
+        await stalled.wait()
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    declared = [*JSON, (b"content-length", b"400")]
+    scope = {"type": "http", "method": "POST", "path": "/score", "headers": declared}
+    asyncio.run(asyncio.wait_for(RequestGuard(unreachable)(scope, receive, send), 30))
+    assert sent[0]["status"] == 408
+    assert json.loads(sent[1]["body"])["error"].startswith("the request body did not arrive")
+
+
 def test_shed_requests_say_why_and_when_to_retry():
     generic = b'{"error":"An unexpected error has occurred, please check the server log."}'
 

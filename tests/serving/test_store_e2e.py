@@ -129,3 +129,72 @@ def test_the_store_answers_over_http_as_the_parquet_table_and_follows_new_runs(
 
 def feature_names(run) -> list[str]:
     return list(pq.read_schema(run.features_out).names[1:])
+
+
+def post(url: str, body: dict) -> httpx.Response:
+    # A generous client timeout, so that a server that hangs fails the test instead of
+    # hanging it (a paused Redis held every request for 30 s before).
+    return httpx.post(f"{url}/score", json=body, headers={"X-API-Key": API_KEY}, timeout=20)
+
+
+def until_answered(url: str, body: dict, run_id: str | None = None) -> dict:
+    """Ask until a 200 (from ``run_id``, when given); every other answer must be a JSON 503."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        response = post(url, body)
+        if response.status_code == 200 and run_id in (None, response.json()["run_id"]):
+            return response.json()
+        if response.status_code != 200:
+            assert response.status_code == 503, response.text
+            assert response.json()["status"] == "store_unavailable", response.text
+        time.sleep(0.2)
+    raise AssertionError(f"no answer from run {run_id} within 60 s")
+
+
+def test_a_hung_or_restarted_redis_is_a_503_livez_stays_up_and_the_service_recovers(
+    served_store, latest_scores, tmp_path
+):
+    # Issue 21 M5/M6: paused Redis froze every request and /livez (39.8 s or never); Redis
+    # down was a 500 with a traceback per request; restarted empty, every lookup was
+    # unknown_customer with HTTP 200 and /readyz 200.
+    from redis_server import redis_process
+
+    config, scores = latest_scores
+    one = {"customers": [{"customer_id": scores.index[5]}, {"customer_id": UNKNOWN}]}
+    with redis_process(tmp_path / "redis") as store:
+        first = write_run_to_redis(store.url, config)
+        env = server_env(served_store, tmp_path, store.url, CUSTOMER_VALUE_STORE_TIMEOUT="0.3")
+        log = tmp_path / "server.log"
+        with local_server(env=env, log_path=log, ready_timeout=90) as server:
+            assert until_answered(server.url, one)["run_id"] == first.run_id
+            store.pause()
+            try:
+                for _ in range(6):
+                    response = post(server.url, one)
+                    assert response.status_code == 503, response.text
+                    assert response.json()["reason"] == "unreachable"
+                    assert int(response.headers["retry-after"]) >= 1
+                assert httpx.get(f"{server.url}/livez", timeout=5).status_code == 200
+                readyz = httpx.get(f"{server.url}/readyz", timeout=20)
+                assert readyz.status_code == 503 and readyz.json()["status"] == "store_unavailable"
+            finally:
+                store.resume()
+            assert until_answered(server.url, one)["run_id"] == first.run_id
+            store.restart()  # empty: the served run is gone
+            seen = set()
+            for _ in range(6):
+                response = post(server.url, one)
+                assert response.status_code == 503, response.text  # never unknown_customer
+                seen.add(response.json()["reason"])
+                time.sleep(0.2)
+            assert "gone" in seen
+            assert httpx.get(f"{server.url}/readyz", timeout=20).status_code == 503
+            again = write_run_to_redis(store.url, config, run_id="published-again")
+            answer = until_answered(server.url, one, again.run_id)
+            assert answer["results"][0]["status"] == "ok"
+            assert answer["results"][1]["status"] == "unknown_customer"
+            assert httpx.get(f"{server.url}/readyz", timeout=20).status_code == 200
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text
+    # One line per outage and worker (unreachable, then gone), not one per request.
+    assert 1 <= text.count("cannot answer") <= 8, text
