@@ -18,7 +18,7 @@ EVENTS ?=
 COLUMNS ?=
 HORIZON_DAYS ?= 365
 
-.PHONY: help install lock data train check-data backtest promote ui score score-spark sanity impact report serve bento serve-bento test test-fast lint format bench bench-batch bench-spark bench-online soak clean
+.PHONY: help install lock data train check-data backtest promote ui score score-spark sanity impact report serve bento serve-bento test test-fast lint format bench bench-batch bench-spark bench-online soak soak-redis clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -183,6 +183,10 @@ SOAK_MINUTES ?= 5
 soak: $(STAMP) ## Soak: 50 storefront connections (100 ms think) for SOAK_MINUTES=5, a row per 30 s (needs `make train score`)
 	$(WRK_NEEDED)
 	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
+
+soak-redis: $(STAMP) ## Redis soak: storefront load for SOAK_MINUTES=5 while the Redis store restarts empty twice and hangs once; fails on any wrong answer or 500 (needs `make train score`)
+	$(REDIS_NEEDED)
+	$(PY) bench/redis_soak.py --minutes $(SOAK_MINUTES)
 
 clean: ## Remove .venv, generated data and model artifacts
 	rm -rf $(VENV) data models/mlflow.db models/mlartifacts models/bentoml models/scores
