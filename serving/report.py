@@ -117,7 +117,7 @@ ACTION_TEXT: dict[str, str] = {
     "retain": "valuable customers starting to drift: a retention offer before they go",
     "reactivate (low cost)": "mid-value customers likely to leave: low-cost reminders",
     "let go": "low-value customers likely to leave: no spend",
-    "nurture": "customers at some risk, modest value: regular, low-cost contact",
+    "nurture": "modest value at some risk, or new and at risk: regular, low-cost contact",
     "maintain (VIP care)": "the most valuable customers, at low risk: VIP care, no discounts",
     "maintain": "valuable customers at low risk: keep service good",
     "grow": "loyal customers with room to spend more: cross-sell and upsell",
