@@ -12,6 +12,7 @@ quarantine.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import logging
@@ -133,7 +134,12 @@ def read_table(path: str | Path) -> RawTable:
     if not path.exists():
         raise FileNotFoundError(f"input file {str(path)!r} does not exist")
     suffix = "".join(path.suffixes[-2:]).lower()
-    if path.suffix.lower() in {".parquet", ".pq"} or path.is_dir():
+    if path.is_dir():
+        # Every part's columns, not the first part's only (see parquet_parts_schema).
+        schema = parquet_parts_schema(path)
+        read = functools.partial(pd.read_parquet, schema=schema)
+        return RawTable.of(_read_whole(path, "Parquet", read))
+    if path.suffix.lower() in {".parquet", ".pq"}:
         return RawTable.of(_read_whole(path, "Parquet", pd.read_parquet))
     if path.suffix.lower() in {".csv", ".txt", ".tsv"} or suffix.endswith((".csv.gz", ".csv.zip")):
         sep = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -141,6 +147,85 @@ def read_table(path: str | Path) -> RawTable:
     raise DataValidationError(
         f"input file {str(path)!r} has an unknown format; expected .csv, .tsv or .parquet"
     )
+
+
+def _comparable(kind: pa.DataType) -> pa.DataType:
+    """A column type as the readers see it: large and small strings (or binaries) alike."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_large_string(kind):
+        return pa.string()
+    if pa.types.is_large_binary(kind):
+        return pa.binary()
+    return kind
+
+
+def parquet_parts_schema(folder: str | Path) -> pa.Schema:
+    """The schema of a folder of Parquet part files: every column of every part.
+
+    Readers take a folder's schema from its first part file, so a column the first part lacks
+    (an export that added ``status`` later) vanished from every part without a word. Here each
+    part's footer is read: a column missing from some parts is in the schema (those parts'
+    rows read it as null), and a column whose type differs between parts is refused, naming
+    both part files, since one of them would be misread. Large and small strings count as one
+    type, and a column that is all null in a part takes the other parts' type. Part files are
+    the ones the readers see (Hive-style ``key=value`` folders give their partition columns).
+
+    Parameters
+    ----------
+    folder : str or Path
+        A folder of ``.parquet`` part files (local).
+
+    Returns
+    -------
+    pyarrow.Schema
+        The columns in order of first appearance (partition columns last), each with the type
+        of the first part that has it not all null; the first part's metadata.
+
+    Raises
+    ------
+    DataValidationError
+        Naming the part file and the column, when a column's type differs between parts or a
+        part's footer cannot be read.
+    """
+    import pyarrow.dataset as pads
+
+    folder = Path(folder)
+    try:
+        dataset = pads.dataset(str(folder), format="parquet", partitioning="hive")
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataValidationError(
+            f"input folder {str(folder)!r} could not be read as Parquet: {err}"
+        ) from err
+    seen: dict[str, tuple[pa.Field, str]] = {}
+    metadata = None
+    for fragment in dataset.get_fragments():
+        try:
+            schema = fragment.physical_schema
+        except (pa.ArrowInvalid, OSError) as err:
+            raise DataValidationError(
+                f"input folder {str(folder)!r}: part file {fragment.path!r} could not be read "
+                f"as Parquet: {err}"
+            ) from err
+        if metadata is None:
+            metadata = schema.metadata
+        for column in schema:
+            if column.name not in seen or pa.types.is_null(seen[column.name][0].type):
+                seen[column.name] = (column, fragment.path)
+                continue
+            first, first_path = seen[column.name]
+            if pa.types.is_null(column.type):
+                continue
+            if _comparable(column.type) != _comparable(first.type):
+                raise DataValidationError(
+                    f"input folder {str(folder)!r}: part file {fragment.path!r} has column "
+                    f"{column.name!r} as {column.type}, but part file {first_path!r} has it as "
+                    f"{first.type}; expected each column to have one type in every part file "
+                    "(write the parts with the same schema)"
+                )
+    fields = [column for column, _ in seen.values()]
+    fields += [f for f in dataset.schema if f.name not in seen]  # partition columns
+    return pa.schema(fields, metadata=metadata)
 
 
 def _read_whole(path: Path, kind: str, read: Callable[..., _T], *args: object) -> _T:
