@@ -62,7 +62,8 @@ def plot_deciles(y_true: ArrayLike, preds: Mapping[str, ArrayLike]) -> Figure:
     """Mean predicted and mean actual value by decile, one panel per model.
 
     Each model is cut into deciles by its own order (:func:`training.evaluate.decile_table`);
-    each axes has two lines, predicted then actual.
+    each axes has two lines, predicted then actual, on its own y scale: a baseline whose top
+    decile is far off would otherwise flatten every other panel.
 
     Raises
     ------
@@ -75,14 +76,15 @@ def plot_deciles(y_true: ArrayLike, preds: Mapping[str, ArrayLike]) -> Figure:
         for name, pred in preds.items()
     }
     fig = Figure(figsize=(4.0 * len(tables), 4.0), layout="constrained")
-    axes = fig.subplots(1, len(tables), sharey=True, squeeze=False)[0]
+    axes = fig.subplots(1, len(tables), sharey=False, squeeze=False)[0]
     for ax, (name, table) in zip(axes, tables.items(), strict=True):
         ax.plot(table["decile"], table["mean_predicted"], marker="o", label="mean predicted")
         ax.plot(table["decile"], table["mean_actual"], marker="s", label="mean actual")
         ax.set_title(name)
         ax.set_xlabel("decile (1 = highest predicted)")
         ax.set_xticks(table["decile"])
-    axes[0].set_ylabel("value per customer")
+    for ax in axes:
+        ax.set_ylabel("value per customer")
     axes[0].legend()
     fig.suptitle("Predicted vs actual value by decile")
     return fig

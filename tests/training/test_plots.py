@@ -38,6 +38,10 @@ def test_plot_deciles(clv_preds, tmp_path):
     assert len(fig.axes) == 2
     assert all(len(ax.get_lines()) == 2 for ax in fig.axes)
     assert [ax.get_title() for ax in fig.axes] == ["xgboost", "formula"]
+    # Each panel on its own scale: one model's range never flattens another's.
+    first, second = fig.axes
+    assert first.get_shared_y_axes().get_siblings(first) == [first]
+    assert second.get_ylabel() == "value per customer"
     assert _saves(fig, tmp_path)
 
 
