@@ -307,11 +307,10 @@ def _value_reason_off(rows: RunRows) -> Finding:
     s = rows.scores
     found = s["value_reasons"].fillna("").str.extract(_PATTERN_VALUE)
     quoted = pd.to_numeric(found[1].str.replace(",", ""), errors="coerce").to_numpy()
-    clv = s["clv"].to_numpy(dtype="float64")
+    clv = np.maximum(s["clv"].to_numpy(dtype="float64"), 1e-9)
     applies = np.isfinite(quoted)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = quoted / np.maximum(clv, 0.5)
-    wrong = (ratio > VALUE_RATIO) | (ratio < 1.0 / VALUE_RATIO)
+    # The text shows whole units: the figure behind "1" lies anywhere in [0.5, 1.5).
+    wrong = ((quoted - 0.5) / clv > VALUE_RATIO) | ((quoted + 0.5) / clv < 1.0 / VALUE_RATIO)
     return _finding(
         rows,
         "value_reason_off",
