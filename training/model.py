@@ -657,20 +657,16 @@ class CustomerValueModel:
         return self._activity(history, p_churn).p_active
 
     def _expected_orders(
-        self,
-        history: PurchaseHistory,
-        p_churn: np.ndarray,
-        season: float,
-        scale: float,
-        activity: Activity | None = None,
+        self, history: PurchaseHistory, p_churn: np.ndarray, season: float, scale: float
     ) -> np.ndarray:
-        # An active customer's orders at the rate of :meth:`_activity`, so that the expected
-        # orders are never fewer than the served chance of ordering at all.
-        activity = activity or self._activity(history, p_churn)
+        # The served chance of any order times the purchase model's orders of a customer who
+        # orders at all: never fewer than that chance, and independent of how the no-order
+        # chance splits into gone and quiet (docs/experiments.md, entry 19).
         horizon = float(self.spec.horizon_days)
-        active_history = activity.history(history, self.purchase_.alpha)
-        if_alive = self.purchase_.expected_orders_if_alive(active_history, horizon)
-        return scale * season * activity.p_active * if_alive
+        if_alive = self.purchase_.expected_orders_if_alive(history, horizon)
+        quiet = self.purchase_.quiet(history, horizon)
+        per_buyer = if_alive / np.maximum(1.0 - quiet, 1e-12)
+        return scale * season * (1.0 - np.clip(p_churn, 0.0, 1.0)) * per_buyer
 
     def profile(
         self,
@@ -765,9 +761,7 @@ class CustomerValueModel:
         return {
             "historic_value": historic,
             "total_value": historic + clv,
-            "expected_orders": self._expected_orders(
-                history, p_churn, self.season_, scale, activity
-            ),
+            "expected_orders": self._expected_orders(history, p_churn, self.season_, scale),
             "p_active": activity.p_active,
             "next_order_days": np.where(wait < horizon, wait, np.nan),
             "avg_days_between_orders": gap,

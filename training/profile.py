@@ -11,10 +11,11 @@ the profile cannot contradict the CLV and churn probability it sits beside:
   (:meth:`training.purchase.PurchaseModel.activity`). BG/NBD's own ``P(alive)`` is 1 for
   every one-time buyer by construction, and its ``g`` reads years of silence as a slow rate
   rather than as a departure; here the silence counts against being active.
-* ``expected_orders`` is ``p_active`` times the purchase model's expected orders of an
-  active customer at that rate, times the season of the horizon and one scale fit on the
+* ``expected_orders`` is the served chance of any order, ``1 - p_churn``, times the purchase
+  model's expected orders of a customer who orders at all (``E[orders | alive] / (1 - g)``
+  with BG/NBD's own ``g``), times the season of the horizon and one scale fit on the
   holdout's real order counts (:class:`Profile`), so the total matches what customers really
-  ordered; never fewer than the served chance of ordering at all (before the scale).
+  ordered; never fewer than the chance of ordering at all (before the scale).
 * ``next_order_days``: the days until the customer's chance of having ordered reaches one
   half. It lies inside the horizon exactly when ``p_churn < 1/2``, and is left empty
   otherwise: a date is given only where an order within the horizon is the likelier outcome.

@@ -99,14 +99,6 @@ class Activity:
             days = self.scale * np.expm1(-np.log(quiet) / self.shape)
         return np.where(self.p_active > 0.5, days, np.nan)
 
-    def history(self, h: PurchaseHistory, alpha: float) -> PurchaseHistory:
-        """``h`` with the age that gives BG/NBD's formulas this rate distribution.
-
-        BG/NBD's conditional formulas read the history only through ``alpha + T`` (and
-        ``x``); an age of ``scale - alpha`` makes them describe the active customer here.
-        """
-        return PurchaseHistory(h.x, h.t_x, self.scale - alpha, h.spend)
-
 
 @dataclass(frozen=True)
 class PurchaseModel:

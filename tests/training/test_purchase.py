@@ -108,6 +108,3 @@ def test_activity_agrees_with_the_served_churn_and_reads_silence_as_departure():
     assert (days[2:] <= 180.0).all()
     assert np.isnan(model.activity(h, np.full(4, 0.95), 180.0).days_to_even_odds()[:2]).all()
     assert np.allclose(activity.p_order_by(days), 0.5)
-    # BG/NBD's formulas at the active rate give at least the served chance of an order.
-    orders = model.expected_orders_if_alive(activity.history(h, model.alpha), 180.0)
-    assert (activity.p_active * orders >= 1 - p_churn - 1e-9).all()
