@@ -43,6 +43,14 @@ DATE_RANGE = f"{EARLIEST_DATE:%Y-%m-%d} to {LATEST_DATE:%Y-%m-%d} (exclusive)"
 CANONICAL_COLUMNS: frozenset[str] = frozenset(
     ORDER_REQUIRED + ORDER_OPTIONAL + EVENT_REQUIRED + EVENT_OPTIONAL
 )
+#: Longest customer_id, in characters (after trimming). The online request refuses longer ids
+#: (serving.service), so batch and Spark quarantine a row with a longer one rather than score
+#: a customer no request could ever look up; a user expects every id a batch run scored to be
+#: one the service answers for. The bound stays (rather than the service taking any length):
+#: it keeps each request's ids and the lookup store's keys small, and no id scheme in use
+#: comes near it (a UUID is 36), so a longer value is a malformed field (a line glued into
+#: the id column), which the quarantine file then shows with its reason.
+MAX_ID_LENGTH = 128
 #: An id with a quote, a line break or another control character, or U+FFFD (what an
 #: undecodable byte became), is a fragment of a malformed line, not an id.
 _MALFORMED_ID = '["\x00-\x1f\x7f\ufffd]'
@@ -407,6 +415,16 @@ class _Checker:
             f"column '{name}' has {{n}} values with a quote, a line break or another control "
             f"character, or an undecodable byte ({examples}); expected a plain-text {name}",
         )
+        if name == "customer_id":
+            too_long = text.str.len().gt(MAX_ID_LENGTH).fillna(False).astype(bool)
+            self._flag(
+                too_long & ~malformed,
+                f"{name} too long",
+                f"column '{name}' has {{n}} values longer than {MAX_ID_LENGTH} characters; "
+                f"expected a {name} of at most {MAX_ID_LENGTH} characters (the longest the "
+                "online service accepts)",
+            )
+            malformed = malformed | too_long
         self._flag(
             non_finite,
             f"non-finite {name}",

@@ -74,6 +74,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictFloat,
+    StrictInt,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -82,6 +84,7 @@ from pydantic import (
 from starlette.responses import JSONResponse
 
 from features.history import as_cutoff
+from features.io import MAX_ID_LENGTH
 from serving.guard import BENTOML_REQUEST_LOGGER, CLIENT_ERROR_LOG, EXPLAINED, RequestGuard
 from serving.lookup_store import StoreUnavailable, StoreView
 from serving.online import Pending, finish, prepare
@@ -118,12 +121,18 @@ ACCESS_LOG = {"access": {"enabled": False}}
 #: times slower on small machines, and the workers already share the cores.
 THREAD_ENVS = [{"name": "OMP_NUM_THREADS", "value": "1"}]
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+#: The same bound as the files' customer_id (features.io.MAX_ID_LENGTH): every id a batch run
+#: scores can be asked for, and a longer one is refused by both.
+Id = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_LENGTH)
+]
 Text = Annotated[str, StringConstraints(max_length=64)]
 #: Values are checked by the same validation as files (features.io), so a bad value makes the
-#: customer ``invalid`` with the loader's message instead of failing the whole request.
-When = Text | int
-Number = float | Text
+#: customer ``invalid`` with the loader's message instead of failing the whole request. Strict
+#: numbers: JSON ``true`` is not a number (lax pydantic read it as 1.0 and scored it); text
+#: stays allowed, as in a CSV file, for the validation to parse or refuse.
+When = Text | StrictInt
+Number = StrictFloat | Text
 
 
 class InlineOrder(BaseModel):
