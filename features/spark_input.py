@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.files import DataValidationError, parquet_parts_schema
 from features.io import (
     EVENT_OPTIONAL,
     EVENT_REQUIRED,
@@ -146,13 +147,33 @@ def _is_parquet(path: Path) -> bool:
     return path.suffix.lower() in {".parquet", ".pq"}
 
 
-def _nanosecond_columns(path: Path) -> list[str]:
+def _nanosecond_columns(schema: pa.Schema) -> list[str]:
     """Columns a Parquet input stores as nanosecond timestamps (Spark reads them as int64)."""
-    first = path if path.is_file() else min(path.rglob("*.parquet"), default=None)
-    if first is None:
-        return []
-    schema = pq.read_schema(first)
     return [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
+
+
+def _read_parquet(spark: SparkSession, location: str, source: str) -> DataFrame:
+    """A Parquet file or folder as Spark reads it, with every part's columns (merged schema).
+
+    Spark, like pandas, takes a folder's schema from one part file: a column that part lacks
+    vanished from every part, and a part with another type for a column failed in the tasks
+    with a JVM traceback of hundreds of lines. ``mergeSchema`` makes a column missing from
+    some parts null there. A local folder is checked before (:func:`read_rows`); a conflict
+    Spark finds when merging a remote one is one line naming the input.
+    """
+    try:
+        return spark.read.option("mergeSchema", "true").parquet(location)
+    except Exception as err:
+        # Spark raises JVM errors of several classes here; only a schema merge is the input's
+        # fault (and worth one line), anything else is re-raised as it is.
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "merge" not in first.lower():
+            raise
+        raise DataValidationError(
+            f"{source}: its part files give a column different types ({first}); "
+            "expected each column to have one type in every part file (write the parts with "
+            "the same schema)"
+        ) from None
 
 
 def read_rows(spark: SparkSession, path: str | Path, columns: dict[str, str], source: str) -> Rows:
@@ -176,8 +197,13 @@ def read_rows(spark: SparkSession, path: str | Path, columns: dict[str, str], so
         parquet = _is_parquet(Path(location))
     nanos: list[str] = []
     if parquet:
-        frame = spark.read.parquet(location)
-        nanos = [] if remote else _nanosecond_columns(Path(location))
+        if not remote:
+            # Every part's footer (features.files.parquet_parts_schema): a column whose type
+            # differs between parts is refused here, naming the part file and the column.
+            local = Path(location)
+            schema = parquet_parts_schema(local) if local.is_dir() else pq.read_schema(local)
+            nanos = _nanosecond_columns(schema)
+        frame = _read_parquet(spark, location, source)
     else:
         tsv = ".tsv" in location.lower()
         options = {
