@@ -349,8 +349,9 @@ class Reloader:
     async def probe(self) -> bool:
         """For ``/readyz``: whether the served run can be read (always, without a store).
 
-        Reads only the run's stamp, in a worker thread; a failure is recorded in
-        :attr:`health` (and logged once) and a reload is looked for.
+        Reads only the run's stamp, in a worker thread. A run replaced or gone is reloaded
+        first (as a request would, :meth:`recover`); a failure is recorded in :attr:`health`
+        (and logged once).
         """
         served = self.served
         if not isinstance(served.table, StoreView):
@@ -360,10 +361,17 @@ class Reloader:
         try:
             await anyio.to_thread.run_sync(served.table.store.check)
         except StoreUnavailable as error:
-            self.health.failed(error)
-            if not error.transient:
-                self.poke(now=True)
-            return False
+            # A replaced or retired run: ready once this worker has loaded the current one
+            # (a worker without requests would otherwise stay unready until its next one).
+            recovered = None if error.transient else await self.recover(served)
+            if recovered is None or not isinstance(recovered.table, StoreView):
+                self.health.failed(error)
+                return recovered is not None
+            try:
+                await anyio.to_thread.run_sync(recovered.table.store.check)
+            except StoreUnavailable as again:
+                self.health.failed(again)
+                return False
         self.health.recovered()
         return True
 
