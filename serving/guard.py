@@ -21,6 +21,7 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from starlette.routing import BaseRoute, Match, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from serving.batching import OVERLOADED
+from serving.home_page import home_page
 from serving.settings import OnlineConfig
 
 #: Bodies declaring a larger Content-Length are refused with 413 before they are read.
@@ -240,6 +242,11 @@ class RequestGuard:
         if path == UNKNOWN_PATH:
             await _json(send, 404, {"error": _not_found(self.routes)})
             return
+        if path == "/" and scope.get("method") in ("GET", "HEAD"):
+            # The service's own page instead of BentoML's (its branding and a third-party
+            # tag manager script on an internal customer-data API).
+            await _page(send, home_page(), head=scope["method"] == "HEAD")
+            return
         if scope.get("method") in BODY_METHODS:
             sent_types = [
                 value for name, value in scope.get("headers") or () if name == b"content-type"
@@ -287,7 +294,7 @@ class RequestGuard:
         if self.routes is not None and path == self.routes.spec and scope.get("method") == "GET":
             send = _amend_json(send, document_edge)
         elif path not in OPEN_PATHS:
-            send = _explain_overload(send)
+            send = _explain_overload(_readable_errors(send, str(path), scope.get("method", "")))
         await self.app(scope, receive, send)
 
     def _authorised(self, headers: dict[bytes, bytes]) -> bool:
@@ -493,6 +500,98 @@ async def _json(
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+async def _page(send: Any, html: bytes, *, head: bool) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(html)).encode()),
+                # Nothing on the page comes from elsewhere; the browser is told so.
+                (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"" if head else html})
+
+
+#: The framework's wording of a 400: "1 validation error for ScoreRequestIODescriptor".
+_FRAMEWORK_400 = re.compile(r"^(\d+) validation errors? for \w+$")
+
+
+def _readable_400(answer: dict[str, Any]) -> dict[str, Any]:
+    """A 400 body without the framework's class names or links to its documentation."""
+    error = answer.get("error")
+    found = _FRAMEWORK_400.match(error) if isinstance(error, str) else None
+    if found:
+        count = int(found[1])
+        answer["error"] = (
+            f"the request body does not match the API's schema: {count} "
+            f"problem{'s' if count != 1 else ''}, each in 'detail' (field location and message)"
+        )
+    detail = answer.get("detail")
+    if isinstance(detail, list):
+        answer["detail"] = [
+            {k: v for k, v in item.items() if k != "url"} if isinstance(item, dict) else item
+            for item in detail
+        ]
+    return answer
+
+
+def _readable_errors(send: Any, path: str, method: str) -> Any:
+    """``send`` with the framework's 405 (plain text) as JSON and its 400 wording replaced."""
+    start: dict[str, Any] | None = None
+    parts: list[bytes] = []
+
+    async def wrapped(message: dict[str, Any]) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start" and message["status"] == 405:
+            allowed = dict(message.get("headers", ())).get(b"allow", b"").decode("latin-1")
+            kept = [
+                (name, value)
+                for name, value in message.get("headers", ())
+                if name.lower() not in (b"content-type", b"content-length")
+            ]
+            error = f"{loggable(method, 16)} is not allowed on {loggable(path, 100)}"
+            if allowed:
+                error += f"; use {allowed}"
+            start = {"replaced": True}
+            await _json(send, 405, {"error": error}, kept)
+        elif start is not None and start.get("replaced"):
+            return  # the framework's plain-text body of the replaced 405
+        elif (
+            message["type"] == "http.response.start"
+            and message["status"] == 400
+            and _is_json(dict(message.get("headers", ())).get(b"content-type", b""))
+        ):
+            start = message
+        elif start is not None and message["type"] == "http.response.body":
+            parts.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                try:
+                    answer = json.loads(b"".join(parts))
+                except ValueError:
+                    answer = None
+                body = (
+                    json.dumps(_readable_400(answer)).encode()
+                    if isinstance(answer, dict)
+                    else b"".join(parts)
+                )
+                headers = [
+                    (name, value)
+                    for name, value in start.get("headers", ())
+                    if name.lower() != b"content-length"
+                ]
+                headers.append((b"content-length", str(len(body)).encode()))
+                await send({**start, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+        else:
+            await send(message)
+
+    return wrapped
 
 
 def _explain_overload(send: Any) -> Any:

@@ -16,7 +16,7 @@ from bentoml.exceptions import ServiceUnavailable
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.testclient import TestClient
@@ -318,3 +318,66 @@ def test_the_served_openapi_document_declares_the_edge(app_client):
     assert {"400", "401", "413", "415", "503"} <= set(responses)
     assert responses["503"]["headers"] == {"Retry-After": {"schema": {"type": "string"}}}
     assert set(spec["paths"]["/healthz"]["get"]["responses"]) == {"200"}
+
+
+@pytest.fixture
+def framework_errors_client(tmp_path):
+    """The guard in front of an app answering like BentoML: its 400 wording, a plain 405."""
+
+    async def score(request):
+        return JSONResponse(
+            {
+                "error": "1 validation error for ScoreRequestIODescriptor",
+                "detail": [
+                    {
+                        "type": "string_too_short",
+                        "loc": ["customers", 0, "customer_id"],
+                        "msg": "String should have at least 1 character",
+                        "url": "https://errors.pydantic.dev/2.14/v/string_too_short",
+                    }
+                ],
+            },
+            status_code=400,
+        )
+
+    async def index(request):
+        return HTMLResponse("<script src='https://www.googletagmanager.com/gtm.js'></script>")
+
+    app = Starlette(
+        routes=[Route("/", index), Route("/score", score, methods=["POST"])],
+        middleware=[Middleware(RequestGuard)],
+    )
+    with TestClient(app) as client:
+        yield client
+
+
+def test_the_services_own_page_describes_it_and_loads_nothing_from_elsewhere(
+    framework_errors_client,
+):
+    page = framework_errors_client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "customer-value" in page.text and "POST /score" in page.text
+    assert "<script" not in page.text and "googletagmanager" not in page.text
+    assert "http" not in page.text.replace("http://HOST:PORT", "")
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    assert framework_errors_client.head("/").text == ""
+
+
+def test_errors_are_json_and_name_no_framework_internals(framework_errors_client):
+    wrong_method = framework_errors_client.get("/score")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json() == {"error": "GET is not allowed on /score; use POST"}
+    assert wrong_method.headers["allow"] == "POST"
+    bad = framework_errors_client.post("/score", json={"customers": [{"customer_id": ""}]})
+    assert bad.status_code == 400
+    body = bad.json()
+    assert "IODescriptor" not in bad.text and "pydantic" not in bad.text
+    assert body["error"].startswith("the request body does not match the API's schema: 1 problem")
+    assert body["detail"] == [
+        {
+            "type": "string_too_short",
+            "loc": ["customers", 0, "customer_id"],
+            "msg": "String should have at least 1 character",
+        }
+    ]
+    assert int(bad.headers["content-length"]) == len(bad.content)
