@@ -27,6 +27,7 @@ from training.baselines import ParetoNbdGammaGammaBaseline, SimpleFormulaBaselin
 from training.config import (
     FitSettings,
     TrainConfig,
+    check_run_paths,
     non_negative_int,
     positive_int,
     run_entrypoint,
@@ -263,6 +264,7 @@ def profile_lines(results: list[CutoffResult]) -> list[str]:
 
 def run(config: BacktestConfig) -> list[CutoffResult]:
     """Backtest every cutoff of ``config``; print the table and log it to MLflow."""
+    check_run_paths({"--orders": config.orders, "--events": config.events}, {"--out": config.out})
     # The same loading as training: unusable rows are counted, logged and quarantined.
     loaded_orders, loaded_events = load_validated(
         config.orders,

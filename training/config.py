@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
+import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,7 +150,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         "--orders", type=input_location, help="orders CSV/Parquet (default: demo data)"
     )
     parser.add_argument(
-        "--events", type=input_location, help="service events CSV/Parquet (optional)"
+        "--events", type=optional_input, help="service events CSV/Parquet, or 'none' (optional)"
     )
     parser.add_argument(
         "--columns", default="", help="column mapping, e.g. customer_id=cust,ordered_at=date"
@@ -206,6 +209,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     args = parser.parse_args(argv)
     if (args.spark_master or args.sample_customers) and not args.spark:
         parser.error("--spark-master and --sample-customers need --spark")
+    if args.events == NO_EVENTS:
+        args.events = None
     if args.events is not None and args.orders is None:
         parser.error("--events needs --orders (the demo data brings its own events)")
     if args.time_budget < 0:
@@ -213,24 +218,194 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return TrainConfig(**vars(args))
 
 
+def _is_uri(location: str | Path) -> bool:
+    """A ``redis://`` store or an ``s3a://`` input: not a local path, nothing to compare."""
+    return "://" in str(location)
+
+
+def _relation(a: Path, b: Path) -> str | None:
+    """How two local paths overlap: ``same``, ``inside`` (a in b), ``contains`` (b in a), or None.
+
+    Compared resolved (``..``, relative paths and symlinks followed as far as the path exists)
+    and, when both exist, by device and inode, so a hard link to a file is that file.
+    """
+    ra, rb = a.resolve(), b.resolve()
+    if ra == rb:
+        return "same"
+    try:
+        if os.path.samefile(ra, rb):
+            return "same"
+    except OSError:
+        pass  # one of them does not exist yet: its resolved path is all there is to compare
+    if rb in ra.parents:
+        return "inside"
+    if ra in rb.parents:
+        return "contains"
+    return None
+
+
+def check_run_paths(
+    inputs: Mapping[str, str | Path | None], outputs: Mapping[str, str | Path | None]
+) -> None:
+    """Refuse a run one of whose outputs is one of its inputs or another of its outputs.
+
+    Called by every command that writes files before it writes anything: an ``--out`` equal to
+    the orders file would replace the orders with the scores, an ``--features-out`` equal to
+    ``--out`` would leave only one of the two, a ``--store`` equal to an input would turn it
+    into a SQLite file, and each of these used to succeed.
+
+    Two paths clash when they are the same file (resolved, through symlinks and, where both
+    exist, hard links), or when one is inside the other: an output inside an input folder (a
+    Parquet folder) would be read as one of its parts by the next run, and an output folder
+    (a Spark dataset, replaced whole) would delete an input or output inside it.
+
+    Parameters
+    ----------
+    inputs, outputs : mapping of str to path
+        What the run reads and what it writes, each under the name its user knows it by: a flag
+        (``--orders``) or a file derived from one (``the rejected list (from --out)``). None
+        (not used by this run) and URIs (``redis://``, ``s3a://``) are left out.
+
+    Raises
+    ------
+    ValueError
+        Naming the two flags and the path.
+    """
+    ins = [(n, Path(p)) for n, p in inputs.items() if p is not None and not _is_uri(p)]
+    outs = [(n, Path(p)) for n, p in outputs.items() if p is not None and not _is_uri(p)]
+    for i, (name, path) in enumerate(outs):
+        for other, other_path in ins:
+            how = _relation(path, other_path)
+            if how == "same":
+                raise ValueError(
+                    f"{name} {path} is the input {other} ({other_path}): writing it would "
+                    "replace the input; expected an output path that is none of the run's inputs"
+                )
+            if how == "inside":
+                raise ValueError(
+                    f"{name} {path} is inside the input folder {other} ({other_path}): a later "
+                    "read of that folder would take it for a part of the input; expected "
+                    "outputs outside the input folders"
+                )
+            if how == "contains":
+                raise ValueError(
+                    f"{name} {path} would be written as a folder holding the input {other} "
+                    f"({other_path}), which would be deleted; expected an output path that "
+                    "does not contain the run's inputs"
+                )
+        for other, other_path in outs[:i]:
+            how = _relation(path, other_path)
+            if how is not None:
+                where = "the same path as" if how == "same" else "nested with"
+                raise ValueError(
+                    f"{name} {path} is {where} {other} ({other_path}): one output would "
+                    "overwrite the other; expected a separate path for each output of a run"
+                )
+
+
+#: ``--events none``: no service events. The output flags take ``none`` for "do not write
+#: it" (``--features-out none``, ``--store none``); the input flag takes it for "there is
+#: none", so that the demo orders, which otherwise bring the demo events, can be scored
+#: without them. A file named ``none`` is ``./none``.
+NO_EVENTS = "none"
+
+
+def optional_input(text: str) -> Path | str:
+    """An optional input file's flag (an argparse ``type``): a path or URI, or ``none``."""
+    return NO_EVENTS if text.lower() == NO_EVENTS else input_location(text)
+
+
+#: Exit code of a command stopped by a bad input or flag (the user's to fix).
+EXIT_BAD_INPUT = 2
+#: Exit code of a command stopped by its machine: a full disk, a read-only or forbidden path.
+EXIT_ENVIRONMENT = 1
+
+#: What to do when writing failed, by errno.
+_OS_ADVICE = {
+    errno.ENOSPC: "free space on that disk, or write the outputs elsewhere (--out, "
+    "--features-out, --store)",
+    errno.EDQUOT: "free space within your quota, or write the outputs elsewhere",
+    errno.EROFS: "the file system is mounted read-only; write the outputs elsewhere, or "
+    "remount it read-write",
+    errno.EACCES: "this user may not use that path; change its permissions or use another path",
+    errno.EPERM: "this user may not use that path; change its permissions or use another path",
+}
+#: SQLite's result code of a write to a database it can only read.
+_SQLITE_READONLY = 8
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    """An error and the errors it came from (``raise ... from``, SQLAlchemy's ``orig``)."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [err]
+    while todo:
+        current = todo.pop()
+        if current is None or any(current is s for s in seen):
+            continue
+        seen.append(current)
+        orig = getattr(current, "orig", None)
+        todo += [
+            current.__cause__,
+            current.__context__,
+            orig if isinstance(orig, BaseException) else None,
+        ]
+    return seen
+
+
+def environment_error(err: BaseException) -> str | None:
+    """One line saying what about the machine stopped a command, and what to do; else None.
+
+    A full disk, a read-only file system, a path without permission (any :class:`OSError`
+    of those, named by its path) and a tracking store SQLite cannot write. These ended in
+    tracebacks that named no file.
+    """
+    for cause in _chain(err):
+        if isinstance(cause, OSError) and cause.errno in _OS_ADVICE:
+            where = f" ({cause.filename})" if cause.filename else ""
+            return f"{os.strerror(cause.errno)}{where}: {_OS_ADVICE[cause.errno]}"
+        if isinstance(cause, sqlite3.Error) and (
+            getattr(cause, "sqlite_errorcode", 0) & 0xFF == _SQLITE_READONLY
+            or "readonly database" in str(cause)
+        ):
+            from training.tracking import active_uri  # MLflow only once a store failed
+
+            return (
+                f"the MLflow tracking store {active_uri()} cannot be written (SQLite: "
+                f"{cause}); make the file and its folder writable for this user, or set "
+                "MLFLOW_TRACKING_URI to a writable store"
+            )
+    return None
+
+
 def run_entrypoint(work: Callable[[], object]) -> int:
-    """Run a command's ``work`` with logging set up; a bad input is exit code 2, not a trace.
+    """Run a command's ``work`` with logging set up; errors are one line and a code, not a trace.
 
     Shared by the commands (``training.train``, ``training.backtest``, ``serving.batch``,
-    ``serving.impact``): the logging
-    of an entrypoint, the libraries that log too much held at WARNING, and errors that name
-    what was wrong (:class:`ValueError`, :class:`FileNotFoundError`) printed as one line.
+    ``serving.spark``, ``serving.impact``, ``serving.report``): the logging of an
+    entrypoint, the libraries that log too much held at WARNING, and errors printed as one
+    line: those that name what was wrong (:class:`ValueError`, :class:`FileNotFoundError`),
+    exit code :data:`EXIT_BAD_INPUT`; a full disk, a read-only or forbidden path or tracking
+    store (:func:`environment_error`), exit code :data:`EXIT_ENVIRONMENT`.
     """
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     for noisy in ("mlflow", "alembic", "urllib3", "pymc", "pytensor", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MLflow logs every database error with its traceback, then raises it again: the error
+    # still reaches the handler below (one line, or the traceback if it is not ours to name).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     try:
         work()
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except Exception as err:
+        message = environment_error(err)
+        if message is not None:
+            print(f"error: {message}", file=sys.stderr)
+            return EXIT_ENVIRONMENT
+        if isinstance(err, ValueError | FileNotFoundError):
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
     return 0
 
 

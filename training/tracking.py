@@ -77,6 +77,11 @@ def tracking_uri() -> str:
     return f"sqlite:///{PROJECT_ROOT / 'models' / 'mlflow.db'}"
 
 
+def active_uri() -> str:
+    """The tracking URI this process uses now (set by :func:`configure`, else MLflow's)."""
+    return mlflow.get_tracking_uri()
+
+
 def configure(
     uri: str | None = None, experiment: str = EXPERIMENT, *, read_only: bool = False
 ) -> str:
@@ -178,11 +183,22 @@ def _check_sqlite_store(database: Path) -> None:
         )
 
 
+#: How long the store check waits for another process's write lock on the SQLite store (a
+#: training run logging, ``mlflow ui``) before saying the store is locked; SQLite's default.
+LOCK_WAIT_SECONDS = 5.0
+
+
+class StoreLocked(ValueError):
+    """The SQLite tracking store is locked by another process's write: retry later."""
+
+
 def _sqlite_tables_and_revision(path: Path) -> tuple[set[str], str | None]:
     """The tables of a SQLite file and its MLflow (alembic) schema revision, read only."""
     # mode=ro: SQLite itself refuses to write, so looking cannot change the file.
     try:
-        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        connection = sqlite3.connect(
+            f"{path.as_uri()}?mode=ro", uri=True, timeout=LOCK_WAIT_SECONDS
+        )
     except sqlite3.Error as err:
         raise ValueError(f"cannot open {path} read-only with SQLite: {err}") from err
     try:
@@ -192,6 +208,19 @@ def _sqlite_tables_and_revision(path: Path) -> tuple[set[str], str | None]:
         if "alembic_version" in tables:
             row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
             revision = row[0] if row else None
+    except sqlite3.OperationalError as err:
+        # A lock is not a verdict on the file: "database is locked" (SQLITE_BUSY) means another
+        # connection holds a write transaction, which ends; calling it "not an MLflow store"
+        # sent people to re-train.
+        if _is_lock_error(err):
+            raise StoreLocked(
+                f"the MLflow store {path} is locked by another process (SQLite: {err}; waited "
+                f"{LOCK_WAIT_SECONDS:g} s), e.g. a training run or `mlflow ui` writing to it; "
+                "retry when it has finished"
+            ) from err
+        raise ValueError(
+            f"{path} is not an MLflow store (SQLite cannot read it: {err}); {_STORE_HINT}"
+        ) from err
     except sqlite3.DatabaseError as err:
         raise ValueError(
             f"{path} is not an MLflow store (SQLite cannot read it: {err}); {_STORE_HINT}"
@@ -199,6 +228,32 @@ def _sqlite_tables_and_revision(path: Path) -> tuple[set[str], str | None]:
     finally:
         connection.close()
     return tables, revision
+
+
+def _is_lock_error(err: sqlite3.Error) -> bool:
+    """Whether SQLite refused because another connection holds a lock (busy or locked)."""
+    code = getattr(err, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(err) or "busy" in str(err)
+
+
+def store_path(uri: str | None = None) -> Path | None:
+    """The local file or folder of a tracking store (default :func:`tracking_uri`), resolved.
+
+    A SQLite store's database file or a file store's folder; None for remote stores. Batch
+    runs count it among their inputs, so that no output of theirs can replace it.
+    """
+    uri = uri or tracking_uri()
+    database = _sqlite_path(uri)
+    if database is not None:
+        return database.resolve()
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(urllib.request.url2pathname(parsed.path)).resolve()
+    if parsed.scheme == "":
+        return Path(uri).resolve()
+    return None
 
 
 def _check_file_store(directory: Path) -> None:
@@ -545,6 +600,34 @@ def load_model(
             f"{model_uri} gave a {type(model).__name__}, expected a CustomerValueModel"
         )
     return model
+
+
+def open_model(
+    model_uri: str, which: str = SERVING_DIR
+) -> tuple[CustomerValueModel, dict[str, str]]:
+    """Load the model behind ``model_uri`` together with the version that it is.
+
+    An alias (``models:/customer-value@champion``) is resolved to a version once, and exactly
+    that version (``models:/customer-value/<version>``) is loaded: a promotion that moves the
+    alias meanwhile cannot make a run stamp its output with a version that did not score it
+    (loading by the alias, then asking the alias for its version, could).
+
+    Parameters
+    ----------
+    model_uri : str
+        ``models:/name@alias``, ``models:/name/version``, or any other MLflow model URI (not
+        in the registry: its version is :data:`UNREGISTERED`).
+    which : {"serving", "evaluation"}
+        The model that serves, or its evaluation twin (:func:`load_model`).
+
+    Returns
+    -------
+    model : CustomerValueModel
+    info : dict
+        ``model_name`` and ``model_version`` of the version loaded.
+    """
+    info = version_info(model_uri)
+    return load_model(pinned_uri(model_uri, info), which=which), info
 
 
 def version_info(model_uri: str) -> dict[str, str]:

@@ -21,6 +21,7 @@ from features import FeatureSpec, build_features, build_labels, feature_names
 from features.io import validate_events, validate_orders
 from features.synth import generate
 from training import pyfunc_model, tracking
+from training.config import run_entrypoint
 from training.model import CustomerValueModel, ModelParams
 from training.pipeline import window_snapshots
 from training.purchase import PurchaseModel
@@ -394,3 +395,37 @@ def test_model_requirements_cover_the_model_code_imports():
     assert not unpinned, (
         f"the model's code imports these, tracking.MODEL_REQUIREMENTS lacks them: {unpinned}"
     )
+
+
+def test_a_locked_store_is_reported_as_locked_not_as_foreign(
+    logged, tmp_path, restore_uris, monkeypatch
+):
+    # sqlite3 models/mlflow.db 'BEGIN EXCLUSIVE' held by another process: was "not an MLflow
+    # store ... run `make train` first".
+    database = tmp_path / "mlflow.db"
+    shutil.copyfile(logged.database, database)
+    monkeypatch.setattr(tracking, "LOCK_WAIT_SECONDS", 0.0, raising=False)
+    holder = sqlite3.connect(database, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(ValueError, match="is locked by another process") as info:
+            tracking.configure(f"sqlite:///{database}", read_only=True)
+        assert "retry when it has finished" in str(info.value)
+        assert "not an MLflow store" not in str(info.value)
+    finally:
+        holder.close()
+    tracking.configure(f"sqlite:///{database}", read_only=True)  # released: read as a store
+
+
+def test_a_read_only_tracking_store_is_one_line_naming_it(logged, tmp_path, restore_uris, capsys):
+    database = tmp_path / "mlflow.db"
+    shutil.copyfile(logged.database, database)
+    # SQLite opened read-only: every write MLflow tries fails as on a read-only file.
+    uri = f"sqlite:///file:{database}?mode=ro&uri=true"
+    assert run_entrypoint(lambda: tracking.configure(uri, experiment="another")) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("error")]
+    assert f"the MLflow tracking store {uri} cannot be written" in line
+    assert "attempt to write a readonly database" in line
+    assert "make the file and its folder writable" in line
