@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
@@ -20,14 +19,16 @@ from features import build_features
 from features.files import input_location
 from features.history import as_cutoff, format_cutoff
 from features.io import LoadResult, load_events, load_orders
-from serving.lookup_store import STORE_NAME, store_location, write_lookup_store
+from serving.lookup_store import STORE_NAME, is_redis, stage_lookup_store, store_location
 from serving.run_files import (
     DEFAULT_FEATURES_OUT,
     DEFAULT_OUT,
+    RunFiles,
     RunStamp,
     rejected_path,
     store_label,
     sweep_stale_work,
+    with_path,
     work_folder,
     write_feature_table,
     write_scores,
@@ -42,7 +43,13 @@ from serving.scoring import (
 from serving.segments import Base
 from serving.settings import DEFAULT_MODEL_URI
 from training import tracking
-from training.config import DEMO_DIR, run_entrypoint
+from training.config import (
+    DEMO_DIR,
+    NO_EVENTS,
+    check_run_paths,
+    optional_input,
+    run_entrypoint,
+)
 from training.model import CustomerValueModel
 from training.profile import DEFAULT_LEVEL
 
@@ -204,13 +211,54 @@ def resolve_cutoff(cutoff: str, orders: pd.DataFrame) -> pd.Timestamp:
         raise ValueError(f"--cutoff: {err}; expected YYYY-MM-DD or 'latest'") from err
 
 
+def quarantine_file(out: Path, name: str) -> Path:
+    """Where a run writing ``out`` lists an input's unusable rows (``name``: orders, ...)."""
+    return out.with_name(f"{out.stem}.{name}.quarantine.csv")
+
+
+def store_file(store: str | None) -> Path | None:
+    """The lookup store's file when it is a SQLite one (None: no store, or Redis)."""
+    return Path(store) if store is not None and not is_redis(store) else None
+
+
+def run_paths(config: BatchConfig) -> tuple[dict[str, Path | str | None], dict[str, Path | None]]:
+    """What a run reads and what it writes, named as its user knows them (for the check)."""
+    inputs: dict[str, Path | str | None] = {
+        "--orders": config.orders,
+        "--events": config.events,
+        "the MLflow tracking store": tracking.store_path(tracking.active_uri()),
+    }
+    outputs: dict[str, Path | None] = {
+        "--out": config.out,
+        "the rejected list (from --out)": rejected_path(config.out),
+        **{
+            f"the {name} quarantine (from --out)": quarantine_file(config.out, name)
+            for name in ("orders", "service_events")
+        },
+        "--features-out": config.features_out,
+        "--store": store_file(config.store),
+    }
+    return inputs, outputs
+
+
 def run(config: BatchConfig) -> BatchSummary:
-    """Score every customer with an order before the cutoff; see the module docstring."""
+    """Score every customer with an order before the cutoff; see the module docstring.
+
+    Every output (scores, rejected list, quarantine files, feature table, lookup store) is
+    staged first and published together at the end (:class:`serving.run_files.RunFiles`): a
+    run that fails leaves all the previous outputs as they were.
+
+    Raises
+    ------
+    ValueError
+        An output path that is an input or another output (before anything is written), no
+        usable orders, a bad cutoff or setting.
+    """
     settings = config.score_settings()
+    check_run_paths(*run_paths(config))
     timings: dict[str, float] = {}
     tick = time.perf_counter()
-    model = tracking.load_model(config.model_uri)
-    info = tracking.version_info(config.model_uri)
+    model, info = tracking.open_model(config.model_uri)
     timings["load_model"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -220,29 +268,19 @@ def run(config: BatchConfig) -> BatchSummary:
         if config.events is not None
         else None
     )
-    store_file = (
-        Path(config.store)
-        if config.store is not None and not config.store.startswith(("redis://", "rediss://"))
-        else None
-    )
+    target_file = store_file(config.store)
     for folder in {
         config.out.parent,
         *([config.features_out.parent] if config.features_out else []),
-        *([store_file.parent] if store_file else []),
+        *([target_file.parent] if target_file else []),
     }:
         sweep_stale_work(folder)
-    quarantine_dir = config.out.parent
     orders = orders_result.frame
-    written: dict[str, Path | None] = {}
-    for name, result in (("orders", orders_result), ("service_events", events_result)):
-        if result is not None:
-            written[name] = result.write_quarantine(quarantine_dir, f"{config.out.stem}.{name}")
     if orders.empty:
-        # Name the quarantine file only when there is one (a header-only file has none).
-        where = f"; see {written['orders']}" if written.get("orders") else ""
+        # Nothing is written: the run's outputs are one unit, and it has no scores.
         raise ValueError(
             f"no usable orders in {config.orders}: {orders_result.rows_read} rows read "
-            f"({'; '.join(orders_result.problems) or 'no data rows'}){where}"
+            f"({'; '.join(orders_result.problems) or 'no data rows'}); nothing was written"
         )
     cutoff = resolve_cutoff(config.cutoff, orders)
     events = events_result.frame if events_result is not None else None
@@ -258,7 +296,17 @@ def run(config: BatchConfig) -> BatchSummary:
     # something: every id in the input is scored or rejected exactly once.
     input_customers = len(everyone)
     timings["chunk"] = time.perf_counter() - tick - timings["load_data"]
-    with work_folder(config.out.parent) as work:
+    with contextlib.ExitStack() as stack:
+        work = stack.enter_context(work_folder(config.out.parent))
+        files = stack.enter_context(RunFiles())
+        for name, result in (("orders", orders_result), ("service_events", events_result)):
+            final = quarantine_file(config.out, name)
+            if result is None or result.quarantine.empty:
+                files.drop(final)  # an earlier run's list would be taken for this run's
+                continue
+            with files.stage(final) as staged:
+                result.quarantine.to_csv(staged, index=False)
+            logger.warning("%d %s row(s) quarantined to %s", len(result.quarantine), name, final)
         parts: list[Path] = []
         feature_parts: list[Path] = []
         keep_features = config.features_out is not None or config.store is not None
@@ -286,9 +334,10 @@ def run(config: BatchConfig) -> BatchSummary:
         timings.update(seconds)
         scored_count = int(sum(len(c) for c in clv_all))
         if rejects.empty:
-            rejected_path(config.out).unlink(missing_ok=True)  # not this run's list
+            files.drop(rejected_path(config.out))  # not this run's list
         else:
-            rejects.to_csv(rejected_path(config.out), index=False)
+            with files.stage(rejected_path(config.out)) as staged:
+                rejects.to_csv(staged, index=False)
 
         tick = time.perf_counter()
         base = Base.of(np.concatenate(clv_all) if clv_all else np.array([]))
@@ -301,38 +350,49 @@ def run(config: BatchConfig) -> BatchSummary:
             rejected,
         )
         stamp = RunStamp(
-            run_id=uuid.uuid4().hex,
+            run_id=files.run_id,
             cutoff=str(cutoff),
             model_name=info["model_name"],
             model_version=info["model_version"],
-            store=store_label(mlflow.get_tracking_uri()),
+            store=store_label(tracking.active_uri()),
             orders=str(Path(config.orders).resolve()),
             interval=f"{settings.interval:g}",
             discount_rate=f"{settings.discount_rate:g}",
         )
         frames = _final_frames(parts, base, cutoff, model, info, summary)
-        write_scores(frames, config.out, replace(stamp, reasons=settings.reasons))
+        write_scores(frames, config.out, replace(stamp, reasons=settings.reasons), files=files)
         if config.features_out is not None:
-            write_feature_table(feature_parts, model.feature_names_in_, config.features_out, stamp)
+            write_feature_table(
+                feature_parts, model.feature_names_in_, config.features_out, stamp, files=files
+            )
         timings["write"] = time.perf_counter() - tick
+        staged_store = None
         if config.store is not None:
             tick = time.perf_counter()
-            write_lookup_store(
-                config.store,
-                _store_frames(parts, feature_parts, base, cutoff, model, info),
-                replace(stamp, reasons=settings.reasons),
-                model.feature_names_in_,
-            )
+            try:
+                staged_store = stack.enter_context(
+                    stage_lookup_store(
+                        config.store,
+                        _store_frames(parts, feature_parts, base, cutoff, model, info),
+                        replace(stamp, reasons=settings.reasons),
+                        model.feature_names_in_,
+                    )
+                )
+            except OSError as err:
+                raise with_path(err, store_location(config.store)) from err
             timings["store"] = time.perf_counter() - tick
+        if summary.scored + summary.rejected_total != input_customers:
+            raise RuntimeError(
+                f"row accounting failed: {summary.scored} scored + {summary.rejected_total} "
+                f"rejected != {input_customers} input customers; nothing was written"
+            )
+        tick = time.perf_counter()
+        files.publish(staged_store, target_file)
+        timings["publish"] = time.perf_counter() - tick
     summary.seconds = timings
     summary.out = config.out
     summary.features_out = config.features_out
     summary.store = config.store
-    if summary.scored + summary.rejected_total != summary.input_customers:
-        raise RuntimeError(
-            f"row accounting failed: {summary.scored} scored + {summary.rejected_total} rejected "
-            f"!= {summary.input_customers} input customers"
-        )
     return summary
 
 
@@ -386,16 +446,24 @@ def add_input_arguments(parser: argparse.ArgumentParser, events_help: str = "") 
     parser.add_argument("--orders", type=input_location, default=BatchConfig.orders)
     parser.add_argument(
         "--events",
-        type=input_location,
+        type=optional_input,
         default=None,
-        help="service events file (default: the demo events with the demo orders)" + events_help,
+        help="service events file, or 'none' (default: the demo events with the demo orders, "
+        "else none)" + events_help,
     )
     parser.add_argument("--columns", default="", help="column mapping canonical=yours,...")
     parser.add_argument("--cutoff", default="latest", help="YYYY-MM-DD or 'latest'")
 
 
 def chosen_events(args: argparse.Namespace) -> Path | None:
-    """``--events``, or the demo events when the demo orders are scored without one."""
+    """``--events``, or the demo events when the demo orders are scored without one.
+
+    ``--events none`` is no events, as ``--features-out none`` and ``--store none`` are no
+    such output: the demo orders otherwise bring the demo events, and scoring them without
+    events had no spelling.
+    """
+    if args.events == NO_EVENTS:
+        return None
     if args.events is None and args.orders == BatchConfig.orders:
         return BatchConfig.events
     return args.events

@@ -44,7 +44,7 @@ from serving.scoring import ScoreSettings, score_matrix
 from serving.segments import VALUE_TIERS, Base
 from serving.settings import DEFAULT_MODEL_URI
 from training import tracking
-from training.config import DEMO_DIR, run_entrypoint
+from training.config import DEMO_DIR, check_run_paths, run_entrypoint
 from training.model import CustomerValueModel
 
 logger = logging.getLogger(__name__)
@@ -528,6 +528,17 @@ def run(
     """
     if config.out.suffix.lower() not in (".parquet", ".csv"):
         raise ValueError(f"--out {config.out}: expected a .parquet or .csv file")
+    check_run_paths(
+        {
+            "--orders": config.orders,
+            "--events": config.events,
+            "the MLflow tracking store": tracking.store_path(tracking.active_uri()),
+        },
+        {
+            "--out": config.out,
+            "the truth check (from --out)": impact_truth.truth_path(config.out),
+        },
+    )
     if config.events is None:
         raise ValueError(
             f"no service events given for {config.orders}: service impact cannot be measured "
@@ -552,8 +563,7 @@ def run(
     cutoff = resolve_cutoff(config.cutoff, orders)
     timings["load_data"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    model = tracking.load_model(config.model_uri)
-    info = tracking.version_info(config.model_uri)
+    model, info = tracking.open_model(config.model_uri)
     timings["load_model"] = time.perf_counter() - tick
     impact = estimate_impact(model, orders, events, cutoff, chunk_customers=config.chunk_customers)
     for name, result in (("orders", orders_result), ("service events", events_result)):
@@ -578,8 +588,13 @@ def run(
     else:
         tick = time.perf_counter()
         try:
+            # The version that scored, not the alias again: it may have moved since.
             check = check_against_truth(
-                config.model_uri, orders, events, store, chunk_customers=config.chunk_customers
+                tracking.pinned_uri(config.model_uri, info),
+                orders,
+                events,
+                store,
+                chunk_customers=config.chunk_customers,
             )
         except (ValueError, TypeError, KeyError, OSError) as err:
             # The estimate stands without its check (a model not trained by make train, a

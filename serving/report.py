@@ -49,6 +49,7 @@ from serving.impact_truth import TruthCheck, truth_path
 from serving.run_files import DEFAULT_OUT, META_PREFIX, RunStamp
 from serving.segments import RISK_TIERS, VALUE_TIERS
 from training import tracking
+from training.config import check_run_paths
 
 logger = logging.getLogger(__name__)
 
@@ -1283,6 +1284,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-log", action="store_true", help="do not log the HTML to MLflow")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        check_run_paths(
+            {
+                "--scores": args.scores,
+                "--impact": args.impact,
+                "--impact-truth": args.impact_truth,
+                "--events": args.events,
+                "--orders": args.orders,
+            },
+            {"--out": args.out},
+        )
+    except ValueError as err:
+        parser.error(str(err))
 
     scores, stamp = read_scores(args.scores)
     assumptions = BudgetAssumptions(args.margin, args.save_rate)

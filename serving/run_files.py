@@ -9,8 +9,9 @@ module is the one home of their format, for the writer (:mod:`serving.batch`) an
 - the run's stamp in the Parquet footer (:class:`RunStamp`): run id, cutoff, model, the
   tracking store the model came from and the orders file the features came from, so a reader
   can tell which store, model and data a table belongs to;
-- the atomic writers (a crash leaves the previous files in place) and the clean-up of what a
-  killed run left behind;
+- the writers, and :class:`RunFiles`, which publishes a run's outputs together (staged beside
+  their places, then put in place behind a commit journal that the next run rolls forward if
+  the run was killed), and the clean-up of what a killed run left behind;
 - the readers (:func:`load_feature_table`, :func:`load_batch_answers`) and the table file's
   :func:`file_signature`, which tells the service that a new run landed.
 """
@@ -18,14 +19,17 @@ module is the one home of their format, for the writer (:mod:`serving.batch`) an
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -34,6 +38,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.history import as_cutoff
+
+if TYPE_CHECKING:
+    from serving.lookup_store import StagedStore
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +184,26 @@ def rejected_path(out: Path) -> Path:
 
 # --- writing ------------------------------------------------------------------------------
 
+#: The errno values a message can carry only in its text (pyarrow's ``[errno 28] ...``).
+_ERRNO_TEXT = re.compile(r"\[errno (\d+)\]", re.IGNORECASE)
+
+
+def with_path(err: OSError, path: str | Path) -> OSError:
+    """``err`` with ``path`` as its file name, when it names none (so the message can).
+
+    pyarrow reports a full disk as an ``OSError`` without errno or file name; the errno is
+    recovered from its text, so the command line can say what to do about it.
+    """
+    if err.filename is not None:
+        return err
+    code = err.errno
+    if code is None:
+        found = _ERRNO_TEXT.search(str(err))
+        code = int(found.group(1)) if found else None
+    if code is None:
+        return OSError(f"{err} (writing {path})")
+    return OSError(code, os.strerror(code), str(path))
+
 
 def _pid_alive(pid: int) -> bool:
     """Whether a process with this id runs on this machine (it may be another user's)."""
@@ -211,6 +238,12 @@ def sweep_stale_work(folder: Path) -> list[Path]:
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
+    # First finish what killed runs committed: their staged files are among what is removed
+    # below, and a committed run's must be put in place, not deleted.
+    for journal in sorted(folder.glob(f"{WORK_PREFIX}*{JOURNAL_SUFFIX}")):
+        pid = _owner_pid(journal.name)
+        if pid is not None and not _pid_alive(pid):
+            roll_forward(journal)
     for path in folder.glob(f"{WORK_PREFIX}*"):
         pid = _owner_pid(path.name)
         if pid is not None and _pid_alive(pid):
@@ -257,8 +290,223 @@ def atomic_file(out: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, out)
+    except OSError as err:
+        raise with_path(err, out) from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: The end of a commit journal's name (:class:`RunFiles`).
+JOURNAL_SUFFIX = ".commit.json"
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries and files, to disk (a rename after it is durable)."""
+    if path.is_dir():
+        for child in path.rglob("*"):
+            if child.is_file():
+                _fsync(child)
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or a folder, if it is there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _put_in_place(staged: Path, final: Path) -> None:
+    """Rename ``staged`` to ``final``; idempotent (nothing staged: it is in place already).
+
+    A file replaces the file atomically. A folder (a Spark dataset) cannot be renamed over a
+    folder, so the old one is first moved aside: a kill between the two renames leaves
+    ``final`` missing for the roll-forward to fill, never a mix of two runs' parts.
+    """
+    aside = final.with_name(f"{WORK_PREFIX}{os.getpid()}-{final.name}.old")
+    if not os.path.lexists(staged):
+        return
+    if staged.is_dir() and final.is_dir():
+        _remove(aside)
+        os.replace(final, aside)
+        os.replace(staged, final)
+        _remove(aside)
+    else:
+        os.replace(staged, final)
+
+
+def roll_forward(journal: Path) -> None:
+    """Finish the publication a killed run committed in ``journal`` (see :class:`RunFiles`).
+
+    Every staged file still there is put in place, every output the run had none of is
+    removed, then every copy of the journal. A journal that cannot be read was never
+    committed (it is written whole, then renamed into place): it is removed, and the run's
+    staged files with it by :func:`sweep_stale_work`.
+    """
+    try:
+        plan = json.loads(journal.read_text())
+        moves = [(Path(staged), Path(final)) for staged, final in plan["moves"]]
+        drops = [Path(p) for p in plan["drops"]]
+        journals = [Path(p) for p in plan["journals"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        logger.warning("ignoring the unreadable commit journal %s (%s)", journal, err)
+        journal.unlink(missing_ok=True)
+        return
+    for staged, final in moves:
+        _put_in_place(staged, final)
+    for final in drops:
+        _remove(final)
+    for folder in {final.parent for _, final in moves} | {final.parent for final in drops}:
+        _fsync(folder)
+    for copy in journals:
+        copy.unlink(missing_ok=True)
+    logger.warning(
+        "finished publishing the outputs of the killed run %s: %s",
+        plan.get("run_id", "?"),
+        ", ".join(str(final) for _, final in moves) or "nothing to move",
+    )
+
+
+class RunFiles:
+    """A run's outputs, staged beside their places and published together, or not at all.
+
+    A batch run writes several outputs that belong together (the scores, the rejected list
+    and quarantine files, the online feature table, the lookup store). Each is written to a
+    temp path beside its place (:meth:`stage`); an output this run has none of, which an
+    earlier run left, is marked to be removed (:meth:`drop`). Only when all are complete does
+    :meth:`publish` put them in place:
+
+    1. every staged file is flushed to disk;
+    2. a Redis lookup store is published (its compare-and-set is the commit point: Redis may
+       refuse a run whose writing marker was lost, and then nothing is published);
+    3. a commit journal listing the renames and removals is written (whole, then renamed)
+       into every folder involved: from here on the run is committed;
+    4. the renames and removals are made, the SQLite lookup store published (a rename), the
+       folders flushed, and the journals removed.
+
+    The guarantee: a run that fails or is killed before step 3 (or whose Redis publish is
+    refused) leaves every previous output as it was; its staged files are removed by the run
+    itself or, if it was killed, by the next run (:func:`sweep_stale_work`). A run killed
+    after step 3 is rolled forward by the next run that sweeps any of its folders: all its
+    outputs are put in place. Until then a reader may see some outputs of each run; that
+    window is only step 4's renames for a run that is not killed. With a Redis store, a kill
+    between steps 2 and 3 (one small file written) leaves Redis serving the new run beside
+    the previous files.
+
+    Use as a context manager: on an error before the commit, what was staged is discarded.
+    """
+
+    def __init__(self, run_id: str | None = None) -> None:
+        self.run_id = run_id or uuid.uuid4().hex
+        self._moves: list[tuple[Path, Path]] = []
+        self._drops: list[Path] = []
+        self._committed = False
+
+    @contextlib.contextmanager
+    def stage(self, final: Path) -> Iterator[Path]:
+        """A temp path beside ``final`` for the body to write; an error there names ``final``."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staged = temp_path(final)
+        self._moves.append((staged, final))
+        try:
+            yield staged
+        except OSError as err:
+            raise with_path(err, final) from err
+
+    def drop(self, final: Path) -> None:
+        """Remove ``final`` (an earlier run's output this run has none of) on publishing."""
+        self._drops.append(final)
+
+    @property
+    def finals(self) -> list[Path]:
+        """Where the staged outputs go."""
+        return [final for _, final in self._moves]
+
+    def publish(self, store: StagedStore | None = None, store_file: Path | None = None) -> None:
+        """Put every staged output in place together with ``store``; see the class docstring.
+
+        Parameters
+        ----------
+        store : StagedStore, optional
+            The run's staged lookup store (:func:`serving.lookup_store.stage_lookup_store`).
+        store_file : Path, optional
+            Its file when it is a SQLite store (published by a rename that the journal can
+            finish); None for Redis.
+        """
+        moves = list(self._moves)
+        for staged, final in moves:
+            if not os.path.lexists(staged):
+                continue  # staged but nothing written (e.g. no quarantined row): nothing to move
+            try:
+                _fsync(staged)
+            except OSError as err:
+                raise with_path(err, final) from err
+        if store is not None and store_file is None:
+            store.publish()  # Redis: the commit point; raises if the run was lost meanwhile
+        if store is not None and store_file is not None:
+            moves.append((temp_path(store_file), store_file))
+        folders = sorted({final.parent for _, final in moves} | {p.parent for p in self._drops})
+        name = f"{WORK_PREFIX}{os.getpid()}-{self.run_id[:12]}{JOURNAL_SUFFIX}"
+        journals = [folder / name for folder in folders]
+        text = json.dumps(
+            {
+                "run_id": self.run_id,
+                "moves": [[str(s.resolve()), str(f.resolve())] for s, f in moves],
+                "drops": [str(p.resolve()) for p in self._drops],
+                "journals": [str(j.resolve()) for j in journals],
+            },
+            indent=1,
+        )
+        for journal in journals:
+            staged = temp_path(journal)  # a journal is whole under its name, or not there
+            try:
+                staged.write_text(text)
+                _fsync(staged)
+                os.replace(staged, journal)
+                _fsync(journal.parent)
+            except OSError as err:
+                staged.unlink(missing_ok=True)
+                for written in journals:
+                    written.unlink(missing_ok=True)
+                raise with_path(err, journal) from err
+        self._committed = True  # from here on the run is published, by us or the next run
+        _commit_hook(self)
+        for staged, final in self._moves:
+            _put_in_place(staged, final)
+        for final in self._drops:
+            _remove(final)
+        if store is not None and store_file is not None:
+            store.publish()
+        for folder in folders:
+            _fsync(folder)
+        for journal in journals:
+            journal.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """Remove what was staged, unless the run was committed (then it is published)."""
+        if self._committed:
+            return
+        for staged, _ in self._moves:
+            _remove(staged)
+
+    def __enter__(self) -> RunFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+
+def _commit_hook(files: RunFiles) -> None:
+    """Called once a run is committed, before its renames: a seam for tests (does nothing).
+
+    The test of a run killed at the worst moment replaces it in a child process that then
+    kills itself, so the kill lands at the same point every time.
+    """
 
 
 def _with_metadata(schema: pa.Schema, metadata: Mapping[bytes, bytes]) -> pa.Schema:
@@ -266,14 +514,26 @@ def _with_metadata(schema: pa.Schema, metadata: Mapping[bytes, bytes]) -> pa.Sch
     return schema.with_metadata({**(schema.metadata or {}), **metadata})
 
 
-def write_scores(frames: Iterable[pd.DataFrame], out: Path, stamp: RunStamp) -> None:
+def _target(out: Path, files: RunFiles | None) -> contextlib.AbstractContextManager[Path]:
+    """Where a writer writes ``out``: staged in ``files``, else renamed over it at once."""
+    return files.stage(out) if files is not None else atomic_file(out)
+
+
+def write_scores(
+    frames: Iterable[pd.DataFrame],
+    out: Path,
+    stamp: RunStamp,
+    *,
+    files: RunFiles | None = None,
+) -> None:
     """Write scored frames (:data:`SCORE_COLUMNS`) to ``out`` (``.csv`` or Parquet), atomically.
 
     Parquet output carries ``stamp`` in its footer. Without any frame, the file is written
     with the columns and no rows, so a run that scored nobody still replaces the last one.
+    With ``files``, the file is staged there, to be published with the run's other outputs.
     """
     csv = out.suffix.lower() == ".csv"
-    with atomic_file(out) as tmp:
+    with _target(out, files) as tmp:
         writer = None
         empty = True
         try:
@@ -303,14 +563,19 @@ def write_scores(frames: Iterable[pd.DataFrame], out: Path, stamp: RunStamp) -> 
 
 
 def write_feature_table(
-    parts: Sequence[Path], feature_names: Sequence[str], out: Path, stamp: RunStamp
+    parts: Sequence[Path],
+    feature_names: Sequence[str],
+    out: Path,
+    stamp: RunStamp,
+    *,
+    files: RunFiles | None = None,
 ) -> None:
     """Write the online feature table from the run's feature parts, atomically.
 
     Written even when nobody was scored (no rows, the model's columns), so the service never
-    keeps serving an earlier run's table after this run.
+    keeps serving an earlier run's table after this run. With ``files``, staged there.
     """
-    with atomic_file(out) as tmp:
+    with _target(out, files) as tmp:
         writer = None
         try:
             for part in parts:
