@@ -31,6 +31,7 @@ answers lookups from this run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import logging
@@ -44,7 +45,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -70,16 +70,18 @@ from serving.batch import (
     resolve_cutoff,
 )
 from serving.batch import print_summary as print_batch_summary
-from serving.lookup_store import STORE_NAME, store_location, write_lookup_store
+from serving.lookup_store import STORE_NAME, is_redis, stage_lookup_store, store_location
 from serving.run_files import (
     NUMBER_FIELDS,
     SCORE_COLUMNS,
     SCORED_FIELDS,
     SCORES_NAME,
     TEXT_FIELDS,
+    RunFiles,
     RunStamp,
-    atomic_file,
     store_label,
+    sweep_stale_work,
+    with_path,
     write_scores,
 )
 from serving.scoring import REASON_MODES, SEGMENT_COLUMNS, ScoreSettings
@@ -92,7 +94,7 @@ from serving.spark_worker import (
     score_group,
 )
 from training import tracking
-from training.config import DEMO_DIR, run_entrypoint
+from training.config import DEMO_DIR, check_run_paths, run_entrypoint
 from training.profile import DEFAULT_LEVEL
 
 if TYPE_CHECKING:
@@ -160,184 +162,254 @@ def rejected_dataset(out: Path) -> Path:
     return out.with_name(f"{out.name}.rejected")
 
 
+def run_paths(config: SparkConfig) -> tuple[dict[str, Path | str | None], dict[str, Path | None]]:
+    """What a Spark run reads and writes, named as its user knows them (for the check)."""
+    store = _store_target(config)
+    inputs: dict[str, Path | str | None] = {
+        "--orders": config.orders,
+        "--events": config.events,
+        "the MLflow tracking store": tracking.store_path(tracking.active_uri()),
+    }
+    outputs: dict[str, Path | None] = {
+        "--out": config.out,
+        "the rejected dataset (from --out)": rejected_dataset(config.out),
+        "the online dataset (from --out)": online_dataset(config.out),
+        **{
+            f"the {name} quarantine (from --out)": quarantine_path(config.out, name)
+            for name in ("orders", "service_events")
+        },
+        "--features-out": config.features_out,
+        f"the scores beside --features-out ({SCORES_NAME})": (
+            config.features_out.with_name(SCORES_NAME) if config.features_out else None
+        ),
+        "--store": Path(store) if store is not None and not is_redis(store) else None,
+    }
+    return inputs, outputs
+
+
 def run(config: SparkConfig, spark: SparkSession | None = None) -> SparkSummary:
-    """Score every customer with an order before the cutoff on Spark; see the module docstring."""
+    """Score every customer with an order before the cutoff on Spark; see the module docstring.
+
+    As in :func:`serving.batch.run`, the outputs are checked against the inputs and each other
+    before anything is written, and are staged and published together at the end
+    (:class:`serving.run_files.RunFiles`; the datasets are folders, renamed as a whole).
+    """
     from pyspark.sql import functions as F
 
     settings = config.score_settings()
+    check_run_paths(*run_paths(config))
     timings: dict[str, float] = {}
     tick = time.perf_counter()
     spark = spark or spark_session(config.master)
     timings["session"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    model = tracking.load_model(config.model_uri)
-    info = tracking.version_info(config.model_uri)
+    model, info = tracking.open_model(config.model_uri)
     ship = Path(tempfile.mkdtemp(prefix="customer-value-model-"))
     model_name = f"model-{uuid.uuid4().hex[:12]}"
     model.save(ship / model_name)
     spark.sparkContext.addFile(str(ship / model_name), recursive=True)
     timings["load_model"] = time.perf_counter() - tick
-
-    tick = time.perf_counter()
-    mapping = parse_column_mapping(config.columns)
-    orders = validate_rows(
-        read_rows(spark, config.orders, mapping, f"orders file {str(config.orders)!r}"), "orders"
-    )
-    events = (
-        validate_rows(
-            read_rows(spark, config.events, mapping, f"service events file {str(config.events)!r}"),
-            "events",
-        )
-        if config.events is not None
-        else None
-    )
-    inputs = {"orders": orders, **({"service_events": events} if events is not None else {})}
-    quarantined: dict[str, dict[str, int]] = {}
-    for name, validated in inputs.items():
-        quarantined[name] = write_quarantine(validated, quarantine_path(config.out, name))
-    # As text in the session's zone (UTC): a collected timestamp would be converted to the
-    # driver machine's local time.
-    last = orders.valid.agg(
-        F.date_format(F.max("ordered_at"), "yyyy-MM-dd HH:mm:ss.SSSSSS")
-    ).collect()[0][0]
-    if last is None:
-        raise ValueError(
-            f"no usable orders in {config.orders}: {orders.rows_read} rows read "
-            f"({sum(quarantined['orders'].values())} quarantined; see "
-            f"{quarantine_path(config.out, 'orders')})"
-        )
-    cutoff = resolve_cutoff(config.cutoff, pd.DataFrame({"ordered_at": [pd.Timestamp(last)]}))
-    timings["load_data"] = time.perf_counter() - tick
-
-    tick = time.perf_counter()
-    with_orders = orders.valid.select("customer_id").distinct()
-    lost = orders.quarantined_ids.join(with_orders, "customer_id", "left_anti")
-    event_ids = (
-        events.valid.select("customer_id").unionByName(events.quarantined_ids).distinct()
-        if events is not None
-        else None
-    )
-    first = orders.valid.groupBy("customer_id").agg(F.min("ordered_at").alias("first"))
-    cutoff_literal = F.to_timestamp(F.lit(cutoff.strftime("%Y-%m-%d %H:%M:%S")))
-    too_new = first.where(F.col("first") >= cutoff_literal).select("customer_id")
-    rejects = lost.withColumn("reason", F.lit(REJECT_QUARANTINED))
-    everyone = with_orders.unionByName(orders.quarantined_ids)
-    if event_ids is not None:
-        orderless = event_ids.join(with_orders, "customer_id", "left_anti").join(
-            lost, "customer_id", "left_anti"
-        )
-        rejects = rejects.unionByName(orderless.withColumn("reason", F.lit(REJECT_NO_ORDERS)))
-        everyone = everyone.unionByName(event_ids)
-    rejects = rejects.unionByName(too_new.withColumn("reason", F.lit(REJECT_NO_HISTORY)))
-    input_customers = everyone.distinct().count()
-    customers = with_orders.count()
-    rejected = {
-        str(r["reason"]): int(r["count"]) for r in rejects.groupBy("reason").count().collect()
-    }
-    if rejected:
-        rejects.write.mode("overwrite").parquet(str(rejected_dataset(config.out)))
-    elif rejected_dataset(config.out).exists():
-        shutil.rmtree(rejected_dataset(config.out))
-
-    # At least two groups per core, so every core scores; more for large bases, so that one
-    # group stays the size of one serving.batch chunk at most.
-    groups = config.groups or max(
-        -(-customers // CUSTOMERS_PER_GROUP), 2 * spark.sparkContext.defaultParallelism
-    )
-    names = list(model.feature_names_in_)
-    score = functools.partial(score_group, model_name=model_name, cutoff=cutoff, settings=settings)
-    scored = per_customer_group(
-        orders.valid,
-        events.valid if events is not None else None,
-        groups,
-        score,
-        group_schema(names),
-    )
-    scored = scored.persist()
-    clv = np.asarray(
-        scored.select("clv").toArrow().column("clv").to_numpy(zero_copy_only=False),
-        dtype="float64",
-    )
-    timings["score"] = time.perf_counter() - tick
-
-    tick = time.perf_counter()
-    base = spark.sparkContext.broadcast(Base.of(clv))
-    stamp = RunStamp(
-        run_id=uuid.uuid4().hex,
-        cutoff=str(cutoff),
-        model_name=info["model_name"],
-        model_version=info["model_version"],
-        store=store_label(mlflow.get_tracking_uri()),
-        orders=str(config.orders if isinstance(config.orders, str) else config.orders.resolve()),
-        interval=f"{settings.interval:g}",
-        discount_rate=f"{settings.discount_rate:g}",
-    )
-    finish = functools.partial(
-        finish_partition,
-        base=base,
-        cutoff=cutoff,
-        horizon_days=model.spec.horizon_days,
-        info=info,
-        feature_names=names,
-    )
-    features_schema = ", ".join(f"`{FEATURE_PREFIX}{n}` double" for n in names)
-    final = scored.mapInPandas(finish, f"{_score_schema()}, {features_schema}").persist()
-    final.select(*SCORE_COLUMNS).write.mode("overwrite").parquet(str(config.out))
-    (config.out / STAMP_NAME).write_text(
-        json.dumps({**stamp.__dict__, "reasons": settings.reasons}, indent=2)
-    )
-    # The online unit: each customer's features beside its answer (what a lookup needs).
-    online = online_dataset(config.out)
-    final.select(
-        "customer_id",
-        *[F.col(f"`{FEATURE_PREFIX}{n}`").alias(n) for n in names],
-        *SCORED_FIELDS,
-    ).write.mode("overwrite").parquet(str(online))
-    timings["write"] = time.perf_counter() - tick
-
-    summary = SparkSummary(
-        cutoff,
-        info["model_name"],
-        info["model_version"],
-        input_customers,
-        len(clv),
-        rejected,
-        quarantined=quarantined,
-        rows_read={name: v.rows_read for name, v in inputs.items()},
-        groups=groups,
-    )
-    tick = time.perf_counter()
-    _summarise(config.out, summary)
-    if config.features_out is not None:
-        # What the service reads, streamed from the datasets a batch at a time: the feature
-        # table with the scores beside it (paired by run id), and the lookup store.
-        _write_table(online, names, config.features_out, stamp)
-        answers_stamp = replace(stamp, reasons=settings.reasons)
-        write_scores(
-            _dataset_frames(config.out), config.features_out.with_name(SCORES_NAME), answers_stamp
-        )
-        timings["online"] = time.perf_counter() - tick
     store = _store_target(config)
-    if store is not None:
+    store_file = Path(store) if store is not None and not is_redis(store) else None
+    for folder in {
+        config.out.parent,
+        *([config.features_out.parent] if config.features_out else []),
+        *([store_file.parent] if store_file else []),
+    }:
+        sweep_stale_work(folder)
+
+    with contextlib.ExitStack() as stack:
+        files = stack.enter_context(RunFiles())
         tick = time.perf_counter()
-        write_lookup_store(
-            store, _dataset_frames(online), replace(stamp, reasons=settings.reasons), names
+        mapping = parse_column_mapping(config.columns)
+        orders = validate_rows(
+            read_rows(spark, config.orders, mapping, f"orders file {str(config.orders)!r}"),
+            "orders",
         )
-        summary.store = store_location(store)
-        timings["store"] = time.perf_counter() - tick
+        events = (
+            validate_rows(
+                read_rows(
+                    spark, config.events, mapping, f"service events file {str(config.events)!r}"
+                ),
+                "events",
+            )
+            if config.events is not None
+            else None
+        )
+        inputs = {"orders": orders, **({"service_events": events} if events is not None else {})}
+        quarantined: dict[str, dict[str, int]] = {}
+        for name in ("orders", "service_events"):
+            target = quarantine_path(config.out, name)
+            validated = inputs.get(name)
+            counts: dict[str, int] = {}
+            if validated is not None:
+                with files.stage(target) as staged:
+                    counts = write_quarantine(validated, staged)
+                quarantined[name] = counts
+            if not counts:
+                files.drop(target)  # an earlier run's rows would be taken for this run's
+        # As text in the session's zone (UTC): a collected timestamp would be converted to the
+        # driver machine's local time.
+        last = orders.valid.agg(
+            F.date_format(F.max("ordered_at"), "yyyy-MM-dd HH:mm:ss.SSSSSS")
+        ).collect()[0][0]
+        if last is None:
+            raise ValueError(
+                f"no usable orders in {config.orders}: {orders.rows_read} rows read "
+                f"({sum(quarantined['orders'].values())} quarantined); nothing was written"
+            )
+        cutoff = resolve_cutoff(config.cutoff, pd.DataFrame({"ordered_at": [pd.Timestamp(last)]}))
+        timings["load_data"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        with_orders = orders.valid.select("customer_id").distinct()
+        lost = orders.quarantined_ids.join(with_orders, "customer_id", "left_anti")
+        event_ids = (
+            events.valid.select("customer_id").unionByName(events.quarantined_ids).distinct()
+            if events is not None
+            else None
+        )
+        first = orders.valid.groupBy("customer_id").agg(F.min("ordered_at").alias("first"))
+        cutoff_literal = F.to_timestamp(F.lit(cutoff.strftime("%Y-%m-%d %H:%M:%S")))
+        too_new = first.where(F.col("first") >= cutoff_literal).select("customer_id")
+        rejects = lost.withColumn("reason", F.lit(REJECT_QUARANTINED))
+        everyone = with_orders.unionByName(orders.quarantined_ids)
+        if event_ids is not None:
+            orderless = event_ids.join(with_orders, "customer_id", "left_anti").join(
+                lost, "customer_id", "left_anti"
+            )
+            rejects = rejects.unionByName(orderless.withColumn("reason", F.lit(REJECT_NO_ORDERS)))
+            everyone = everyone.unionByName(event_ids)
+        rejects = rejects.unionByName(too_new.withColumn("reason", F.lit(REJECT_NO_HISTORY)))
+        input_customers = everyone.distinct().count()
+        customers = with_orders.count()
+        rejected = {
+            str(r["reason"]): int(r["count"]) for r in rejects.groupBy("reason").count().collect()
+        }
+        if rejected:
+            with files.stage(rejected_dataset(config.out)) as staged:
+                rejects.write.mode("overwrite").parquet(str(staged))
+        else:
+            files.drop(rejected_dataset(config.out))
+
+        # At least two groups per core, so every core scores; more for large bases, so that one
+        # group stays the size of one serving.batch chunk at most.
+        groups = config.groups or max(
+            -(-customers // CUSTOMERS_PER_GROUP), 2 * spark.sparkContext.defaultParallelism
+        )
+        names = list(model.feature_names_in_)
+        score = functools.partial(
+            score_group, model_name=model_name, cutoff=cutoff, settings=settings
+        )
+        scored = per_customer_group(
+            orders.valid,
+            events.valid if events is not None else None,
+            groups,
+            score,
+            group_schema(names),
+        )
+        scored = scored.persist()
+        clv = np.asarray(
+            scored.select("clv").toArrow().column("clv").to_numpy(zero_copy_only=False),
+            dtype="float64",
+        )
+        timings["score"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        base = spark.sparkContext.broadcast(Base.of(clv))
+        stamp = RunStamp(
+            run_id=files.run_id,
+            cutoff=str(cutoff),
+            model_name=info["model_name"],
+            model_version=info["model_version"],
+            store=store_label(tracking.active_uri()),
+            orders=str(
+                config.orders if isinstance(config.orders, str) else config.orders.resolve()
+            ),
+            interval=f"{settings.interval:g}",
+            discount_rate=f"{settings.discount_rate:g}",
+        )
+        finish = functools.partial(
+            finish_partition,
+            base=base,
+            cutoff=cutoff,
+            horizon_days=model.spec.horizon_days,
+            info=info,
+            feature_names=names,
+        )
+        features_schema = ", ".join(f"`{FEATURE_PREFIX}{n}` double" for n in names)
+        final = scored.mapInPandas(finish, f"{_score_schema()}, {features_schema}").persist()
+        with files.stage(config.out) as scores_dataset:
+            final.select(*SCORE_COLUMNS).write.mode("overwrite").parquet(str(scores_dataset))
+            (scores_dataset / STAMP_NAME).write_text(
+                json.dumps({**stamp.__dict__, "reasons": settings.reasons}, indent=2)
+            )
+        # The online unit: each customer's features beside its answer (what a lookup needs).
+        with files.stage(online_dataset(config.out)) as online:
+            final.select(
+                "customer_id",
+                *[F.col(f"`{FEATURE_PREFIX}{n}`").alias(n) for n in names],
+                *SCORED_FIELDS,
+            ).write.mode("overwrite").parquet(str(online))
+        timings["write"] = time.perf_counter() - tick
+
+        summary = SparkSummary(
+            cutoff,
+            info["model_name"],
+            info["model_version"],
+            input_customers,
+            len(clv),
+            rejected,
+            quarantined=quarantined,
+            rows_read={name: v.rows_read for name, v in inputs.items()},
+            groups=groups,
+        )
+        tick = time.perf_counter()
+        _summarise(scores_dataset, summary)
+        if config.features_out is not None:
+            # What the service reads, streamed from the datasets a batch at a time: the feature
+            # table with the scores beside it (paired by run id), and the lookup store.
+            _write_table(online, names, config.features_out, stamp, files)
+            answers_stamp = replace(stamp, reasons=settings.reasons)
+            write_scores(
+                _dataset_frames(scores_dataset),
+                config.features_out.with_name(SCORES_NAME),
+                answers_stamp,
+                files=files,
+            )
+            timings["online"] = time.perf_counter() - tick
+        staged_store = None
+        if store is not None:
+            tick = time.perf_counter()
+            try:
+                staged_store = stack.enter_context(
+                    stage_lookup_store(
+                        store,
+                        _dataset_frames(online),
+                        replace(stamp, reasons=settings.reasons),
+                        names,
+                    )
+                )
+            except OSError as err:
+                raise with_path(err, store_location(store)) from err
+            summary.store = store_location(store)
+            timings["store"] = time.perf_counter() - tick
+        for v in inputs.values():
+            v.valid.unpersist()
+        scored.unpersist()
+        final.unpersist()
+        if summary.scored + summary.rejected_total != summary.input_customers:
+            raise RuntimeError(
+                f"row accounting failed: {summary.scored} scored + {summary.rejected_total} "
+                f"rejected != {summary.input_customers} input customers; nothing was written"
+            )
+        tick = time.perf_counter()
+        files.publish(staged_store, store_file)
+        timings["publish"] = time.perf_counter() - tick
     summary.seconds = timings
     summary.out = config.out
     summary.features_out = config.features_out
-    for v in inputs.values():
-        v.valid.unpersist()
-    scored.unpersist()
-    final.unpersist()
-    if summary.scored + summary.rejected_total != summary.input_customers:
-        raise RuntimeError(
-            f"row accounting failed: {summary.scored} scored + {summary.rejected_total} rejected "
-            f"!= {summary.input_customers} input customers"
-        )
     shutil.rmtree(ship, ignore_errors=True)
     return summary
 
@@ -369,14 +441,16 @@ def _store_target(config: SparkConfig) -> str | None:
     return str(config.features_out.with_name(STORE_NAME))
 
 
-def _write_table(online: Path, names: list[str], out: Path, stamp: RunStamp) -> None:
+def _write_table(
+    online: Path, names: list[str], out: Path, stamp: RunStamp, files: RunFiles
+) -> None:
     """The online feature table (one Parquet file with the stamp) from the online dataset."""
     dataset = pads.dataset(str(online), format="parquet")
     schema = pa.schema(
         [("customer_id", pa.string())] + [(name, pa.float64()) for name in names],
         metadata=stamp.metadata(),
     )
-    with atomic_file(out) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+    with files.stage(out) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for batch in dataset.to_batches(columns=["customer_id", *names], batch_size=200_000):
             writer.write_table(pa.Table.from_batches([batch]).cast(schema))
 

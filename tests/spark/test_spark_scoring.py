@@ -8,6 +8,8 @@ the service events), scored at a cutoff that leaves some customers too new.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
@@ -269,3 +271,53 @@ def test_a_folder_of_part_files_gives_the_same_scores(served_store, spark, tmp_p
         spark,
     )
     assert_same_scores(pd.read_parquet(batch_out), load_spark_scores(out))
+
+
+def _tree(folder):
+    """Every file under ``folder`` (the run's datasets and files) with its bytes' digest."""
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and ".scoring-" not in str(p.relative_to(folder))
+    }
+
+
+def test_a_failed_spark_run_leaves_every_previous_output(
+    served_store, spark, tmp_path, monkeypatch
+):
+    # Issue 21 M9 on Spark: the datasets, the table, the scores beside it and the store are
+    # published together; a run whose store write fails replaces none of them.
+    import serving.spark as spark_module
+
+    out = tmp_path / "scores"
+    config = SparkConfig(
+        orders=served_store.orders_path,
+        events=served_store.events_path,
+        cutoff=CUTOFF,
+        out=out,
+        features_out=tmp_path / "online_features.parquet",
+        model_uri=served_store.model_uri,
+        groups=2,
+    )
+    spark_run(config, spark)
+    before = _tree(tmp_path)
+    assert "online_store.sqlite" in before and "scores.online/_SUCCESS" in before
+
+    def full_disk(path):
+        yield from []
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spark_module, "_dataset_frames", full_disk)
+    with pytest.raises(OSError, match="No space left on device") as info:
+        spark_run(replace(config, cutoff="2024-10-01", groups=3), spark)
+    assert _tree(tmp_path) == before
+    assert not list(tmp_path.glob(".scoring-*"))
+    assert info.value.filename == str(tmp_path / "scores.parquet")  # beside --features-out
+    monkeypatch.undo()
+    # A run that completes replaces each dataset whole (no part file of the previous run).
+    spark_run(replace(config, cutoff="2024-10-01", groups=3), spark)
+    after = load_spark_scores(out)
+    assert (after["cutoff"] == pd.Timestamp("2024-10-01")).all()
+    assert not list(tmp_path.glob(".scoring-*"))
