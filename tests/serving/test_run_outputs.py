@@ -400,3 +400,33 @@ def test_a_promotion_between_resolving_and_loading_never_mislabels_the_scores(
     pd.testing.assert_series_equal(raced["clv"], pinned["clv"])  # stamped = what scored
     stamp = RunStamp.from_metadata(pq.read_schema(tmp_path / "raced.parquet").metadata)
     assert stamp.model_version == stamped
+
+
+@pytest.mark.server
+def test_a_redis_run_whose_publish_is_refused_publishes_no_file_either(
+    served_store, orders_csv, tmp_path, redis_url, monkeypatch, capsys
+):
+    # With Redis, the store's compare-and-set is the commit point: it refuses a run whose
+    # writing marker was lost (a stalled writer, a restarted Redis). The files must then stay
+    # the previous run's too (they were replaced before the store was written).
+    import redis
+
+    from serving import lookup_store
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    folder = tmp_path / "out"
+    flags = ["--features-out", str(folder / "online_features.parquet"), "--store", redis_url]
+    first = [*argv(served_store, orders_csv, "--out", str(folder / "scores.parquet")), *flags]
+    assert batch.main(first) == 0
+    files = outputs(folder)
+    current = client.get(lookup_store.REDIS_CURRENT)
+
+    def lost(self):
+        raise ValueError(f"run {self.run_id} was lost while it was written (marker expired)")
+
+    monkeypatch.setattr(lookup_store.StagedStore, "publish", lost)
+    assert batch.main([*first, "--cutoff", "2024-10-01"]) == 2
+    assert "was lost while it was written" in capsys.readouterr().err
+    assert outputs(folder) == files
+    assert client.get(lookup_store.REDIS_CURRENT) == current
