@@ -16,12 +16,19 @@ ROLES = ("model", "champion", "simple", "bgnbd", "pareto_nbd")
 def comparison_table(version: tracking.RegisteredVersion) -> pd.DataFrame:
     """Tabulate the holdout metrics a version's training run logged.
 
-    For itself, the champion of the time and the baselines, all on that run's holdout.
+    For itself, the champion of the time and the baselines, all on that run's holdout. The
+    champion's column is named with the version it was then (``champion then (v3)``): the
+    alias may have moved since, to this very version.
     """
     logged = tracking.version_metrics(version)
+    judged = tracking.run_tags(version).get("judged_champion_version")
+    names = {
+        "model": f"v{version.version} (this)",
+        "champion": f"champion then (v{judged})" if judged else "champion then",
+    }
     table = pd.DataFrame(
         {
-            ("candidate" if role == "model" else role): [
+            names.get(role, role): [
                 logged.get(f"holdout.{role}.{metric}", float("nan")) for metric in REPORT_METRICS
             ]
             for role in ROLES
@@ -60,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     champion = tracking.alias_version(tracking.CHAMPION)
     print(f"candidate: {version.name} v{version.version} (run {version.run_id})")
-    print(f"champion:  {'v' + champion.version if champion else 'none'}")
+    now = f"v{champion.version}" if champion else "none"
+    if champion is not None and champion.version == version.version:
+        now += " (this version)"
+    print(f"champion now: {now}")
+    print("holdout metrics of this version's training run:")
     print(comparison_table(version).to_string(float_format=lambda v: f"{v:,.4f}"))
     gate = tracking.run_tags(version).get("gate_reasons", "")
     if gate:

@@ -25,6 +25,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.data.pandas_dataset import from_pandas
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
@@ -361,6 +362,34 @@ def dataset_fingerprint(orders: pd.DataFrame, events: pd.DataFrame | None) -> di
         "last_order": str(orders["ordered_at"].max()),
         "content_sha256": digest.hexdigest(),
     }
+
+
+def dataset_name(orders_path: Path | str) -> str:
+    """A short name of a training input for MLflow: its folder and file name."""
+    text = str(orders_path).rstrip("/")
+    parts = [p for p in text.replace("\\", "/").split("/") if p]
+    return "/".join(parts[-2:]) if parts else text
+
+
+def log_dataset(orders: pd.DataFrame, orders_path: Path | str, fingerprint: dict[str, Any]) -> None:
+    """Log the validated orders as the run's training input (MLflow's dataset tracking).
+
+    The digest is the content hash of :func:`dataset_fingerprint` (every row), so two runs on
+    the same data show the same dataset in the MLflow UI whatever its size; only the schema
+    and a profile are stored, never the rows.
+    """
+    dataset = from_pandas(
+        orders,
+        source=str(orders_path),
+        name=dataset_name(orders_path),
+        digest=str(fingerprint["content_sha256"])[:12],
+    )
+    mlflow.log_input(dataset, context="training")
+
+
+def describe_version(version: RegisteredVersion, description: str) -> None:
+    """Set a registered version's description (what it was trained on, how it was judged)."""
+    MlflowClient().update_model_version(version.name, version.version, description=description)
 
 
 def _requirements() -> list[str]:

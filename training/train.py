@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -206,9 +207,13 @@ def run(config: TrainConfig) -> TrainResult:
 
     tracking.configure()
     fingerprint = tracking.dataset_fingerprint(orders, events)
-    with tracking.start_run("train") as run_id:
+    source = config.orders if config.orders is not None else DEMO_DIR / "orders.parquet"
+    # Runs are told apart in the MLflow UI by what they learnt from, not all named "train".
+    run_name = f"train {tracking.dataset_name(source)} {config.horizon_days}d"
+    with tracking.start_run(run_name) as run_id:
         tracking.log_params(config.to_params())
         tracking.log_dict(fingerprint, "dataset_fingerprint.json")
+        tracking.log_dataset(orders, source, fingerprint)
         tracking.set_tags(
             {
                 "git_commit": tracking.git_commit(),
@@ -279,6 +284,10 @@ def run(config: TrainConfig) -> TrainResult:
         with watch.stage("logging"):
             example = judged[trained.serving.feature_names_in_].head(5)
             version = tracking.log_and_register(trained.serving, trained.evaluation, example)
+            tracking.describe_version(
+                version,
+                _version_description(source, fingerprint, config, trained.family, decision),
+            )
             if decision.promote:
                 tracking.set_alias(tracking.CHAMPION, version.version)
             tracking.set_tags(
@@ -299,6 +308,23 @@ def run(config: TrainConfig) -> TrainResult:
         trained.serving,
         trained.family,
         watch.seconds,
+    )
+
+
+def _version_description(
+    source: Path | str,
+    fingerprint: dict[str, Any],
+    config: TrainConfig,
+    family: str,
+    decision: GateDecision,
+) -> str:
+    """What a registered version learnt from and how the gate judged it, for the registry."""
+    return (
+        f"Trained on {source} ({fingerprint['customers']:,} customers, "
+        f"{fingerprint['orders_rows']:,} orders, {fingerprint['first_order'][:10]} to "
+        f"{fingerprint['last_order'][:10]}; content sha256 {fingerprint['content_sha256'][:12]}), "
+        f"{config.horizon_days}-day horizon, {family} family. Gate: {decision.outcome}: "
+        + "; ".join(decision.reasons)
     )
 
 
@@ -325,6 +351,8 @@ def _champion_predictions(
     if champion is None:
         print("gate: no champion yet; the candidate must hold up against the baselines")
         return None, True, False
+    # Which version the "champion" column of this run's tables is: make promote names it.
+    tracking.set_tags({"judged_champion_version": champion.version})
     try:
         twin = tracking.load_model(champion.model_uri, which=tracking.EVALUATION_DIR)
     except ValueError as err:  # an older model format: it cannot score these features

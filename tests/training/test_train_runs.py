@@ -41,6 +41,19 @@ def test_retrain_on_same_data_is_compared_with_the_champion_and_keeps_it(trained
     shown = capsys.readouterr().out
     assert f"candidate: customer-value v{second.version}" in shown
     assert "not promoting: re-run with --force" in shown
+    # The champion column is the champion judged then, named by its version; the current
+    # champion is said apart (it could be this very version by now).
+    assert f"champion then (v{first.version})" in shown
+    assert f"champion now: v{first.version}\n" in shown
+    # The run says what it learnt from: its name, its dataset input, the version's description.
+    logged = MlflowClient().get_run(second.run_id)
+    assert logged.info.run_name == f"train {tracking.dataset_name(config.orders)} 180d"
+    (dataset,) = [i.dataset for i in logged.inputs.dataset_inputs]
+    assert dataset.name == tracking.dataset_name(config.orders)
+    assert dataset.source and str(config.orders) in dataset.source
+    description = MlflowClient().get_model_version("customer-value", second.version).description
+    assert description.startswith(f"Trained on {config.orders} (")
+    assert "Gate: not promoted: " in description
 
 
 def test_one_year_with_half_year_horizon_trains_on_a_strict_holdout(
