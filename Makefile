@@ -17,6 +17,10 @@ ORDERS ?=
 EVENTS ?=
 COLUMNS ?=
 HORIZON_DAYS ?= 365
+# One shop, one model: the registered model is named from ORDERS (customer-value for the demo);
+# NAME= names it yourself, the same NAME for train, score, impact, promote and serve.
+NAME ?=
+NAME_FLAG = $(if $(NAME),--name $(NAME))
 
 .PHONY: help install lock data train check-data backtest promote ui score score-spark sanity impact report serve bento serve-bento test test-fast lint format bench bench-batch bench-spark bench-online soak soak-redis clean
 
@@ -53,7 +57,7 @@ TRIALS ?= 4
 TIME_BUDGET ?=
 TRAIN_FLAGS = --horizon-days $(HORIZON_DAYS) --max-trials $(TRIALS) $(if $(TIME_BUDGET),--time-budget $(TIME_BUDGET)) $(if $(FORCE),--force) \
 	$(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
-	$(if $(COLUMNS),--columns $(COLUMNS))
+	$(if $(COLUMNS),--columns $(COLUMNS)) $(NAME_FLAG)
 
 train: $(STAMP) ## Train, evaluate vs baselines, track in MLflow, register, promote (ORDERS= EVENTS= COLUMNS= HORIZON_DAYS= TRIALS=4 TIME_BUDGET= FORCE=1)
 	$(PY) -m training.train $(TRAIN_FLAGS)
@@ -75,7 +79,8 @@ backtest: $(STAMP) ## How training would have done at past cutoffs, beside BG/NB
 	  $(if $(BACKTEST_OUT),--out $(BACKTEST_OUT))
 
 promote: $(STAMP) ## Show candidate vs champion and baselines; FORCE=1 promotes the candidate (VERSION=N for another)
-	$(PY) -m training.promote $(if $(VERSION),--version $(VERSION)) $(if $(FORCE),--force)
+	$(PY) -m training.promote $(if $(VERSION),--version $(VERSION)) $(if $(FORCE),--force) \
+	  $(if $(ORDERS),--orders $(ORDERS)) $(NAME_FLAG)
 
 UI_PORT ?= 5000
 ui: $(STAMP) ## MLflow UI on http://127.0.0.1:5000 (the local tracking store)
@@ -88,7 +93,7 @@ FEATURES_OUT ?=
 # The lookup store (default: online_store.sqlite beside the feature table; redis://... or none).
 STORE ?=
 score: $(STAMP) ## Score the whole base with the champion (ORDERS= EVENTS= COLUMNS= CUTOFF=latest OUT=...parquet|.csv FEATURES_OUT= STORE=)
-	$(PY) -m serving.batch --cutoff $(CUTOFF) --out $(OUT) \
+	$(PY) -m serving.batch --cutoff $(CUTOFF) --out $(OUT) $(NAME_FLAG) \
 	  $(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
 	  $(if $(COLUMNS),--columns $(COLUMNS)) $(if $(FEATURES_OUT),--features-out $(FEATURES_OUT)) \
 	  $(if $(STORE),--store $(STORE))
@@ -98,7 +103,7 @@ score: $(STAMP) ## Score the whole base with the champion (ORDERS= EVENTS= COLUM
 SPARK_MASTER ?=
 SPARK_OUT ?= models/scores/spark/scores
 score-spark: $(SPARK_STAMP) ## Score the whole base on Spark (ORDERS= EVENTS= COLUMNS= CUTOFF=latest SPARK_MASTER=local[*] SPARK_OUT=)
-	$(PY) -m serving.spark --cutoff $(CUTOFF) --out $(SPARK_OUT) \
+	$(PY) -m serving.spark --cutoff $(CUTOFF) --out $(SPARK_OUT) $(NAME_FLAG) \
 	  --features-out $(if $(FEATURES_OUT),$(FEATURES_OUT),models/scores/online_features.parquet) \
 	  $(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
 	  $(if $(COLUMNS),--columns $(COLUMNS)) $(if $(SPARK_MASTER),--master '$(SPARK_MASTER)')
@@ -108,7 +113,7 @@ sanity: $(STAMP) ## Count the scored rows that contradict themselves or the cust
 
 IMPACT_OUT ?= models/scores/impact.parquet
 impact: $(STAMP) ## CLV and churn at stake from late deliveries, returns, bad tickets: a model-based what-if (ORDERS= EVENTS= COLUMNS= CUTOFF=latest IMPACT_OUT=...parquet|.csv)
-	$(PY) -m serving.impact --cutoff $(CUTOFF) --out $(IMPACT_OUT) \
+	$(PY) -m serving.impact --cutoff $(CUTOFF) --out $(IMPACT_OUT) $(NAME_FLAG) \
 	  $(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
 	  $(if $(COLUMNS),--columns $(COLUMNS))
 
@@ -128,6 +133,7 @@ PORT ?= 3000
 EMBEDDED_STORE := $(wildcard models/scores/online_store.sqlite)
 serve: $(STAMP) ## Serve the champion on http://127.0.0.1:3000 (after `make score`; CUSTOMER_VALUE_API_KEY= CUSTOMER_VALUE_STORE= optional)
 	CUSTOMER_VALUE_STORE=$${CUSTOMER_VALUE_STORE-$(if $(EMBEDDED_STORE),$(CURDIR)/$(EMBEDDED_STORE))} \
+	CUSTOMER_VALUE_MODEL_URI=$${CUSTOMER_VALUE_MODEL_URI:-$$($(PY) -m training.model_name $(if $(ORDERS),--orders $(ORDERS)) $(NAME_FLAG))} \
 	$(BIN)/bentoml serve serving.service:CustomerValue --host 127.0.0.1 --port $(PORT)
 
 bento: $(STAMP) ## Build a Bento (models/bentoml) that `bentoml serve customer-value:latest` runs

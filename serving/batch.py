@@ -46,7 +46,10 @@ from training import tracking
 from training.config import (
     DEMO_DIR,
     NO_EVENTS,
+    add_name_argument,
+    champion_uri,
     check_run_paths,
+    model_name_for,
     optional_input,
     run_entrypoint,
 )
@@ -453,6 +456,27 @@ def add_input_arguments(parser: argparse.ArgumentParser, events_help: str = "") 
     )
     parser.add_argument("--columns", default="", help="column mapping canonical=yours,...")
     parser.add_argument("--cutoff", default="latest", help="YYYY-MM-DD or 'latest'")
+    parser.add_argument(
+        "--model-uri",
+        default=None,
+        help="the model to score with (default: the champion of the shop's registered model, "
+        "named as training names it from --orders or --name; models:/customer-value@champion "
+        "for the demo data)",
+    )
+    add_name_argument(parser)
+
+
+def chosen_model_uri(args: argparse.Namespace) -> str:
+    """``--model-uri``, or the champion of the model training registered for these orders.
+
+    Raises
+    ------
+    ValueError
+        When ``--name`` is not a valid model name.
+    """
+    if args.model_uri:
+        return str(args.model_uri)
+    return champion_uri(model_name_for(args.orders, args.name or None))
 
 
 def chosen_events(args: argparse.Namespace) -> Path | None:
@@ -491,7 +515,6 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
         f"or redis://host:port/db, or 'none' (default: {STORE_NAME} beside the online feature "
         "table when one is written, else none)",
     )
-    parser.add_argument("--model-uri", default=d.model_uri)
     parser.add_argument("--chunk-customers", type=int, default=d.chunk_customers)
     parser.add_argument(
         "--reasons",
@@ -524,7 +547,7 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
         out=args.out,
         features_out=features_out,
         store=_store(args.store, features_out),
-        model_uri=args.model_uri,
+        model_uri=chosen_model_uri(args),
         chunk_customers=args.chunk_customers,
         reasons=args.reasons,
         interval=args.interval,

@@ -464,18 +464,23 @@ def _amend_json(send: Any, amend: Any) -> Any:
             parts.append(message.get("body", b""))
             if not message.get("more_body", False):
                 body = json.dumps(amend(json.loads(b"".join(parts)))).encode()
-                headers = [
-                    (name, value)
-                    for name, value in start.get("headers", ())
-                    if name.lower() != b"content-length"
-                ]
-                headers.append((b"content-length", str(len(body)).encode()))
-                await send({**start, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await _send_whole(send, start, body)
         else:
             await send(message)
 
     return wrapped
+
+
+async def _send_whole(send: Any, start: dict[str, Any], body: bytes) -> None:
+    """Send a response's start (its length set to ``body``'s) and ``body`` in one part."""
+    headers = [
+        (name, value)
+        for name, value in start.get("headers", ())
+        if name.lower() != b"content-length"
+    ]
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({**start, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _too_large(send: Any, what: str) -> None:
@@ -580,14 +585,7 @@ def _readable_errors(send: Any, path: str, method: str) -> Any:
                     if isinstance(answer, dict)
                     else b"".join(parts)
                 )
-                headers = [
-                    (name, value)
-                    for name, value in start.get("headers", ())
-                    if name.lower() != b"content-length"
-                ]
-                headers.append((b"content-length", str(len(body)).encode()))
-                await send({**start, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await _send_whole(send, start, body)
         else:
             await send(message)
 

@@ -39,7 +39,13 @@ from features.io import load_events, load_orders
 from features.quality import BAD_CSAT, BAD_RESOLUTION_HOURS
 from features.synth_manifest import SyntheticStore, store_behind
 from serving import impact_truth
-from serving.batch import CustomerChunks, add_input_arguments, chosen_events, resolve_cutoff
+from serving.batch import (
+    CustomerChunks,
+    add_input_arguments,
+    chosen_events,
+    chosen_model_uri,
+    resolve_cutoff,
+)
 from serving.scoring import ScoreSettings, score_matrix
 from serving.segments import VALUE_TIERS, Base
 from serving.settings import DEFAULT_MODEL_URI
@@ -491,7 +497,6 @@ def parse_args(argv: list[str] | None = None) -> ImpactConfig:
         parser, "; required: service impact cannot be measured without service data"
     )
     parser.add_argument("--out", type=Path, default=d.out, help=".parquet (default) or .csv")
-    parser.add_argument("--model-uri", default=d.model_uri)
     parser.add_argument("--chunk-customers", type=int, default=d.chunk_customers)
     parser.add_argument(
         "--no-truth",
@@ -505,7 +510,7 @@ def parse_args(argv: list[str] | None = None) -> ImpactConfig:
         columns=args.columns,
         cutoff=args.cutoff,
         out=args.out,
-        model_uri=args.model_uri,
+        model_uri=chosen_model_uri(args),
         chunk_customers=args.chunk_customers,
         truth=not args.no_truth,
     )

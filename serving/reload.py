@@ -37,6 +37,7 @@ from serving.online import ONLINE_REASONS, Lookups, load_base, score_rows, table
 from serving.run_files import (
     BatchAnswers,
     Signature,
+    TableMismatch,
     file_signature,
     load_batch_answers,
     load_feature_table,
@@ -168,6 +169,16 @@ def load_served(
         )
         warm = table.matrix
         answered = "by the model" if answers is None else f"from the batch scores {answers.source}"
+    stamped = table.stamp.model_name
+    if stamped and stamped != info["model_name"]:
+        # One shop, one model: a run scored by another shop's model is never served beside
+        # this one (their version numbers may well coincide).
+        raise TableMismatch(
+            f"{table.path} was scored with the model {stamped} v{table.stamp.model_version}, "
+            f"but this service serves {info['model_name']} ({config.model_uri}); set "
+            f"CUSTOMER_VALUE_MODEL_URI=models:/{stamped}@champion (make serve ORDERS=... does) "
+            "or score with this model"
+        )
     base, source = load_base(table, model, answers)
     settings = table_settings(table)
     for rows in (1, 16):

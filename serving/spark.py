@@ -488,7 +488,7 @@ def load_spark_scores(out: str | Path) -> pd.DataFrame:
 
 def parse_args(argv: list[str] | None = None) -> SparkConfig:
     """Build a :class:`SparkConfig` from flags (defaults score the demo data)."""
-    from serving.batch import add_input_arguments, chosen_events
+    from serving.batch import add_input_arguments, chosen_events, chosen_model_uri
 
     d = SparkConfig()
     parser = argparse.ArgumentParser(
@@ -510,7 +510,6 @@ def parse_args(argv: list[str] | None = None) -> SparkConfig:
         help="the lookup store to write: a SQLite file or redis://host:port/db, or 'none' "
         "(default: online_store.sqlite beside --features-out, none without it)",
     )
-    parser.add_argument("--model-uri", default=d.model_uri)
     parser.add_argument(
         "--master",
         default=None,
@@ -537,7 +536,7 @@ def parse_args(argv: list[str] | None = None) -> SparkConfig:
         cutoff=args.cutoff,
         out=args.out,
         features_out=args.features_out,
-        model_uri=args.model_uri,
+        model_uri=chosen_model_uri(args),
         master=args.master,
         store=args.store,
         groups=args.groups,

@@ -130,6 +130,8 @@ def trained_store(store: Store) -> TrainedStore:
         step_days=30,
         max_train_cutoffs=6,
         max_trials=0,
+        # The serving tests find it under the demo's name (ServedStore.model_uri).
+        name="customer-value",
         output_dir=store.root / "out",
     )
     result = run(config)

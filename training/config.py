@@ -6,6 +6,7 @@ import argparse
 import errno
 import logging
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Callable, Mapping
@@ -17,6 +18,51 @@ from features.files import input_location
 from training.model import ModelParams
 
 DEMO_DIR = Path("data/demo")
+#: The registered model (and MLflow experiment) of the demo store.
+DEMO_MODEL_NAME = "customer-value"
+#: What MLflow's registry accepts in a model name, kept to what reads well in a URI.
+_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
+#: Longest model name made from a file (MLflow allows more; a URI stays readable).
+MAX_NAME_LENGTH = 80
+
+
+def model_name_for(orders: Path | str | None, name: str | None = None) -> str:
+    """The registered model (and experiment) of one shop's data: one shop, one model.
+
+    ``name`` when given (``--name``); the demo store's :data:`DEMO_MODEL_NAME` for the demo
+    data (no orders file, or the demo's own); otherwise ``customer-value-`` and the orders
+    file's folder and name (``transactions.csv`` in ``rfmr_retail_orders/`` gives
+    ``customer-value-rfmr_retail_orders-transactions``), so a shop's file trained in the same
+    checkout never becomes a version of the demo's model nor is judged against its champion.
+    Training and scoring derive the same name from the same ``--orders``.
+
+    Raises
+    ------
+    ValueError
+        When ``name`` has characters other than letters, digits, ``.``, ``_`` and ``-``.
+    """
+    if name:
+        if _NAME_CHARACTERS.search(name) or len(name) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"--name {name!r}: expected letters, digits, '.', '_' or '-' "
+                f"(at most {MAX_NAME_LENGTH} characters), e.g. 'customer-value-shop'"
+            )
+        return name
+    if orders is None:
+        return DEMO_MODEL_NAME
+    text = str(orders).rstrip("/")
+    if "://" not in text and Path(text).resolve() == (DEMO_DIR / "orders.parquet").resolve():
+        return DEMO_MODEL_NAME
+    parts = [p for p in text.replace("\\", "/").split("/") if p and ":" not in p]
+    stem = Path(parts[-1]).name.split(".")[0] if parts else "orders"
+    words = [*parts[-2:-1], stem]
+    slug = _NAME_CHARACTERS.sub("_", "-".join(words)).strip("._-") or "orders"
+    return f"{DEMO_MODEL_NAME}-{slug}"[:MAX_NAME_LENGTH]
+
+
+def champion_uri(name: str) -> str:
+    """``models:/<name>@champion``: the model a shop's scoring uses by default."""
+    return f"models:/{name}@champion"
 
 
 @dataclass(frozen=True)
@@ -101,6 +147,8 @@ class TrainConfig:
     sample_customers : int or None
         With ``spark``: train on a seeded sample of about this many whole customers (None:
         every customer).
+    name : str
+        The registered model and experiment (empty: :func:`model_name_for` the orders).
     """
 
     orders: Path | str | None = None
@@ -121,6 +169,12 @@ class TrainConfig:
     spark: bool = False
     spark_master: str | None = None
     sample_customers: int | None = None
+    name: str = ""
+
+    @property
+    def model_name(self) -> str:
+        """The registered model this run's version joins (:func:`model_name_for`)."""
+        return model_name_for(self.orders, self.name or None)
 
     def to_params(self) -> dict[str, Any]:
         """Flat dict for MLflow params."""
@@ -206,6 +260,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         default=None,
         help="with --spark: train on a seeded sample of about this many whole customers",
     )
+    add_name_argument(parser)
     args = parser.parse_args(argv)
     if (args.spark_master or args.sample_customers) and not args.spark:
         parser.error("--spark-master and --sample-customers need --spark")
@@ -215,6 +270,10 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         parser.error("--events needs --orders (the demo data brings its own events)")
     if args.time_budget < 0:
         parser.error(f"--time-budget must be >= 0 seconds; got {args.time_budget}")
+    try:
+        model_name_for(args.orders, args.name or None)
+    except ValueError as err:
+        parser.error(str(err))
     return TrainConfig(**vars(args))
 
 
@@ -429,3 +488,13 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0; got {value}")
     return value
+
+
+def add_name_argument(parser: argparse.ArgumentParser) -> None:
+    """``--name``: the registered model of the shop (default: derived from ``--orders``)."""
+    parser.add_argument(
+        "--name",
+        default="",
+        help="registered model and experiment name (default: customer-value-<folder>-<file> "
+        "of --orders; customer-value for the demo data)",
+    )

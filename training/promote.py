@@ -8,6 +8,7 @@ import sys
 import pandas as pd
 
 from training import tracking
+from training.config import add_name_argument, model_name_for
 from training.gate import REPORT_METRICS
 
 ROLES = ("model", "champion", "simple", "bgnbd", "pareto_nbd")
@@ -48,24 +49,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--force", action="store_true", help="point alias champion at it, whatever the gate said"
     )
+    parser.add_argument(
+        "--orders", help="the orders file the model was trained on (names the model, as training)"
+    )
+    add_name_argument(parser)
     args = parser.parse_args(argv)
-    tracking.configure()
+    try:
+        name = model_name_for(args.orders, args.name or None)
+    except ValueError as err:
+        parser.error(str(err))
+    tracking.configure(experiment=name)
     version: tracking.RegisteredVersion | None
     if args.version:
         version = tracking.with_run(
-            tracking.RegisteredVersion(
-                tracking.MODEL_NAME,
-                args.version,
-                "",
-                f"models:/{tracking.MODEL_NAME}/{args.version}",
-            )
+            tracking.RegisteredVersion(name, args.version, "", f"models:/{name}/{args.version}")
         )
     else:
-        version = tracking.alias_version(tracking.CANDIDATE)
+        version = tracking.alias_version(tracking.CANDIDATE, name)
     if version is None:
-        print("no candidate registered yet; run `make train` first", file=sys.stderr)
+        print(
+            f"no candidate of {name} registered yet; run `make train` first (with the same "
+            "ORDERS=, or --name)",
+            file=sys.stderr,
+        )
         return 2
-    champion = tracking.alias_version(tracking.CHAMPION)
+    champion = tracking.alias_version(tracking.CHAMPION, name)
     print(f"candidate: {version.name} v{version.version} (run {version.run_id})")
     now = f"v{champion.version}" if champion else "none"
     if champion is not None and champion.version == version.version:
@@ -77,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if gate:
         print(f"gate said: {gate}")
     if args.force:
-        tracking.set_alias(tracking.CHAMPION, version.version)
+        tracking.set_alias(tracking.CHAMPION, version.version, name)
         print(f"champion -> v{version.version} (forced by a person)")
         tracking.tag_version(version, "forced_promotion", "true")
     elif champion is None or champion.version != version.version:

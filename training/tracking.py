@@ -31,6 +31,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from training import pyfunc_model
+from training.config import DEMO_MODEL_NAME
 from training.model import CustomerValueModel
 
 logger = logging.getLogger(__name__)
@@ -39,8 +40,10 @@ logger = logging.getLogger(__name__)
 #: this module's name for it: they unpickle to the current class and load like new ones.
 CustomerValuePyfunc = pyfunc_model.CustomerValuePyfunc
 
-EXPERIMENT = "customer-value"
-MODEL_NAME = "customer-value"
+#: The demo store's experiment and registered model; a shop's own data gets its own
+#: (:func:`training.config.model_name_for`).
+EXPERIMENT = DEMO_MODEL_NAME
+MODEL_NAME = DEMO_MODEL_NAME
 CHAMPION = "champion"
 CANDIDATE = "candidate"
 #: Inside a registered version: the model that serves and its evaluation twin (see

@@ -205,7 +205,8 @@ def run(config: TrainConfig) -> TrainResult:
             min_history_days=settings.min_history_days,
         )
 
-    tracking.configure()
+    model_name = config.model_name
+    tracking.configure(experiment=model_name)
     fingerprint = tracking.dataset_fingerprint(orders, events)
     source = config.orders if config.orders is not None else DEMO_DIR / "orders.parquet"
     # Runs are told apart in the MLflow UI by what they learnt from, not all named "train".
@@ -252,7 +253,7 @@ def run(config: TrainConfig) -> TrainResult:
         with watch.stage("evaluate"):
             judged = trained.judged
             champion, comparable, outdated = _champion_predictions(
-                orders, events, judged, trained.fitting, plan, spec
+                orders, events, judged, trained.fitting, plan, spec, model_name
             )
             predictions = dict(trained.predictions)
             metrics = dict(trained.metrics)
@@ -283,13 +284,15 @@ def run(config: TrainConfig) -> TrainResult:
 
         with watch.stage("logging"):
             example = judged[trained.serving.feature_names_in_].head(5)
-            version = tracking.log_and_register(trained.serving, trained.evaluation, example)
+            version = tracking.log_and_register(
+                trained.serving, trained.evaluation, example, name=model_name
+            )
             tracking.describe_version(
                 version,
                 _version_description(source, fingerprint, config, trained.family, decision),
             )
             if decision.promote:
-                tracking.set_alias(tracking.CHAMPION, version.version)
+                tracking.set_alias(tracking.CHAMPION, version.version, model_name)
             tracking.set_tags(
                 {"gate": decision.outcome, "gate_reasons": " | ".join(decision.reasons)}
             )
@@ -335,6 +338,7 @@ def _champion_predictions(
     fitting: pd.DataFrame | None,
     plan: Plan,
     spec: FeatureSpec,
+    name: str,
 ) -> tuple[pd.DataFrame | None, bool, bool]:
     """The champion's evaluation twin scored on this run's judging half, and its standing.
 
@@ -347,9 +351,10 @@ def _champion_predictions(
     comparable (a champion of another horizon is not: None, False) and whether the champion
     is outdated (saved without the customer profile).
     """
-    champion = tracking.alias_version(tracking.CHAMPION)
+    # The champion of this shop's model only: a model of other data is never the judge.
+    champion = tracking.alias_version(tracking.CHAMPION, name)
     if champion is None:
-        print("gate: no champion yet; the candidate must hold up against the baselines")
+        print(f"gate: {name} has no champion yet; the candidate must hold up against the baselines")
         return None, True, False
     # Which version the "champion" column of this run's tables is: make promote names it.
     tracking.set_tags({"judged_champion_version": champion.version})

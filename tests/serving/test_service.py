@@ -572,6 +572,23 @@ def test_a_table_of_another_tracking_store_is_refused(online, tmp_path):
         load_feature_table(other, model.feature_names_in_, stamp.store)
 
 
+def test_a_run_scored_by_another_shops_model_is_not_served(online, tmp_path):
+    # One shop, one model: two shops' models may both be at version 1; a run is served only
+    # with the model named in its stamp.
+    from serving.reload import load_served
+
+    config, _ = online
+    table = pq.read_table(config.features_out)
+    other = tmp_path / "online_features.parquet"
+    meta = {**table.schema.metadata, b"customer_value.model_name": b"customer-value-other-shop"}
+    pq.write_table(table.replace_schema_metadata(meta), other)
+    served = OnlineConfig.from_env(
+        {"CUSTOMER_VALUE_MODEL_URI": config.model_uri, "CUSTOMER_VALUE_FEATURES": str(other)}
+    )
+    with pytest.raises(TableMismatch, match="scored with the model customer-value-other-shop"):
+        load_served(served)
+
+
 def test_unreadable_table_and_scores_are_named(online, tmp_path, caplog):
     config, _ = online
     model = tracking.load_model(config.model_uri)

@@ -26,6 +26,7 @@ def test_retrain_on_same_data_is_compared_with_the_champion_and_keeps_it(trained
         max_train_cutoffs=6,
         max_trials=0,
         output_dir=trained_store.root / "out2",
+        name="customer-value",
     )
     second = run(config)
     # Same data, same seed: the champion's evaluation twin scores exactly like the candidate's.
@@ -71,7 +72,11 @@ def test_one_year_with_half_year_horizon_trains_on_a_strict_holdout(
     )
     # Short windows leave room for a horizon-long holdout after one year of data.
     assert max(result.plan.twin_cutoffs) + pd.Timedelta(days=90) <= result.plan.holdout
-    assert "the other half fit the stack" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "the other half fit the stack" in shown
+    # One shop, one model: a shop's file is its own registered model, never the demo's.
+    assert "gate: customer-value-data-orders has no champion yet" in shown
+    assert MlflowClient().get_model_version("customer-value-data-orders", result.version)
     run_data = MlflowClient().get_run(result.run_id).data
     assert run_data.params["plan.holdout_cutoff"] == str(result.plan.holdout.date())
     assert "holdout.model.clv_gini" in run_data.metrics
