@@ -25,6 +25,7 @@ import argparse
 import base64
 import html
 import io
+import json
 import logging
 import re
 import sys
@@ -50,6 +51,7 @@ from serving.run_files import DEFAULT_OUT, META_PREFIX, RunStamp
 from serving.segments import RISK_TIERS, VALUE_TIERS
 from training import tracking
 from training.config import check_run_paths
+from training.level import Level
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,15 @@ NO_SERVICE_DATA = "Service impact cannot be measured without service data."
 IMPACT_KINDS: tuple[str, ...] = ("late", "returns", "bad_tickets", "all")
 #: The decile table the training run logs beside its figures (training.train._log_plots).
 DECILE_TABLE = "tables/clv_deciles.csv"
+#: The served level and its track record, as training logs it (training.level).
+LEVEL_FILE = "level.json"
+#: How the report names each candidate level.
+LEVEL_LABELS: dict[str, str] = {
+    "model": "the model",
+    "bgnbd": "BG/NBD",
+    "pareto_nbd": "Pareto/NBD",
+    "blend": "a blend of the model and the classical models",
+}
 
 #: What a marketer reads instead of a metric's identifier, and which way is better.
 METRIC_LABELS: dict[str, str] = {
@@ -714,6 +725,43 @@ class ModelRun:
     metrics: dict[str, float] = field(default_factory=dict)
     artifacts: dict[str, bytes] = field(default_factory=dict)
 
+    @property
+    def level(self) -> Level | None:
+        """The served level and its track record (``level.json``); None for older runs."""
+        if LEVEL_FILE not in self.artifacts:
+            return None
+        return Level.from_dict(json.loads(self.artifacts[LEVEL_FILE]))
+
+
+def level_note(run: ModelRun | None) -> str:
+    """One paragraph for the budget section: how far the base total has missed before.
+
+    Budgets are built on the total; this says which level it is (the model's own, a
+    classical model's, a blend) and the band its total missed by at the earlier origins
+    training replayed, or that it has no such record.
+    """
+    if run is None:
+        return ""
+    level = run.level
+    if level is None:
+        return (
+            "The model's training run has no track record of its base total (trained before "
+            "it was measured): read totals and budgets as unvalidated."
+        )
+    band = level.band_pct()
+    source = LEVEL_LABELS.get(level.source, level.source)
+    if band is None:
+        return (
+            f"The base total is {source}'s and has no measured track record "
+            f"({level.reason}): read totals and budgets as unvalidated."
+        )
+    return (
+        f"The base total is {source}'s (x{level.factor:.2f} on the model's own stack). "
+        f"Replayed at {len(level.origins)} earlier origin(s), that total missed what the "
+        f"customers then spent by {band[0]:+.0f}% to {band[1]:+.0f}%: read every total and "
+        "budget below within that band."
+    )
+
 
 def load_model_run(model_uri: str) -> ModelRun:
     """The run behind a ``models:/name/version`` or ``models:/name@alias`` URI, with artifacts.
@@ -722,7 +770,7 @@ def load_model_run(model_uri: str) -> ModelRun:
     """
     version = tracking.resolve_version(model_uri)
     wanted = [path for path, _ in QUALITY_FIGURES + IMPORTANCE_FIGURES]
-    wanted += [DECILE_TABLE, "readiness.md"]
+    wanted += [DECILE_TABLE, "readiness.md", LEVEL_FILE]
     artifacts = tracking.run_artifacts(version.run_id, wanted)
     return ModelRun(version.model_uri, version.run_id, tracking.version_metrics(version), artifacts)
 
@@ -1039,6 +1087,7 @@ def _template_values(report: Report) -> dict[str, object]:
         "metrics_html": metrics_html,
         "models": models,
         "readiness": readiness,
+        "level_note": level_note(run),
     }
 
 
@@ -1137,6 +1186,8 @@ Value at risk is predicted value &times; churn probability.</p>
 <ul>{% for line in r.assumptions.formulas() %}<li>{{ line }}</li>{% endfor %}</ul>
 <p class="note">Per customer: the mean ceiling for one customer of the group; the retention
 budget is the group's total ceiling.</p>
+{% if level_note %}<p class="note"><b>How far the total can be trusted.</b>
+{{ level_note }}</p>{% endif %}
 <h3>By value segment</h3>
 <div class="wrap">{{ budget_segments_html|safe }}</div>
 <h3>By acquisition cohort (month of first order)</h3>

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features import FeatureSpec, build_features, build_labels
@@ -34,6 +35,7 @@ from training.config import (
 )
 from training.evaluate import holdout_metrics, paired_standard_errors, profile_metrics
 from training.gate import GATE_METRICS, gain
+from training.level import CANDIDATES, Level
 from training.pipeline import train_models
 from training.plots import plot_calibration, plot_deciles
 from training.profile import DEFAULT_LEVEL
@@ -83,6 +85,7 @@ class CutoffResult:
     noise: dict[str, dict[str, float]]
     seconds: float
     profile: dict[str, float] = field(default_factory=dict)
+    level: Level = field(default_factory=Level)
 
 
 def restrict_to_cohort(
@@ -165,6 +168,7 @@ def backtest_cutoff(
         noise,
         time.perf_counter() - started,
         profile,
+        trained.level,
     )
     return result, actual, predictions
 
@@ -239,8 +243,52 @@ def markdown(results: list[CutoffResult], config: BacktestConfig) -> str:
             + f". Bootstrap SE of the model's metrics: {se['model']}; of the difference to "
             f"BG/NBD: {se['bgnbd']}; to Pareto/NBD: {se['pareto_nbd']}"
         )
-    lines += ["", *profile_lines(results)]
+    lines += ["", *profile_lines(results), "", *level_lines(results)]
     return "\n".join(lines)
+
+
+def level_lines(results: list[CutoffResult]) -> list[str]:
+    """The level at each cutoff and its track record at the origins before it (Markdown).
+
+    Per cutoff: the total error of the served model, of the stack's own level (before the
+    level was chosen) and of each classical model, and which level was served and why; then
+    one row per earlier origin the history allowed, with each candidate's total error there.
+    What a shop reads before it budgets on the total: how far the level has missed before.
+    """
+    lines = [
+        "Total error at each cutoff (served model, the stack's own level, the classical "
+        "models), and the level served:",
+        "",
+        "| cutoff | served | stack's own | BG/NBD | Pareto/NBD | level served |",
+        "|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        m = result.metrics
+        served = m["model"]["clv_total_error_pct"]
+        own = 100.0 * ((1.0 + served / 100.0) / result.level.factor - 1.0)
+        lines.append(
+            f"| {result.cutoff.date()} | {served:+.1f}% | {own:+.1f}% | "
+            f"{m['bgnbd']['clv_total_error_pct']:+.1f}% | "
+            f"{m['pareto_nbd']['clv_total_error_pct']:+.1f}% | {result.level.source} "
+            f"(x{result.level.factor:.3f}): {result.level.reason} |"
+        )
+    lines += [
+        "",
+        "Rolling origins: the same procedure replayed before each cutoff, total error of each "
+        "candidate level over the horizon from the origin (blank: could not be replayed):",
+        "",
+        "| cutoff | origin | customers | actual total | " + " | ".join(CANDIDATES) + " |",
+        "|---|---|---|---|" + "---|" * len(CANDIDATES),
+    ]
+    for result in results:
+        for record in result.level.origins:
+            errors = [record.error_pct(name) for name in CANDIDATES]
+            cells = " | ".join(f"{e:+.1f}%" if np.isfinite(e) else "" for e in errors)
+            lines.append(
+                f"| {result.cutoff.date()} | {record.origin.date()} | {record.customers:,} | "
+                f"{record.actual:,.0f} | {cells} |"
+            )
+    return lines
 
 
 def profile_lines(results: list[CutoffResult]) -> list[str]:
@@ -382,6 +430,18 @@ def parse_args(argv: list[str] | None = None) -> BacktestConfig:
         help="trials of hyperparameter search per cutoff (default 0: the default parameters)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--level-origins",
+        type=non_negative_int,
+        default=defaults.level_origins,
+        help="earlier origins that judge each cutoff's served level (default %(default)s)",
+    )
+    parser.add_argument(
+        "--no-deseason-windows",
+        dest="deseason_windows",
+        action="store_false",
+        help="keep the training windows' season in their revenue (for comparison)",
+    )
     parser.add_argument("--out", type=Path, help="also write the Markdown table here")
     args = parser.parse_args(argv)
     settings = FitSettings(
@@ -389,6 +449,8 @@ def parse_args(argv: list[str] | None = None) -> BacktestConfig:
         time_budget=args.time_budget,
         max_trials=args.max_trials,
         seed=args.seed,
+        level_origins=args.level_origins,
+        deseason_windows=args.deseason_windows,
     )
     return BacktestConfig(
         orders=args.orders,

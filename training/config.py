@@ -88,6 +88,14 @@ class FitSettings:
         Trials of the hyperparameter search of the twin's parts (0 = default parameters).
     seed : int
         Seeds the search, the models, the samples and the holdout halves.
+    level_origins : int
+        Earlier origins at which the serving model's base total is replayed against what
+        happened, beside the classical models', to choose the served level
+        (:mod:`training.level`); each costs one more fit of the parts. 0: the stack's own
+        level, unvalidated.
+    deseason_windows : bool
+        Divide each training window's revenue by that window's seasonal index, so the trees
+        learn a level without a season (:func:`features.season.deseason_windows`).
     params : ModelParams
         XGBoost defaults (the search starts from them).
     """
@@ -100,6 +108,8 @@ class FitSettings:
     time_budget: float = 0.0
     max_trials: int = 0
     seed: int = 7
+    level_origins: int = 2
+    deseason_windows: bool = True
     params: ModelParams = field(default_factory=ModelParams)
 
 
@@ -128,6 +138,8 @@ class TrainConfig:
         Trials of the hyperparameter search (0 = no search, default parameters).
     seed : int
         Seeds the search, the model and the data split.
+    level_origins : int
+        Earlier origins that judge the served level (``FitSettings.level_origins``).
     refit : bool
         Fit the registered model on the history up to the data end after evaluation (else the
         evaluation model is registered); see README "What gets registered".
@@ -161,6 +173,7 @@ class TrainConfig:
     time_budget: float = 0.0
     max_trials: int = 4
     seed: int = 7
+    level_origins: int = 2
     refit: bool = True
     strict: bool = False
     force: bool = False
@@ -189,6 +202,7 @@ class TrainConfig:
             time_budget=self.time_budget,
             max_trials=self.max_trials,
             seed=self.seed,
+            level_origins=self.level_origins,
         )
 
 
@@ -234,6 +248,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         help="trials of the seeded hyperparameter search (0 skips it; default %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--level-origins",
+        type=non_negative_int,
+        default=defaults.level_origins,
+        help="earlier origins at which the served level's track record is measured and the "
+        "level chosen (0: the stack's own level; default %(default)s)",
+    )
     parser.add_argument(
         "--no-refit",
         dest="refit",

@@ -163,6 +163,10 @@ class Stack:
     that model's figures: the serving model, which takes its twin's stack, computes the stack's
     purchase terms with it; its own refit purchase model feeds the trees and the profile
     (docs/experiments.md, entry 17). None (models saved before it): the model's own.
+
+    ``level`` multiplies every ``clv``: the served level chosen by its track record at earlier
+    origins (:mod:`training.level`); 1.0 for the twin and models saved before it. One factor
+    for all customers, so it never reorders them.
     """
 
     churn: tuple[float, float, float]
@@ -171,6 +175,7 @@ class Stack:
     profile: Profile | None = None
     service: dict[str, float] = field(default_factory=dict)
     purchase: PurchaseModel | None = None
+    level: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -185,6 +190,8 @@ class Stack:
             data["service"] = dict(self.service)
         if self.purchase is not None:
             data["purchase"] = self.purchase.to_dict()
+        if self.level != 1.0:
+            data["level"] = self.level
         return data
 
     @classmethod
@@ -199,6 +206,7 @@ class Stack:
             profile,
             {str(k): float(v) for k, v in data.get("service", {}).items()},
             purchase,
+            float(data.get("level", 1.0)),
         )
 
 
@@ -644,7 +652,7 @@ class CustomerValueModel:
         if stack.service:
             log_value = log_value + self._service_terms(stack, X)[1].sum(axis=1)
         p_churn = 1.0 / (1.0 + np.exp(-churn_logit))
-        clv = (self.season_ if season is None else season) * np.exp(log_value)
+        clv = stack.level * (self.season_ if season is None else season) * np.exp(log_value)
         return clv.astype("float64"), p_churn.astype("float64")
 
     # -- the profile ---------------------------------------------------------------------------

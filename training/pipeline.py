@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
 from features import FeatureSpec, build_features, build_labels, feature_names
-from features.season import seasonal_index
+from features.season import deseason_windows, seasonal_index
 from training.baselines import (
     BgNbdGammaGammaBaseline,
     ParetoNbdGammaGammaBaseline,
@@ -35,7 +35,8 @@ from training.baselines import (
 from training.config import FitSettings
 from training.evaluate import holdout_metrics, profile_metrics
 from training.gate import GATE_METRICS, better
-from training.model import CustomerValueModel, ModelParams
+from training.level import Level, choose_level, classical_totals, replay_origins, with_blend
+from training.model import CustomerValueModel, ModelParams, Stack
 from training.profile import DEFAULT_LEVEL
 from training.purchase import PurchaseModel
 from training.search import (
@@ -103,6 +104,8 @@ def fit_cutoff(
             settings.max_fit_rows,
             settings.seed,
         )
+    if settings.deseason_windows:
+        rows = deseason_windows(rows, orders, window)
     names = feature_names(spec)
     base = params or settings.params
     if n_estimators is not None:
@@ -165,6 +168,9 @@ class Trained:
     fitting : pandas.DataFrame or None
         The other half of the holdout, on which the families' stacks were fit (features and
         labels); a champion is restacked on it to be judged like the candidate.
+    level : Level
+        The serving model's level and its track record at earlier origins
+        (:mod:`training.level`); the default Level (factor 1) when the twin is served.
     """
 
     plan: Plan
@@ -178,6 +184,7 @@ class Trained:
     profile: dict[str, float]
     search: SearchResult | None = None
     fitting: pd.DataFrame | None = None
+    level: Level = field(default_factory=Level)
 
 
 def train_models(
@@ -239,11 +246,8 @@ def train_models(
     history = judged[names]
     predictions["simple"] = SimpleFormulaBaseline().fit(history).predict(history, spec.horizon_days)
     predictions["bgnbd"] = twin.bgnbd.predict(history, spec.horizon_days)
-    predictions["pareto_nbd"] = (
-        ParetoNbdGammaGammaBaseline(random_seed=settings.seed)
-        .fit(twin.features)
-        .predict(history, spec.horizon_days)
-    )
+    pareto = ParetoNbdGammaGammaBaseline(random_seed=settings.seed).fit(twin.features)
+    predictions["pareto_nbd"] = pareto.predict(history, spec.horizon_days)
     metrics = {name: holdout_metrics(judged, pred) for name, pred in predictions.items()}
     family = choose_family(metrics)
     predictions["model"] = predictions[family]
@@ -258,12 +262,8 @@ def train_models(
     )
 
     evaluation = restack(twin.model, holdout, family=family)
-    # The serving model may know what the evaluation model could not: the season of the
-    # holdout's horizon, now that it has happened. Its stack is fit with that season taken out.
-    served_season = seasonal_index(
-        orders, cutoff=plan.data_end, horizon_days=spec.horizon_days, window_start=plan.holdout
-    )
-    stack = restack(twin.model, holdout, family=family, season=served_season).require_stack()
+    stack = served_stack(twin.model, holdout, family, orders, data_end=plan.data_end, spec=spec)
+    level = Level()
     if refit:
         fitted = fit_cutoff(
             orders,
@@ -276,7 +276,10 @@ def train_models(
             n_estimators=twin.model.best_iterations_,
             snapshots=snapshots,
         )
-        serving = fitted.model.with_stack(stack)
+        level = _validated_level(
+            orders, events, (twin, fitted, pareto), stack, family, spec, settings, plan, snapshots
+        )
+        serving = fitted.model.with_stack(replace(stack, level=level.factor))
         serving_bgnbd = fitted.bgnbd
     else:
         serving, serving_bgnbd = evaluation, twin.bgnbd
@@ -292,7 +295,71 @@ def train_models(
         profile,
         twin.search,
         fitting,
+        level,
     )
+
+
+def served_stack(
+    model: CustomerValueModel,
+    rows: pd.DataFrame,
+    family: str,
+    orders: pd.DataFrame,
+    *,
+    data_end: pd.Timestamp,
+    spec: FeatureSpec,
+) -> Stack:
+    """The stack a model refit at ``data_end`` serves with, learnt by ``model`` on ``rows``.
+
+    ``rows`` are the customers one horizon before ``data_end`` with their labels. The serving
+    model may know what the evaluation model could not: the season of that horizon, now that
+    it has happened. The stack is fit with that season taken out.
+    """
+    season = seasonal_index(
+        orders,
+        cutoff=data_end,
+        horizon_days=spec.horizon_days,
+        window_start=data_end - pd.Timedelta(days=spec.horizon_days),
+    )
+    return restack(model, rows, family=family, season=season).require_stack()
+
+
+def _validated_level(
+    orders: pd.DataFrame,
+    events: pd.DataFrame | None,
+    fits: tuple[FittedCutoff, FittedCutoff, ParetoNbdGammaGammaBaseline],
+    stack: Stack,
+    family: str,
+    spec: FeatureSpec,
+    settings: FitSettings,
+    plan: Plan,
+    snapshots: SnapshotSource | None,
+) -> Level:
+    """The serving model's level, chosen by the candidates' track record (training.level).
+
+    ``fits``: the twin, the serving fit, and the Pareto/NBD already fit on the twin's features.
+    """
+    twin, fitted, pareto = fits
+    if settings.level_origins <= 0:
+        return Level(reason="the track record is switched off (level_origins = 0)")
+    origins = replay_origins(
+        orders,
+        events,
+        latest=twin,
+        family=family,
+        spec=spec,
+        settings=settings,
+        data_start=plan.data_start,
+        snapshots=snapshots,
+        pareto=pareto,
+    )
+    served_model = copy.copy(fitted.model).with_stack(stack)
+    served = classical_totals(fitted.features, spec.horizon_days, settings.seed, fitted.bgnbd)
+    served["model"] = float(
+        served_model.predict(fitted.features[served_model.feature_names_in_])["clv"].sum()
+    )
+    level = choose_level(origins, with_blend(served))
+    logger.info("%s", level.summary())
+    return level
 
 
 def restack(

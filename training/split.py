@@ -58,7 +58,7 @@ def plan_cutoffs(
     holdout = end - pd.Timedelta(days=horizon_days)
     earliest = start + pd.Timedelta(days=min_history_days)
     step = pd.Timedelta(days=step_days)
-    twin = _window_cutoffs(holdout, earliest, window, step, max_cutoffs)
+    twin = window_cutoffs(holdout, earliest, window, step, max_cutoffs)
     if not twin:
         span = (end - start).days
         longest = longest_horizon(span, window_days, min_history_days)
@@ -69,7 +69,7 @@ def plan_cutoffs(
             f"{min_history_days} days of history and one {window}-day window before "
             f"it; {advice}, or bring a longer history"
         )
-    serving = _window_cutoffs(end, earliest, window, step, max_cutoffs)
+    serving = window_cutoffs(end, earliest, window, step, max_cutoffs)
     return Plan(start, end, holdout, window, twin, serving)
 
 
@@ -86,9 +86,13 @@ def longest_horizon(span_days: int, window_days: int, min_history_days: int) -> 
     return max(room // 2, 0)
 
 
-def _window_cutoffs(
+def window_cutoffs(
     cutoff: pd.Timestamp, earliest: pd.Timestamp, window: int, step: pd.Timedelta, limit: int
 ) -> list[pd.Timestamp]:
+    """The window cutoffs of a fit at ``cutoff``: every ``step`` back from ``cutoff - window``.
+
+    None before ``earliest``; at most ``limit`` (the latest), in date order.
+    """
     out: list[pd.Timestamp] = []
     c = cutoff - pd.Timedelta(days=window)
     while c >= earliest and len(out) < limit:

@@ -22,6 +22,7 @@ from training import tracking
 from training.config import DEMO_DIR, FitSettings, TrainConfig, parse_args, run_entrypoint
 from training.evaluate import decile_table, holdout_metrics, paired_standard_errors
 from training.gate import GateDecision, decide, report_table
+from training.level import Level
 from training.model import CustomerValueModel
 from training.pipeline import FAMILIES, Plan, Trained, restack, train_models
 from training.plots import (
@@ -242,6 +243,7 @@ def run(config: TrainConfig) -> TrainResult:
         print(f"cutoffs: {plan.note}")
         tracking.log_params(_plan_params(plan))
         tracking.set_tags({"family": trained.family})
+        _log_level(trained.level)
         if trained.search is not None and trained.search.trials:
             found = trained.search
             print(
@@ -312,6 +314,24 @@ def run(config: TrainConfig) -> TrainResult:
         trained.family,
         watch.seconds,
     )
+
+
+def _log_level(level: Level) -> None:
+    """The served level, why, and its track record (training.level) on the MLflow run."""
+    tracking.log_params({"level.source": level.source, "level.factor": f"{level.factor:.6f}"})
+    tracking.set_tags({"level_reason": level.reason})
+    tracking.log_dict(level.to_dict(), "level.json")
+    band = level.band_pct()
+    tracking.log_metrics(
+        {
+            "level.factor": level.factor,
+            "level.origins": float(len(level.origins)),
+            "level.error_low_pct": band[0] if band else float("nan"),
+            "level.error_high_pct": band[1] if band else float("nan"),
+        }
+    )
+    if level.origins:
+        tracking.log_table(level.table().set_index("origin"), "level_track_record")
 
 
 def _version_description(
@@ -467,6 +487,11 @@ def _print_report(
         if name in noise:
             table[f"se vs {name}"] = [noise[name].get(m, float("nan")) for m in table.index]
     print(table.to_string(float_format=lambda v: f"{v:,.4f}"))
+    print()
+    print(trained.level.summary())
+    if trained.level.origins:
+        print("the served level's track record (total error at earlier origins, in %):")
+        print(trained.level.table().to_string(index=False))
     print()
     print(f"registered {version.name} version {version.version} (alias candidate)")
     print(f"gate: {decision.outcome}: " + "; ".join(decision.reasons))

@@ -577,3 +577,37 @@ def test_the_models_decile_panel_has_its_own_axis() -> None:
     # Scaled to the model's own figures: a baseline's 10x larger decile does not flatten it.
     assert high < 1.2 * max(table["mean_predicted"].max(), table["mean_actual"].max())
     assert low <= 0.2
+
+
+def test_the_budget_section_states_the_levels_measured_band() -> None:
+    """The total a budget rests on comes with how far it missed at earlier origins."""
+    from training.level import OriginTotals, choose_level, with_blend
+
+    origins = (
+        OriginTotals(
+            pd.Timestamp("2024-01-01"),
+            10,
+            1000.0,
+            with_blend({"model": 920.0, "bgnbd": 1500.0, "pareto_nbd": 1400.0}),
+        ),
+        OriginTotals(
+            pd.Timestamp("2023-07-01"),
+            9,
+            800.0,
+            with_blend({"model": 840.0, "bgnbd": 1300.0, "pareto_nbd": 1200.0}),
+        ),
+    )
+    level = choose_level(origins, {"model": 500.0, "bgnbd": 800.0, "pareto_nbd": 700.0})
+    artifacts = {report.LEVEL_FILE: json.dumps(level.to_dict()).encode()}
+    run = report.ModelRun("models:/customer-value/1", "abc", {}, artifacts)
+    note = report.level_note(run)
+    assert "the model's" in note and "2 earlier origin(s)" in note
+    assert "-8% to +5%" in note
+    # A run from before the level was measured, and one that could not be replayed, say so.
+    assert "unvalidated" in report.level_note(report.ModelRun("m", "r", {}, {}))
+    unmeasured = choose_level((), {"model": 1.0})
+    run = report.ModelRun(
+        "m", "r", {}, {report.LEVEL_FILE: json.dumps(unmeasured.to_dict()).encode()}
+    )
+    assert "no measured track record" in report.level_note(run)
+    assert report.level_note(None) == ""

@@ -48,6 +48,17 @@ def test_backtest_scores_every_customer_beside_the_baselines_and_ignores_the_fut
     assert set(verdicts.values()) <= {"ahead", "within noise", "behind", "ok", "off"}
     assert result.family in ("hybrid", "classical", "boosted")
 
+    # The served level: replayed one horizon before the training data's end, every candidate
+    # measured there, and the served total is the chosen candidate's.
+    level = result.level
+    assert level.origins, level.reason
+    first = level.origins[0]
+    assert first.origin == CUTOFF - pd.Timedelta(days=SPEC.horizon_days)
+    assert set(first.totals) == {"model", "bgnbd", "pareto_nbd", "blend"}
+    assert first.actual > 0
+    assert predictions["model"]["clv"].sum() == pytest.approx(level.served[level.source])
+    assert level.factor == pytest.approx(level.served[level.source] / level.served["model"])
+
     # What happens after the horizon cannot change anything: the fit reads rows before the
     # cutoff only, the labels rows before cutoff + horizon.
     later = orders[orders["ordered_at"] >= CUTOFF + pd.Timedelta(days=SPEC.horizon_days)]
@@ -107,6 +118,9 @@ def test_cli_logs_a_backtest_run_and_writes_the_table(store, tmp_path, own_track
     for name in ("simple", "bgnbd", *CLASSICAL):
         assert f"| 2025-01-01 | {name} |" in text
     assert "Bootstrap SE of the model's metrics" in text
+    # The level's track record: the totals at the cutoff and at the origin before it.
+    assert "| cutoff | served | stack's own | BG/NBD | Pareto/NBD | level served |" in text
+    assert "| 2025-01-01 | 2024-09-03 |" in text
     client = MlflowClient()
     runs = mlflow.search_runs(experiment_names=["customer-value"], output_format="list")
     parent = [r for r in runs if r.info.run_name == "backtest"]

@@ -1,0 +1,88 @@
+"""The served level: chosen by its track record at earlier origins (training.level)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.level import (
+    SWITCH_MARGIN,
+    Level,
+    OriginTotals,
+    choose_level,
+    track_scores,
+    with_blend,
+)
+
+
+def _origin(day: str, actual: float, **totals: float) -> OriginTotals:
+    return OriginTotals(pd.Timestamp(day), 100, actual, with_blend(totals))
+
+
+def test_a_candidate_with_a_clearly_better_record_sets_the_level() -> None:
+    origins = (
+        _origin("2020-07-01", 1000.0, model=700.0, bgnbd=1010.0, pareto_nbd=1100.0),
+        _origin("2020-01-01", 1000.0, model=650.0, bgnbd=980.0, pareto_nbd=1150.0),
+    )
+    level = choose_level(origins, with_blend({"model": 600.0, "bgnbd": 900.0, "pareto_nbd": 990.0}))
+    assert level.source == "bgnbd"
+    assert level.factor == pytest.approx(1.5)
+    assert "bgnbd" in level.reason
+    # The band is the chosen level's own misses at the origins.
+    assert level.band_pct() == pytest.approx((-2.0, 1.0))
+
+
+def test_the_model_keeps_its_level_unless_beaten_by_the_margin() -> None:
+    # BG/NBD is better, but by less than the margin: noise with two origins.
+    slightly = math.exp(SWITCH_MARGIN / 2)
+    origins = (
+        _origin("2020-07-01", 1000.0, model=1000.0 * slightly * 1.02, bgnbd=1020.0, pareto_nbd=2e3),
+    )
+    level = choose_level(origins, with_blend({"model": 500.0, "bgnbd": 700.0, "pareto_nbd": 9e2}))
+    assert level.source == "model"
+    assert level.factor == 1.0
+
+
+def test_a_blend_wins_when_the_parts_miss_in_opposite_directions() -> None:
+    origins = (_origin("2020-07-01", 1000.0, model=750.0, bgnbd=1250.0, pareto_nbd=1000.0),)
+    scores = track_scores(origins)
+    assert scores["blend"] == pytest.approx(0.0)
+    level = choose_level(origins, with_blend({"model": 800.0, "bgnbd": 1200.0, "pareto_nbd": 1e3}))
+    # Pareto/NBD and the blend are both exact; the tie goes to the first candidate listed.
+    assert level.source in {"pareto_nbd", "blend"}
+    assert level.factor == pytest.approx(1000.0 / 800.0)
+
+
+def test_without_a_replayed_model_only_a_trusted_classical_level_is_taken() -> None:
+    trusted = (_origin("2020-07-01", 1000.0, bgnbd=1050.0, pareto_nbd=1300.0),)
+    served = with_blend({"model": 800.0, "bgnbd": 1000.0, "pareto_nbd": 1200.0})
+    level = choose_level(trusted, served)
+    assert level.source == "bgnbd"
+    assert level.factor == pytest.approx(1.25)
+    untrusted = (_origin("2020-07-01", 1000.0, bgnbd=1300.0, pareto_nbd=700.0),)
+    level = choose_level(untrusted, served)
+    assert level.source == "model"
+    assert level.factor == 1.0
+    assert "unvalidated" in level.reason
+
+
+def test_no_record_keeps_the_model_and_says_so() -> None:
+    level = choose_level((), {"model": 10.0, "bgnbd": 20.0, "pareto_nbd": 30.0})
+    assert (level.source, level.factor) == ("model", 1.0)
+    assert level.band_pct() is None
+    assert "unvalidated" in level.summary()
+
+
+def test_a_level_round_trips_and_tabulates() -> None:
+    origins = (_origin("2020-07-01", 1000.0, model=900.0, bgnbd=1500.0, pareto_nbd=1400.0),)
+    level = choose_level(origins, with_blend({"model": 1.0, "bgnbd": 2.0, "pareto_nbd": 2.0}))
+    again = Level.from_dict(level.to_dict())
+    assert again == level
+    table = level.table()
+    assert list(table["origin"]) == ["2020-07-01"]
+    assert table.loc[0, "model_error_pct"] == pytest.approx(-10.0)
+    assert table.loc[0, "bgnbd_error_pct"] == pytest.approx(50.0)
+    assert np.isfinite(table.loc[0, "blend_error_pct"])

@@ -1,0 +1,369 @@
+"""The base total the serving model is scaled to, chosen by its track record at earlier origins.
+
+The model ranks customers with its trees and sets their level with a stack learnt one
+horizon before the data end. That level can swing between two fits a horizon apart
+(docs/experiments.md, entry 18): on an ageing cohort, before a seasonal peak or in a growing
+business the total missed by 25-45% where BG/NBD was close. So the level is judged, not
+assumed.
+
+At each earlier **origin** ``o`` (the twin's holdout, then one horizon before it, ...) the
+whole procedure is replayed as if the data ended at ``o``: the parts are fit on the history
+before ``o``, with a stack learnt on the horizon that ended at ``o`` (the same parameters and
+tree counts as the twin, so no search). Its base total over ``[o, o + horizon)`` is compared
+with what the customers then spent, and so are the totals of BG/NBD and Pareto/NBD fit at
+``o``, and of their blend with the model. The candidate with the best track record (mean
+absolute log ratio of predicted to actual total) sets the served level; every customer's
+``clv`` is scaled by one factor, so the ranking is unchanged. The model keeps its own level
+unless another candidate is better by :data:`SWITCH_MARGIN`; where the history is too short
+to replay the model even once, a classical level is taken only when its own record is within
+:data:`TRUSTED_MISS` (a validated level over an unvalidated one).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features import FeatureSpec, build_labels, feature_names
+from training.baselines import BgNbdGammaGammaBaseline, ParetoNbdGammaGammaBaseline
+from training.config import FitSettings
+from training.snapshots import SnapshotSource
+from training.split import window_cutoffs
+
+logger = logging.getLogger(__name__)
+
+#: The candidates for the served level, by name.
+CANDIDATES: tuple[str, ...] = ("model", "bgnbd", "pareto_nbd", "blend")
+#: Another candidate replaces the model's level only when its mean absolute log error over
+#: the origins is lower by at least this much (about 5 points of total): with one or two
+#: origins a smaller difference is noise, and the model's own level needs no rescaling.
+SWITCH_MARGIN = 0.05
+#: Where the model cannot be replayed at any origin, a classical level whose record misses by
+#: at most this (as a log ratio, about 10%) is served instead of the unvalidated one.
+TRUSTED_MISS = math.log(1.10)
+
+
+@dataclass(frozen=True)
+class OriginTotals:
+    """The base totals at one earlier origin, against what happened.
+
+    Attributes
+    ----------
+    origin : pandas.Timestamp
+        The replayed cutoff.
+    customers : int
+        Customers with an order before it.
+    actual : float
+        Their revenue over the horizon from the origin.
+    totals : dict
+        Candidate name -> predicted total (a candidate that could not be replayed is absent).
+    """
+
+    origin: pd.Timestamp
+    customers: int
+    actual: float
+    totals: dict[str, float]
+
+    def error_pct(self, name: str) -> float:
+        """Signed total error of ``name`` in percent of the actual (NaN when absent)."""
+        total = self.totals.get(name)
+        if total is None or self.actual <= 0:
+            return float("nan")
+        return 100.0 * (total / self.actual - 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "origin": str(self.origin.date()),
+            "customers": self.customers,
+            "actual": self.actual,
+            "totals": dict(self.totals),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OriginTotals:
+        """Rebuild from :meth:`to_dict`."""
+        return cls(
+            pd.Timestamp(data["origin"]),
+            int(data["customers"]),
+            float(data["actual"]),
+            {str(k): float(v) for k, v in data["totals"].items()},
+        )
+
+
+@dataclass(frozen=True)
+class Level:
+    """The served level: which candidate set it, by what factor, and the record behind it.
+
+    Attributes
+    ----------
+    factor : float
+        Every served ``clv`` is the stack's times this (1.0: the model's own level).
+    source : str
+        The candidate chosen (one of :data:`CANDIDATES`).
+    reason : str
+        One sentence: why.
+    served : dict
+        Candidate name -> its base total at the data end (before scaling).
+    origins : tuple of OriginTotals
+        The track record, latest origin first.
+    """
+
+    factor: float = 1.0
+    source: str = "model"
+    reason: str = "no track record was measured"
+    served: dict[str, float] = field(default_factory=dict)
+    origins: tuple[OriginTotals, ...] = ()
+
+    def table(self) -> pd.DataFrame:
+        """One row per origin: customers, actual total, and each candidate's error in percent."""
+        rows = []
+        for record in self.origins:
+            row: dict[str, Any] = {
+                "origin": str(record.origin.date()),
+                "customers": record.customers,
+                "actual_total": round(record.actual, 2),
+            }
+            for name in CANDIDATES:
+                row[f"{name}_error_pct"] = round(record.error_pct(name), 1)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def band_pct(self) -> tuple[float, float] | None:
+        """The chosen level's lowest and highest total error over the origins (None: none)."""
+        errors = [r.error_pct(self.source) for r in self.origins]
+        errors = [e for e in errors if np.isfinite(e)]
+        if not errors:
+            return None
+        return min(errors), max(errors)
+
+    def summary(self) -> str:
+        """One line for the training report."""
+        band = self.band_pct()
+        measured = (
+            f"its total missed by {band[0]:+.1f}% to {band[1]:+.1f}% at "
+            f"{len(self.origins)} earlier origin(s)"
+            if band
+            else "its total has no measured track record"
+        )
+        return f"level: {self.source} (x{self.factor:.3f}); {measured}; {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "factor": self.factor,
+            "source": self.source,
+            "reason": self.reason,
+            "served": dict(self.served),
+            "origins": [r.to_dict() for r in self.origins],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Level:
+        """Rebuild from :meth:`to_dict`."""
+        return cls(
+            float(data["factor"]),
+            str(data["source"]),
+            str(data["reason"]),
+            {str(k): float(v) for k, v in data.get("served", {}).items()},
+            tuple(OriginTotals.from_dict(r) for r in data.get("origins", [])),
+        )
+
+
+def _log_miss(total: float, actual: float) -> float:
+    if total <= 0 or actual <= 0:
+        return float("inf")
+    return abs(math.log(total / actual))
+
+
+def track_scores(origins: tuple[OriginTotals, ...]) -> dict[str, float]:
+    """Candidate -> mean absolute log ratio of predicted to actual total over the origins.
+
+    Only candidates measured at every origin get a score.
+    """
+    scores: dict[str, float] = {}
+    for name in CANDIDATES:
+        misses = [_log_miss(r.totals[name], r.actual) for r in origins if name in r.totals]
+        if origins and len(misses) == len(origins):
+            scores[name] = float(np.mean(misses))
+    return scores
+
+
+def choose_level(origins: tuple[OriginTotals, ...], served: dict[str, float]) -> Level:
+    """The level with the best track record (see the module's docstring for the rule).
+
+    Parameters
+    ----------
+    origins : tuple of OriginTotals
+        The track record.
+    served : dict
+        Candidate -> base total at the data end; must hold ``model``.
+
+    Returns
+    -------
+    Level
+    """
+    scores = {name: s for name, s in track_scores(origins).items() if name in served}
+    own = served["model"]
+    chosen, reason = "model", ""
+    if not scores:
+        reason = "no earlier origin could be replayed, the model's own level is unvalidated"
+    elif "model" in scores:
+        best = min(scores, key=lambda name: (scores[name], name != "model"))
+        if best != "model" and scores[best] <= scores["model"] - SWITCH_MARGIN:
+            chosen = best
+            reason = (
+                f"{best}'s total missed by {_pct(scores[best])} on average against the "
+                f"model's {_pct(scores['model'])}"
+            )
+        else:
+            reason = (
+                f"the model's own total missed by {_pct(scores['model'])} on average; no "
+                f"other level was better by {_pct(SWITCH_MARGIN)}"
+            )
+    else:
+        best = min(scores, key=lambda name: scores[name])
+        if scores[best] <= TRUSTED_MISS:
+            chosen = best
+            reason = (
+                f"the model could not be replayed before the data end; {best}'s total "
+                f"missed by {_pct(scores[best])} on average, within {_pct(TRUSTED_MISS)}"
+            )
+        else:
+            reason = (
+                "the model could not be replayed before the data end and no classical "
+                f"level was within {_pct(TRUSTED_MISS)}; the model's own level is unvalidated"
+            )
+    factor = served[chosen] / own if own > 0 and served.get(chosen, 0) > 0 else 1.0
+    return Level(float(factor), chosen, reason, dict(served), origins)
+
+
+def _pct(log_ratio: float) -> str:
+    return f"{100.0 * (math.exp(log_ratio) - 1.0):.1f}%"
+
+
+def classical_totals(
+    features: pd.DataFrame,
+    horizon_days: int,
+    seed: int,
+    bgnbd: BgNbdGammaGammaBaseline | None = None,
+    pareto: ParetoNbdGammaGammaBaseline | None = None,
+) -> dict[str, float]:
+    """Base totals of BG/NBD and Pareto/NBD (each with Gamma-Gamma) fit on ``features``.
+
+    ``bgnbd`` and ``pareto``: already fit on ``features`` (else they are fit here).
+    """
+    bgnbd = bgnbd or BgNbdGammaGammaBaseline(random_seed=seed).fit(features)
+    pareto = pareto or ParetoNbdGammaGammaBaseline(random_seed=seed).fit(features)
+    return {
+        "bgnbd": float(bgnbd.predict(features, horizon_days)["clv"].sum()),
+        "pareto_nbd": float(pareto.predict(features, horizon_days)["clv"].sum()),
+    }
+
+
+def with_blend(totals: dict[str, float]) -> dict[str, float]:
+    """``totals`` plus ``blend``: the mean of the model's and the two classical totals."""
+    parts = [totals[name] for name in ("model", "bgnbd", "pareto_nbd") if name in totals]
+    if len(parts) == 3:
+        return {**totals, "blend": float(np.mean(parts))}
+    return dict(totals)
+
+
+def replay_origins(
+    orders: pd.DataFrame,
+    events: pd.DataFrame | None,
+    *,
+    latest: Any,
+    family: str,
+    spec: FeatureSpec,
+    settings: FitSettings,
+    data_start: pd.Timestamp,
+    snapshots: SnapshotSource | None = None,
+    pareto: ParetoNbdGammaGammaBaseline | None = None,
+) -> tuple[OriginTotals, ...]:
+    """The track record at up to ``settings.level_origins`` origins, latest first.
+
+    Parameters
+    ----------
+    orders, events : pandas.DataFrame
+        The history (only rows before the data end are in it).
+    latest : training.pipeline.FittedCutoff
+        The fit one horizon before the data end (the twin): the first origin's refit.
+    family : str
+        The served family; each origin's stack is of that family.
+    spec, settings
+        As for the training; the extra fits use the twin's parameters and tree counts.
+    data_start : pandas.Timestamp
+        The first order's day (window cutoffs keep ``settings.min_history_days`` after it).
+    snapshots : callable, optional
+        Builds the window rows elsewhere, as for the training's own fits.
+    pareto : ParetoNbdGammaGammaBaseline, optional
+        Pareto/NBD already fit on ``latest``'s features (its fit is the slow one).
+
+    Returns
+    -------
+    tuple of OriginTotals
+    """
+    # Imported here: the pipeline imports this module.
+    from training.pipeline import fit_cutoff, served_stack
+
+    names = feature_names(spec)
+    horizon = pd.Timedelta(days=spec.horizon_days)
+    earliest = data_start + pd.Timedelta(days=settings.min_history_days)
+    window = min(settings.window_days, spec.horizon_days)
+    refit = latest
+    records: list[OriginTotals] = []
+    for _ in range(settings.level_origins):
+        origin = refit.cutoff
+        actual = build_labels(orders, cutoff=origin, spec=spec).loc[refit.features.index]
+        totals = classical_totals(
+            refit.features, spec.horizon_days, settings.seed, refit.bgnbd, pareto
+        )
+        pareto = None
+        before = origin - horizon
+        cutoffs = window_cutoffs(
+            before, earliest, window, pd.Timedelta(days=settings.step_days), settings.max_cutoffs
+        )
+        earlier = None
+        if cutoffs:
+            earlier = fit_cutoff(
+                orders,
+                events,
+                cutoff=before,
+                window_cutoffs=cutoffs,
+                spec=spec,
+                settings=settings,
+                params=refit.model.params,
+                n_estimators=refit.model.best_iterations_,
+                snapshots=snapshots,
+            )
+            rows = earlier.features.join(build_labels(orders, cutoff=before, spec=spec))
+            stack = served_stack(earlier.model, rows, family, orders, data_end=origin, spec=spec)
+            replayed = _with_stack(refit.model, stack)
+            totals["model"] = float(replayed.predict(refit.features[names])["clv"].sum())
+        records.append(
+            OriginTotals(
+                origin, len(actual), float(actual["future_value"].sum()), with_blend(totals)
+            )
+        )
+        logger.info(
+            "level at origin %s: actual %.0f, %s",
+            origin.date(),
+            records[-1].actual,
+            ", ".join(f"{k} {records[-1].error_pct(k):+.1f}%" for k in records[-1].totals),
+        )
+        if earlier is None:
+            break
+        refit = earlier
+    return tuple(records)
+
+
+def _with_stack(model: Any, stack: Any) -> Any:
+    """A shallow copy of ``model`` with ``stack``: the fitted parts are shared, not changed."""
+    return copy.copy(model).with_stack(stack)
