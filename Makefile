@@ -71,12 +71,12 @@ check-data: $(STAMP) $(if $(ORDERS),,$(DATA_DIR)/orders.parquet) ## Is the data 
 CUTOFFS ?=
 COHORT ?=
 BACKTEST_OUT ?=
-backtest: $(STAMP) ## How training would have done at past cutoffs, beside BG/NBD and Pareto/NBD (ORDERS= CUTOFFS="2007-07-15 ..." HORIZON_DAYS= COLUMNS= COHORT="FIRST LAST")
-	@test -n "$(ORDERS)" -a -n "$(CUTOFFS)" || { echo "usage: make backtest ORDERS=orders.csv CUTOFFS='2024-01-01 2024-07-01' [HORIZON_DAYS=365 COLUMNS=... EVENTS=... COHORT='2023-01-01 2023-03-31' BACKTEST_OUT=report.md]"; exit 2; }
+backtest: $(STAMP) ## How training would have done at past cutoffs, beside BG/NBD and Pareto/NBD (ORDERS= CUTOFFS="2007-07-15 ..." HORIZON_DAYS= COLUMNS= COHORT="FIRST LAST" SEEDS=3)
+	@test -n "$(ORDERS)" -a -n "$(CUTOFFS)" || { echo "usage: make backtest ORDERS=orders.csv CUTOFFS='2024-01-01 2024-07-01' [HORIZON_DAYS=365 COLUMNS=... EVENTS=... COHORT='2023-01-01 2023-03-31' BACKTEST_OUT=report.md SEEDS=3]"; exit 2; }
 	$(PY) -m training.backtest --orders $(ORDERS) --horizon-days $(HORIZON_DAYS) \
 	  $(foreach c,$(CUTOFFS),--cutoff $(c)) $(if $(EVENTS),--events $(EVENTS)) \
 	  $(if $(COLUMNS),--columns $(COLUMNS)) $(if $(COHORT),--cohort $(COHORT)) \
-	  $(if $(BACKTEST_OUT),--out $(BACKTEST_OUT))
+	  $(if $(BACKTEST_OUT),--out $(BACKTEST_OUT)) $(if $(SEEDS),--seeds $(SEEDS))
 
 promote: $(STAMP) ## Show candidate vs champion and baselines; FORCE=1 promotes the candidate (VERSION=N for another)
 	$(PY) -m training.promote $(if $(VERSION),--version $(VERSION)) $(if $(FORCE),--force) \

@@ -15,7 +15,7 @@ import argparse
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,7 @@ class BacktestConfig:
     settings: FitSettings
     cohort: tuple[pd.Timestamp, pd.Timestamp] | None = None
     out: Path | None = None
+    seeds: int = 1
 
 
 @dataclass
@@ -86,6 +87,8 @@ class CutoffResult:
     seconds: float
     profile: dict[str, float] = field(default_factory=dict)
     level: Level = field(default_factory=Level)
+    #: The model's metrics with each further seed (``--seeds``): what is noise.
+    other_seeds: list[dict[str, float]] = field(default_factory=list)
 
 
 def restrict_to_cohort(
@@ -244,7 +247,47 @@ def markdown(results: list[CutoffResult], config: BacktestConfig) -> str:
             f"BG/NBD: {se['bgnbd']}; to Pareto/NBD: {se['pareto_nbd']}"
         )
     lines += ["", *profile_lines(results), "", *level_lines(results)]
+    spread = seed_lines(results, config.settings.seed)
+    if spread:
+        lines += ["", *spread]
     return "\n".join(lines)
+
+
+#: The model's figures whose spread over seeds the backtest states.
+SPREAD_METRICS: tuple[str, ...] = (
+    "clv_gini",
+    "clv_spearman",
+    "clv_rmse",
+    "clv_total_error_pct",
+    "churn_roc_auc",
+    "churn_ece",
+)
+
+
+def seed_lines(results: list[CutoffResult], seed: int) -> list[str]:
+    """The model's figures at each seed and their spread (Markdown); none with one seed.
+
+    A shop reads a difference smaller than the spread as noise: the search, the samples and
+    the holdout halves all follow the seed.
+    """
+    if not any(result.other_seeds for result in results):
+        return []
+    lines = [
+        "The model's figures over seeds (the first is the table's; spread = max - min):",
+        "",
+        "| cutoff | seeds | " + " | ".join(SPREAD_METRICS) + " |",
+        "|---|---|" + "---|" * len(SPREAD_METRICS),
+    ]
+    for result in results:
+        runs = [result.metrics["model"], *result.other_seeds]
+        cells = []
+        for metric in SPREAD_METRICS:
+            values = np.array([run.get(metric, np.nan) for run in runs], dtype="float64")
+            shown = " / ".join(f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}" for v in values)
+            cells.append(f"{shown} (spread {np.nanmax(values) - np.nanmin(values):.3f})")
+        seeds = ", ".join(str(seed + i) for i in range(len(runs)))
+        lines.append(f"| {result.cutoff.date()} | {seeds} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def level_lines(results: list[CutoffResult]) -> list[str]:
@@ -346,6 +389,12 @@ def run(config: BacktestConfig) -> list[CutoffResult]:
             result, actual, predictions = backtest_cutoff(
                 orders, events, cutoff=cutoff, spec=spec, settings=config.settings
             )
+            for extra in range(1, config.seeds):
+                settings = replace(config.settings, seed=config.settings.seed + extra)
+                again, _, _ = backtest_cutoff(
+                    orders, events, cutoff=cutoff, spec=spec, settings=settings
+                )
+                result.other_seeds.append(again.metrics["model"])
             results.append(result)
             with tracking.start_run(f"backtest-{cutoff.date()}", nested=True):
                 tracking.set_tags({"family": result.family})
@@ -431,6 +480,13 @@ def parse_args(argv: list[str] | None = None) -> BacktestConfig:
     )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=1,
+        help="also run each cutoff with the next seeds and state the model's spread over "
+        "them (default %(default)s: one run)",
+    )
+    parser.add_argument(
         "--level-origins",
         type=non_negative_int,
         default=defaults.level_origins,
@@ -461,6 +517,7 @@ def parse_args(argv: list[str] | None = None) -> BacktestConfig:
         settings=settings,
         cohort=tuple(args.cohort) if args.cohort else None,
         out=args.out,
+        seeds=args.seeds,
     )
 
 

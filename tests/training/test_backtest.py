@@ -132,3 +132,24 @@ def test_cli_logs_a_backtest_run_and_writes_the_table(store, tmp_path, own_track
     assert not client.search_registered_models()  # a backtest registers nothing
     assert main(["--orders", "nope.csv", "--cutoff", "2025-01-01"]) == 2
     assert "nope.csv" in capsys.readouterr().err
+
+
+def test_the_spread_over_seeds_is_stated_only_when_more_seeds_ran():
+    from training.backtest import CutoffResult, seed_lines
+
+    metrics = {
+        "clv_gini": 0.50,
+        "clv_spearman": 0.20,
+        "clv_rmse": 47.0,
+        "clv_total_error_pct": -2.0,
+        "churn_roc_auc": 0.68,
+        "churn_ece": 0.02,
+    }
+    result = CutoffResult(CUTOFF, 10, "hybrid", {"model": metrics}, {}, 1.0)
+    assert seed_lines([result], seed=7) == []
+    result.other_seeds.append({**metrics, "clv_gini": 0.52, "clv_total_error_pct": 3.0})
+    lines = seed_lines([result], seed=7)
+    row = lines[-1]
+    assert row.startswith("| 2025-01-01 | 7, 8 |")
+    assert "0.500 / 0.520 (spread 0.020)" in row
+    assert "-2.000 / 3.000 (spread 5.000)" in row
