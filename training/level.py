@@ -14,9 +14,11 @@ with what the customers then spent, and so are the totals of BG/NBD and Pareto/N
 ``o``, and of their blend with the model. The candidate with the best track record (mean
 absolute log ratio of predicted to actual total) sets the served level; every customer's
 ``clv`` is scaled by one factor, so the ranking is unchanged. The model keeps its own level
-unless another candidate is better by :data:`SWITCH_MARGIN`; where the history is too short
-to replay the model even once, a classical level is taken only when its own record is within
-:data:`TRUSTED_MISS` (a validated level over an unvalidated one).
+unless another candidate is better by :data:`SWITCH_MARGIN`. Where the history is too short
+to replay the model even once, the classical models are still measured at the first origin:
+a classical level whose record is within :data:`TRUSTED_MISS` is served (a validated level
+over an unvalidated one); one within :data:`USABLE_MISS` is averaged with the model's (the
+blend); a worse one is ignored.
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ SWITCH_MARGIN = 0.05
 #: Where the model cannot be replayed at any origin, a classical level whose record misses by
 #: at most this (as a log ratio, about 10%) is served instead of the unvalidated one.
 TRUSTED_MISS = math.log(1.10)
+#: ... and where the better classical record misses by more than that but at most this (about
+#: 25%), neither level is validated and neither known to be bad: the blend (the mean of the
+#: model's and the two classical totals) hedges between them, as an equal-weight forecast
+#: combination does. A classical model that missed by more carries no information on the
+#: level (a left-censored file, where BG/NBD doubles the total), and the model's is kept.
+USABLE_MISS = math.log(1.25)
 
 
 @dataclass(frozen=True)
@@ -235,10 +243,18 @@ def choose_level(origins: tuple[OriginTotals, ...], served: dict[str, float]) ->
                 f"the model could not be replayed before the data end; {best}'s total "
                 f"missed by {_pct(scores[best])} on average, within {_pct(TRUSTED_MISS)}"
             )
+        elif scores[best] <= USABLE_MISS and "blend" in served:
+            chosen = "blend"
+            reason = (
+                "the model could not be replayed before the data end, so no level is "
+                f"validated; {best}'s total missed by {_pct(scores[best])}, within "
+                f"{_pct(USABLE_MISS)}, so the model's and the classical totals are averaged "
+                "rather than one of them trusted"
+            )
         else:
             reason = (
                 "the model could not be replayed before the data end and no classical "
-                f"level was within {_pct(TRUSTED_MISS)}; the model's own level is unvalidated"
+                f"level was within {_pct(USABLE_MISS)}; the model's own level is unvalidated"
             )
     factor = served[chosen] / own if own > 0 and served.get(chosen, 0) > 0 else 1.0
     return Level(float(factor), chosen, reason, dict(served), origins)

@@ -769,7 +769,12 @@ class CustomerValueModel:
         return {
             "historic_value": historic,
             "total_value": historic + clv,
-            "expected_orders": self._expected_orders(history, p_churn, self.season_, scale),
+            # The served level scales the orders with the value: the level is how much the
+            # base will buy, and a level applied to one and not the other would change the
+            # implied order value (training.level).
+            "expected_orders": self._expected_orders(
+                history, p_churn, self.season_, scale * self.require_stack().level
+            ),
             "p_active": activity.p_active,
             "next_order_days": np.where(wait < horizon, wait, np.nan),
             "avg_days_between_orders": gap,

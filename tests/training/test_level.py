@@ -62,7 +62,14 @@ def test_without_a_replayed_model_only_a_trusted_classical_level_is_taken() -> N
     level = choose_level(trusted, served)
     assert level.source == "bgnbd"
     assert level.factor == pytest.approx(1.25)
-    untrusted = (_origin("2020-07-01", 1000.0, bgnbd=1300.0, pareto_nbd=700.0),)
+    # Neither validated nor known to be bad: the blend hedges between the levels.
+    usable = (_origin("2020-07-01", 1000.0, bgnbd=1200.0, pareto_nbd=800.0),)
+    level = choose_level(usable, served)
+    assert level.source == "blend"
+    assert level.factor == pytest.approx(1000.0 / 800.0)
+    assert "averaged" in level.reason
+    # A classical model that missed by far says nothing on the level: the model's is kept.
+    untrusted = (_origin("2020-07-01", 1000.0, bgnbd=1900.0, pareto_nbd=2000.0),)
     level = choose_level(untrusted, served)
     assert level.source == "model"
     assert level.factor == 1.0
