@@ -57,9 +57,9 @@ TRIALS ?= 4
 TIME_BUDGET ?=
 TRAIN_FLAGS = --horizon-days $(HORIZON_DAYS) --max-trials $(TRIALS) $(if $(TIME_BUDGET),--time-budget $(TIME_BUDGET)) $(if $(FORCE),--force) \
 	$(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
-	$(if $(COLUMNS),--columns $(COLUMNS)) $(NAME_FLAG)
+	$(if $(COLUMNS),--columns $(COLUMNS)) $(NAME_FLAG) $(if $(LEVEL_ORIGINS),--level-origins $(LEVEL_ORIGINS))
 
-train: $(STAMP) ## Train, evaluate vs baselines, track in MLflow, register, promote (ORDERS= EVENTS= COLUMNS= HORIZON_DAYS= TRIALS=4 TIME_BUDGET= FORCE=1)
+train: $(STAMP) ## Train, evaluate vs baselines, track in MLflow, register, promote (ORDERS= EVENTS= COLUMNS= HORIZON_DAYS= TRIALS=4 TIME_BUDGET= FORCE=1 LEVEL_ORIGINS=2)
 	$(PY) -m training.train $(TRAIN_FLAGS)
 
 check-data: $(STAMP) $(if $(ORDERS),,$(DATA_DIR)/orders.parquet) ## Is the data enough to train? Readiness report and verdict (ORDERS= EVENTS= COLUMNS= HORIZON_DAYS=)
