@@ -47,7 +47,7 @@ lock: $(STAMP) ## Re-resolve constraints.txt from pyproject.toml (then commit it
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --extra spark -o constraints.txt
 
 $(DATA_DIR)/orders.parquet: | $(STAMP)
-	$(PY) -m features.synth --customers $(CUSTOMERS) --seed $(SEED) --out $(DATA_DIR)
+	$(PY) -m demo --customers $(CUSTOMERS) --seed $(SEED) --out $(DATA_DIR)
 
 data: $(DATA_DIR)/orders.parquet ## Generate the synthetic storefront under data/demo (CUSTOMERS=50000 SEED=7)
 
@@ -63,7 +63,7 @@ train: $(STAMP) ## Train, evaluate vs baselines, track in MLflow, register, prom
 	$(PY) -m training.train $(TRAIN_FLAGS)
 
 check-data: $(STAMP) $(if $(ORDERS),,$(DATA_DIR)/orders.parquet) ## Is the data enough to train? Readiness report and verdict (ORDERS= EVENTS= COLUMNS= HORIZON_DAYS=)
-	$(PY) -m features.readiness --horizon-days $(HORIZON_DAYS) \
+	$(PY) -m training.readiness --horizon-days $(HORIZON_DAYS) \
 	  $(if $(ORDERS),--orders $(ORDERS) $(if $(EVENTS),--events $(EVENTS)),--orders $(DATA_DIR)/orders.parquet --events $(DATA_DIR)/service_events.parquet) \
 	  $(if $(COLUMNS),--columns $(COLUMNS))
 
@@ -134,7 +134,7 @@ EMBEDDED_STORE := $(wildcard models/scores/online_store.sqlite)
 serve: $(STAMP) ## Serve the champion on http://127.0.0.1:3000 (after `make score`; CUSTOMER_VALUE_API_KEY= CUSTOMER_VALUE_STORE= optional)
 	CUSTOMER_VALUE_STORE=$${CUSTOMER_VALUE_STORE-$(if $(EMBEDDED_STORE),$(CURDIR)/$(EMBEDDED_STORE))} \
 	CUSTOMER_VALUE_MODEL_URI=$${CUSTOMER_VALUE_MODEL_URI:-$$($(PY) -m training.model_name $(if $(ORDERS),--orders $(ORDERS)) $(NAME_FLAG))} \
-	$(BIN)/bentoml serve serving.service:CustomerValue --host 127.0.0.1 --port $(PORT)
+	$(BIN)/bentoml serve serving.online.service:CustomerValue --host 127.0.0.1 --port $(PORT)
 
 bento: $(STAMP) ## Build a Bento (models/bentoml) that `bentoml serve customer-value:latest` runs
 	BENTOML_HOME=$(CURDIR)/models/bentoml $(BIN)/bentoml build
@@ -163,8 +163,8 @@ test: $(STAMP) $(SPARK_STAMP) ## Run the whole test suite (fast tests + server/s
 test-fast: $(STAMP) ## Run only the fast offline tests
 	$(PY) -m pytest -q -m "not slow and not server and not browser and not spark"
 
-lint: $(STAMP) ## ruff lint + format check + mypy type check (features, training, serving)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+lint: $(STAMP) ## ruff lint + format check + mypy type check + import contract (lint-imports; pyproject.toml)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/lint-imports
 
 format: $(STAMP) ## ruff format + autofix
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .

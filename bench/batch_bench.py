@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from features import build_features
-    from serving.batch import BatchConfig, run
+    from serving.batch.base_scoring import BatchConfig, run
     from serving.scoring import score_frame
     from training import tracking
 

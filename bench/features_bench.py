@@ -24,8 +24,8 @@ def run_one(customers: int, cache: Path) -> dict[str, float]:
     """Generate (or reuse) data for ``customers`` and time ``build_features`` at CUTOFF."""
     import pandas as pd
 
+    from demo.generator import generate
     from features import FeatureSpec, build_features
-    from features.synth import generate
 
     folder = cache / f"{customers}"
     if not (folder / "orders.parquet").exists():

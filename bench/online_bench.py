@@ -11,8 +11,8 @@ or an explicit store::
     MLFLOW_TRACKING_URI=sqlite:////tmp/svc/mlflow.db .venv/bin/python bench/online_bench.py \\
         --model-uri models:/customer-value/1 --features /tmp/svc/scores/online_features.parquet
 
-Without ``--url`` it starts ``bentoml serve serving.service:CustomerValue`` on a free loopback
-port, waits for ``/readyz``, samples the server's memory (all its processes) while the load
+Without ``--url`` it starts ``bentoml serve serving.online.service:CustomerValue`` on a free
+loopback port, waits for ``/readyz``, samples the server's memory (all its processes) while the load
 runs and stops it at the end. With ``--url`` it only sends requests (customer ids still come
 from ``--features``).
 

@@ -1,7 +1,7 @@
 """Redis soak: storefront load on a real server while its Redis store restarts and hangs.
 
 Starts a ``redis-server`` (no persistence: a cache, as many deployments run it) and
-``bentoml serve serving.service:CustomerValue`` reading it, publishes the batch run of
+``bentoml serve serving.online.service:CustomerValue`` reading it, publishes the batch run of
 ``make score`` to it, and sends storefront load (``--clients`` loops of one request, 5 known
 customers and an unknown one, then ``--think-ms``) for ``--minutes``, localhost only. Meanwhile,
 on a fixed schedule (fractions of the run): Redis is restarted EMPTY and, after a pause, a

@@ -1,6 +1,6 @@
 """Soak test: storefront load on a real server for minutes, figures per slice of time.
 
-Starts ``bentoml serve serving.service:CustomerValue`` (as ``bench/online_bench.py`` does, or
+Starts ``bentoml serve serving.online.service:CustomerValue`` (as ``bench/online_bench.py`` does, or
 uses ``--url``), then runs ``wrk`` in back-to-back slices (default: 10 slices of 30 s = 5
 minutes, 50 connections, 100 ms think time, one random known customer per request). After
 every slice it prints one table row: requests, throughput, p50/p99/max latency, non-200

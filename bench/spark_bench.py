@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 def ensure_data(folder: Path, customers: int) -> tuple[Path, Path]:
     orders, events = folder / "orders.parquet", folder / "service_events.parquet"
     if not orders.exists():
-        from features.synth import generate, write_tables
+        from demo.generator import generate, write_tables
 
         print(f"generating {customers:,} customers into {folder} ...", flush=True)
         write_tables(*generate(customers=customers, seed=7), folder)

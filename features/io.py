@@ -44,7 +44,7 @@ CANONICAL_COLUMNS: frozenset[str] = frozenset(
     ORDER_REQUIRED + ORDER_OPTIONAL + EVENT_REQUIRED + EVENT_OPTIONAL
 )
 #: Longest customer_id, in characters (after trimming). The online request refuses longer ids
-#: (serving.service), so batch and Spark quarantine a row with a longer one rather than score
+#: (serving.online.service), so batch and Spark quarantine a row with a longer one rather than score
 #: a customer no request could ever look up; a user expects every id a batch run scored to be
 #: one the service answers for. The bound stays (rather than the service taking any length):
 #: it keeps each request's ids and the lookup store's keys small, and no id scheme in use
@@ -217,8 +217,8 @@ def validate_orders(
     unparseable or out-of-range optional dates become missing and are reported.
 
     ``row_numbers`` (one per row of ``raw``) are the rows' places in the whole input when
-    ``raw`` is one slice of it (:mod:`serving.spark` validates slice by slice): they become the
-    quarantine's ``source_row`` and the ``row-N`` ids of orders without an order_id, so both
+    ``raw`` is one slice of it (:mod:`serving.batch.spark` validates slice by slice): they become
+    the quarantine's ``source_row`` and the ``row-N`` ids of orders without an order_id, so both
     are the same as for the whole input at once. The one rule that needs every row, a repeated
     order_id, is then the caller's (``unique_order_ids=False``).
     """

@@ -1,6 +1,7 @@
 """Reading and validating a store's inputs on Apache Spark, with the project's own rules.
 
-Used by distributed scoring (:mod:`serving.spark`) and training (:mod:`training.spark_snapshots`):
+Used by distributed scoring (:mod:`serving.batch.spark`) and training
+(:mod:`training.spark_snapshots`):
 
 - :func:`spark_session`: a session with the settings every run needs;
 - :func:`read_rows`: CSV/TSV (values as text, as :mod:`features.files` reads them) or Parquet

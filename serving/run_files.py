@@ -3,7 +3,7 @@
 One batch run (``python -m serving.batch``) writes two files that belong together: the scores
 (``scores.parquet`` or a CSV) and the online feature table the service answers from. This
 module is the one home of their format, for the writer (:mod:`serving.batch`) and the readers
-(:mod:`serving.online`, :mod:`serving.reload`):
+(:mod:`serving.online.answers`, :mod:`serving.online.reload`):
 
 - the columns (:data:`SCORED_FIELDS`, :data:`SCORE_COLUMNS`) and default paths;
 - the run's stamp in the Parquet footer (:class:`RunStamp`): run id, cutoff, model, the

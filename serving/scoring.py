@@ -1,7 +1,7 @@
 """The one scoring path shared by batch and online: predictions plus readable reasons.
 
-Batch scoring (:mod:`serving.batch`) and the online service (:mod:`serving.online`) both call
-:func:`score_matrix`, so the same customer at the same cutoff gets the same numbers and the
+Batch scoring (:mod:`serving.batch`) and the online service (:mod:`serving.online.answers`) both
+call :func:`score_matrix`, so the same customer at the same cutoff gets the same numbers and the
 same words from either.
 """
 
@@ -202,7 +202,7 @@ def finish_scores(
 
     Segments and percentiles rank each customer in the whole ``base``; the next-order date is
     the cutoff plus the model's median wait. Shared by :mod:`serving.batch` and
-    :mod:`serving.spark` (each partition of its scored rows).
+    :mod:`serving.batch.spark` (each partition of its scored rows).
 
     Parameters
     ----------

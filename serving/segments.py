@@ -128,8 +128,8 @@ class Base:
 
     Both need the whole base's predictions, so batch scoring computes them once from every
     customer's CLV and applies them chunk by chunk, and the service computes them once per
-    batch run from the same CLVs (:func:`serving.online.load_base`): a customer gets the same
-    tier and percentile from either.
+    batch run from the same CLVs (:func:`serving.online.answers.load_base`): a customer gets the
+    same tier and percentile from either.
 
     A base can also be a sketch of one (:meth:`sketch`): ``sorted_clv`` then holds evenly
     spaced order statistics, ``ranks`` their positions in the whole sorted base and ``size``

@@ -62,7 +62,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     MLFLOW_TRACKING_URI points at the store for the session, so every test talks to the same
     registry.
     """
-    from features.synth import generate, write_tables
+    from demo.generator import generate, write_tables
 
     root = tmp_path_factory.mktemp("store")
     orders, events = generate(customers=2000, seed=11, start="2023-01-01", end="2025-07-01")
@@ -151,8 +151,8 @@ def latest_scores(
     ``store=None``, so a test that reruns it elsewhere (``dataclasses.replace``) never
     overwrites that store.
     """
-    from serving.batch import BatchConfig
-    from serving.batch import run as score_base
+    from serving.batch.base_scoring import BatchConfig
+    from serving.batch.base_scoring import run as score_base
 
     out = tmp_path_factory.mktemp("latest") / "scores.parquet"
     config = BatchConfig(

@@ -23,7 +23,7 @@ import psutil
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 #: What ``make serve`` serves.
-SERVICE = "serving.service:CustomerValue"
+SERVICE = "serving.online.service:CustomerValue"
 
 
 class ServerFailed(RuntimeError):

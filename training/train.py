@@ -13,11 +13,10 @@ from typing import Any
 
 import pandas as pd
 
+from demo.generator import write_demo
 from features import FeatureSpec, build_features
 from features.io import LoadResult, load_events, load_orders
 from features.labels import LABEL_COLUMNS
-from features.readiness import check_before_training
-from features.synth import write_demo
 from training import tracking
 from training.config import DEMO_DIR, FitSettings, TrainConfig, parse_args, run_entrypoint
 from training.evaluate import decile_table, holdout_metrics, paired_standard_errors
@@ -31,6 +30,7 @@ from training.plots import (
     plot_deciles,
     plot_feature_importance,
 )
+from training.readiness import check_before_training
 from training.snapshots import SnapshotSource
 
 #: The baselines every run reports and the gate compares with.

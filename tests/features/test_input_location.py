@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from features.files import input_location
-from serving.spark import parse_args
+from serving.batch.spark import parse_args
 
 
 def test_a_uri_is_kept_as_written_and_a_path_is_a_path():

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from demo.generator import generate
 from features import FeatureSpec, build_features, build_snapshots
 from features.history import as_cutoff
-from features.synth import generate
 
 SPEC = FeatureSpec(horizon_days=180)
 

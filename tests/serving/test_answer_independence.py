@@ -19,12 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features import build_features
-from serving.batch import CustomerChunks, main
-from serving.online import finish, prepare, score_rows
+from serving.batch.base_scoring import main
+from serving.customer_chunks import CustomerChunks
+from serving.online.answers import finish, prepare, score_rows
+from serving.online.schema import ScoreRequest
 from serving.run_files import NUMBER_FIELDS, load_feature_table
 from serving.scoring import ScoreSettings, score_frame
 from serving.segments import Base
-from serving.service import ScoreRequest
 from training import tracking
 
 CUTOFF = "2025-01-01"

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from features import build_features
-from serving.batch import BatchConfig, CustomerChunks, main, parse_args, print_summary, run
+from serving.batch.base_scoring import BatchConfig, main, parse_args, print_summary, run
+from serving.customer_chunks import CustomerChunks
 from serving.run_files import (
     DEFAULT_FEATURES_OUT,
     SCORE_COLUMNS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from serving.batch import main
+from serving.batch.base_scoring import main
 
 DATES = pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01"])
 

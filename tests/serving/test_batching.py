@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from serving.batching import AdaptiveBatcher
+from serving.online.batching import AdaptiveBatcher
 
 
 def test_adaptive_batcher_batches_concurrent_calls_and_keeps_order():

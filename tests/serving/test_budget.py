@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from serving.budget import (
+from serving.insight.budget import (
     BUDGET_COLUMNS,
     DEFAULT_MARGIN,
     DEFAULT_SAVE_RATE,

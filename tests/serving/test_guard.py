@@ -21,8 +21,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.testclient import TestClient
 
-from serving.batching import OVERLOADED
-from serving.guard import (
+from serving.online.batching import OVERLOADED
+from serving.online.guard import (
     BENTOML_REQUEST_LOGGER,
     CLIENT_ERROR_LOG,
     MAX_BODY_BYTES,
@@ -98,7 +98,7 @@ def test_declared_oversized_body_is_413():
 
 
 def test_chunked_body_is_bounded_while_read(monkeypatch):
-    monkeypatch.setattr("serving.guard.MAX_BODY_BYTES", 100)
+    monkeypatch.setattr("serving.online.guard.MAX_BODY_BYTES", 100)
     seen = []
 
     async def app(scope, receive, send):
@@ -123,7 +123,7 @@ def test_a_client_gone_mid_body_is_not_answered():
 def test_a_body_that_never_finishes_is_408_not_held_until_504(monkeypatch):
     # Issue 21: a body that stopped arriving held the request until BentoML's 30 s timeout,
     # then got 504 (a gateway's status).
-    monkeypatch.setattr("serving.guard.BODY_READ_SECONDS", 0.05)
+    monkeypatch.setattr("serving.online.guard.BODY_READ_SECONDS", 0.05)
     stalled = asyncio.Event()  # never set: the rest of the body never comes
 
     async def receive():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from features import build_features
-from serving.impact import (
+from serving.insight.impact import (
     FAILURE_KINDS,
     KINDS,
     bad_ticket_rows,

@@ -8,11 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from demo.generator import generate
+from demo.truth import service_effect_summary, service_effect_truth
 from features import FeatureSpec
 from features.io import validate_events, validate_orders
-from features.synth import generate, service_effect_summary, service_effect_truth
-from serving.impact import estimate_impact
-from serving.impact_truth import TruthCheck, compare, ranks_agree
+from serving.insight.impact import estimate_impact
+from serving.insight.impact_truth import TruthCheck, compare, ranks_agree
 from training.config import TrainConfig
 from training.pipeline import train_models
 

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.synth import SynthParams
-from features.synth_manifest import EVENTS_FILE, ORDERS_FILE, write_manifest
-from serving.impact import main
-from serving.impact_truth import TruthCheck, compare, ranks_agree, truth_path
+from demo.generator import SynthParams
+from demo.manifest import EVENTS_FILE, ORDERS_FILE, write_manifest
+from serving.insight.impact import main
+from serving.insight.impact_truth import TruthCheck, compare, ranks_agree, truth_path
 
 
 def _by_kind(values, affected):

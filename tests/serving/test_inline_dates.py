@@ -9,9 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from features.io import DataValidationError
-from serving.online import prepare, validate_history
+from serving.online.answers import prepare, validate_history
+from serving.online.schema import ScoreRequest
 from serving.run_files import load_feature_table
-from serving.service import ScoreRequest
 from training import tracking
 
 CUTOFF = "2025-06-01"

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from serving.batch import BatchConfig
-from serving.batch import run as score_base
-from serving.service import CustomerValue, ScoreRequest
-from serving.settings import OnlineConfig
+from serving.batch.base_scoring import BatchConfig
+from serving.batch.base_scoring import run as score_base
+from serving.online.schema import ScoreRequest
+from serving.online.service import CustomerValue
+from serving.online.settings import OnlineConfig
 
 RUNS = {"early": "2025-01-01", "late": "latest"}
 
@@ -158,10 +159,10 @@ def test_a_failed_reload_keeps_serving_the_old_run(service, runs, tmp_path, capl
     broken = tmp_path / ".broken"
     broken.write_bytes(b"not parquet")
     os.replace(broken, table)
-    with caplog.at_level(logging.ERROR, logger="serving.reload"):
+    with caplog.at_level(logging.ERROR, logger="serving.online.reload"):
         assert asyncio.run(service.reloader.refresh()) is False
         assert asyncio.run(service.reloader.refresh()) is False  # not retried until it changes
-    assert len([r for r in caplog.records if r.name == "serving.reload"]) == 1
+    assert len([r for r in caplog.records if r.name == "serving.online.reload"]) == 1
     assert "still serving the table of cutoff 2025-01-01" in caplog.text
     assert asyncio.run(lookup(service, customer_id))["status"] == "ok"
 
@@ -178,7 +179,7 @@ def test_reload_interval_comes_from_the_environment():
 
 def test_an_api_key_with_surrounding_whitespace_is_stripped_and_said(caplog):
     # Issue 21: CUSTOMER_VALUE_API_KEY=$'abc\n' made every caller 401 with nothing logged.
-    with caplog.at_level("WARNING", logger="serving.settings"):
+    with caplog.at_level("WARNING", logger="serving.online.settings"):
         config = OnlineConfig.from_env({"CUSTOMER_VALUE_API_KEY": "abc\n"})
     assert config.api_key == "abc"
     (record,) = caplog.records

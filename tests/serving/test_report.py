@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving import report
-from serving.budget import BudgetAssumptions
-from serving.impact_truth import TruthCheck, compare, truth_path
+from serving.insight import report
+from serving.insight.budget import BudgetAssumptions
+from serving.insight.impact_truth import TruthCheck, compare, truth_path
 from serving.run_files import SCORE_COLUMNS, RunStamp, write_scores
 from serving.segments import Base
 
@@ -380,7 +380,7 @@ def _truth_check(model_uri: str = "models:/customer-value/1") -> TruthCheck:
 @pytest.fixture
 def store_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Scores of a (tiny, fake) synthetic store: its manifest beside its two files."""
-    from features.synth_manifest import write_manifest
+    from demo.manifest import write_manifest
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
     store = tmp_path / "demo"

@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from features.io import MAX_ID_LENGTH, load_orders
-from serving.service import ScoreRequest
+from serving.online.schema import ScoreRequest
 
 
 def _inline(order: dict, **extra) -> str:

@@ -24,7 +24,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from features import build_features
-from serving import batch, impact, report, spark
+from serving.batch import base_scoring as batch
+from serving.batch import spark
+from serving.insight import impact, report
 from serving.run_files import RunStamp, sweep_stale_work
 from training import backtest, tracking
 from training import config as training_config
@@ -274,7 +276,7 @@ def test_a_full_disk_while_writing_the_scores_names_the_file(
 
 KILLER = """
 import os, signal, sys
-import serving.batch as batch
+import serving.batch.base_scoring as batch
 import serving.run_files as run_files
 where = sys.argv.pop(1)
 def die(*args, **kwargs):

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from local_server import PROJECT_ROOT, SERVICE, local_server
 
-from serving.batch import run as score_base
+from serving.batch.base_scoring import run as score_base
 
 pytestmark = pytest.mark.server
 

@@ -13,9 +13,8 @@ import pytest
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
-from serving.batch import run as score_base
-from serving.guard import BENTOML_REQUEST_LOGGER
-from serving.online import (
+from serving.batch.base_scoring import run as score_base
+from serving.online.answers import (
     ONLINE_REASONS,
     build_inline_features,
     finish,
@@ -25,6 +24,17 @@ from serving.online import (
     table_settings,
     validate_history,
 )
+from serving.online.guard import BENTOML_REQUEST_LOGGER
+from serving.online.schema import (
+    MAX_CUSTOMERS,
+    MAX_INLINE_CUSTOMERS,
+    MAX_INLINE_ROWS,
+    MAX_ORDERS,
+    REQUEST_EXAMPLE,
+    ScoreRequest,
+)
+from serving.online.service import CustomerValue
+from serving.online.settings import OnlineConfig
 from serving.run_files import (
     NUMBER_FIELDS,
     RunStamp,
@@ -33,16 +43,6 @@ from serving.run_files import (
     load_feature_table,
 )
 from serving.segments import Base
-from serving.service import (
-    MAX_CUSTOMERS,
-    MAX_INLINE_CUSTOMERS,
-    MAX_INLINE_ROWS,
-    MAX_ORDERS,
-    REQUEST_EXAMPLE,
-    CustomerValue,
-    ScoreRequest,
-)
-from serving.settings import OnlineConfig
 from training import tracking
 
 API_KEY = "s3cret"
@@ -575,7 +575,7 @@ def test_a_table_of_another_tracking_store_is_refused(online, tmp_path):
 def test_a_run_scored_by_another_shops_model_is_not_served(online, tmp_path):
     # One shop, one model: two shops' models may both be at version 1; a run is served only
     # with the model named in its stamp.
-    from serving.reload import load_served
+    from serving.online.reload import load_served
 
     config, _ = online
     table = pq.read_table(config.features_out)

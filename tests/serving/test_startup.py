@@ -31,8 +31,9 @@ from local_server import (
     wait_for_log,
 )
 
-from serving import service
-from serving.service import EXIT_CANNOT_START, FAILED, READY, WORKERS, Startup, StartupGate
+from serving.online import service
+from serving.online.service import WORKERS, StartupGate
+from serving.online.startup import EXIT_CANNOT_START, FAILED, READY, Startup
 
 API_KEY = "startup-key"
 #: Seconds a server that cannot load may take to exit: two processes importing the stack on a
@@ -174,7 +175,7 @@ import os
 import time
 from pathlib import Path
 
-import serving.service as service
+import serving.online.service as service
 
 _load_served = service.load_served
 
@@ -258,7 +259,7 @@ def test_readyz_answers_503_json_while_loading_and_200_once_loaded(
 @pytest.mark.server
 def test_a_failed_reload_keeps_the_server_serving(served_store, latest_scores, tmp_path):
     # Only a process that never loaded stops the server: once serving, a batch run's table that
-    # cannot be read is logged and the loaded one keeps answering (serving.reload).
+    # cannot be read is logged and the loaded one keeps answering (serving.online.reload).
     config, scores = latest_scores
     served = tmp_path / "served"
     served.mkdir()

@@ -18,8 +18,9 @@ from local_server import local_server
 from test_store_service import UNKNOWN, run_frames, write_run_to_redis
 
 from serving.lookup_store import write_lookup_store
+from serving.online.schema import ScoreRequest
+from serving.online.service import CustomerValue
 from serving.run_files import RunStamp
-from serving.service import CustomerValue, ScoreRequest
 
 pytestmark = pytest.mark.server
 
@@ -65,7 +66,7 @@ def early_run(latest_scores, tmp_path_factory):
     """Another batch run of the same store (an earlier cutoff): the next run to land."""
     import dataclasses
 
-    from serving.batch import run as score_base
+    from serving.batch.base_scoring import run as score_base
 
     config, _ = latest_scores
     folder = tmp_path_factory.mktemp("early-e2e")

@@ -18,10 +18,11 @@ import pytest
 import redis
 from starlette.responses import JSONResponse
 
-from serving.batch import run as score_base
+from serving.batch.base_scoring import run as score_base
 from serving.lookup_store import StoreView, write_lookup_store
+from serving.online.schema import ScoreRequest
+from serving.online.service import CustomerValue
 from serving.run_files import SCORED_FIELDS, RunStamp, TableMismatch
-from serving.service import CustomerValue, ScoreRequest
 from training import tracking
 
 UNKNOWN = "nobody"
@@ -242,7 +243,7 @@ def test_a_new_redis_run_is_served_without_a_restart(
 
 
 def test_the_batch_run_writes_the_store_beside_the_table_unless_told(tmp_path):
-    from serving.batch import parse_args
+    from serving.batch.base_scoring import parse_args
 
     assert parse_args([]).store == "models/scores/online_store.sqlite"
     assert parse_args(["--store", "none"]).store is None

@@ -16,10 +16,10 @@ import pytest
 
 from features.files import DataValidationError
 from features.spark_input import read_rows, validate_rows
-from serving.batch import BatchConfig
-from serving.batch import run as batch_run
-from serving.spark import SparkConfig, load_spark_scores, main
-from serving.spark import run as spark_run
+from serving.batch.base_scoring import BatchConfig
+from serving.batch.base_scoring import run as batch_run
+from serving.batch.spark import SparkConfig, load_spark_scores, main
+from serving.batch.spark import run as spark_run
 
 pytestmark = pytest.mark.spark
 

@@ -15,16 +15,16 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
-from serving.batch import BatchConfig
-from serving.batch import run as batch_run
-from serving.run_files import SCORE_COLUMNS, load_batch_answers, load_feature_table
-from serving.spark import (
+from serving.batch.base_scoring import BatchConfig
+from serving.batch.base_scoring import run as batch_run
+from serving.batch.spark import (
     SparkConfig,
     load_spark_scores,
     quarantine_path,
     rejected_dataset,
 )
-from serving.spark import run as spark_run
+from serving.batch.spark import run as spark_run
+from serving.run_files import SCORE_COLUMNS, load_batch_answers, load_feature_table
 
 pytestmark = pytest.mark.spark
 
@@ -289,7 +289,7 @@ def test_a_failed_spark_run_leaves_every_previous_output(
 ):
     # Issue 21 M9 on Spark: the datasets, the table, the scores beside it and the store are
     # published together; a run whose store write fails replaces none of them.
-    import serving.spark as spark_module
+    import serving.batch.spark as spark_module
 
     out = tmp_path / "scores"
     config = SparkConfig(

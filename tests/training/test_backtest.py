@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from demo.generator import generate, write_tables
 from features import FeatureSpec
 from features.io import validate_events, validate_orders
-from features.synth import generate, write_tables
 from training.backtest import CLASSICAL, backtest_cutoff, floor_verdicts, main, restrict_to_cohort
 from training.config import FitSettings
 

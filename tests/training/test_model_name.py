@@ -2,7 +2,7 @@
 
 import pytest
 
-from serving.batch import parse_args as batch_args
+from serving.batch.base_scoring import parse_args as batch_args
 from training.config import DEMO_DIR, champion_uri, model_name_for, parse_args
 from training.model_name import main
 

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from mlflow.models import Model
 
+from demo.generator import generate
 from features import FeatureSpec, build_features, build_labels, feature_names
 from features.io import validate_events, validate_orders
-from features.synth import generate
 from training import pyfunc_model, tracking
 from training.config import run_entrypoint
 from training.model import CustomerValueModel, ModelParams

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from features.synth import generate, write_tables
+from demo.generator import generate, write_tables
 from training import tracking
 from training.config import TrainConfig
 from training.promote import main as promote_main

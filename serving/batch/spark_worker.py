@@ -1,4 +1,4 @@
-"""The code Spark's Python workers run for :mod:`serving.spark`: slices in, slices out.
+"""The code Spark's Python workers run for :mod:`serving.batch.spark`: slices in, slices out.
 
 Kept apart from the driver module so a worker imports only what it runs (the project's
 validation, features, scoring and model; not MLflow or the command line), and so what runs on

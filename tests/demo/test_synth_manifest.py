@@ -6,8 +6,8 @@ import json
 import shutil
 from dataclasses import asdict
 
-from features.synth import SynthParams, main
-from features.synth_manifest import (
+from demo.generator import SynthParams, main
+from demo.manifest import (
     EVENTS_FILE,
     MANIFEST_NAME,
     ORDERS_FILE,

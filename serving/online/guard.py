@@ -32,9 +32,9 @@ from pydantic import ValidationError
 from starlette.routing import BaseRoute, Match, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from serving.batching import OVERLOADED
-from serving.home_page import home_page
-from serving.settings import OnlineConfig
+from serving.online.batching import OVERLOADED
+from serving.online.home_page import home_page
+from serving.online.settings import OnlineConfig
 
 #: Bodies declaring a larger Content-Length are refused with 413 before they are read.
 MAX_BODY_BYTES = 32 * 1024 * 1024

@@ -4,18 +4,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import features.synth as synth
-from features.labels import build_labels
-from features.spec import FeatureSpec
-from features.synth import (
+import demo.truth as synth
+from demo.generator import SynthParams, generate
+from demo.truth import (
     TRUTH_FLAGS,
     TRUTH_MODES,
     TRUTH_SCENARIOS,
-    SynthParams,
-    generate,
     service_effect_summary,
     service_effect_truth,
 )
+from features.labels import build_labels
+from features.spec import FeatureSpec
 
 CUSTOMERS, SEED, CUTOFF, HORIZON = 8_000, 5, "2025-07-01", 365
 COUNTERFACTUALS = list(TRUTH_SCENARIOS)

@@ -1,11 +1,11 @@
 """The service-impact estimate beside the synthetic store's planted truth.
 
-On a store made by ``python -m features.synth`` (recognised by its manifest,
-:mod:`features.synth_manifest`) the causal effects of late deliveries, returns and badly
-resolved tickets are known. :func:`features.synth.service_effect_truth` replays the same
+On a store made by ``python -m demo`` (recognised by its manifest,
+:mod:`demo.manifest`) the causal effects of late deliveries, returns and badly
+resolved tickets are known. :func:`demo.truth.service_effect_truth` replays the same
 customers over the horizon with the planted effects of their past failures on and off, same
 random draws otherwise: the value those failures truly cost from the cutoff on. That is the
-estimand of the what-if of :mod:`serving.impact`, so the two can be put side by side.
+estimand of the what-if of :mod:`serving.insight.impact`, so the two can be put side by side.
 
 The truth needs the horizon after the cutoff to be inside the generated period, so the check
 is made at the model's holdout cutoff with its evaluation twin (trained only on data before
@@ -21,10 +21,11 @@ from typing import Any
 
 import pandas as pd
 
-from features.synth import SynthParams, service_effect_summary, service_effect_truth
-from features.synth_manifest import SyntheticStore
+from demo.generator import SynthParams
+from demo.manifest import EVENTS_FILE, SyntheticStore, store_behind
+from demo.truth import service_effect_summary, service_effect_truth
 
-#: The kinds compared, in the order of :data:`serving.impact.KINDS`.
+#: The kinds compared, in the order of :data:`serving.insight.impact.KINDS`.
 TRUTH_KINDS: tuple[str, ...] = ("late", "returns", "bad_tickets", "all")
 #: The failure kinds whose order (by value lost) the estimate must get right.
 RANKED_KINDS: tuple[str, ...] = ("late", "returns", "bad_tickets")
@@ -49,8 +50,23 @@ STATEMENT = (
 )
 
 
+def synthetic_store(orders: Path, events: Path | None) -> SyntheticStore | None:
+    """The demo store ``orders`` and ``events`` are, or None for a shop's files.
+
+    The insight products reach the demo package only through this module (the import contract
+    in pyproject.toml): a shop's run never needs the simulator, and the simulator can change
+    without touching them. See :func:`demo.manifest.store_behind`.
+    """
+    return store_behind(orders, events)
+
+
+def events_beside(orders: Path) -> Path:
+    """Where a generated store keeps its service events: beside its orders."""
+    return orders.with_name(EVENTS_FILE)
+
+
 def truth_path(impact_out: Path) -> Path:
-    """Where ``serving.impact`` writes the check for the impact file ``impact_out``."""
+    """Where ``serving.insight.impact`` writes the check for the impact file ``impact_out``."""
     return impact_out.with_name(f"{impact_out.stem}_truth.json")
 
 
@@ -60,7 +76,7 @@ def planted_truth(store: SyntheticStore, cutoff: pd.Timestamp, horizon_days: int
     Returns
     -------
     pandas.DataFrame
-        :func:`features.synth.service_effect_summary` of the ``from_cutoff`` truth.
+        :func:`demo.truth.service_effect_summary` of the ``from_cutoff`` truth.
 
     Raises
     ------
@@ -86,7 +102,8 @@ def compare(estimate: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     estimate : pandas.DataFrame
-        ``Impact.by_kind`` of :func:`serving.impact.estimate_impact` (``affected``, ``clv_gain``).
+        ``Impact.by_kind`` of :func:`serving.insight.impact.estimate_impact` (``affected``,
+        ``clv_gain``).
     truth : pandas.DataFrame
         :func:`planted_truth` (``customers``, ``value_lost``).
 

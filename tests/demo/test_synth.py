@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from demo.generator import SynthParams, generate, main
 from features.io import validate_events, validate_orders
-from features.synth import SynthParams, generate, main
 
 START, END = pd.Timestamp("2022-07-01"), pd.Timestamp("2026-07-01")
 YEAR = pd.Timedelta(days=365)

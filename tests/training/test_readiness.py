@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from demo.generator import generate, write_tables
 from features.io import load_orders, validate_events, validate_orders
-from features.readiness import (
+from training.readiness import (
     MAX_CUTOFFS,
     MAX_QUARANTINE_SHARE,
     NOT_ENOUGH_DATA,
@@ -23,7 +24,6 @@ from features.readiness import (
     check_before_training,
     main,
 )
-from features.synth import generate, write_tables
 from training.split import longest_horizon
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -158,7 +158,7 @@ def test_check_before_training_refuses_below_hard_thresholds_unless_forced(store
         check_before_training(orders, events, horizon_days=365, quarantined={"orders": 0})
     assert isinstance(raised.value, ValueError)
     assert raised.value.readiness.verdict == NOT_ENOUGH_DATA
-    with caplog.at_level(logging.INFO, logger="features.readiness"):
+    with caplog.at_level(logging.INFO, logger="training.readiness"):
         readiness = check_before_training(orders, events, horizon_days=365, force=True)
     assert readiness.verdict == NOT_ENOUGH_DATA
     assert "Verdict: not enough data" in caplog.text

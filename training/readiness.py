@@ -1,6 +1,6 @@
 """Is the data enough to train? The readiness report a person reads before training.
 
-``make check-data`` (``python -m features.readiness --orders PATH ...``) prints it; ``make train``
+``make check-data`` (``python -m training.readiness --orders PATH ...``) prints it; ``make train``
 runs the same check first (:func:`check_before_training`) and refuses to train below the hard
 thresholds unless ``--force``. Below a hard threshold (``MIN_HISTORY_DAYS``,
 ``MIN_REPEAT_CUSTOMERS``, a strict holdout as training.split plans it) the pipeline cannot learn
@@ -811,9 +811,9 @@ def _quarantine(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Read the command-line flags of ``python -m features.readiness``."""
+    """Read the command-line flags of ``python -m training.readiness``."""
     parser = argparse.ArgumentParser(
-        prog="python -m features.readiness",
+        prog="python -m training.readiness",
         description="Is the data enough to train? Prints a readiness report and a verdict; "
         "exit status 0 ready (with or without caveats), 1 not enough data, 2 unusable input.",
     )

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from serving.base_inputs import DEFAULT_MODEL_URI
 from serving.run_files import DEFAULT_FEATURES_OUT
-from training import tracking
 
 MODEL_URI_ENV = "CUSTOMER_VALUE_MODEL_URI"
 FEATURES_ENV = "CUSTOMER_VALUE_FEATURES"
@@ -27,7 +27,6 @@ STORE_TIMEOUT_ENV = "CUSTOMER_VALUE_STORE_TIMEOUT"
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_URI = f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}"
 #: How lookups are answered: from the batch run's scores when they belong to the served model
 #: and the table's cutoff (``batch``, the default), or by the model on every request (``model``).
 LOOKUP_MODES: tuple[str, ...] = ("batch", "model")
@@ -59,7 +58,7 @@ class OnlineConfig:
         ``CUSTOMER_VALUE_RELOAD_SECONDS``: seconds between checks for a new batch run (0 on
         every request, < 0 never).
     api_key : str
-        ``CUSTOMER_VALUE_API_KEY``: when set, requests must carry it (:mod:`serving.guard`).
+        ``CUSTOMER_VALUE_API_KEY``: when set, requests must carry it (:mod:`serving.online.guard`).
         Surrounding whitespace is stripped, with a warning: a key written with ``echo`` into
         a secret ends with a newline no caller sends, and every caller got 401. Not shown in
         ``repr``, so it never reaches a log.

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import anyio.to_thread
 import mlflow
 
-from serving.batching import AdaptiveBatcher
 from serving.lookup_store import (
     StoreSignature,
     StoreUnavailable,
@@ -33,7 +32,9 @@ from serving.lookup_store import (
     store_location,
     store_signature,
 )
-from serving.online import ONLINE_REASONS, Lookups, load_base, score_rows, table_settings
+from serving.online.answers import ONLINE_REASONS, Lookups, load_base, score_rows, table_settings
+from serving.online.batching import AdaptiveBatcher
+from serving.online.settings import OnlineConfig
 from serving.run_files import (
     BatchAnswers,
     Signature,
@@ -45,7 +46,6 @@ from serving.run_files import (
 )
 from serving.scoring import ScoreSettings
 from serving.segments import Base
-from serving.settings import OnlineConfig
 from training import tracking
 from training.model import CustomerValueModel
 

@@ -16,9 +16,18 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from features import build_features
-from features.files import input_location
-from features.history import as_cutoff, format_cutoff
+from features.history import format_cutoff
 from features.io import LoadResult, load_events, load_orders
+from serving.base_inputs import (
+    DEFAULT_MODEL_URI,
+    DEMO_EVENTS,
+    DEMO_ORDERS,
+    add_input_arguments,
+    chosen_events,
+    chosen_model_uri,
+    resolve_cutoff,
+)
+from serving.customer_chunks import CustomerChunks
 from serving.lookup_store import STORE_NAME, is_redis, stage_lookup_store, store_location
 from serving.run_files import (
     DEFAULT_FEATURES_OUT,
@@ -41,18 +50,8 @@ from serving.scoring import (
     score_frame,
 )
 from serving.segments import Base
-from serving.settings import DEFAULT_MODEL_URI
 from training import tracking
-from training.config import (
-    DEMO_DIR,
-    NO_EVENTS,
-    add_name_argument,
-    champion_uri,
-    check_run_paths,
-    model_name_for,
-    optional_input,
-    run_entrypoint,
-)
+from training.config import check_run_paths, run_entrypoint
 from training.model import CustomerValueModel
 from training.profile import DEFAULT_LEVEL
 
@@ -71,8 +70,8 @@ class BatchConfig:
     otherwise.
     """
 
-    orders: Path = DEMO_DIR / "orders.parquet"
-    events: Path | None = DEMO_DIR / "service_events.parquet"
+    orders: Path = DEMO_ORDERS
+    events: Path | None = DEMO_EVENTS
     columns: str = ""
     cutoff: str = "latest"
     out: Path = DEFAULT_OUT
@@ -119,47 +118,6 @@ class BatchSummary:
         return rejected_path(self.out) if self.out is not None else None
 
 
-class CustomerChunks:
-    """Orders and events cut into chunks of whole customers (``size`` customers each).
-
-    Each customer's whole history lands in exactly one chunk, so features built per chunk are
-    the same as features built on everything at once. Customers are numbered once (orders and
-    events together, ids sorted), and each chunk is a boolean selection of the input frames:
-    no sorted copy of the input is made (what that saves at scale: bench/RESULTS.md). Events of
-    customers without orders cannot be scored and belong to no chunk.
-    """
-
-    def __init__(self, orders: pd.DataFrame, events: pd.DataFrame | None, size: int) -> None:
-        if size <= 0:
-            raise ValueError(f"chunk size must be > 0 customers; got {size}")
-        ids = orders["customer_id"]
-        if events is not None:
-            ids = pd.concat([ids, events["customer_id"]], ignore_index=True)
-        codes, uniques = pd.factorize(ids, sort=True)
-        order_codes = codes[: len(orders)]
-        has_orders = np.bincount(order_codes, minlength=len(uniques)) > 0
-        # Chunk of each customer: its rank among the customers with orders, by `size`.
-        chunk_of = ((np.cumsum(has_orders) - 1) // size).astype("int32")
-        chunk_of[~has_orders] = -1
-        self.customers = pd.Index(uniques[has_orders], name="customer_id")
-        self.orders = orders
-        self.order_chunk = chunk_of[order_codes]
-        self.events = events
-        self.event_chunk = chunk_of[codes[len(orders) :]] if events is not None else None
-        self.size = size
-
-    def __len__(self) -> int:
-        return -(-len(self.customers) // self.size)
-
-    def __iter__(self) -> Iterator[tuple[pd.DataFrame, pd.DataFrame | None]]:
-        for chunk in range(len(self)):
-            orders = self.orders.loc[self.order_chunk == chunk]
-            events = None
-            if self.events is not None:
-                events = self.events.loc[self.event_chunk == chunk]
-            yield orders, events
-
-
 REJECT_QUARANTINED = "every order row was quarantined"
 REJECT_NO_HISTORY = "no order before the cutoff"
 REJECT_NO_ORDERS = "service events but no orders"
@@ -202,16 +160,6 @@ def _rejected_customers(
         },
         dtype="str",
     )
-
-
-def resolve_cutoff(cutoff: str, orders: pd.DataFrame) -> pd.Timestamp:
-    """``latest`` -> the day after the last order (everything known is used); else the date."""
-    if cutoff == "latest":
-        return orders["ordered_at"].max().normalize() + pd.Timedelta(days=1)
-    try:
-        return as_cutoff(cutoff)
-    except ValueError as err:
-        raise ValueError(f"--cutoff: {err}; expected YYYY-MM-DD or 'latest'") from err
 
 
 def quarantine_file(out: Path, name: str) -> Path:
@@ -438,59 +386,6 @@ def _store_frames(
     for frame, feature_part in zip(finals, feature_parts, strict=True):
         features = pd.read_parquet(feature_part, columns=["customer_id", *model.feature_names_in_])
         yield frame.merge(features, on="customer_id", how="inner", validate="one_to_one")
-
-
-def add_input_arguments(parser: argparse.ArgumentParser, events_help: str = "") -> None:
-    """Add the flags of a run over a base's files: orders, events, columns and cutoff.
-
-    Shared by the commands that read the base as batch scoring does (this one, serving.impact);
-    :func:`chosen_events` resolves the events default.
-    """
-    parser.add_argument("--orders", type=input_location, default=BatchConfig.orders)
-    parser.add_argument(
-        "--events",
-        type=optional_input,
-        default=None,
-        help="service events file, or 'none' (default: the demo events with the demo orders, "
-        "else none)" + events_help,
-    )
-    parser.add_argument("--columns", default="", help="column mapping canonical=yours,...")
-    parser.add_argument("--cutoff", default="latest", help="YYYY-MM-DD or 'latest'")
-    parser.add_argument(
-        "--model-uri",
-        default=None,
-        help="the model to score with (default: the champion of the shop's registered model, "
-        "named as training names it from --orders or --name; models:/customer-value@champion "
-        "for the demo data)",
-    )
-    add_name_argument(parser)
-
-
-def chosen_model_uri(args: argparse.Namespace) -> str:
-    """``--model-uri``, or the champion of the model training registered for these orders.
-
-    Raises
-    ------
-    ValueError
-        When ``--name`` is not a valid model name.
-    """
-    if args.model_uri:
-        return str(args.model_uri)
-    return champion_uri(model_name_for(args.orders, args.name or None))
-
-
-def chosen_events(args: argparse.Namespace) -> Path | None:
-    """``--events``, or the demo events when the demo orders are scored without one.
-
-    ``--events none`` is no events, as ``--features-out none`` and ``--store none`` are no
-    such output: the demo orders otherwise bring the demo events, and scoring them without
-    events had no spelling.
-    """
-    if args.events == NO_EVENTS:
-        return None
-    if args.events is None and args.orders == BatchConfig.orders:
-        return BatchConfig.events
-    return args.events
 
 
 def parse_args(argv: list[str] | None = None) -> BatchConfig:

@@ -1,9 +1,9 @@
 """The record of how a synthetic store was generated, so that its planted truth can be replayed.
 
-``python -m features.synth`` writes ``synthetic_store.json`` beside the two tables: the
-arguments of :func:`features.synth.generate` and a SHA-256 of each file. A tool that is given
+``python -m demo`` writes ``synthetic_store.json`` beside the two tables: the
+arguments of :func:`demo.generator.generate` and a SHA-256 of each file. A tool that is given
 those files (``make impact``) can then tell that it is looking at a store whose causal effects
-are known, and replay them (:func:`features.synth.service_effect_truth`). The hashes make sure
+are known, and replay them (:func:`demo.truth.service_effect_truth`). The hashes make sure
 the files are still the generated ones: an edited or replaced file is a different shop, whose
 truth nobody knows.
 """
@@ -32,11 +32,11 @@ class SyntheticStore:
     Attributes
     ----------
     customers, seed : int
-        As passed to :func:`features.synth.generate`.
+        As passed to :func:`demo.generator.generate`.
     start, end : str
         The trading period (ISO dates).
     params : dict
-        Every field of :class:`features.synth.SynthParams` (rates and planted effects).
+        Every field of :class:`demo.generator.SynthParams` (rates and planted effects).
     files : dict
         File name -> SHA-256 of its bytes, for the orders and the service events.
     """
