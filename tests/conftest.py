@@ -7,7 +7,9 @@ Two models, for two kinds of test:
   tests (batch, service, reload, real server) need a real registered model, not a good one:
   this takes seconds.
 * ``trained_store``: the whole training pipeline (``training.train.run``), for the tests of
-  training itself; they are marked ``slow``.
+  training itself; they are marked ``slow``. A test that asks for it (directly or through another
+  fixture) without one of the :data:`FULL_TRAINING_MARKERS` fails: the fast tier
+  (``make test-fast``) trains nothing beyond the small served model.
 
 Heavy modules are imported inside the fixtures, so collecting a fast test imports neither
 MLflow nor the training stack.
@@ -23,6 +25,26 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
+#: The markers ``make test-fast`` deselects; a test using ``trained_store`` must carry one.
+FULL_TRAINING_MARKERS = ("slow", "server", "browser", "spark")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail an unmarked test that would run the whole training pipeline, before it does.
+
+    Runs before the fixtures are set up, so the fast tier never pays for the training (minutes
+    on a small machine) only to be told.
+    """
+    uses_training = "trained_store" in getattr(item, "fixturenames", ())
+    if uses_training and not any(item.get_closest_marker(m) for m in FULL_TRAINING_MARKERS):
+        pytest.fail(
+            f"{item.nodeid} uses the trained_store fixture (the whole training pipeline) but is "
+            f"marked none of {', '.join(FULL_TRAINING_MARKERS)}; mark it slow, or use the small "
+            "served_store model",
+            pytrace=False,
+        )
 
 
 @dataclass

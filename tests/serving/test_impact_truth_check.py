@@ -58,11 +58,11 @@ def test_a_check_reads_back_as_written(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def synthetic_copy(trained_store, tmp_path_factory):
+def synthetic_copy(store, tmp_path_factory):
     """The session store's tables in a folder with the manifest the generator would write."""
     folder = tmp_path_factory.mktemp("synthetic")
-    shutil.copy(trained_store.orders_path, folder / ORDERS_FILE)
-    shutil.copy(trained_store.events_path, folder / EVENTS_FILE)
+    shutil.copy(store.orders_path, folder / ORDERS_FILE)
+    shutil.copy(store.events_path, folder / EVENTS_FILE)
     # As conftest's `store` generated them.
     write_manifest(folder, customers=2000, seed=11, start="2023-01-01", end="2025-07-01",
                    params=asdict(SynthParams()))  # fmt: skip
@@ -79,6 +79,7 @@ def impact_argv(folder: Path, model_uri: str, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow  # the truth check needs a holdout cutoff: a model from the whole training
 def test_make_impact_checks_a_synthetic_store_against_its_truth(
     trained_store, synthetic_copy, tmp_path, capsys
 ):

@@ -20,6 +20,9 @@ from training.purchase import PurchaseModel
 SPEC = FeatureSpec(horizon_days=180)
 NAMES = feature_names(SPEC)
 PURCHASE = PurchaseModel(r=0.6, alpha=80.0, a=0.7, b=2.0, p=5.0, q=4.0, v=20.0)
+#: Trees per part in these tests: their claims are about the model's contract (stack, shapes,
+#: save/load, constraints, reasons), which hold for a few trees as for many; 60 cost a minute.
+TREES = 10
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,7 @@ def fitted(data, seed=1, family="hybrid"):
 def _fit(data, seed, family):
     X, value, churned = data
     model = CustomerValueModel(
-        SPEC, ModelParams(n_estimators=60), seed=seed
+        SPEC, ModelParams(n_estimators=TREES), seed=seed
     ).fit(
         X[:2000],
         value[:2000] / 2,  # the short window sees about half the horizon's revenue
@@ -127,7 +130,7 @@ def test_a_stack_keeps_the_purchase_model_it_was_learnt_on(data, tmp_path):
     twin = fitted(data)
     assert twin.stack_.purchase == PURCHASE
     refit = PurchaseModel(r=0.9, alpha=40.0, a=0.5, b=3.0, p=4.0, q=3.0, v=30.0)
-    serving = CustomerValueModel(SPEC, ModelParams(n_estimators=60), seed=1).fit(
+    serving = CustomerValueModel(SPEC, ModelParams(n_estimators=TREES), seed=1).fit(
         X[:2000],
         value[:2000] / 2,
         churned[:2000],
@@ -207,7 +210,7 @@ def test_search_reuses_its_best_model_and_samples_large_fits(data):
         window_value=value, window_churned=churned, customer_id=[f"c{i}" for i in range(len(X))]
     )
     slices = Slices(fit=frame[:2000], stop=frame[2000:2500], score=frame[2500:])
-    base = ModelParams(n_estimators=30)
+    base = ModelParams(n_estimators=TREES)
     recipe = PartsRecipe(PURCHASE, 90, 1.0)
     found = search(
         slices, NAMES, SPEC, recipe=recipe, time_budget=0, max_trials=2, seed=4, base=base
@@ -266,7 +269,7 @@ def _service_data(late_effect: float, seed: int = 4):
 
 
 def _fit_service(X, window, horizon, churned, family="hybrid"):
-    model = CustomerValueModel(SPEC, ModelParams(n_estimators=60), seed=2).fit(
+    model = CustomerValueModel(SPEC, ModelParams(n_estimators=TREES), seed=2).fit(
         X[:2000], window[:2000], churned[:2000], purchase=PURCHASE, window_days=90
     )
     return model.fit_stack(X[2000:], horizon[2000:], churned[2000:], family=family)
