@@ -146,7 +146,7 @@ class TrainConfig:
     strict : bool
         Fail on unusable input rows instead of quarantining them.
     force : bool
-        Train even when the data fails a hard readiness threshold (``features.readiness``).
+        Train even when the data fails a hard readiness threshold (``training.readiness``).
     demo_customers : int
         Customers in the generated demo data.
     output_dir : Path
