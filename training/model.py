@@ -11,16 +11,12 @@ Three parts, each there for a reason measured on real shops (docs/experiments.md
    gaps as the customers being scored; with a horizon-long window every training row would be
    a year older than the data allows. They see every feature (service quality included) and
    the purchase model's own quantities for the window.
-3. **Stack**: a logistic regression of horizon churn on the two churn logits, and a Poisson
-   regression of horizon revenue on the two log values (then, in a second stage, on the
-   service-failure counts, whose cost compounds beyond the window:
-   :func:`service_stack_names`), fitted on a later, horizon-long label window that neither
-   part was fit on. It learns how far to trust each part, turns the window figures into
-   horizon figures, and puts the level right. A coefficient that comes out
-   negative is dropped (a part may be ignored, never inverted); with no positive weight on the
-   boosted part this *is* the purchase model, calibrated. Revenue is divided by the store's
-   seasonal index for the horizon (:func:`features.season.seasonal_index`) before the stack
-   and multiplied back at scoring time.
+3. **Stack** (:class:`training.stack.Stack`): regressions of horizon churn and revenue on the
+   two parts' figures (and the service-failure counts), fitted on a later, horizon-long label
+   window that neither part was fit on. It learns how far to trust each part, turns the
+   window figures into horizon figures, and puts the level right. Revenue is divided by the
+   store's seasonal index for the horizon (:func:`features.season.seasonal_index`) before the
+   stack and multiplied back at scoring time.
 
 Scikit-learn's estimator contract holds: ``__init__`` only stores, ``fit`` returns self,
 learned attributes end in ``_``, and a frame whose columns differ from the training columns
@@ -39,7 +35,6 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 from sklearn.exceptions import NotFittedError
-from sklearn.linear_model import LogisticRegression, PoissonRegressor
 
 from features.spec import FeatureSpec
 from training.profile import (
@@ -50,10 +45,11 @@ from training.profile import (
     discount_factor,
 )
 from training.purchase import PURCHASE_COLUMNS, Activity, PurchaseHistory, PurchaseModel
+from training.stack import Stack, log_value, logit, service_stack_names
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 #: Columns the model derives from the features before the trees see them (see :meth:`derive`).
 RECENCY_GAP = "recency_gap_ratio"
@@ -61,11 +57,6 @@ P_ALIVE = "p_alive"
 #: Pseudo-features that carry the purchase model's horizon figures into the reasons.
 PURCHASE_CHURN = "purchase_model_p_no_order"
 PURCHASE_VALUE = "purchase_model_value"
-
-_EPS = 1e-6
-
-#: Model families and the stack terms each uses (0: purchase model, 1: boosted parts).
-STACK_TERMS: dict[str, list[int]] = {"hybrid": [0, 1], "classical": [0], "boosted": [1]}
 
 
 def expected_orders_name(window_days: int) -> str:
@@ -106,19 +97,6 @@ def monotone_directions(spec: FeatureSpec, window_days: int) -> dict[str, dict[s
     return {"clv": value, "churn": churn}
 
 
-def service_stack_names(spec: FeatureSpec) -> tuple[str, ...]:
-    """Service-failure counts the value stack weighs directly (late, returns, bad tickets).
-
-    The boosted parts learn what a failure does to the next ``window_days``; a failure that
-    makes a customer likelier to leave after each later order costs more over a year than
-    four such windows, because the losses compound. On the demo store the windows are
-    calibrated by failure count while the horizon over-predicts customers with failures by up
-    to 1.5x; a term per count in the horizon-long stack carries the difference.
-    """
-    q = spec.quality_days
-    return (f"late_deliveries_{q}d", f"returns_{q}d", f"bad_tickets_{q}d")
-
-
 @dataclass(frozen=True)
 class ModelParams:
     """XGBoost hyperparameters shared by the two boosted models (the search tunes these).
@@ -145,72 +123,6 @@ class ModelParams:
 
 
 @dataclass(frozen=True)
-class Stack:
-    """How the purchase model and the boosted models combine into horizon figures.
-
-    ``churn`` = (intercept, weight of the purchase model's logit, weight of the boosted logit);
-    ``value`` = (intercept, weight of log purchase-model value, weight of log boosted value).
-    ``reference`` holds the training means of the purchase-model terms, the zero point of their
-    contribution in the reasons. ``profile`` is fit on the same holdout rows
-    (:class:`training.profile.Profile`); models saved before it have none.
-
-    ``service`` maps service-failure counts (:func:`service_stack_names`) to their weight in log
-    value, each <= 0: what the failures cost over the horizon beyond what the short-window
-    trees see (docs/experiments.md, idea 15). Empty without service data, for the classical
-    family, and in models saved before it.
-
-    ``purchase`` is the purchase model the stack was learnt on. A stack is a calibration of
-    that model's figures: the serving model, which takes its twin's stack, computes the stack's
-    purchase terms with it; its own refit purchase model feeds the trees and the profile
-    (docs/experiments.md, entry 17). None (models saved before it): the model's own.
-
-    ``level`` multiplies every ``clv``: the served level chosen by its track record at earlier
-    origins (:mod:`training.level`); 1.0 for the twin and models saved before it. One factor
-    for all customers, so it never reorders them.
-    """
-
-    churn: tuple[float, float, float]
-    value: tuple[float, float, float]
-    reference: tuple[float, float]
-    profile: Profile | None = None
-    service: dict[str, float] = field(default_factory=dict)
-    purchase: PurchaseModel | None = None
-    level: float = 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
-        data: dict[str, Any] = {
-            "churn": list(self.churn),
-            "value": list(self.value),
-            "reference": list(self.reference),
-        }
-        if self.profile is not None:
-            data["profile"] = self.profile.to_dict()
-        if self.service:
-            data["service"] = dict(self.service)
-        if self.purchase is not None:
-            data["purchase"] = self.purchase.to_dict()
-        if self.level != 1.0:
-            data["level"] = self.level
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Stack:
-        """Rebuild from :meth:`to_dict` output (older models lack ``service``, ``purchase``)."""
-        profile = Profile.from_dict(data["profile"]) if "profile" in data else None
-        purchase = PurchaseModel.from_dict(data["purchase"]) if "purchase" in data else None
-        return cls(
-            tuple(data["churn"]),
-            tuple(data["value"]),
-            tuple(data["reference"]),
-            profile,
-            {str(k): float(v) for k, v in data.get("service", {}).items()},
-            purchase,
-            float(data.get("level", 1.0)),
-        )
-
-
-@dataclass(frozen=True)
 class _Evaluated:
     """One evaluation of a feature matrix.
 
@@ -221,16 +133,6 @@ class _Evaluated:
     derived: np.ndarray
     trees_in: np.ndarray
     parts: dict[str, np.ndarray]
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1.0 - _EPS)
-    return np.log(p / (1.0 - p))
-
-
-def _log_value(v: np.ndarray) -> np.ndarray:
-    # Revenue floors at a cent so that a customer the model gives nothing stays finite.
-    return np.log(np.maximum(v, 1e-2))
 
 
 class CustomerValueModel:
@@ -387,68 +289,23 @@ class CustomerValueModel:
         X = self._feature_matrix(features)
         # Learnt on this model's own purchase figures, whatever stack it held before.
         parts = self._evaluate(X, self.purchase_).parts
-        y_churn = np.asarray(churned, dtype="int32")
-        y_value = np.asarray(future_value, dtype="float64")
-        if len(np.unique(y_churn)) < 2:
-            raise ValueError(
-                "the stack's rows have only one churn class; they need churners and "
-                "non-churners (use a longer history or a later cutoff)"
-            )
-        churn_terms = np.column_stack([_logit(parts["purchase_churn"]), _logit(parts["churn"])])
-        if family not in STACK_TERMS:
-            raise ValueError(f"family must be one of {sorted(STACK_TERMS)}; got {family!r}")
-        columns = STACK_TERMS[family]
         # The classical family stays the textbook model, calibrated: no service terms.
         candidates = (
             []
             if family == "classical"
             else [n for n in service_stack_names(self.spec) if n in self.feature_names_in_]
         )
-        failures = self._service_matrix(X, candidates)
-        # A count that never varies (no service data) has nothing to teach.
-        varies = np.ptp(failures, axis=0) > 0
-        service_names = [n for n, keep in zip(candidates, varies, strict=True) if keep]
-        failures = failures[:, varies]
-        value_terms = np.column_stack(
-            [_log_value(parts["purchase_value"]), _log_value(parts["value"])]
+        y_value = np.asarray(future_value, dtype="float64")
+        stack = Stack.fit(
+            parts,
+            np.asarray(churned, dtype="int32"),
+            y_value,
+            family=family,
+            season=season,
+            failures=self._service_matrix(X, candidates),
+            failure_names=candidates,
+            purchase=self.purchase_,
         )
-        positive = dict.fromkeys(columns, 1)
-        churn_fit = _signed_glm(
-            LogisticRegression(C=1e4, max_iter=1000), churn_terms, y_churn, positive
-        )
-        scale = max(float(y_value.mean()), 1e-9)
-        target = y_value / scale / season
-        value_fit = _signed_glm(
-            PoissonRegressor(alpha=1e-8, max_iter=1000),
-            value_terms,
-            target,
-            positive,
-            sample_weight=np.full(len(y_value), season),
-        )
-        service: dict[str, float] = {}
-        if service_names:
-            # Second stage, the parts' weights kept: the failures' weights on top of the parts'
-            # prediction (a Poisson offset, as y / m weighted by m). Fitting all at once moved
-            # weight between the parts and cost rank order (docs/experiments.md, idea 15).
-            offset = np.exp(value_fit[0] + value_terms @ np.array(value_fit[1]))
-            failures_fit = _signed_glm(
-                PoissonRegressor(alpha=1e-8, max_iter=1000),
-                failures,
-                target / offset,
-                dict.fromkeys(range(len(service_names)), -1),
-                sample_weight=season * offset,
-            )
-            service = {
-                name: weight
-                for name, weight in zip(service_names, failures_fit[1], strict=True)
-                if weight != 0.0
-            }
-            if service:
-                value_fit = (value_fit[0] + failures_fit[0], value_fit[1])
-        churn = (churn_fit[0], churn_fit[1][0], churn_fit[1][1])
-        value = (value_fit[0] + float(np.log(scale)), value_fit[1][0], value_fit[1][1])
-        reference = (float(churn_terms[:, 0].mean()), float(value_terms[:, 0].mean()))
-        stack = Stack(churn, value, reference, service=service, purchase=self.purchase_)
         if future_orders is not None:
             history = self._history(X)
             clv, p_churn = self._combine(stack, parts, X, season)
@@ -463,9 +320,9 @@ class CustomerValueModel:
         self.stack_ = stack
         logger.info(
             "stack: churn %s, value %s, service %s",
-            np.round(churn, 3),
-            np.round(value, 3),
-            {k: round(v, 3) for k, v in service.items()},
+            np.round(stack.churn, 3),
+            np.round(stack.value, 3),
+            {k: round(v, 3) for k, v in stack.service.items()},
         )
         return self
 
@@ -487,8 +344,7 @@ class CustomerValueModel:
         """
         names = list(stack.service)
         index = [self.feature_names_in_.index(name) for name in names]
-        weights = np.array(list(stack.service.values()), dtype="float64")
-        return index, self._service_matrix(X, names) * weights
+        return index, stack.service_terms(self._service_matrix(X, names))
 
     def _service_matrix(self, X: np.ndarray, names: list[str]) -> np.ndarray:
         """The columns ``names`` of ``X``; unknown (NaN: no service data) counts as none."""
@@ -566,7 +422,7 @@ class CustomerValueModel:
         -------
         dict
             ``purchase_churn``, ``purchase_value``: the purchase model the stack was learnt on
-            (:attr:`Stack.purchase`), over the horizon;
+            (:attr:`training.stack.Stack.purchase`), over the horizon;
             ``churn``: the boosted P(no order in the window); ``value``: the boosted revenue
             in the window scaled to the horizon (horizon / window).
         """
@@ -574,10 +430,8 @@ class CustomerValueModel:
         return self._evaluate(np.asarray(X, dtype="float64")).parts
 
     def _stack_purchase(self) -> PurchaseModel:
-        """The purchase model the stack was learnt on (:attr:`Stack.purchase`), else its own."""
-        if self.stack_ is not None and self.stack_.purchase is not None:
-            return self.stack_.purchase
-        return self.purchase_
+        """The purchase model the stack was learnt on (:attr:`training.stack.Stack.purchase`), else its own."""
+        return self.stack_.purchase if self.stack_ is not None else self.purchase_
 
     def _evaluate(self, X: np.ndarray, purchase: PurchaseModel | None = None) -> _Evaluated:
         """The derived features and every part's figures, computed once for all uses.
@@ -639,21 +493,8 @@ class CustomerValueModel:
 
         ``season``: the model's own seasonal index when None.
         """
-        b0, b_purchase, b_boosted = stack.churn
-        churn_logit = (
-            b0 + b_purchase * _logit(parts["purchase_churn"]) + b_boosted * _logit(parts["churn"])
-        )
-        g0, g_purchase, g_boosted = stack.value
-        log_value = (
-            g0
-            + g_purchase * _log_value(parts["purchase_value"])
-            + g_boosted * _log_value(parts["value"])
-        )
-        if stack.service:
-            log_value = log_value + self._service_terms(stack, X)[1].sum(axis=1)
-        p_churn = 1.0 / (1.0 + np.exp(-churn_logit))
-        clv = stack.level * (self.season_ if season is None else season) * np.exp(log_value)
-        return clv.astype("float64"), p_churn.astype("float64")
+        failures = self._service_matrix(X, list(stack.service)) if stack.service else None
+        return stack.combine(parts, failures, self.season_ if season is None else season)
 
     # -- the profile ---------------------------------------------------------------------------
     def _activity(self, history: PurchaseHistory, p_churn: np.ndarray) -> Activity:
@@ -739,7 +580,7 @@ class CustomerValueModel:
             NaN when that is past the horizon, i.e. ``p_churn > 1/2``),
             ``avg_days_between_orders`` (between purchase days; NaN before a second one),
             ``new_customer`` (1.0 in the customer's first horizon, else 0.0), ``clv_low``,
-            ``clv_high`` (NaN for a model saved without a profile), ``clv_discounted``.
+            ``clv_high`` (NaN for a stack fit without ``future_orders``), ``clv_discounted``.
         """
         check_level(level)
         X = np.asarray(X, dtype="float64")
@@ -869,8 +710,8 @@ class CustomerValueModel:
         )
         purchase_terms = {
             # P(no order) logit and log value, relative to their training means.
-            "churn": stack.churn[1] * (_logit(parts["purchase_churn"]) - stack.reference[0]),
-            "clv": stack.value[1] * (_log_value(parts["purchase_value"]) - stack.reference[1]),
+            "churn": stack.churn[1] * (logit(parts["purchase_churn"]) - stack.reference[0]),
+            "clv": stack.value[1] * (log_value(parts["purchase_value"]) - stack.reference[1]),
         }
         weights = {"churn": stack.churn[2], "clv": stack.value[2]}
         # The boosted value is the window's revenue scaled to the horizon (parts_matrix).
@@ -1010,33 +851,3 @@ class CustomerValueModel:
             estimator.get_booster().set_param({"nthread": n_jobs})
         model.best_iterations_ = tuple(meta["best_iterations"])
         return model
-
-
-def _signed_glm(
-    glm: Any,
-    terms: np.ndarray,
-    target: np.ndarray,
-    signs: dict[int, int],
-    sample_weight: np.ndarray | None = None,
-) -> tuple[float, list[float]]:
-    """Fit ``glm`` on the columns ``signs`` names, dropping any whose weight has the wrong sign.
-
-    ``signs`` maps a column of ``terms`` to the sign its weight must have (+1 or -1). Returns
-    the intercept and one weight per column of ``terms`` (0 for a column dropped or not
-    named). A part with a negative weight would turn its own ranking upside down, and a
-    service failure with a positive one would say failures pay; with no column left the
-    intercept alone remains (every customer the same).
-    """
-    columns = sorted(signs)
-    while columns:
-        glm.fit(terms[:, columns], target, sample_weight=sample_weight)
-        coef = np.ravel(glm.coef_)
-        right = np.array([signs[c] * w > 0 for c, w in zip(columns, coef, strict=True)])
-        if right.all():
-            weights = [0.0] * terms.shape[1]
-            for column, weight in zip(columns, coef, strict=True):
-                weights[column] = float(weight)
-            return float(np.ravel(glm.intercept_)[0]), weights
-        columns = [c for c, ok in zip(columns, right, strict=True) if ok]
-    glm.fit(np.zeros((len(target), 1)), target, sample_weight=sample_weight)
-    return float(np.ravel(glm.intercept_)[0]), [0.0] * terms.shape[1]

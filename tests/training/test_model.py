@@ -1,5 +1,8 @@
 """The model's contract: fit, stack, predict, explain, save and load."""
 
+import json
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,14 +11,15 @@ from synthetic_rows import customer_rows
 
 from features import FeatureSpec, feature_names
 from training.model import (
+    FORMAT_VERSION,
     PURCHASE_CHURN,
     PURCHASE_VALUE,
     CustomerValueModel,
     ModelParams,
-    Stack,
     monotone_directions,
 )
 from training.purchase import PurchaseModel
+from training.stack import Stack
 
 SPEC = FeatureSpec(horizon_days=180)
 NAMES = feature_names(SPEC)
@@ -147,15 +151,23 @@ def test_a_stack_keeps_the_purchase_model_it_was_learnt_on(data, tmp_path):
     # The trees' purchase features are the serving model's own.
     assert not np.allclose(serving.derive(rows), twin.derive(rows))
     profile = serving.profile(X[:200])
-    # Saved and loaded with the model; a stack saved before it had none and uses the model's.
+    # Saved and loaded with the model.
     loaded = CustomerValueModel.load(serving.save(tmp_path / "m"))
     assert loaded.stack_.purchase == PURCHASE and loaded.purchase_ == refit
     pd.testing.assert_frame_equal(loaded.profile(X[:200]), profile)
-    older = {k: v for k, v in twin.stack_.to_dict().items() if k != "purchase"}
-    assert Stack.from_dict(older).purchase is None
     # A stack fit on the serving model is learnt on (and keeps) the serving model's own.
     restacked = serving.fit_stack(X[2500:], value[2500:], churned[2500:])
     assert restacked.stack_.purchase == refit
+
+
+def test_a_stack_round_trips_with_its_level_and_an_older_format_is_refused(data, tmp_path):
+    stack = replace(fitted(data).stack_, level=1.25, service={"returns_365d": -0.5})
+    assert Stack.from_dict(json.loads(json.dumps(stack.to_dict()))) == stack
+    saved = fitted(data).save(tmp_path / "m")
+    meta = json.loads((saved / "model.json").read_text())
+    (saved / "model.json").write_text(json.dumps({**meta, "format_version": FORMAT_VERSION - 1}))
+    with pytest.raises(ValueError, match=r"model format 2 .* retrain with `make train`"):
+        CustomerValueModel.load(saved)
 
 
 def test_contributions_sum_to_the_final_logit_and_log_value(data):
@@ -309,4 +321,4 @@ def test_without_service_data_the_stack_has_no_service_terms():
     X[unknown] = np.nan  # an orders-only shop
     model = _fit_service(X, window, horizon, churned)
     assert model.stack_.service == {}
-    assert "service" not in model.stack_.to_dict()
+    assert model.stack_.to_dict()["service"] == {}
