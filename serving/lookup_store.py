@@ -440,8 +440,8 @@ def _stage_sqlite(
             )
             connection.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
             for frame in frames:
-                # In key order, pages fill up instead of splitting: unsorted frames (a
-                # distributed run's) made the 10M file 11% larger and 5% slower to write.
+                # In key order, pages fill up instead of splitting (see docs/lab-notes.md,
+                # "Sorted writes of the SQLite store").
                 if "customer_id" in frame:
                     frame = frame.sort_values("customer_id", kind="stable")
                 ids, features, answers = _pack(frame, names)

@@ -37,8 +37,7 @@ MIN_SPEND_CUSTOMERS = 10
 PARETO_NBD_MAX_SHAPE = 10.0
 
 #: Default fit subsample of ParetoNbdGammaGammaBaseline: its likelihood is a hypergeometric series,
-#: slow to differentiate; the fit took 32-36 s on 10,000 of the 84,275 retail customers and 201 s
-#: on all of them, against 1.6 s for BG/NBD on all (measurements in the class docstring).
+#: slow to differentiate (see docs/lab-notes.md, "Pareto/NBD fit subsample").
 PARETO_NBD_MAX_FIT_CUSTOMERS = 10_000
 
 #: Loggers of the probabilistic-programming stack, held at WARNING while it works.
@@ -500,10 +499,9 @@ class BgNbdGammaGammaBaseline(_CountsGammaGammaBaseline):
 
     * **Purchases.** ``pymc_marketing.clv.BetaGeoModel`` on ``frequency`` (repeat purchase
       days), ``recency`` and ``T`` in days, with flat priors on ``r, alpha, a, b`` so the MAP
-      fit is the maximum-likelihood fit of Fader, Hardie & Lee (2005) (and of ``lifetimes``).
-      The library's default prior on the scale, ``alpha ~ Weibull(2, 10)``, suits weeks or
-      months; with days it pulls ``alpha`` down (300 -> 200 on simulated data) and biases
-      expected purchases downwards.
+      fit is the maximum-likelihood fit of Fader, Hardie & Lee (2005) (and of ``lifetimes``);
+      the library's default prior on the scale suits weeks, not days (see docs/lab-notes.md,
+      "BG/NBD priors").
     * **Spend.** ``GammaGammaModel`` (flat priors, MAP = maximum likelihood) on the customers
       with ``frequency > 0`` and a positive ``repeat_order_value_mean``; the expected spend
       per purchase is its conditional expectation for them and the population mean
@@ -512,12 +510,10 @@ class BgNbdGammaGammaBaseline(_CountsGammaGammaBaseline):
     * **CLV** over the horizon = ``expected_purchases(future_t=horizon_days)`` x expected
       spend; undiscounted, like the ``future_value`` label.
     * **p_churn** = P(no purchase in the horizon). For repeat buyers this is the library's
-      ``expected_probability_no_purchase`` (Hardie's note 039, eq. 34). For one-time buyers
-      (``frequency = 0``) that function is wrong in pymc-marketing 0.19: it adds the
-      "dropped out after the last purchase" term, which the model rules out without a repeat
-      purchase, so it overstates churn (and misbehaves for ``b < 1``). They get the closed
-      form instead: under BG/NBD such a customer is alive, ``lambda | data ~ Gamma(r,
-      alpha + T)``, hence ``P = ((alpha + T) / (alpha + T + t)) ** r``.
+      ``expected_probability_no_purchase`` (Hardie's note 039, eq. 34). One-time buyers
+      (``frequency = 0``), for whom that function overstates churn, get the closed form
+      ``P = ((alpha + T) / (alpha + T + t)) ** r`` (such a customer is alive; see
+      docs/lab-notes.md, "BG/NBD p_churn of one-time buyers").
     * **p_alive** = P(active at the cutoff), the library's ``expected_probability_alive``
       (Fader, Hardie & Lee's note 021). It is exactly 1 for one-time buyers: BG/NBD customers
       only drop out right after a repeat purchase.
@@ -590,16 +586,9 @@ class ParetoNbdGammaGammaBaseline(_CountsGammaGammaBaseline):
 
       The shapes are capped because the likelihood of real data can keep rising as the
       dropout rates become the same for everyone (``s, beta -> inf`` with ``s / beta``
-      fixed). On the rfmr retail orders at cutoff 2007-07-15 (84,275 customers) the profile
-      log-likelihood rises by 41 from ``s = 2`` to ``s = 10`` and by 9 more to ``s = 100``;
-      an unbounded fit chases ``beta`` past 200,000 (``s`` past 200) while each evaluation
-      of the likelihood gradient slows with ``beta / alpha`` (the gradient of the
-      hypergeometric function is a power series whose argument goes to 1): 24 evaluations
-      took 434 s and it had not converged. Predictions at the cap are within 1% of those at
-      ``s = 100`` (expected 365-day purchases 55,329 vs 54,943; mean ``p_churn`` 0.677 vs
-      0.679). A fit at the cap is logged. The optimiser starts from ``r = s = 1`` and
-      ``alpha = beta`` = the mean ``T``; the library's start (``alpha = beta = 1`` day) walks
-      through ``alpha / beta ~ 1e5``, where each evaluation costs 10-50 times more.
+      fixed), while each step of an unbounded fit gets slower; a fit at the cap is logged.
+      The optimiser starts from ``r = s = 1`` and ``alpha = beta`` = the mean ``T`` (see
+      docs/lab-notes.md, "Pareto/NBD shape cap").
     * **Spend**, **CLV**: as :class:`BgNbdGammaGammaBaseline` (Gamma-Gamma, the same code).
     * **p_churn** = P(no purchase in the horizon) for everyone, one-time buyers included:
       the library's ``expected_purchase_probability(n_purchases=0, future_t=horizon_days)``
@@ -607,14 +596,10 @@ class ParetoNbdGammaGammaBaseline(_CountsGammaGammaBaseline):
       ``expected_probability_no_purchase`` for this model). Unlike BG/NBD, a Pareto/NBD
       customer can die before a first repeat purchase, so "dead at the cutoff, or alive and
       silent through the horizon" holds at ``frequency = 0`` too and the library's formula is
-      right there. Checked numerically for three parameter sets, ``T`` in {30, 200, 600}
-      days and horizons of 90 and 365 days: it equals a 2-D quadrature over the
-      ``(lambda, mu)`` posterior to 5 decimals (one-time buyers, and repeat buyers with
-      ``x = 3, t_x = 50``), and a Monte-Carlo of 4 million simulated customers conditioned on
-      no repeat purchase to within 5e-4 (at most 2.2 Monte-Carlo standard errors).
+      right there (checked numerically: docs/lab-notes.md, "Pareto/NBD p_churn and p_alive
+      checks").
     * **p_alive** = P(active at the cutoff), the library's ``expected_probability_alive``
       (Fader & Hardie's note 015, eq. 18); below 1 for one-time buyers, falling with ``T``.
-      Same checks: quadrature to 5 decimals, Monte-Carlo within 6e-4 (2.2 standard errors).
 
     Customers with only cancelled orders (``frequency`` NaN) enter as one-time buyers with
     ``T = days_since_first_order``. Point estimates are the posterior means over chain and
@@ -628,10 +613,8 @@ class ParetoNbdGammaGammaBaseline(_CountsGammaGammaBaseline):
         Fit on a seeded random subsample of at most this many customers (predictions still
         cover everyone). The default, :data:`PARETO_NBD_MAX_FIT_CUSTOMERS` (10,000), is lower
         than BG/NBD's because the Pareto/NBD likelihood and its gradient are hypergeometric
-        series: on the retail data above (``s`` at the cap) fit took 32-36 s on 10,000
-        customers, 56 s on 20,000 and 201 s on all 84,275 (BG/NBD: 1.6 s on all). The
-        subsample moves ``r, alpha`` from 1.02, 312 (all) to 1.07, 326 and the expected
-        365-day purchases and CLV by under 2%. None fits on all.
+        series, slow to fit; the subsample moves the predictions by little (see
+        docs/lab-notes.md, "Pareto/NBD fit subsample"). None fits on all.
     """
 
     _counts_name = "Pareto/NBD"

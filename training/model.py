@@ -430,7 +430,7 @@ class CustomerValueModel:
         return self._evaluate(np.asarray(X, dtype="float64")).parts
 
     def _stack_purchase(self) -> PurchaseModel:
-        """The purchase model the stack was learnt on (:attr:`training.stack.Stack.purchase`), else its own."""
+        """The purchase model the stack was learnt on (``stack_.purchase``), else its own."""
         return self.stack_.purchase if self.stack_ is not None else self.purchase_
 
     def _evaluate(self, X: np.ndarray, purchase: PurchaseModel | None = None) -> _Evaluated:
@@ -846,8 +846,8 @@ class CustomerValueModel:
         model.churn_model_ = xgb.XGBClassifier(n_jobs=n_jobs)
         model.churn_model_.load_model(directory / "churn.json")
         for estimator in (model.clv_model_, model.churn_model_):
-            # A loaded booster otherwise uses every core OpenMP sees; on small machines the
-            # thread start-up dominates small predictions (about 47 ms vs 1.5 ms for one row).
+            # A loaded booster otherwise uses every core OpenMP sees, slow for small predictions
+            # (see docs/lab-notes.md, "Threads of a loaded booster").
             estimator.get_booster().set_param({"nthread": n_jobs})
         model.best_iterations_ = tuple(meta["best_iterations"])
         return model

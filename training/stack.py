@@ -46,7 +46,8 @@ def service_stack_names(spec: FeatureSpec) -> tuple[str, ...]:
 
     The boosted parts learn what a failure does to the next ``window_days``; a failure that
     makes a customer likelier to leave after each later order costs more over a year than
-    four such windows, because the losses compound (docs/lab-notes.md, "training.stack").
+    four such windows, because the losses compound (see docs/lab-notes.md, "Service terms in
+    the horizon stack").
     """
     q = spec.quality_days
     return (f"late_deliveries_{q}d", f"returns_{q}d", f"bad_tickets_{q}d")

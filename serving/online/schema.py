@@ -29,13 +29,13 @@ from serving.online.guard import EXPLAINED
 MAX_CUSTOMERS = 1000
 MAX_ORDERS = 10_000
 MAX_EVENTS = 10_000
-#: Customers sent with their history, per request. Each costs ~12-16 ms of CPU to validate
-#: and build (pandas' fixed cost per customer; the rows themselves are cheap), so 1000 of them
-#: cost 12-15 s and held up every other request of the process: 25 cost ~0.3-0.5 s.
+#: Customers sent with their history, per request: each costs CPU to validate and build, and
+#: many would hold up every other request of the process (see docs/lab-notes.md, "Inline
+#: history bounds").
 MAX_INLINE_CUSTOMERS = 25
 #: Inline orders + service events over all customers of one request. The body is parsed on the
-#: event loop (BentoML), ~6 us a row, before any other request of the process can be answered:
-#: 20,000 rows (~2 MB of JSON) cost ~0.1 s there and ~0.3 s in total.
+#: event loop (BentoML) before any other request of the process can be answered (see
+#: docs/lab-notes.md, "Inline history bounds").
 MAX_INLINE_ROWS = 20_000
 #: ``Retry-After`` seconds of a 503 because the lookup store cannot answer.
 STORE_RETRY_SECONDS = 1
