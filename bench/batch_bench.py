@@ -99,9 +99,10 @@ def main() -> None:
             stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.seconds.items())
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
             print(
-                f"whole batch (`serving.batch.run`, reasons={mode}): {summary.scored:,} "
-                f"customers scored in {wall:.1f}s ({summary.scored / wall:,.0f} customers/s); "
-                f"stages: {stages}; peak RSS of this process so far {peak:.2f} GiB"
+                f"whole batch (`serving.batch.base_scoring.run`, reasons={mode}): "
+                f"{summary.scored:,} customers scored in {wall:.1f}s "
+                f"({summary.scored / wall:,.0f} customers/s); stages: {stages}; "
+                f"peak RSS of this process so far {peak:.2f} GiB"
             )
 
 
