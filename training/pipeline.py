@@ -36,7 +36,7 @@ from training.config import FitSettings
 from training.evaluate import holdout_metrics, profile_metrics
 from training.gate import GATE_METRICS, better
 from training.level import Level, choose_level, classical_totals, replay_origins, with_blend
-from training.model import CustomerValueModel, ModelParams, Stack
+from training.model import CustomerValueModel, ModelParams
 from training.profile import DEFAULT_LEVEL
 from training.purchase import PurchaseModel
 from training.search import (
@@ -49,6 +49,7 @@ from training.search import (
 )
 from training.snapshots import SnapshotSource, sample_customers, window_snapshots
 from training.split import Plan, plan_cutoffs
+from training.stack import Stack
 
 logger = logging.getLogger(__name__)
 
