@@ -74,38 +74,3 @@ def seasonal_index(
         return 1.0
     return season / year
 
-
-def deseason_windows(rows: pd.DataFrame, orders: pd.DataFrame, window_days: int) -> pd.DataFrame:
-    """Window rows with each window's revenue divided by that window's seasonal index.
-
-    The boosted parts learn from short windows at many cutoffs. Without this their level is
-    the average season of the windows they saw, so two fits a horizon apart carry two
-    different seasons into the stack (docs/experiments.md, entries 18 and 20). Each window
-    ``[c, c + window)`` is measured as :func:`seasonal_index` measures a window that has
-    happened: its repeat revenue per day over that of the year before ``c + window`` (1.0
-    without a year of history). The season is then applied once, by the horizon's index.
-
-    Parameters
-    ----------
-    rows : pandas.DataFrame
-        Window snapshots with ``cutoff`` and ``window_value``.
-    orders : pandas.DataFrame
-        Validated orders; each index reads only rows before its window's end.
-    window_days : int
-        The window's length.
-
-    Returns
-    -------
-    pandas.DataFrame
-        A copy of ``rows`` with ``window_value`` deseasoned.
-    """
-    window = pd.Timedelta(days=window_days)
-    index = {
-        cutoff: seasonal_index(
-            orders, cutoff=cutoff + window, horizon_days=window_days, window_start=cutoff
-        )
-        for cutoff in pd.unique(rows["cutoff"])
-    }
-    out = rows.copy()
-    out["window_value"] = out["window_value"] / out["cutoff"].map(index).astype("float64")
-    return out

@@ -492,12 +492,6 @@ def parse_args(argv: list[str] | None = None) -> BacktestConfig:
         default=defaults.level_origins,
         help="earlier origins that judge each cutoff's served level (default %(default)s)",
     )
-    parser.add_argument(
-        "--no-deseason-windows",
-        dest="deseason_windows",
-        action="store_false",
-        help="keep the training windows' season in their revenue (for comparison)",
-    )
     parser.add_argument("--out", type=Path, help="also write the Markdown table here")
     args = parser.parse_args(argv)
     settings = FitSettings(
@@ -506,7 +500,6 @@ def parse_args(argv: list[str] | None = None) -> BacktestConfig:
         max_trials=args.max_trials,
         seed=args.seed,
         level_origins=args.level_origins,
-        deseason_windows=args.deseason_windows,
     )
     return BacktestConfig(
         orders=args.orders,

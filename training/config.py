@@ -93,9 +93,6 @@ class FitSettings:
         happened, beside the classical models', to choose the served level
         (:mod:`training.level`); each costs one more fit of the parts. 0: the stack's own
         level, unvalidated.
-    deseason_windows : bool
-        Divide each training window's revenue by that window's seasonal index, so the trees
-        learn a level without a season (:func:`features.season.deseason_windows`).
     params : ModelParams
         XGBoost defaults (the search starts from them).
     """
@@ -109,7 +106,6 @@ class FitSettings:
     max_trials: int = 0
     seed: int = 7
     level_origins: int = 2
-    deseason_windows: bool = True
     params: ModelParams = field(default_factory=ModelParams)
 
 

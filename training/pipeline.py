@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 from features import FeatureSpec, build_features, build_labels, feature_names
-from features.season import deseason_windows, seasonal_index
+from features.season import seasonal_index
 from training.baselines import (
     BgNbdGammaGammaBaseline,
     ParetoNbdGammaGammaBaseline,
@@ -105,8 +105,6 @@ def fit_cutoff(
             settings.max_fit_rows,
             settings.seed,
         )
-    if settings.deseason_windows:
-        rows = deseason_windows(rows, orders, window)
     names = feature_names(spec)
     base = params or settings.params
     if n_estimators is not None:
