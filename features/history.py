@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from features.io import DATE_RANGE, EARLIEST_DATE, LATEST_DATE
+from features.spec import is_returned
 
 DAY = np.timedelta64(1, "D")
 
@@ -129,7 +130,7 @@ def status_at(past: pd.DataFrame, events: pd.DataFrame | None, cutoff: pd.Timest
         The status per row of ``past`` ("completed" where the return is not known yet).
     """
     status = past["status"]
-    returned = (status == "returned").to_numpy(dtype=bool, na_value=False)
+    returned = is_returned(status)
     if not returned.any():
         return status
     # By default a return is known once the parcel arrived (or as the status says, undated).

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from features.history import as_cutoff, customer_codes, per_customer_sum, rows_before
-from features.spec import NON_REVENUE_STATUSES, FeatureSpec
+from features.spec import FeatureSpec, is_paid, is_placed
 
 LABEL_COLUMNS: tuple[str, ...] = ("future_value", "churned")
 
@@ -41,8 +41,8 @@ def build_labels(
     codes = population.get_indexer(window["customer_id"])
     known = codes >= 0  # new customers acquired inside the window are not in this population
     status = window["status"]
-    placed = (status != "cancelled").to_numpy(dtype=bool, na_value=True) & known
-    paid = ~status.isin(NON_REVENUE_STATUSES).to_numpy(dtype=bool) & known
+    placed = is_placed(status) & known
+    paid = is_paid(status) & known
     n = len(population)
     value = per_customer_sum(codes[paid], window["amount"].to_numpy(dtype="float64")[paid], n)
     placed_orders = per_customer_sum(codes[placed], None, n)

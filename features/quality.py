@@ -15,11 +15,50 @@ from features.history import (
     safe_ratio,
     status_at,
 )
-from features.spec import FeatureSpec
+from features.spec import FeatureSpec, is_placed, is_returned
 
 #: A ticket counts as badly resolved when it took longer than this or got a CSAT of 2 or less.
 BAD_RESOLUTION_HOURS = 72.0
 BAD_CSAT = 2.0
+
+
+# --- The failure rules: the features count them, the impact what-if undoes them -----------------
+
+
+def judged_deliveries(
+    delivered_at: np.ndarray, promised_at: np.ndarray, cutoff: pd.Timestamp
+) -> np.ndarray:
+    """Deliveries that can be judged at ``cutoff``: both dates known, delivered before it.
+
+    Point in time: a delivery still pending at the cutoff is not known to be late then.
+    """
+    return (
+        ~np.isnat(delivered_at) & ~np.isnat(promised_at) & (delivered_at < cutoff.to_datetime64())
+    )
+
+
+def late_deliveries(
+    delivered_at: np.ndarray, promised_at: np.ndarray, cutoff: pd.Timestamp
+) -> np.ndarray:
+    """Deliveries judged at ``cutoff`` (:func:`judged_deliveries`) that came after the promise."""
+    return judged_deliveries(delivered_at, promised_at, cutoff) & (delivered_at > promised_at)
+
+
+def resolved_tickets(ticket: np.ndarray, hours: np.ndarray, age_days: np.ndarray) -> np.ndarray:
+    """Tickets resolved before the cutoff: resolution known at ``occurred_at + hours``.
+
+    ``age_days`` is each event's age at the cutoff (:func:`features.history.days_before`);
+    until its resolution time has passed, a ticket is open.
+    """
+    return ticket & ~np.isnan(hours) & (age_days * 24.0 - np.nan_to_num(hours) > 0)
+
+
+def badly_resolved(hours: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Bad resolutions: over :data:`BAD_RESOLUTION_HOURS`, or a CSAT of :data:`BAD_CSAT` or less.
+
+    Applies to :func:`resolved_tickets` (an open ticket is not judged yet).
+    """
+    return (hours > BAD_RESOLUTION_HOURS) | (score <= BAD_CSAT)
 
 
 def quality_feature_names(spec: FeatureSpec) -> list[str]:
@@ -98,17 +137,15 @@ def _order_quality(
     q = spec.quality_days
     recent = days_before(past["ordered_at"], cutoff) <= q
     known_status = status.notna().to_numpy() & recent
-    cancelled = (status == "cancelled").to_numpy(dtype=bool, na_value=False) & recent
-    returned = (status == "returned").to_numpy(dtype=bool, na_value=False) & recent
+    cancelled = ~is_placed(status) & recent
+    returned = is_returned(status) & recent
     amount = past["amount"].to_numpy(dtype="float64")
 
-    cut = cutoff.to_datetime64()
     delivered_at = past["delivered_at"].to_numpy(dtype="datetime64[ns]")
     promised_at = past["promised_at"].to_numpy(dtype="datetime64[ns]")
-    # A delivery is judged only once it happened before the cutoff (point in time).
-    judged = recent & ~np.isnat(delivered_at) & ~np.isnat(promised_at) & (delivered_at < cut)
+    judged = recent & judged_deliveries(delivered_at, promised_at, cutoff)
     days_late = np.where(judged, (delivered_at - promised_at) / DAY, 0.0)
-    late = judged & (days_late > 0)
+    late = recent & late_deliveries(delivered_at, promised_at, cutoff)
 
     judged_count = per_customer_sum(codes[judged], None, n)
     status_count = per_customer_sum(codes[known_status], None, n)
@@ -153,12 +190,11 @@ def _event_quality(
     hours = past["resolution_hours"].to_numpy(dtype="float64")
 
     ticket = kind == "ticket"
-    # A resolution is known at occurred_at + resolution_hours; until then the ticket is open.
-    resolved = ticket & ~np.isnan(hours) & (age * 24.0 - np.nan_to_num(hours) > 0)
+    resolved = resolved_tickets(ticket, hours, age)
     open_ = ticket & ~resolved
     window = age <= q
     resolved_recent = resolved & window
-    bad = resolved_recent & ((hours > BAD_RESOLUTION_HOURS) | (score <= BAD_CSAT))
+    bad = resolved_recent & badly_resolved(hours, score)
     rated = resolved_recent & ~np.isnan(score)
     review = (kind == "review") & ~np.isnan(score)
 

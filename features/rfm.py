@@ -15,7 +15,7 @@ from features.history import (
     safe_ratio,
     status_at,
 )
-from features.spec import NON_REVENUE_STATUSES, FeatureSpec
+from features.spec import FeatureSpec, is_paid, is_placed
 
 
 def rfm_feature_names(spec: FeatureSpec) -> list[str]:
@@ -71,8 +71,8 @@ def rfm_features(
     age = days_before(past["ordered_at"], cutoff)
     # Returns dated by the events (or the delivery): a later return is not known at the cutoff.
     status = status_at(past, events, cutoff)
-    placed = (status != "cancelled").to_numpy(dtype=bool, na_value=True)
-    paid = ~status.isin(NON_REVENUE_STATUSES).to_numpy(dtype=bool)
+    placed = is_placed(status)
+    paid = is_paid(status)
     revenue = np.where(paid, past["amount"].to_numpy(dtype="float64"), 0.0)
 
     out: dict[str, np.ndarray] = {}

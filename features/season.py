@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from features.history import as_cutoff, rows_before
-from features.spec import NON_REVENUE_STATUSES
+from features.spec import is_paid
 
 #: A year of history is needed to compare a season with its year; this much slack at the start
 #: of the file is allowed (a file that starts on the 3rd of the month still counts).
@@ -64,7 +64,7 @@ def seasonal_index(
         return 1.0
     times = past["ordered_at"]
     first = times.groupby(past["customer_id"]).transform("min")
-    paid = ~past["status"].isin(NON_REVENUE_STATUSES).to_numpy(dtype=bool)
+    paid = is_paid(past["status"])
     repeat = (times > first).to_numpy() & paid & (times >= year_start).to_numpy()
     amount = past["amount"].to_numpy(dtype="float64")
     year = float(amount[repeat].sum()) / 365.0
@@ -73,4 +73,3 @@ def seasonal_index(
     if year <= 0 or season <= 0 or not np.isfinite(season / year):
         return 1.0
     return season / year
-

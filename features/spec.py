@@ -5,10 +5,31 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 #: Order statuses the contract knows. Orders with another status are quarantined on load.
 ORDER_STATUSES: tuple[str, ...] = ("completed", "cancelled", "returned")
 #: Statuses that bring no revenue: a cancelled order was never paid, a returned one was refunded.
 NON_REVENUE_STATUSES: tuple[str, ...] = ("cancelled", "returned")
+
+
+def is_placed(status: pd.Series) -> np.ndarray:
+    """Orders that were placed: every status but ``cancelled`` (a missing status counts).
+
+    The purchases of BG/NBD's frequency, of the churn label and of readiness's history.
+    """
+    return (status != "cancelled").to_numpy(dtype=bool, na_value=True)
+
+
+def is_paid(status: pd.Series) -> np.ndarray:
+    """Orders that brought revenue: no :data:`NON_REVENUE_STATUSES` (a missing status counts)."""
+    return ~status.isin(NON_REVENUE_STATUSES).to_numpy(dtype=bool)
+
+
+def is_returned(status: pd.Series) -> np.ndarray:
+    """Orders whose status is ``returned`` (a missing status is not)."""
+    return (status == "returned").to_numpy(dtype=bool, na_value=False)
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.files import input_location
 from features.history import as_cutoff
+from features.run_inputs import NO_EVENTS, data_end
+from features.run_inputs import add_input_arguments as add_file_arguments
 from training.config import (
     DEMO_DIR,
     DEMO_MODEL_NAME,
-    NO_EVENTS,
     add_name_argument,
     champion_uri,
     model_name_for,
-    optional_input,
 )
 
 #: The demo store's files: what a run reads when it is given none.
@@ -35,28 +34,31 @@ DEFAULT_MODEL_URI = champion_uri(DEMO_MODEL_NAME)
 def resolve_cutoff(cutoff: str, orders: pd.DataFrame) -> pd.Timestamp:
     """``latest`` -> the day after the last order (everything known is used); else the date."""
     if cutoff == "latest":
-        return orders["ordered_at"].max().normalize() + pd.Timedelta(days=1)
+        return data_end(orders)
     try:
         return as_cutoff(cutoff)
     except ValueError as err:
         raise ValueError(f"--cutoff: {err}; expected YYYY-MM-DD or 'latest'") from err
 
 
-def add_input_arguments(parser: argparse.ArgumentParser, events_help: str = "") -> None:
-    """Add the flags of a run over a base's files: orders, events, columns and cutoff.
+def add_input_arguments(
+    parser: argparse.ArgumentParser, events_help: str = "", *, strict: bool = False
+) -> None:
+    """Add the flags of a run over a base's files: the run's inputs, cutoff and model.
 
     Shared by the commands that read the base as batch scoring does (``serving.batch``,
-    ``serving.spark``, ``serving.impact``); :func:`chosen_events` resolves the events default.
+    ``serving.spark``, ``serving.impact``): the input flags are every command's
+    (:func:`features.run_inputs.add_input_arguments`), with the demo's orders as the default;
+    :func:`chosen_events` resolves the events default.
     """
-    parser.add_argument("--orders", type=input_location, default=DEMO_ORDERS)
-    parser.add_argument(
-        "--events",
-        type=optional_input,
-        default=None,
-        help="service events file, or 'none' (default: the demo events with the demo orders, "
-        "else none)" + events_help,
+    add_file_arguments(
+        parser,
+        orders_default=DEMO_ORDERS,
+        orders_help="orders CSV/TSV/Parquet (default: the demo orders)",
+        events_help="service events file, or 'none' (default: the demo events with the demo "
+        "orders, else none)" + events_help,
+        strict=strict,
     )
-    parser.add_argument("--columns", default="", help="column mapping canonical=yours,...")
     parser.add_argument("--cutoff", default="latest", help="YYYY-MM-DD or 'latest'")
     parser.add_argument(
         "--model-uri",

@@ -23,6 +23,7 @@ import pandas as pd
 
 from features import FeatureSpec, build_features, build_labels
 from features.history import as_cutoff
+from features.run_inputs import add_input_arguments, given_events, load_run_inputs
 from training import tracking
 from training.baselines import ParetoNbdGammaGammaBaseline, SimpleFormulaBaseline
 from training.config import (
@@ -39,7 +40,6 @@ from training.level import CANDIDATES, Level
 from training.pipeline import train_models
 from training.plots import plot_calibration, plot_deciles
 from training.profile import DEFAULT_LEVEL
-from training.train import load_validated
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ CLASSICAL: tuple[str, ...] = ("bgnbd", "pareto_nbd")
 class BacktestConfig:
     """One backtest: the data, the cutoffs, the horizon and the fit settings."""
 
-    orders: Path
-    events: Path | None
+    orders: Path | str
+    events: Path | str | None
     columns: str
     cutoffs: tuple[pd.Timestamp, ...]
     horizon_days: int
@@ -357,15 +357,15 @@ def run(config: BacktestConfig) -> list[CutoffResult]:
     """Backtest every cutoff of ``config``; print the table and log it to MLflow."""
     check_run_paths({"--orders": config.orders, "--events": config.events}, {"--out": config.out})
     # The same loading as training: unusable rows are counted, logged and quarantined.
-    loaded_orders, loaded_events = load_validated(
+    loaded = load_run_inputs(
         config.orders,
         config.events,
         columns=config.columns,
         strict=False,
         quarantine_dir=TrainConfig().output_dir / "quarantine",
     )
-    orders = loaded_orders.frame
-    events = loaded_events.frame if loaded_events is not None else None
+    orders = loaded.orders.frame
+    events = loaded.events.frame if loaded.events is not None else None
     if config.cohort is not None:
         orders, events = restrict_to_cohort(orders, events, *config.cohort)
     spec = FeatureSpec(horizon_days=config.horizon_days)
@@ -446,9 +446,7 @@ def parse_args(argv: list[str] | None = None) -> BacktestConfig:
         description="Replay training at past cutoffs of your data and compare with what "
         "happened, beside the classical CLV models.",
     )
-    parser.add_argument("--orders", type=Path, required=True, help="orders CSV/Parquet")
-    parser.add_argument("--events", type=Path, help="service events CSV/Parquet (optional)")
-    parser.add_argument("--columns", default="", help="column mapping, e.g. ordered_at=date")
+    add_input_arguments(parser, orders_required=True, strict=False)
     parser.add_argument(
         "--cutoff",
         type=_date,
@@ -503,7 +501,7 @@ def parse_args(argv: list[str] | None = None) -> BacktestConfig:
     )
     return BacktestConfig(
         orders=args.orders,
-        events=args.events,
+        events=given_events(args.events),
         columns=args.columns,
         cutoffs=tuple(args.cutoffs),
         horizon_days=args.horizon_days,

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from features.files import input_location
+from features.run_inputs import add_input_arguments, given_events
 from training.model import ModelParams
 
 DEMO_DIR = Path("data/demo")
@@ -97,6 +97,8 @@ class FitSettings:
         XGBoost defaults (the search starts from them).
     """
 
+    # The cutoff plan (training.split.plan_cutoffs): training.readiness and TrainConfig take
+    # these defaults from here.
     window_days: int = 90
     step_days: int = 14
     max_cutoffs: int = 26
@@ -163,13 +165,15 @@ class TrainConfig:
     events: Path | str | None = None
     columns: str = ""
     horizon_days: int = 365
-    window_days: int = 90
-    step_days: int = 14
-    max_train_cutoffs: int = 26
-    time_budget: float = 0.0
+    # The cutoff plan and the fit's defaults are FitSettings' (one source; the run logs them
+    # under these names, max_train_cutoffs for FitSettings.max_cutoffs).
+    window_days: int = FitSettings.window_days
+    step_days: int = FitSettings.step_days
+    max_train_cutoffs: int = FitSettings.max_cutoffs
+    time_budget: float = FitSettings.time_budget
     max_trials: int = 4
-    seed: int = 7
-    level_origins: int = 2
+    seed: int = FitSettings.seed
+    level_origins: int = FitSettings.level_origins
     refit: bool = True
     strict: bool = False
     force: bool = False
@@ -210,15 +214,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         description="Train the CLV and churn models, evaluate against baselines on a time-based "
         "holdout, track in MLflow, register and promote.",
     )
-    parser.add_argument(
-        "--orders", type=input_location, help="orders CSV/Parquet (default: demo data)"
-    )
-    parser.add_argument(
-        "--events", type=optional_input, help="service events CSV/Parquet, or 'none' (optional)"
-    )
-    parser.add_argument(
-        "--columns", default="", help="column mapping, e.g. customer_id=cust,ordered_at=date"
-    )
+    add_input_arguments(parser, orders_help="orders CSV/TSV/Parquet (default: demo data)")
     parser.add_argument("--horizon-days", type=positive_int, default=defaults.horizon_days)
     parser.add_argument(
         "--window-days",
@@ -257,7 +253,6 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         action="store_false",
         help="register the evaluation model instead of fitting again up to the data end",
     )
-    parser.add_argument("--strict", action="store_true", help="fail on any unusable input row")
     parser.add_argument(
         "--force",
         action="store_true",
@@ -281,8 +276,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     args = parser.parse_args(argv)
     if (args.spark_master or args.sample_customers) and not args.spark:
         parser.error("--spark-master and --sample-customers need --spark")
-    if args.events == NO_EVENTS:
-        args.events = None
+    args.events = given_events(args.events)
     if args.events is not None and args.orders is None:
         parser.error("--events needs --orders (the demo data brings its own events)")
     if args.time_budget < 0:
@@ -377,18 +371,6 @@ def check_run_paths(
                     f"{name} {path} is {where} {other} ({other_path}): one output would "
                     "overwrite the other; expected a separate path for each output of a run"
                 )
-
-
-#: ``--events none``: no service events. The output flags take ``none`` for "do not write
-#: it" (``--features-out none``, ``--store none``); the input flag takes it for "there is
-#: none", so that the demo orders, which otherwise bring the demo events, can be scored
-#: without them. A file named ``none`` is ``./none``.
-NO_EVENTS = "none"
-
-
-def optional_input(text: str) -> Path | str:
-    """An optional input file's flag (an argparse ``type``): a path or URI, or ``none``."""
-    return NO_EVENTS if text.lower() == NO_EVENTS else input_location(text)
 
 
 #: Exit code of a command stopped by a bad input or flag (the user's to fix).

@@ -16,17 +16,18 @@ import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.io import DataValidationError, load_events, load_orders
+from features.io import DataValidationError
+from features.run_inputs import add_input_arguments, data_end, given_events, load_run_inputs
 from features.season import seasonal_index
-from features.spec import NON_REVENUE_STATUSES
+from features.spec import is_paid, is_placed
 
 # The check judges the data against training's own plan, so the two cannot disagree.
+from training.config import FitSettings
 from training.split import longest_horizon, plan_cutoffs
 
 logger = logging.getLogger(__name__)
@@ -79,11 +80,6 @@ MIN_CUTOFF_CUSTOMERS = 1_000
 #: Quarantined share of a file's rows: above it the loaded data may not be the shop any more.
 MAX_QUARANTINE_SHARE = 0.01
 
-# Training's defaults for its cutoffs (training.config.FitSettings; a test keeps them equal).
-WINDOW_DAYS = 90
-STEP_DAYS = 14
-MAX_CUTOFFS = 26
-PLAN_MIN_HISTORY_DAYS = 60
 
 _MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -193,10 +189,10 @@ def assess(
     quarantined: Mapping[str, int] | None = None,
     problems: Sequence[str] = (),
     source: str = "",
-    window_days: int = WINDOW_DAYS,
-    step_days: int = STEP_DAYS,
-    max_cutoffs: int = MAX_CUTOFFS,
-    min_history_days: int = PLAN_MIN_HISTORY_DAYS,
+    window_days: int = FitSettings.window_days,
+    step_days: int = FitSettings.step_days,
+    max_cutoffs: int = FitSettings.max_cutoffs,
+    min_history_days: int = FitSettings.min_history_days,
 ) -> Readiness:
     """Judge validated orders (and service events) for training with a ``horizon_days`` horizon.
 
@@ -280,10 +276,10 @@ def check_before_training(
     quarantined: Mapping[str, int] | None = None,
     problems: Sequence[str] = (),
     force: bool = False,
-    window_days: int = 90,
-    step_days: int = 14,
-    max_cutoffs: int = 26,
-    min_history_days: int = 60,
+    window_days: int = FitSettings.window_days,
+    step_days: int = FitSettings.step_days,
+    max_cutoffs: int = FitSettings.max_cutoffs,
+    min_history_days: int = FitSettings.min_history_days,
 ) -> Readiness:
     """Assess the data, log the report, and stop training below the hard thresholds.
 
@@ -359,11 +355,11 @@ class _Base:
     @classmethod
     def of(cls, orders: pd.DataFrame) -> _Base:
         start = orders["ordered_at"].min().normalize()
-        end = orders["ordered_at"].max().normalize() + pd.Timedelta(days=1)
+        end = data_end(orders)
         first_seen = np.sort(orders.groupby("customer_id")["ordered_at"].min().to_numpy())
         # As features.rfm (BG/NBD's frequency): purchases are orders not cancelled, counted
         # once per day, so two orders on one day are not a repeat purchase.
-        placed = (orders["status"] != "cancelled").to_numpy(dtype=bool, na_value=True)
+        placed = is_placed(orders["status"])
         days = (
             pd.DataFrame(
                 {
@@ -431,7 +427,7 @@ def _customers(orders: pd.DataFrame, base: _Base, draft: _Draft) -> None:
     repeat = int((base.purchase_days >= 2).sum())
     share = repeat / customers
     per_customer = orders.groupby("customer_id").size()
-    cancelled = int((orders["status"] == "cancelled").sum())
+    cancelled = int((~is_placed(orders["status"])).sum())
     draft.facts.update(
         customers=customers,
         repeat_customers=repeat,
@@ -540,7 +536,7 @@ def _seasonality(orders: pd.DataFrame, base: _Base, draft: _Draft) -> None:
     if base.span_days < 365:
         draft.line("seasonality", f"not measured: {base.span_days} days is less than a year")
         return
-    paid = orders[~orders["status"].isin(NON_REVENUE_STATUSES)]
+    paid = orders[is_paid(orders["status"])]
     daily = (
         paid.groupby(paid["ordered_at"].dt.normalize())["amount"]
         .sum()
@@ -817,14 +813,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Is the data enough to train? Prints a readiness report and a verdict; "
         "exit status 0 ready (with or without caveats), 1 not enough data, 2 unusable input.",
     )
-    parser.add_argument("--orders", type=Path, required=True, help="orders CSV/TSV/Parquet")
-    parser.add_argument("--events", type=Path, help="service events CSV/TSV/Parquet (optional)")
-    parser.add_argument(
-        "--columns", default="", help="column mapping, e.g. customer_id=cust,ordered_at=date"
-    )
+    add_input_arguments(parser, orders_required=True, strict=False)
     parser.add_argument("--horizon-days", type=int, default=365, help="the training horizon")
     parser.add_argument("--format", choices=("text", "markdown"), default="text")
     args = parser.parse_args(argv)
+    args.events = given_events(args.events)
     if args.horizon_days <= 0:
         parser.error(f"--horizon-days must be a whole number > 0; got {args.horizon_days}")
     return args
@@ -842,18 +835,16 @@ def main(argv: list[str] | None = None) -> int:
     # The loader's warnings name the quarantined rows' problems; info would be chatter here.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        loaded = load_orders(args.orders, columns=args.columns)
-        events = load_events(args.events, columns=args.columns) if args.events else None
+        inputs = load_run_inputs(args.orders, args.events, columns=args.columns)
+        loaded, events = inputs.orders, inputs.events
         sources = [f"orders {args.orders}: {loaded.rows_read:,} rows read"]
-        quarantined = {"orders": loaded.rows_quarantined}
         if events is not None:
             sources.append(f"service events {args.events}: {events.rows_read:,} rows read")
-            quarantined["service_events"] = events.rows_quarantined
         readiness = assess(
             loaded.frame,
             events.frame if events is not None else None,
             horizon_days=args.horizon_days,
-            quarantined=quarantined,
+            quarantined=inputs.quarantined,
             problems=loaded.problems + (events.problems if events is not None else []),
             source="; ".join(sources) + (f" (columns {args.columns})" if args.columns else ""),
         )

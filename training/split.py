@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from features.run_inputs import data_end
+
 
 @dataclass
 class Plan:
@@ -53,7 +55,7 @@ def plan_cutoffs(
         naming the longest horizon it supports.
     """
     start = orders["ordered_at"].min().normalize()
-    end = orders["ordered_at"].max().normalize() + pd.Timedelta(days=1)
+    end = data_end(orders)
     window = min(window_days, horizon_days)
     holdout = end - pd.Timedelta(days=horizon_days)
     earliest = start + pd.Timedelta(days=min_history_days)

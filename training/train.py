@@ -15,8 +15,9 @@ import pandas as pd
 
 from demo.generator import write_demo
 from features import FeatureSpec, build_features
-from features.io import LoadResult, load_events, load_orders
+from features.io import LoadResult
 from features.labels import LABEL_COLUMNS
+from features.run_inputs import NoUsableOrders, load_run_inputs, no_usable_orders
 from training import tracking
 from training.config import DEMO_DIR, FitSettings, TrainConfig, parse_args, run_entrypoint
 from training.evaluate import decile_table, holdout_metrics, paired_standard_errors
@@ -70,17 +71,24 @@ class _Stopwatch:
 
 
 def load_inputs(config: TrainConfig) -> tuple[LoadResult, LoadResult | None]:
-    """Load (or generate, for the demo) orders and events; write any quarantine files."""
+    """Load (or generate, for the demo) orders and events; write any quarantine files.
+
+    Raises
+    ------
+    features.run_inputs.NoUsableOrders
+        When no order row is usable.
+    """
     orders_path, events_path = config.orders, config.events
     if orders_path is None:
         orders_path, events_path = ensure_demo_data(DEMO_DIR, config.demo_customers, config.seed)
-    return load_validated(
+    inputs = load_run_inputs(
         orders_path,
         events_path,
         columns=config.columns,
         strict=config.strict,
         quarantine_dir=config.output_dir / "quarantine",
     )
+    return inputs.orders, inputs.events
 
 
 def load_on_spark(
@@ -110,7 +118,12 @@ def load_on_spark(
         f"{history.groups} groups"
     )
     if history.orders_result.frame.empty:
-        raise ValueError(f"no usable orders in {orders_path}: {history.orders_result.problems}")
+        result = history.orders_result
+        raise NoUsableOrders(
+            no_usable_orders(
+                orders_path, result.rows_read, result.rows_quarantined, result.problems
+            )
+        )
     source = snapshot_source(
         history,
         spec=spec,
@@ -119,46 +132,6 @@ def load_on_spark(
         seed=settings.seed,
     )
     return history.orders_result, history.events_result, source
-
-
-def load_validated(
-    orders_path: Path | str,
-    events_path: Path | str | None,
-    *,
-    columns: str,
-    strict: bool,
-    quarantine_dir: Path,
-) -> tuple[LoadResult, LoadResult | None]:
-    """Load and validate the input files; count, log and write to quarantine unusable rows.
-
-    Raises
-    ------
-    ValueError
-        When no order row is usable.
-    """
-    orders = load_orders(orders_path, columns=columns, strict=strict)
-    events = (
-        load_events(events_path, columns=columns, strict=strict)
-        if events_path is not None
-        else None
-    )
-    for name, result in (("orders", orders), ("service_events", events)):
-        if result is None:
-            continue
-        result.write_quarantine(quarantine_dir, name)
-        logger.info(
-            "%s: %d rows read, %d loaded, %d quarantined",
-            name,
-            result.rows_read,
-            result.rows_loaded,
-            result.rows_quarantined,
-        )
-    if orders.frame.empty:
-        raise ValueError(
-            f"no usable orders in {orders_path}: all {orders.rows_read} rows were quarantined "
-            f"({'; '.join(orders.problems) or 'empty file'})"
-        )
-    return orders, events
 
 
 def ensure_demo_data(directory: Path, customers: int, seed: int) -> tuple[Path, Path]:

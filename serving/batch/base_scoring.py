@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from features import build_features
 from features.history import format_cutoff
-from features.io import LoadResult, load_events, load_orders
+from features.io import LoadResult
+from features.run_inputs import NoUsableOrders, load_run_inputs
 from serving.base_inputs import (
     DEFAULT_MODEL_URI,
     DEMO_EVENTS,
@@ -213,12 +214,14 @@ def run(config: BatchConfig) -> BatchSummary:
     timings["load_model"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    orders_result = load_orders(config.orders, columns=config.columns, strict=config.strict)
-    events_result = (
-        load_events(config.events, columns=config.columns, strict=config.strict)
-        if config.events is not None
-        else None
-    )
+    try:
+        inputs = load_run_inputs(
+            config.orders, config.events, columns=config.columns, strict=config.strict
+        )
+    except NoUsableOrders as err:
+        # Nothing is written: the run's outputs are one unit, and it has no scores.
+        raise NoUsableOrders(f"{err}; nothing was written") from err
+    orders_result, events_result = inputs.orders, inputs.events
     target_file = store_file(config.store)
     for folder in {
         config.out.parent,
@@ -227,12 +230,6 @@ def run(config: BatchConfig) -> BatchSummary:
     }:
         sweep_stale_work(folder)
     orders = orders_result.frame
-    if orders.empty:
-        # Nothing is written: the run's outputs are one unit, and it has no scores.
-        raise ValueError(
-            f"no usable orders in {config.orders}: {orders_result.rows_read} rows read "
-            f"({'; '.join(orders_result.problems) or 'no data rows'}); nothing was written"
-        )
     cutoff = resolve_cutoff(config.cutoff, orders)
     events = events_result.frame if events_result is not None else None
     everyone, with_orders = _input_customers(orders_result, events_result)
@@ -394,7 +391,7 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
     parser = argparse.ArgumentParser(
         prog="python -m serving.batch", description="Score the whole customer base at a cutoff."
     )
-    add_input_arguments(parser)
+    add_input_arguments(parser, strict=True)
     parser.add_argument("--out", type=Path, default=d.out, help=".parquet (default) or .csv")
     parser.add_argument(
         "--features-out",
@@ -431,7 +428,6 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
         default=d.discount_rate,
         help="yearly discount rate for clv_discounted (default 0: clv_discounted = clv)",
     )
-    parser.add_argument("--strict", action="store_true", help="fail on any unusable input row")
     args = parser.parse_args(argv)
     features_out = _features_out(args.features_out, args.out)
     return BatchConfig(

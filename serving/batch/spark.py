@@ -54,6 +54,7 @@ import pyarrow.parquet as pq
 from features.io import (
     parse_column_mapping,
 )
+from features.run_inputs import NoUsableOrders, no_usable_orders
 from features.spark_input import (
     per_customer_group,
     read_rows,
@@ -262,10 +263,12 @@ def run(config: SparkConfig, spark: SparkSession | None = None) -> SparkSummary:
             F.date_format(F.max("ordered_at"), "yyyy-MM-dd HH:mm:ss.SSSSSS")
         ).collect()[0][0]
         if last is None:
-            raise ValueError(
-                f"no usable orders in {config.orders}: {orders.rows_read} rows read "
-                f"({sum(quarantined['orders'].values())} quarantined); nothing was written"
+            # The reasons are counted, by reason, in the quarantine (not collected here).
+            reasons = [f"{n:,} {reason}" for reason, n in sorted(quarantined["orders"].items())]
+            message = no_usable_orders(
+                config.orders, orders.rows_read, sum(quarantined["orders"].values()), reasons
             )
+            raise NoUsableOrders(f"{message}; nothing was written")
         cutoff = resolve_cutoff(config.cutoff, pd.DataFrame({"ordered_at": [pd.Timestamp(last)]}))
         timings["load_data"] = time.perf_counter() - tick
 

@@ -35,8 +35,15 @@ import pandas as pd
 
 from features import build_features
 from features.history import days_before, format_cutoff
-from features.io import load_events, load_orders
-from features.quality import BAD_CSAT, BAD_RESOLUTION_HOURS
+from features.quality import (
+    BAD_CSAT,
+    BAD_RESOLUTION_HOURS,
+    badly_resolved,
+    late_deliveries,
+    resolved_tickets,
+)
+from features.run_inputs import load_run_inputs
+from features.spec import is_returned
 from serving.base_inputs import (
     DEFAULT_MODEL_URI,
     DEMO_EVENTS,
@@ -69,7 +76,6 @@ KIND_LABELS: dict[str, str] = {
 #: synthetic store and the feature code (``features.quality._event_quality``) use these words.
 TICKET_KIND = "ticket"
 RETURN_EVENT_KIND = "return"
-RETURNED_STATUS = "returned"
 #: What a returned order becomes when it is not returned: the one paid status of the contract.
 KEPT_STATUS = "completed"
 #: A badly resolved ticket made good changes as little as possible: resolved within the limit
@@ -97,28 +103,26 @@ STATEMENT = (
 )
 
 
-# --- Which rows are failures (same rules as features/quality.py) -------------------------------
+# --- Which rows are failures (the rules of features/quality.py) --------------------------------
 
 
 def late_delivery_rows(orders: pd.DataFrame, cutoff: pd.Timestamp) -> np.ndarray:
     """Orders placed before ``cutoff`` that were delivered, before it, later than promised.
 
-    The rule of ``features.quality._order_quality``: a delivery is judged once it happened
-    before the cutoff, and it is late when ``delivered_at > promised_at``. A delivery still
-    pending at the cutoff is not known to be late then, and is left alone.
+    The features' rule (:func:`features.quality.late_deliveries`): a delivery is judged once
+    it happened before the cutoff, and it is late when ``delivered_at > promised_at``. A
+    delivery still pending at the cutoff is not known to be late then, and is left alone.
     """
-    cut = cutoff.to_datetime64()
-    ordered = orders["ordered_at"].to_numpy(dtype="datetime64[ns]")
+    before = orders["ordered_at"].to_numpy(dtype="datetime64[ns]") < cutoff.to_datetime64()
     delivered = orders["delivered_at"].to_numpy(dtype="datetime64[ns]")
     promised = orders["promised_at"].to_numpy(dtype="datetime64[ns]")
-    judged = (ordered < cut) & ~np.isnat(delivered) & ~np.isnat(promised) & (delivered < cut)
-    return judged & (delivered > promised)
+    return before & late_deliveries(delivered, promised, cutoff)
 
 
 def returned_order_rows(orders: pd.DataFrame, cutoff: pd.Timestamp) -> np.ndarray:
     """Orders placed before ``cutoff`` with status ``returned`` (as the features read status)."""
     before = orders["ordered_at"].to_numpy(dtype="datetime64[ns]") < cutoff.to_datetime64()
-    return before & (orders["status"] == RETURNED_STATUS).to_numpy(dtype=bool, na_value=False)
+    return before & is_returned(orders["status"])
 
 
 def return_event_rows(events: pd.DataFrame, cutoff: pd.Timestamp) -> np.ndarray:
@@ -134,8 +138,9 @@ def return_event_rows(events: pd.DataFrame, cutoff: pd.Timestamp) -> np.ndarray:
 def bad_ticket_rows(events: pd.DataFrame, cutoff: pd.Timestamp) -> np.ndarray:
     """Tickets resolved before ``cutoff`` that were resolved badly.
 
-    Replicates ``features.quality._event_quality`` (keep the two in step): a ticket is resolved
-    at ``occurred_at + resolution_hours`` and, once resolved, bad when it took more than
+    The features' rules (:func:`features.quality.resolved_tickets`,
+    :func:`features.quality.badly_resolved`): a ticket is resolved at ``occurred_at +
+    resolution_hours`` and, once resolved, bad when it took more than
     :data:`features.quality.BAD_RESOLUTION_HOURS` or got a CSAT of
     :data:`features.quality.BAD_CSAT` or less. The feature counts only the last
     ``quality_days``; here every bad ticket before the cutoff is made good (an older one moves
@@ -146,8 +151,7 @@ def bad_ticket_rows(events: pd.DataFrame, cutoff: pd.Timestamp) -> np.ndarray:
     ticket = before & (events["kind"] == TICKET_KIND).to_numpy(dtype=bool, na_value=False)
     hours = events["resolution_hours"].to_numpy(dtype="float64")
     score = events["score"].to_numpy(dtype="float64")
-    resolved = ticket & ~np.isnan(hours) & (age * 24.0 - np.nan_to_num(hours) > 0)
-    return resolved & ((hours > BAD_RESOLUTION_HOURS) | (score <= BAD_CSAT))
+    return resolved_tickets(ticket, hours, age) & badly_resolved(hours, score)
 
 
 # --- Counterfactual histories --------------------------------------------------------------------
@@ -552,14 +556,10 @@ def run(
         )
     timings: dict[str, float] = {}
     tick = time.perf_counter()
-    orders_result = load_orders(config.orders, columns=config.columns)
-    events_result = load_events(config.events, columns=config.columns)
+    inputs = load_run_inputs(config.orders, config.events, columns=config.columns)
+    orders_result, events_result = inputs.orders, inputs.events
+    assert events_result is not None  # events were given: refused above otherwise
     orders, events = orders_result.frame, events_result.frame
-    if orders.empty:
-        raise ValueError(
-            f"no usable orders in {config.orders}: {orders_result.rows_read} rows read "
-            f"({'; '.join(orders_result.problems) or 'no data rows'})"
-        )
     if events.empty:
         raise ValueError(
             f"no usable service events in {config.events}: {events_result.rows_read} rows read "

@@ -40,7 +40,8 @@ import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
 from features.history import format_cutoff
-from features.io import DataValidationError, load_orders
+from features.io import DataValidationError
+from features.run_inputs import add_input_arguments, given_events, load_run_inputs
 from serving.insight.budget import BudgetAssumptions, budget_table, cohort_budget
 from serving.insight.impact import KIND_LABELS
 from serving.insight.impact import STATEMENT as IMPACT_STATEMENT
@@ -1313,13 +1314,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the check against the planted truth that serving.impact wrote on a synthetic "
         "store (default: the <impact>_truth.json beside --impact, when there is one)",
     )
-    parser.add_argument(
-        "--events", type=Path, help="service events file; without rows, impact cannot be measured"
+    add_input_arguments(
+        parser,
+        orders_help="orders file for the cohorts (default: the scores' stamp)",
+        events_help="service events file; without rows, impact cannot be measured",
+        strict=False,
     )
-    parser.add_argument(
-        "--orders", type=Path, help="orders file for the cohorts (default: the scores' stamp)"
-    )
-    parser.add_argument("--columns", default="", help="column mapping canonical=yours,...")
     parser.add_argument(
         "--no-service-data",
         action="store_true",
@@ -1333,6 +1333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-log", action="store_true", help="do not log the HTML to MLflow")
     args = parser.parse_args(argv)
+    if given_events(args.events) is None and args.events is not None:
+        args.no_service_data = True  # --events none: the data has no service events
+    args.events = given_events(args.events)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         check_run_paths(
@@ -1355,7 +1358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if orders_path is not None and orders_path.exists():
         try:
             # Through the loader, like every input: the mapping applies, bad rows are counted.
-            orders = load_orders(orders_path, columns=args.columns).frame
+            orders = load_run_inputs(orders_path, None, columns=args.columns).orders.frame
         except (DataValidationError, FileNotFoundError) as err:
             # The cohorts are one section; the rest of the report does not need the orders.
             logger.warning("no cohorts in the report: %s", err)

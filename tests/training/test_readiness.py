@@ -11,14 +11,10 @@ import pytest
 from demo.generator import generate, write_tables
 from features.io import load_orders, validate_events, validate_orders
 from training.readiness import (
-    MAX_CUTOFFS,
     MAX_QUARANTINE_SHARE,
     NOT_ENOUGH_DATA,
-    PLAN_MIN_HISTORY_DAYS,
     READY,
     READY_WITH_CAVEATS,
-    STEP_DAYS,
-    WINDOW_DAYS,
     NotReady,
     assess,
     check_before_training,
@@ -195,16 +191,21 @@ def test_longest_horizon_is_the_one_training_split_accepts(span):
     assert (longest == 0 or fits(longest)) and not fits(longest + 1)
 
 
-def test_cutoff_settings_are_trainings_defaults():
-    from training.config import FitSettings
+def test_the_cutoff_plan_defaults_have_one_source():
+    # FitSettings holds them; training's flags and readiness's verdict must plan the same
+    # cutoffs as the fit unless told otherwise.
+    import inspect
 
+    from training.config import FitSettings, TrainConfig, parse_args
+
+    plan = ("window_days", "step_days", "max_cutoffs", "min_history_days")
     defaults = FitSettings()
-    assert (WINDOW_DAYS, STEP_DAYS, MAX_CUTOFFS, PLAN_MIN_HISTORY_DAYS) == (
-        defaults.window_days,
-        defaults.step_days,
-        defaults.max_cutoffs,
-        defaults.min_history_days,
-    )
+    fields = {k: getattr(defaults, k) for k in plan}
+    assert {k: getattr(TrainConfig().fit_settings(), k) for k in plan} == fields
+    assert {k: getattr(parse_args([]).fit_settings(), k) for k in plan} == fields
+    for judge in (assess, check_before_training):
+        given = inspect.signature(judge).parameters
+        assert {k: given[k].default for k in plan} == fields
 
 
 def test_cli_exit_codes(store, tmp_path, capsys):
@@ -230,7 +231,8 @@ def test_cli_exit_codes(store, tmp_path, capsys):
     assert "missing required column(s) 'customer_id', 'ordered_at'" in capsys.readouterr().err
     (tmp_path / "unusable.csv").write_text("customer_id,ordered_at,amount\na,2024-01-01,-3\n")
     assert main(["--orders", str(tmp_path / "unusable.csv")]) == 2
-    assert "no usable orders: none left after validation, 1 quarantined" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no usable orders in" in err and "unusable.csv: 1 rows read, 1 quarantined" in err
 
 
 def _real(path: Path):

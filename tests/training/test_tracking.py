@@ -429,3 +429,30 @@ def test_a_read_only_tracking_store_is_one_line_naming_it(logged, tmp_path, rest
     assert f"the MLflow tracking store {uri} cannot be written" in line
     assert "attempt to write a readonly database" in line
     assert "make the file and its folder writable" in line
+
+
+def test_open_model_loads_exactly_the_version_it_resolved(monkeypatch):
+    # The alias is resolved once; moving it afterwards must not change what is loaded, so the
+    # version a run stamps is the version that scored.
+    resolved = {"model_name": "shop", "model_version": "3"}
+    calls: list[str] = []
+    sentinel = object()
+
+    def version_info(uri):
+        calls.append(f"resolve {uri}")
+        if uri.startswith("models:/"):
+            return dict(resolved)
+        return {"model_name": uri, "model_version": tracking.UNREGISTERED}
+
+    def load_model(uri, which=tracking.SERVING_DIR):
+        calls.append(f"load {uri}")
+        return sentinel
+
+    monkeypatch.setattr(tracking, "version_info", version_info)
+    monkeypatch.setattr(tracking, "load_model", load_model)
+    model, info = tracking.open_model("models:/shop@champion")
+    assert model is sentinel and info == resolved
+    assert calls == ["resolve models:/shop@champion", "load models:/shop/3"]
+    calls.clear()
+    tracking.open_model("runs:/abc/model")  # unregistered: loaded as given
+    assert calls[-1] == "load runs:/abc/model"

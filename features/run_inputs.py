@@ -1,0 +1,186 @@
+"""A run's inputs: the flags that name them, the one loader, and the data end.
+
+Every command that reads a shop's files (``training.train``, ``training.backtest``,
+``training.readiness``, ``serving.batch``, ``serving.impact``; ``serving.spark`` reads on Spark
+and shares the flags and the refusal) declares its orders, events, columns and strict flags
+with :func:`add_input_arguments` and loads them with :func:`load_run_inputs`, so that a file is
+read, validated, quarantined and refused the same way whichever command is given it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from features.files import DataValidationError, input_location
+from features.io import LoadResult, load_events, load_orders
+
+logger = logging.getLogger(__name__)
+
+#: ``--events none``: no service events. The output flags take ``none`` for "do not write
+#: it" (``--features-out none``, ``--store none``); the input flag takes it for "there is
+#: none", so that the demo orders, which otherwise bring the demo events, can be scored
+#: without them. A file named ``none`` is ``./none``.
+NO_EVENTS = "none"
+
+
+def optional_input(text: str) -> Path | str:
+    """An optional input file's flag (an argparse ``type``): a path or URI, or ``none``."""
+    return NO_EVENTS if text.lower() == NO_EVENTS else input_location(text)
+
+
+def given_events(flag: Path | str | None) -> Path | str | None:
+    """The events file an ``--events`` flag names: None for ``none`` or no flag."""
+    return None if flag is None or flag == NO_EVENTS else flag
+
+
+def add_input_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    orders_default: Path | None = None,
+    orders_required: bool = False,
+    orders_help: str = "orders CSV/TSV/Parquet",
+    events_help: str = "service events CSV/TSV/Parquet, or 'none' (optional)",
+    strict: bool = True,
+) -> None:
+    """Add the flags that name a run's inputs: orders, events, columns and strict.
+
+    ``--strict`` only where the command honours it.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser.
+    orders_default : Path, optional
+        The orders read when ``--orders`` is not given (the demo's, for the serving commands).
+    orders_required : bool
+        Whether ``--orders`` must be given (the commands that judge a shop's own data).
+    orders_help, events_help : str
+        What the command does with each file, for ``--help``.
+    strict : bool
+        Whether the command offers ``--strict`` (fail on any unusable row).
+    """
+    parser.add_argument(
+        "--orders",
+        type=input_location,
+        default=orders_default,
+        required=orders_required,
+        help=orders_help,
+    )
+    parser.add_argument("--events", type=optional_input, default=None, help=events_help)
+    parser.add_argument(
+        "--columns", default="", help="column mapping, e.g. customer_id=cust,ordered_at=date"
+    )
+    if strict:
+        parser.add_argument("--strict", action="store_true", help="fail on any unusable input row")
+
+
+def data_end(orders: pd.DataFrame) -> pd.Timestamp:
+    """The day after the last order: the first cutoff at which all of ``orders`` is known."""
+    return orders["ordered_at"].max().normalize() + pd.Timedelta(days=1)
+
+
+def no_usable_orders(
+    path: Path | str, rows_read: int, rows_quarantined: int, problems: Sequence[str]
+) -> str:
+    """The refusal of an orders file with no usable row: the file, its counts and why.
+
+    The quarantine is named only when rows went there: a file without data rows has no
+    quarantine to look for.
+    """
+    set_aside = f", {rows_quarantined:,} quarantined" if rows_quarantined else ""
+    return (
+        f"no usable orders in {path}: {rows_read:,} rows read{set_aside} "
+        f"({'; '.join(problems) or 'no data rows'})"
+    )
+
+
+class NoUsableOrders(DataValidationError):
+    """Raised when no order row of an orders file survives validation."""
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """A run's validated orders and service events (None: the run has none)."""
+
+    orders: LoadResult
+    events: LoadResult | None
+
+    @property
+    def data_end(self) -> pd.Timestamp:
+        """The day after the last usable order (:func:`data_end`)."""
+        return data_end(self.orders.frame)
+
+    @property
+    def quarantined(self) -> dict[str, int]:
+        """Rows set aside on load, by table (``orders``, and ``service_events`` when read)."""
+        counts = {"orders": self.orders.rows_quarantined}
+        if self.events is not None:
+            counts["service_events"] = self.events.rows_quarantined
+        return counts
+
+
+def load_run_inputs(
+    orders_path: Path | str,
+    events_path: Path | str | None,
+    *,
+    columns: str = "",
+    strict: bool = False,
+    quarantine_dir: Path | None = None,
+) -> RunInputs:
+    """Load and validate a run's orders and service events; refuse orders with no usable row.
+
+    Parameters
+    ----------
+    orders_path, events_path : Path or str
+        The files (``events_path`` None: no service events).
+    columns : str
+        The column mapping (``canonical=yours,...``).
+    strict : bool
+        Fail on the first unusable row instead of setting it aside.
+    quarantine_dir : Path, optional
+        Where the unusable rows are written (``orders.quarantine.csv``, ...) and their counts
+        logged; None leaves them to the caller (batch scoring stages them with its outputs,
+        the impact notes them, readiness reports them).
+
+    Returns
+    -------
+    RunInputs
+
+    Raises
+    ------
+    NoUsableOrders
+        When no order row is usable (every row quarantined, or no data rows).
+    DataValidationError, FileNotFoundError
+        A file that cannot be read as it is (strict: any unusable row).
+    """
+    orders = load_orders(orders_path, columns=columns, strict=strict)
+    events = (
+        load_events(events_path, columns=columns, strict=strict)
+        if events_path is not None
+        else None
+    )
+    if quarantine_dir is not None:
+        for name, result in (("orders", orders), ("service_events", events)):
+            if result is None:
+                continue
+            result.write_quarantine(quarantine_dir, name)
+            logger.info(
+                "%s: %d rows read, %d loaded, %d quarantined",
+                name,
+                result.rows_read,
+                result.rows_loaded,
+                result.rows_quarantined,
+            )
+    if orders.frame.empty:
+        raise NoUsableOrders(
+            no_usable_orders(
+                orders_path, orders.rows_read, orders.rows_quarantined, orders.problems
+            )
+        )
+    return RunInputs(orders, events)
