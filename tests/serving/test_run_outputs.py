@@ -305,6 +305,9 @@ def killed_run(served_store, orders, folder: Path, where: str) -> subprocess.Com
     )
 
 
+# The two killed runs start a fresh interpreter each (SIGKILL needs a process of its own): its
+# imports alone take 10-15 s on 2 busy cores, so they run in `make test`, not the fast tier.
+@pytest.mark.slow
 def test_a_run_killed_while_writing_the_store_leaves_every_previous_output(
     served_store, orders_csv, previous
 ):
@@ -317,6 +320,7 @@ def test_a_run_killed_while_writing_the_store_leaves_every_previous_output(
     assert not [p for p in folder.iterdir() if p.name.startswith(".scoring-")]
 
 
+@pytest.mark.slow
 def test_a_run_killed_once_committed_is_rolled_forward_whole(served_store, orders_csv, previous):
     folder, files = previous
     (old_id,) = run_ids(folder)
