@@ -267,6 +267,21 @@ def _sub_day_gap(rows: RunRows) -> Finding:
     )
 
 
+def _orders_below_chance(rows: RunRows) -> Finding:
+    s = rows.scores
+    # One order at least is placed with probability 1 - p_churn, so the mean is not below it;
+    # the tolerance is the rounding of the two written columns.
+    wrong = s["expected_orders"].to_numpy() < 1.0 - s["p_churn"].to_numpy() - 1e-6
+    return _finding(
+        rows,
+        "orders_below_chance",
+        "expected_orders under the chance of any order (1 - p_churn)",
+        wrong,
+        np.ones(len(s), dtype=bool),
+        ("expected_orders", "p_churn"),
+    )
+
+
 def _no_order_lowering_risk(rows: RunRows) -> Finding:
     reasons = rows.scores["reasons"].fillna("")
     shares = reasons.str.extract(_NO_ORDER_DOWN, expand=False).astype("float64")
@@ -350,6 +365,7 @@ CHECKS: tuple[Callable[[RunRows], Finding], ...] = (
     _empty_range,
     _date_past_horizon,
     _sub_day_gap,
+    _orders_below_chance,
     _no_order_lowering_risk,
     _reasons_against_risk,
     _value_reason_off,

@@ -515,7 +515,11 @@ class CustomerValueModel:
         if_alive = self.purchase_.expected_orders_if_alive(history, horizon)
         quiet = self.purchase_.quiet(history, horizon)
         per_buyer = if_alive / np.maximum(1.0 - quiet, 1e-12)
-        return scale * season * (1.0 - np.clip(p_churn, 0.0, 1.0)) * per_buyer
+        p_order = 1.0 - np.clip(p_churn, 0.0, 1.0)
+        # The holdout's order scale, the season and the served level can each be below 1; the
+        # orders may shrink with them, but never below the chance of any order at all, which
+        # the served p_churn states (someone who orders places at least one order).
+        return np.maximum(scale * season * p_order * per_buyer, p_order)
 
     def profile(
         self,

@@ -59,6 +59,34 @@ DISCOUNT_STEPS = 12
 _EPS = 1e-9
 
 
+def orders_scale(expected: np.ndarray, p_order: np.ndarray, actual: np.ndarray) -> float:
+    """The scale ``s`` with ``sum(max(s * expected, p_order)) == sum(actual)``.
+
+    Served expected orders are never under the chance of any order (``p_order``), so the scale
+    is solved with that floor in place, and the holdout's order total still matches by
+    construction. Where the floor alone reaches the actual total (a base that orders less than
+    its chance of ordering implies) no scale can match; the plain ratio is kept.
+    """
+    expected = np.asarray(expected, dtype="float64")
+    p_order = np.asarray(p_order, dtype="float64")
+    actual_total = float(np.sum(actual))
+    expected_total = float(np.sum(expected))
+    if expected_total <= 0:
+        return 1.0
+    plain = actual_total / expected_total
+    if float(np.sum(p_order)) >= actual_total:
+        return plain
+    # The floored total grows with s and reaches the actual total by s = plain at the latest.
+    low, high = 0.0, plain
+    for _ in range(100):
+        middle = 0.5 * (low + high)
+        if float(np.sum(np.maximum(middle * expected, p_order))) < actual_total:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
 @dataclass(frozen=True)
 class Profile:
     """The holdout-calibrated parts of the profile.
@@ -104,9 +132,7 @@ class Profile:
         actual_value, actual_orders : numpy.ndarray
             What the customers really spent and ordered in the horizon.
         """
-        expected_total = float(np.sum(expected_orders))
-        actual_total = float(np.sum(actual_orders))
-        scale = actual_total / expected_total if expected_total > 0 else 1.0
+        scale = orders_scale(expected_orders, 1.0 - np.clip(p_churn, 0.0, 1.0), actual_orders)
         buyers = np.asarray(actual_value) > 0
         if buyers.sum() < 2:
             raise ValueError(

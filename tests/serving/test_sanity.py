@@ -67,6 +67,7 @@ PLANTED: dict[str, tuple[dict[str, object], dict[str, float]]] = {
     "zero_range": ({"clv": 0.0, "clv_low": 0.0, "clv_high": 0.0, "p_churn": 0.48}, {}),
     "date_past_horizon": ({"next_order_date": "2027-01-01"}, {}),
     "sub_day_gap": ({"avg_days_between_orders": 0.0}, {}),
+    "orders_below_chance": ({"expected_orders": 0.5}, {}),
     "no_order_lowers_risk": (
         {
             "p_churn": 0.5,
@@ -147,7 +148,7 @@ def test_the_command_fails_on_contradictions_unless_they_are_allowed(tmp_path, c
     _write(features, tmp_path / "online_features.parquet", "run-a")
     assert main(["--scores", str(tmp_path / "scores.parquet")]) == 1
     out = capsys.readouterr().out
-    assert "failed: silent_one_timer" in out and "12 rows scored" in out
+    assert "failed: silent_one_timer" in out and "13 rows scored" in out
     allowed = [arg for name in PLANTED for arg in ("--allow", name)]
     assert main(["--scores", str(tmp_path / "scores.parquet"), *allowed]) == 0
     assert main(["--scores", str(tmp_path / "scores.parquet"), "--allow", "nonsense"]) == 2

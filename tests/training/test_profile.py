@@ -1,5 +1,8 @@
 """The customer profile: calibrated intervals, activity consistent with churn, discounting."""
 
+import copy
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,7 +11,7 @@ from synthetic_rows import customer_rows
 from features import FeatureSpec, feature_names
 from training.evaluate import profile_metrics
 from training.model import CustomerValueModel, ModelParams
-from training.profile import Profile, check_level, discount_factor
+from training.profile import Profile, check_level, discount_factor, orders_scale
 from training.purchase import PurchaseHistory, PurchaseModel
 
 SPEC = FeatureSpec(horizon_days=180)
@@ -166,3 +169,24 @@ def test_profile_metrics_against_the_rows_it_was_fit_on(model_and_rows):
     assert 0.7 <= metrics["interval_coverage"] <= 1.0
     assert metrics["next_order_customers"] > 0
     assert {"purchase_orders_total_error_pct", "purchase_orders_mae"} <= set(metrics)
+
+
+def test_expected_orders_never_fall_under_the_chance_of_an_order(model_and_rows):
+    # A served level below 1 scales the orders down with the value; the chance of ordering
+    # at all (1 - p_churn) is still a floor: whoever orders places at least one order.
+    model, X, *_ = model_and_rows
+    stack = model.require_stack()
+    lowered = copy.copy(model).with_stack(replace(stack, level=0.2))
+    frame = lowered.profile(X[2000:])
+    assert (frame["expected_orders"] >= 1 - frame["p_churn"] - 1e-12).all()
+    assert (frame["expected_orders"] == 1 - frame["p_churn"]).any()
+
+
+def test_the_order_scale_is_solved_with_the_floor_in_place():
+    expected = np.array([0.1, 0.2, 2.0, 4.0])
+    p_order = np.array([0.5, 0.5, 0.9, 0.9])
+    actual = np.array([1.0, 0.0, 3.0, 4.0])
+    scale = orders_scale(expected, p_order, actual)
+    assert np.maximum(scale * expected, p_order).sum() == pytest.approx(actual.sum(), rel=1e-9)
+    # A base ordering less than its chances imply: no scale matches, the plain ratio stays.
+    assert orders_scale(expected, p_order, np.array([0.5, 0, 0, 0])) == pytest.approx(0.5 / 6.3)
