@@ -47,7 +47,10 @@ from training.search import (
     search,
     split_by_customer,
 )
-from training.snapshots import SnapshotSource, sample_customers, window_snapshots
+from training.snapshots import SnapshotSource, sampled_window_snapshots
+
+# window_snapshots: re-exported for callers that build unsampled rows.
+from training.snapshots import window_snapshots as window_snapshots
 from training.split import Plan, plan_cutoffs
 from training.stack import Stack
 
@@ -83,8 +86,9 @@ def fit_cutoff(
     """Fit the purchase model and the boosted parts on the history before ``cutoff``.
 
     ``snapshots`` gives the fit's window rows (already sampled to ``settings.max_fit_rows``
-    with :func:`training.snapshots.sample_customers`) when they are built elsewhere, e.g. on
-    Spark (:mod:`training.spark_snapshots`); by default they are built here.
+    with :func:`training.snapshots.sample_customers`' rule) when they are built elsewhere, e.g.
+    on Spark (:mod:`training.spark_snapshots`); by default they are built here, on the sampled
+    customers only (:func:`training.snapshots.sampled_window_snapshots`).
 
     With ``n_estimators`` the boosted parts are fit on every window row with those tree
     counts; otherwise the latest window cutoff early-stops them (and the search, when
@@ -100,10 +104,14 @@ def fit_cutoff(
     if snapshots is not None:
         rows = snapshots(window_cutoffs)
     else:
-        rows = sample_customers(
-            window_snapshots(orders, events, window_cutoffs, spec, window),
-            settings.max_fit_rows,
-            settings.seed,
+        rows = sampled_window_snapshots(
+            orders,
+            events,
+            window_cutoffs,
+            spec,
+            window,
+            limit=settings.max_fit_rows,
+            seed=settings.seed,
         )
     names = feature_names(spec)
     base = params or settings.params

@@ -36,7 +36,13 @@ from features import FeatureSpec, feature_names
 from features.io import LoadResult
 from features.spark_input import per_customer_group, read_rows, validate_rows, write_quarantine
 from features.spark_slices import EVENT_TYPES, ORDER_TYPES, ROW, naive_utc, restore
-from training.snapshots import SnapshotSource, window_snapshots
+from training.snapshots import (
+    SAMPLE_RESOLUTION,
+    SnapshotSource,
+    kept_customers,
+    sample_share,
+    window_snapshots,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -45,8 +51,6 @@ logger = logging.getLogger(__name__)
 
 #: Customers per group of the snapshot pass (one window_snapshots call per group).
 CUSTOMERS_PER_GROUP = 50_000
-#: Resolution of the customer sample (shares are whole millionths).
-_MILLION = 1_000_000
 
 
 def snapshot_group(
@@ -63,18 +67,15 @@ def snapshot_group(
     """``applyInPandas``: one group's window snapshots, kept as the pandas fit would keep them.
 
     ``total`` is the number of window rows of every group together, so the share kept is the
-    one :func:`training.snapshots.sample_customers` computes for the whole.
+    one :func:`training.snapshots.sample_customers` computes for the whole (the same
+    :func:`~training.snapshots.sample_share` and :func:`~training.snapshots.kept_customers`).
     """
     orders = restore(orders.sort_values(ROW, kind="stable"), ORDER_TYPES)
     if events is not None:
         events = restore(events.sort_values(ROW, kind="stable"), EVENT_TYPES)
     rows = window_snapshots(orders, events, cutoffs, spec, window_days)
     if total > limit:
-        hashed = pd.util.hash_pandas_object(
-            rows["customer_id"], index=False, hash_key=f"{seed + 3:016d}"
-        ).to_numpy()
-        share = int(_MILLION * limit // total)
-        rows = rows.loc[(hashed % _MILLION) < share]
+        rows = rows.loc[kept_customers(rows["customer_id"], sample_share(total, limit), seed)]
     rows = rows.copy()
     rows["customer_id"] = rows["customer_id"].astype("object")
     rows["cutoff"] = rows["cutoff"].astype("datetime64[us]")
@@ -148,16 +149,16 @@ def load_history(
             quarantined[name] = write_quarantine(validated, quarantine_dir / f"{name}.quarantine")
     customers = orders.valid.select("customer_id").distinct().count()
     share = (
-        _MILLION
+        SAMPLE_RESOLUTION
         if not sample_customers
-        else min(_MILLION, -(-_MILLION * sample_customers // max(customers, 1)))
+        else min(SAMPLE_RESOLUTION, -(-SAMPLE_RESOLUTION * sample_customers // max(customers, 1)))
     )
     # A seeded hash of the id: whole customers, the same ones in every run with this seed.
-    keep = F.pmod(F.xxhash64(F.lit(str(seed)), "customer_id"), F.lit(_MILLION)) < share
-    valid_orders = orders.valid.where(keep) if share < _MILLION else orders.valid
+    keep = F.pmod(F.xxhash64(F.lit(str(seed)), "customer_id"), F.lit(SAMPLE_RESOLUTION)) < share
+    valid_orders = orders.valid.where(keep) if share < SAMPLE_RESOLUTION else orders.valid
     valid_events = None
     if events is not None:
-        valid_events = events.valid.where(keep) if share < _MILLION else events.valid
+        valid_events = events.valid.where(keep) if share < SAMPLE_RESOLUTION else events.valid
     valid_orders = valid_orders.persist()
     sampled = valid_orders.select("customer_id").distinct().count()
     order_frame = _to_driver(valid_orders, ORDER_TYPES)
