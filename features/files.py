@@ -7,10 +7,15 @@ by line to find and mark the lines that cannot be split into the header's fields
 silently merge into another or vanish: ``lines = 1 header + blank lines + rows`` always holds,
 and a malformed line becomes a row marked with its reason and line number, for the caller to
 quarantine.
+
+Which format an input is (CSV, TSV or Parquet; one file or a folder of part files; compressed
+or not) is decided in one place, :func:`input_format`, for this reader and for the Spark one
+(:mod:`features.spark_input`).
 """
 
 from __future__ import annotations
 
+import bz2
 import csv
 import functools
 import gzip
@@ -42,6 +47,20 @@ NOT_UTF8 = "not UTF-8"
 _SCAN_BYTES = 1 << 24
 #: Line numbers quoted in one message.
 _EXAMPLE_LINES = 5
+
+#: The input formats (:attr:`InputFormat.kind`).
+CSV, TSV, PARQUET = "CSV", "TSV", "Parquet"
+#: Suffixes of delimited text, and the format each is read as.
+DELIMITED_SUFFIXES: dict[str, str] = {".csv": CSV, ".txt": CSV, ".tsv": TSV}
+#: Compressions of delimited text (``orders.csv.gz``), by suffix.
+COMPRESSED_SUFFIXES: dict[str, str] = {".gz": "gzip", ".bz2": "bz2", ".zip": "zip"}
+#: Suffixes of Parquet files (and of the part files of a Parquet folder).
+PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
+#: What an input may be, as the unknown-format message says.
+EXPECTED_FORMATS = (
+    "expected .csv, .tsv or .parquet (.txt is read as CSV; a CSV/TSV file may be compressed: "
+    ".gz, .bz2, .zip), or a folder of Parquet or CSV part files"
+)
 
 
 class DataValidationError(ValueError):
@@ -87,6 +106,95 @@ class RawTable:
         return cls(frame=frame, malformed=pd.Series(pd.NA, index=frame.index, dtype="object"))
 
 
+@dataclass(frozen=True)
+class InputFormat:
+    """How an input is written, as :func:`input_format` decides it for every reader.
+
+    Attributes
+    ----------
+    kind : str
+        :data:`CSV`, :data:`TSV` or :data:`PARQUET`.
+    compression : str or None
+        ``gzip``, ``bz2`` or ``zip`` for a compressed CSV/TSV file; None otherwise (the part
+        files of a folder say their own).
+    parts : bool
+        A folder of part files (a remote location: one named without a file suffix).
+    """
+
+    kind: str
+    compression: str | None = None
+    parts: bool = False
+
+    @property
+    def separator(self) -> str:
+        """The field separator of a CSV/TSV input."""
+        return "\t" if self.kind == TSV else ","
+
+
+def input_format(location: str | Path) -> InputFormat:
+    """Which format an input is: the one rule of the pandas and the Spark readers.
+
+    - a file ending in ``.parquet`` or ``.pq`` is Parquet;
+    - a file ending in ``.csv`` or ``.txt`` is CSV, in ``.tsv`` TSV, each optionally followed
+      by ``.gz``, ``.bz2`` or ``.zip`` (``orders.csv.gz``);
+    - a local folder is a folder of part files: Parquet when a part ends in ``.parquet`` or
+      ``.pq``, else the format of the folder's own name (``orders.tsv/`` as Spark writes it)
+      or of its parts (``part-0.csv.gz``), else Parquet. Hidden parts (``_SUCCESS``,
+      ``.part-0.crc``) are ignored, as the readers ignore them;
+    - a remote location (``s3a://...``, only Spark reads those) is CSV/TSV when its last
+      name says so, else Parquet (a file or a folder: it cannot be listed from here).
+
+    A local path that does not exist is judged by its name (the reader says it is missing).
+
+    Raises
+    ------
+    DataValidationError
+        Naming the file and the formats expected, when a local file has another suffix
+        (``orders.json``, ``orders``).
+    """
+    text = str(location)
+    if "://" in text:
+        named = _named_format(text.rstrip("/").rsplit("/", 1)[-1])
+        if named is not None:
+            return named
+        return InputFormat(PARQUET, parts=not text.lower().endswith(PARQUET_SUFFIXES))
+    path = Path(location)
+    if path.is_dir():
+        return _folder_format(path)
+    named = _named_format(path.name)
+    if named is None:
+        raise DataValidationError(f"input file {text!r} has an unknown format; {EXPECTED_FORMATS}")
+    return named
+
+
+def _named_format(name: str) -> InputFormat | None:
+    """The format a file name says (``orders.csv.gz``: gzipped CSV), or None."""
+    suffixes = [suffix.lower() for suffix in Path(name).suffixes]
+    if suffixes and suffixes[-1] in PARQUET_SUFFIXES:
+        return InputFormat(PARQUET)
+    compression = COMPRESSED_SUFFIXES.get(suffixes[-1]) if suffixes else None
+    if compression is not None:
+        suffixes = suffixes[:-1]
+    if suffixes and suffixes[-1] in DELIMITED_SUFFIXES:
+        return InputFormat(DELIMITED_SUFFIXES[suffixes[-1]], compression)
+    return None
+
+
+def _folder_format(folder: Path) -> InputFormat:
+    """The format of a local folder of part files (see :func:`input_format`)."""
+    parts = [
+        path
+        for path in folder.rglob("*")
+        if not path.name.startswith((".", "_")) and not path.is_dir()
+    ]
+    if any(path.name.lower().endswith(PARQUET_SUFFIXES) for path in parts):
+        return InputFormat(PARQUET, parts=True)
+    for named in (_named_format(folder.name), *map(_named_format, (p.name for p in parts))):
+        if named is not None and named.kind != PARQUET:
+            return InputFormat(named.kind, parts=True)
+    return InputFormat(PARQUET, parts=True)
+
+
 def input_location(text: str) -> Path | str:
     """A command line's input file: a local path, or a URI (``s3a://...``) kept as written.
 
@@ -121,32 +229,37 @@ def read_table(path: str | Path) -> RawTable:
     the file's line count; only a file where they differ, or where the parser met a malformed
     line, is read again line by line (slower) to find and mark the malformed lines.
 
+    The format is :func:`input_format`'s: a CSV/TSV file may be compressed (``.gz``,
+    ``.bz2``, or a ``.zip`` archive of one file); a folder is read as Parquet part files.
+
     Raises
     ------
     FileNotFoundError
         When ``path`` does not exist.
     DataValidationError
-        Naming the file, when its format is unknown or it cannot be read as a whole: no header
-        line, a header that is not UTF-8 or opens a quote it does not close, a broken Parquet
-        or compressed file, a zip archive without exactly one file.
+        Naming the file, when its format is unknown (or a folder of CSV part files, which only
+        Spark reads) or it cannot be read as a whole: no header line, a header that is not
+        UTF-8 or opens a quote it does not close, a broken Parquet or compressed file, a zip
+        archive without exactly one file.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"input file {str(path)!r} does not exist")
-    suffix = "".join(path.suffixes[-2:]).lower()
-    if path.is_dir():
+    fmt = input_format(path)
+    if fmt.kind == PARQUET and fmt.parts:
         # Every part's columns, not the first part's only (see parquet_parts_schema).
         schema = parquet_parts_schema(path)
         read = functools.partial(pd.read_parquet, schema=schema)
-        return RawTable.of(_read_whole(path, "Parquet", read))
-    if path.suffix.lower() in {".parquet", ".pq"}:
-        return RawTable.of(_read_whole(path, "Parquet", pd.read_parquet))
-    if path.suffix.lower() in {".csv", ".txt", ".tsv"} or suffix.endswith((".csv.gz", ".csv.zip")):
-        sep = "\t" if path.suffix.lower() == ".tsv" else ","
-        return _read_whole(path, "CSV" if sep == "," else "TSV", _read_delimited, sep)
-    raise DataValidationError(
-        f"input file {str(path)!r} has an unknown format; expected .csv, .tsv or .parquet"
-    )
+        return RawTable.of(_read_whole(path, PARQUET, read))
+    if fmt.kind == PARQUET:
+        return RawTable.of(_read_whole(path, PARQUET, pd.read_parquet))
+    if fmt.parts:
+        raise DataValidationError(
+            f"input folder {str(path)!r} holds {fmt.kind} part files, which only the Spark "
+            f"commands read; expected one {fmt.kind} file or a Parquet file or folder here "
+            "(or score it with make score-spark)"
+        )
+    return _read_whole(path, fmt.kind, _read_delimited, fmt)
 
 
 def _comparable(kind: pa.DataType) -> pa.DataType:
@@ -242,24 +355,26 @@ def _read_whole(path: Path, kind: str, read: Callable[..., _T], *args: object) -
         ) from err
 
 
-def _read_delimited(path: Path, sep: str) -> RawTable:
-    table = _read_fast(path, sep)
+def _read_delimited(path: Path, fmt: InputFormat) -> RawTable:
+    table = _read_fast(path, fmt)
     if table is None:
         logger.info("%s: some line is not a plain row; reading the file line by line", path)
-        table = _read_line_by_line(path, sep)
+        table = _read_line_by_line(path, fmt)
     if table.frame.empty:
         table.problems.append("has no data rows, only a header line")
     return table
 
 
 @contextmanager
-def _open_binary(path: Path) -> Iterator[IO[bytes]]:
-    """The file's bytes, decompressed (``.gz``, or the one file of a ``.zip``)."""
-    name = path.name.lower()
-    if name.endswith(".gz"):
+def _open_binary(path: Path, compression: str | None) -> Iterator[IO[bytes]]:
+    """The file's bytes, decompressed (``gzip``, ``bz2``, or the one file of a ``zip``)."""
+    if compression == "gzip":
         with gzip.open(path, "rb") as compressed:
             yield compressed  # type: ignore[misc]  # a GzipFile reads bytes like IO[bytes]
-    elif name.endswith(".zip"):
+    elif compression == "bz2":
+        with bz2.open(path, "rb") as packed:
+            yield packed
+    elif compression == "zip":
         with zipfile.ZipFile(path) as archive:
             members = [info for info in archive.infolist() if not info.is_dir()]
             if len(members) != 1:
@@ -274,7 +389,7 @@ def _open_binary(path: Path) -> Iterator[IO[bytes]]:
             yield stream
 
 
-def _read_fast(path: Path, sep: str) -> RawTable | None:
+def _read_fast(path: Path, fmt: InputFormat) -> RawTable | None:
     """Read with pyarrow; None when the file needs the line-by-line reader.
 
     pyarrow is told values never span lines (so it can split the file between threads), but a
@@ -282,15 +397,17 @@ def _read_fast(path: Path, sep: str) -> RawTable | None:
     (:func:`_count_lines`) and the table is used only when every line that is neither the
     header nor empty is a row.
     """
-    with _open_binary(path) as stream:
+    sep, compression = fmt.separator, fmt.compression
+    with _open_binary(path, compression) as stream:
         first = stream.readline()
     names = _simple_header(first, sep)
     if names is None:
         return None
     try:
-        with _open_binary(path) as stream:
-            # A path lets pyarrow read and decompress .gz natively; a zip member is a stream.
-            source = stream if path.name.lower().endswith(".zip") else str(path)
+        with _open_binary(path, compression) as stream:
+            # A path lets pyarrow read and decompress .gz and .bz2 natively (it goes by the
+            # same suffixes as input_format); a zip member is a stream.
+            source = stream if compression == "zip" else str(path)
             table = pa_csv.read_csv(
                 source,
                 parse_options=pa_csv.ParseOptions(delimiter=sep, newlines_in_values=False),
@@ -306,7 +423,7 @@ def _read_fast(path: Path, sep: str) -> RawTable | None:
         return None
     if table.column_names != names:
         return None
-    with _open_binary(path) as stream:
+    with _open_binary(path, compression) as stream:
         lines, bare_cr = _count_lines(stream)
     if bare_cr:
         return None
@@ -314,7 +431,7 @@ def _read_fast(path: Path, sep: str) -> RawTable | None:
     if table.num_rows != lines - 1:
         # Fewer rows than lines: empty lines (pyarrow skips them, as pandas does) or lines a
         # quote joined. Only when empty lines explain the whole difference is the table right.
-        with _open_binary(path) as stream:
+        with _open_binary(path, compression) as stream:
             empty = _empty_lines(stream)
         if table.num_rows != lines - 1 - len(empty):
             return None
@@ -395,10 +512,10 @@ def _data_line_numbers(rows: int, empty: np.ndarray) -> np.ndarray:
     return positions + np.searchsorted(rows_before_empty, positions - 2, side="right")
 
 
-def _read_line_by_line(path: Path, sep: str) -> RawTable:
+def _read_line_by_line(path: Path, fmt: InputFormat) -> RawTable:
     """Sort the lines one at a time, then parse the well-formed ones with pyarrow in one go."""
-    lines = _SortedLines(path, sep)
-    with _open_binary(path) as binary:
+    lines = _SortedLines(path, fmt.separator)
+    with _open_binary(path, fmt.compression) as binary:
         # surrogateescape keeps undecodable bytes (as lone surrogates) so each line can be
         # checked on its own and its bad byte located; newline="" splits on LF, CRLF and CR, as
         # pandas and pyarrow do, and leaves the terminator on the line so byte offsets add up.

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.files import DataValidationError, parquet_parts_schema
+from features.files import PARQUET, DataValidationError, input_format, parquet_parts_schema
 from features.io import (
     EVENT_OPTIONAL,
     EVENT_REQUIRED,
@@ -142,12 +141,6 @@ def _ship_code(spark: SparkSession) -> None:
 # --- reading and numbering the rows ------------------------------------------------------------
 
 
-def _is_parquet(path: Path) -> bool:
-    if path.is_dir():
-        return any(path.rglob("*.parquet")) or not any(path.rglob("*.csv*"))
-    return path.suffix.lower() in {".parquet", ".pq"}
-
-
 def _nanosecond_columns(schema: pa.Schema) -> list[str]:
     """Columns a Parquet input stores as nanosecond timestamps (Spark reads them as int64)."""
     return [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
@@ -180,36 +173,43 @@ def _read_parquet(spark: SparkSession, location: str, source: str) -> DataFrame:
 def read_rows(spark: SparkSession, path: str | Path, columns: dict[str, str], source: str) -> Rows:
     """Read a CSV/TSV/Parquet input with Spark, rename it to the contract and number its rows.
 
+    Which format the input is, is :func:`features.files.input_format`'s rule, the pandas
+    reader's: an unknown suffix is refused with the same message, before Spark reads anything.
+
     Rows are numbered 0, 1, ... in the order Spark reads them, which for one file is the
     file's order (the numbering of :mod:`features.files`). A file scan splits the same way
     every time it runs, so every later pass over the input sees the same numbers uncached.
     """
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
-
     location = str(path)
     # A URI (s3a://, hdfs://, abfss://, ...) is Spark's to read; a local path is checked here.
     remote = "://" in location
-    if remote:
-        parquet = not re.search(r"\.(csv|tsv|txt)(\.gz|\.bz2)?/?$", location.lower())
-    else:
-        if not Path(location).exists():
-            raise FileNotFoundError(f"{source} {location!r} does not exist")
-        parquet = _is_parquet(Path(location))
+    if not remote and not Path(location).exists():
+        raise FileNotFoundError(f"{source} {location!r} does not exist")
+    # The one rule of which format an input is, shared with the pandas reader.
+    fmt = input_format(location)
+    if fmt.compression == "zip":
+        raise DataValidationError(
+            f"{source} {location!r} is a zip archive, which Spark cannot read; expected a CSV/TSV "
+            "file compressed with .gz or .bz2 (or unzipped), or Parquet, for the Spark commands"
+        )
+    parquet = fmt.kind == PARQUET
+
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
     nanos: list[str] = []
     if parquet:
         if not remote:
             # Every part's footer (features.files.parquet_parts_schema): a column whose type
             # differs between parts is refused here, naming the part file and the column.
             local = Path(location)
-            schema = parquet_parts_schema(local) if local.is_dir() else pq.read_schema(local)
+            schema = parquet_parts_schema(local) if fmt.parts else pq.read_schema(local)
             nanos = _nanosecond_columns(schema)
         frame = _read_parquet(spark, location, source)
     else:
-        tsv = ".tsv" in location.lower()
         options = {
             "header": "true",
-            "sep": "\t" if tsv else ",",
+            "sep": fmt.separator,
             "quote": '"',
             # RFC 4180: a quote inside a quoted value is doubled (Spark's default is a backslash).
             "escape": '"',

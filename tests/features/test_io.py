@@ -354,7 +354,9 @@ def test_the_fast_and_the_line_by_line_reader_agree(tmp_path, monkeypatch, chunk
     for ending in ("\n", "\r\n"):
         path = tmp_path / f"orders{len(ending)}.csv"
         path.write_bytes((ending.join(lines) + ending * int(rng.integers(3))).encode())
-        assert files_module._read_fast(path, ",") is not None  # no malformed line: the fast path
+        assert (
+            files_module._read_fast(path, files_module.input_format(path)) is not None
+        )  # no malformed line: the fast path
         fast = load_orders(path)
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(files_module, "_read_fast", lambda *_: None)
