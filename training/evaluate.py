@@ -32,6 +32,8 @@ from numpy.typing import ArrayLike
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from training.gate import GATE_METRICS
+
 N_DECILES = 10
 
 DECILE_COLUMNS: tuple[str, ...] = (
@@ -304,8 +306,19 @@ def decile_table(y_true: ArrayLike, y_pred: ArrayLike) -> pd.DataFrame:
     return table.reset_index().loc[:, list(DECILE_COLUMNS)]
 
 
+#: The CLV metrics under their stable report names, each a function of (actual, predicted).
+CLV_METRICS: dict[str, Callable[[ArrayLike, ArrayLike], float]] = {
+    "gini": normalized_gini,
+    "spearman": spearman,
+    "mae": mae,
+    "rmse": rmse,
+    "total_error_pct": total_value_error_pct,
+    "top_decile_capture": top_decile_capture,
+}
+
+
 def clv_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
-    """Every CLV metric under its stable report name.
+    """Every CLV metric under its stable report name (:data:`CLV_METRICS`).
 
     Returns
     -------
@@ -314,14 +327,7 @@ def clv_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
         ``top_decile_capture`` (see the functions of the same meaning for the NaN cases).
     """
     true, pred = as_value_pair(y_true, y_pred)
-    return {
-        "gini": normalized_gini(true, pred),
-        "spearman": spearman(true, pred),
-        "mae": mae(true, pred),
-        "rmse": rmse(true, pred),
-        "total_error_pct": total_value_error_pct(true, pred),
-        "top_decile_capture": top_decile_capture(true, pred),
-    }
+    return {name: metric(true, pred) for name, metric in CLV_METRICS.items()}
 
 
 # --------------------------------------------------------------------------- churn metrics
@@ -406,8 +412,17 @@ def expected_calibration_error(y_true: ArrayLike, p: ArrayLike, n_bins: int = 10
     return float((weights * (bins["mean_p"] - bins["rate"]).abs()).sum())
 
 
+#: The churn metrics under their stable report names, each a function of (label, probability).
+CHURN_METRICS: dict[str, Callable[[ArrayLike, ArrayLike], float]] = {
+    "roc_auc": roc_auc,
+    "pr_auc": pr_auc,
+    "brier": brier,
+    "ece": expected_calibration_error,
+}
+
+
 def churn_metrics(y_true: ArrayLike, p: ArrayLike) -> dict[str, float]:
-    """Every churn metric under its stable report name.
+    """Every churn metric under its stable report name (:data:`CHURN_METRICS`).
 
     Returns
     -------
@@ -416,15 +431,37 @@ def churn_metrics(y_true: ArrayLike, p: ArrayLike) -> dict[str, float]:
         (10 equal-width bins).
     """
     true, prob = as_probability_pair(y_true, p)
-    return {
-        "roc_auc": roc_auc(true, prob),
-        "pr_auc": pr_auc(true, prob),
-        "brier": brier(true, prob),
-        "ece": expected_calibration_error(true, prob),
-    }
+    return {name: metric(true, prob) for name, metric in CHURN_METRICS.items()}
 
 
 # --------------------------------------------------------------------------- holdout tables
+
+#: Per target: the holdout's label column, the prediction's column, and the target's metrics.
+TARGETS: dict[str, tuple[str, str, dict[str, Callable[[ArrayLike, ArrayLike], float]]]] = {
+    "clv": ("future_value", "clv", CLV_METRICS),
+    "churn": ("churned", "p_churn", CHURN_METRICS),
+}
+#: Every holdout metric as logged (``<target>_<metric>``), in the order
+#: :func:`holdout_metrics` returns them; which way each is better is
+#: :data:`training.gate.DIRECTIONS`.
+HOLDOUT_METRICS: tuple[str, ...] = tuple(
+    f"{target}_{name}" for target, (_, _, metrics) in TARGETS.items() for name in metrics
+)
+
+
+def holdout_metric(name: str) -> tuple[str, str, Callable[[ArrayLike, ArrayLike], float]]:
+    """A holdout metric by its logged name: (label column, prediction column, function).
+
+    Raises
+    ------
+    KeyError
+        Naming the metric and the known ones, when it is not one of :data:`HOLDOUT_METRICS`.
+    """
+    target, _, metric = name.partition("_")
+    if name not in HOLDOUT_METRICS:
+        raise KeyError(f"unknown holdout metric {name!r}; expected one of {HOLDOUT_METRICS}")
+    label, column, metrics = TARGETS[target]
+    return label, column, metrics[metric]
 
 
 def holdout_metrics(holdout: pd.DataFrame, pred: pd.DataFrame) -> dict[str, float]:
@@ -508,15 +545,6 @@ def profile_metrics(
     return metrics
 
 
-#: Metrics whose paired bootstrap standard error is computed (the gate's).
-_BOOTSTRAP_METRICS: dict[str, tuple[str, Callable[[np.ndarray, np.ndarray], float]]] = {
-    "clv_spearman": ("future_value", spearman),
-    "clv_gini": ("future_value", normalized_gini),
-    "clv_rmse": ("future_value", rmse),
-    "churn_roc_auc": ("churned", roc_auc),
-}
-
-
 def paired_standard_errors(
     holdout: pd.DataFrame,
     predictions: Mapping[str, pd.DataFrame],
@@ -547,32 +575,32 @@ def paired_standard_errors(
     Returns
     -------
     dict
-        Other name -> metric (``clv_spearman``, ``clv_gini``, ``clv_rmse``,
-        ``churn_roc_auc``) -> standard error of the difference; under ``reference`` itself,
-        the standard error of its own metric.
+        Other name -> metric (the gate's, :data:`training.gate.GATE_METRICS`: ``clv_spearman``,
+        ``clv_gini``, ``clv_rmse``, ``churn_roc_auc``) -> standard error of the difference;
+        under ``reference`` itself, the standard error of its own metric.
     """
     rng = np.random.default_rng(seed)
     n = len(holdout)
+    bootstrapped = {metric: holdout_metric(metric) for metric in GATE_METRICS}
     labels = {c: holdout[c].to_numpy(dtype="float64") for c in ("future_value", "churned")}
-    column = {"future_value": "clv", "churned": "p_churn"}
     values = {
         name: {c: pred[c].to_numpy(dtype="float64") for c in ("clv", "p_churn")}
         for name, pred in predictions.items()
     }
     others = [name for name in predictions if name != reference]
     diffs: dict[str, dict[str, list[float]]] = {
-        o: {m: [] for m in _BOOTSTRAP_METRICS} for o in [reference, *others]
+        o: {m: [] for m in bootstrapped} for o in [reference, *others]
     }
     for _ in range(resamples):
         rows = rng.integers(0, n, n)
-        for metric, (label, fn) in _BOOTSTRAP_METRICS.items():
+        for metric, (label, column, fn) in bootstrapped.items():
             y = labels[label][rows]
             if label == "churned" and len(np.unique(y)) < 2:
                 continue
-            mine = fn(y, values[reference][column[label]][rows])
+            mine = fn(y, values[reference][column][rows])
             diffs[reference][metric].append(mine)
             for other in others:
-                diffs[other][metric].append(mine - fn(y, values[other][column[label]][rows]))
+                diffs[other][metric].append(mine - fn(y, values[other][column][rows]))
     return {
         other: {
             metric: float(np.nanstd(d, ddof=1)) if len(d) > 1 else float("nan")

@@ -1,4 +1,11 @@
-"""The promotion gate: a candidate may not lose to a baseline or the champion beyond noise."""
+"""The promotion gate: a candidate may not lose to a baseline or the champion beyond noise.
+
+The one home of which way each holdout metric is better (:data:`DIRECTIONS`) and of which
+metrics the gate judges (:data:`GATE_METRICS`); the metrics themselves are computed by
+:mod:`training.evaluate` (:data:`~training.evaluate.HOLDOUT_METRICS`), whose paired bootstrap
+gives each gate metric its standard error. Model selection (:mod:`training.pipeline`) and the
+backtest's verdicts (:mod:`training.backtest`) judge with the same rules.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,27 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-#: Metrics the gate compares, as logged (``<target>_<metric>``).
+#: Which way a metric is better (:data:`DIRECTIONS`).
+HIGHER, LOWER, NEAR_ZERO = "higher", "lower", "near zero"
+#: Which way each holdout metric is better, by its logged name (``<target>_<metric>``); every
+#: metric :func:`training.evaluate.holdout_metrics` returns has one.
+DIRECTIONS: dict[str, str] = {
+    "clv_gini": HIGHER,
+    "clv_spearman": HIGHER,
+    "clv_mae": LOWER,
+    "clv_rmse": LOWER,
+    "clv_total_error_pct": NEAR_ZERO,
+    "clv_top_decile_capture": HIGHER,
+    "churn_roc_auc": HIGHER,
+    "churn_pr_auc": HIGHER,
+    "churn_brier": LOWER,
+    "churn_ece": LOWER,
+}
+#: Metrics the gate compares, as logged; each gets a paired bootstrap standard error
+#: (:func:`training.evaluate.paired_standard_errors`), in this order.
 GATE_METRICS: tuple[str, ...] = ("clv_spearman", "clv_gini", "clv_rmse", "churn_roc_auc")
-#: Metrics where lower is better; every other one is higher-is-better.
-LOWER_IS_BETTER: frozenset[str] = frozenset(
-    {"clv_rmse", "clv_mae", "churn_brier", "churn_ece", "clv_abs_total_error_pct"}
-)
+#: Metrics where lower is better (from :data:`DIRECTIONS`).
+LOWER_IS_BETTER: frozenset[str] = frozenset(m for m, way in DIRECTIONS.items() if way == LOWER)
 #: Metrics shown next to them in the comparison table.
 REPORT_METRICS: tuple[str, ...] = (
     *GATE_METRICS,
@@ -43,12 +65,21 @@ def better(metric: str, a: float, b: float) -> bool:
         return False
     if pd.isna(b):
         return True
-    return a < b if metric in LOWER_IS_BETTER else a > b
+    return gain(metric, a, b) > 0
 
 
 def gain(metric: str, mine: float, theirs: float) -> float:
-    """How much better ``mine`` is than ``theirs`` (negative: worse), in the metric's units."""
-    return theirs - mine if metric in LOWER_IS_BETTER else mine - theirs
+    """How much better ``mine`` is than ``theirs`` (negative: worse), in the metric's units.
+
+    The metric's :data:`DIRECTIONS` entry says which way is better; a name without one is
+    higher-is-better.
+    """
+    way = DIRECTIONS.get(metric, HIGHER)
+    if way == LOWER:
+        return theirs - mine
+    if way == NEAR_ZERO:
+        return abs(theirs) - abs(mine)
+    return mine - theirs
 
 
 @dataclass
