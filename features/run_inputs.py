@@ -5,6 +5,10 @@ Every command that reads a shop's files (``training.train``, ``training.backtest
 and shares the flags and the refusal) declares its orders, events, columns and strict flags
 with :func:`add_input_arguments` and loads them with :func:`load_run_inputs`, so that a file is
 read, validated, quarantined and refused the same way whichever command is given it.
+
+An input may also be a database table or query (:mod:`features.database`): ``--orders`` takes
+a SQLAlchemy URL with ``?table=``, or the database's URL with ``--orders-sql`` for a query
+(likewise ``--events`` / ``--events-sql``); its rows are validated and quarantined as a file's.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.database import is_database, load_events_table, load_orders_table, with_query
 from features.files import DataValidationError, input_location
 from features.io import LoadResult, load_events, load_orders
 
@@ -37,6 +42,33 @@ def optional_input(text: str) -> Path | str:
 def given_events(flag: Path | str | None) -> Path | str | None:
     """The events file an ``--events`` flag names: None for ``none`` or no flag."""
     return None if flag is None or flag == NO_EVENTS else flag
+
+
+class _DatabaseQuery(argparse.Action):
+    """``--orders`` / ``--events`` and their ``-sql`` flags, joined in either order.
+
+    The query travels in the input's location (:func:`features.database.with_query`), so every
+    command that passes ``--orders`` on reads a query without knowing of it. A query without a
+    database URL becomes a location the loader refuses, naming what to give.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        location_dest = self.dest.removesuffix("_sql")
+        if self.dest.endswith("_sql"):
+            setattr(namespace, self.dest, values)
+            given = getattr(namespace, f"_{location_dest}_given", None)
+            setattr(namespace, location_dest, with_query(given, str(values)))
+            return
+        setattr(namespace, f"_{self.dest}_given", values)
+        query = getattr(namespace, f"{self.dest}_sql", None)
+        location = values if isinstance(values, Path | str) else None
+        setattr(namespace, self.dest, with_query(location, query) if query else values)
 
 
 def add_input_arguments(
@@ -68,11 +100,27 @@ def add_input_arguments(
     parser.add_argument(
         "--orders",
         type=input_location,
+        action=_DatabaseQuery,
         default=orders_default,
         required=orders_required,
-        help=orders_help,
+        help=orders_help + ", or a database table (sqlite:///shop.db?table=orders)",
     )
-    parser.add_argument("--events", type=optional_input, default=None, help=events_help)
+    parser.add_argument(
+        "--events",
+        type=optional_input,
+        action=_DatabaseQuery,
+        default=None,
+        help=events_help + "; or a database table (postgresql://user@host/shop?table=tickets)",
+    )
+    for name in ("orders", "events"):
+        parser.add_argument(
+            f"--{name}-sql",
+            action=_DatabaseQuery,
+            default=None,
+            metavar="QUERY",
+            help=f"read the {name} from this query on the database --{name} names (its URL "
+            "without ?table=)",
+        )
     parser.add_argument(
         "--columns", default="", help="column mapping, e.g. customer_id=cust,ordered_at=date"
     )
@@ -159,12 +207,12 @@ def load_run_inputs(
     DataValidationError, FileNotFoundError
         A file that cannot be read as it is (strict: any unusable row).
     """
-    orders = load_orders(orders_path, columns=columns, strict=strict)
-    events = (
-        load_events(events_path, columns=columns, strict=strict)
-        if events_path is not None
-        else None
+    load_o, load_e = (
+        load_orders_table if is_database(orders_path) else load_orders,
+        load_events_table if is_database(events_path) else load_events,
     )
+    orders = load_o(str(orders_path), columns=columns, strict=strict)
+    events = load_e(str(events_path), columns=columns, strict=strict) if events_path else None
     if quarantine_dir is not None:
         for name, result in (("orders", orders), ("service_events", events)):
             if result is None:
