@@ -13,6 +13,8 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import expit, gammaln, hyp2f1
 from sklearn.exceptions import NotFittedError
 
 logger = logging.getLogger(__name__)
@@ -271,17 +273,26 @@ def _fit_map(
         model.fit(data=data, method="map", progressbar=False, seed=seed, **options)
     except Exception as err:  # re-raised: pymc reports optimiser failures with many types
         raise RuntimeError(f"{what} fit failed on {len(data)} customers: {err}") from err
-    params = _scalar_params(model, names)
+    return _checked_params(_scalar_params(model, names), what, len(data), started)
+
+
+def _checked_params(
+    params: dict[str, float], what: str, customers: int, started: float
+) -> dict[str, float]:
+    """``params`` of a fit of ``what`` that began at ``started``, logged with the fit time.
+
+    Raises RuntimeError naming ``what`` when a parameter is not finite and positive.
+    """
     bad = {k: v for k, v in params.items() if not (np.isfinite(v) and v > 0)}
     if bad:
         raise RuntimeError(
             f"{what} fit failed: parameters {bad} are not finite and positive "
-            f"(fit on {len(data)} customers); the data may be degenerate"
+            f"(fit on {customers} customers); the data may be degenerate"
         )
     logger.info(
         "%s fit on %d customers in %.1fs: %s",
         what,
-        len(data),
+        customers,
         time.perf_counter() - started,
         ", ".join(f"{k}={v:.4g}" for k, v in params.items()),
     )
@@ -307,6 +318,95 @@ def _check_fittable(summary: pd.DataFrame, counts_name: str) -> None:
             f"Gamma-Gamma fit failed: {spenders} customers have a repeat purchase with a "
             f"positive repeat_order_value_mean; it needs at least {MIN_SPEND_CUSTOMERS}"
         )
+
+
+# ------------------------------------------------------------------ Pareto/NBD likelihood (numpy)
+
+
+def pareto_nbd_loglik(
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    age: np.ndarray,
+    params: Sequence[float],
+) -> np.ndarray:
+    """Per-customer Pareto/NBD log-likelihood: pymc-marketing's ``ParetoNBD.logp``, in numpy.
+
+    The same formula as the library's distribution (Fader & Hardie's note 005, with the
+    larger of ``alpha, beta`` factored out of the hypergeometric terms), on numpy arrays with
+    ``scipy.special.hyp2f1``: one evaluation on 10,000 customers takes milliseconds, with no
+    graph to compile (tests/training/test_pareto_nbd_fit.py checks it against the library).
+
+    Parameters
+    ----------
+    frequency, recency, age : numpy.ndarray
+        ``frequency`` (repeat purchase days), ``recency`` and ``T`` in days.
+    params : sequence of float
+        ``r, alpha, s, beta``.
+    """
+    r, alpha, s, beta = params
+    rsx = r + s + frequency
+    rx = r + frequency
+    larger, smaller = max(alpha, beta), min(alpha, beta)
+    second_1, second_2 = (s + 1.0, s) if alpha >= beta else (rx, rx + 1.0)
+    refactored = rsx * np.log(larger + recency)
+    term_1 = np.log(hyp2f1(rsx, second_1, rsx + 1.0, (larger - smaller) / (larger + recency)))
+    term_2 = (
+        np.log(hyp2f1(rsx, second_2, rsx + 1.0, (larger - smaller) / (larger + age)))
+        - rsx * np.log(larger + age)
+        + refactored
+    )
+    common = gammaln(rx) - gammaln(r) + r * np.log(alpha) + s * np.log(beta) - refactored
+    logp = common + np.logaddexp(
+        np.log(s) - np.log(rsx) + term_1, np.log(rx) - np.log(rsx) + term_2
+    )
+    return np.where((recency < 0) | (frequency < 0) | (recency > age), -np.inf, logp)
+
+
+def _pareto_nbd_params(point: np.ndarray) -> tuple[float, float, float, float]:
+    """``r, alpha, s, beta`` from the optimiser's unconstrained point.
+
+    The point is what pymc's ``find_MAP`` optimises over for these priors: ``log alpha``,
+    ``log beta`` (``HalfFlat``) and the interval transform ``log(x / (cap - x))`` of the
+    shapes ``r, s`` (``Uniform(0, cap)``).
+    """
+    log_alpha, log_beta, r_interval, s_interval = point
+    cap = PARETO_NBD_MAX_SHAPE
+    r = cap * float(expit(r_interval))
+    s = cap * float(expit(s_interval))
+    return r, float(np.exp(log_alpha)), s, float(np.exp(log_beta))
+
+
+def _fit_pareto_nbd_map(summary: pd.DataFrame, start: dict[str, float]) -> dict[str, float]:
+    """The Pareto/NBD MAP fit ``pymc.find_MAP`` makes, with a numpy likelihood.
+
+    Under the flat priors the MAP is the maximum-likelihood fit: L-BFGS-B over the same
+    unconstrained point from the same start, with central-difference gradients of
+    :func:`pareto_nbd_loglik` (the library differentiates the hypergeometric series
+    symbolically, which took most of a minute on 10,000 customers; see bench/RESULTS.md,
+    "Pareto/NBD fit").
+    """
+    frequency = summary["frequency"].to_numpy(dtype="float64")
+    recency = summary["recency"].to_numpy(dtype="float64")
+    age = summary["T"].to_numpy(dtype="float64")
+
+    def negative(point: np.ndarray) -> float:
+        # Far from the optimum a term can overflow; such a point is just not a maximum.
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            logp = pareto_nbd_loglik(frequency, recency, age, _pareto_nbd_params(point))
+        value = -float(logp.sum())
+        return value if np.isfinite(value) else np.inf
+
+    cap = PARETO_NBD_MAX_SHAPE
+    first = np.array(
+        [
+            np.log(start["alpha"]),
+            np.log(start["beta"]),
+            np.log(start["r"] / (cap - start["r"])),
+            np.log(start["s"] / (cap - start["s"])),
+        ]
+    )
+    found = minimize(negative, first, method="L-BFGS-B", jac="3-point")
+    return dict(zip(("r", "alpha", "s", "beta"), _pareto_nbd_params(found.x), strict=True))
 
 
 # --------------------------------------------------------------------------- counts x Gamma-Gamma
@@ -363,12 +463,14 @@ class _CountsGammaGammaBaseline:
             summary = summary.iloc[rows].reset_index(drop=True)
             summary["customer_id"] = np.arange(len(summary))
         _check_fittable(summary, self._counts_name)
+        started = time.perf_counter()
         with _quiet_pymc():
             self._fit_counts(summary)
             self.gamma_gamma_model_, self.gamma_gamma_params_ = self._fit_gamma_gamma(summary)
         p, q, v = (self.gamma_gamma_params_[k] for k in ("p", "q", "v"))
         self.population_spend_ = p * v / (q - 1.0)
         self.n_fit_customers_ = len(summary)
+        self.fit_seconds_ = time.perf_counter() - started
         return self
 
     def _fit_counts(self, summary: pd.DataFrame) -> None:
@@ -589,6 +691,13 @@ class ParetoNbdGammaGammaBaseline(_CountsGammaGammaBaseline):
       fixed), while each step of an unbounded fit gets slower; a fit at the cap is logged.
       The optimiser starts from ``r = s = 1`` and ``alpha = beta`` = the mean ``T`` (see
       docs/lab-notes.md, "Pareto/NBD shape cap").
+
+      The fit is the one ``pymc.find_MAP`` makes (L-BFGS-B over the same unconstrained point,
+      from the same start) on the library's likelihood evaluated in numpy
+      (:func:`pareto_nbd_loglik`), with central-difference gradients: the library's symbolic
+      gradient of the hypergeometric series took most of a minute on 10,000 customers, this
+      takes seconds, at the same optimum (bench/RESULTS.md, "Pareto/NBD fit"). The fitted
+      point is then the library model's, and every prediction is the library's.
     * **Spend**, **CLV**: as :class:`BgNbdGammaGammaBaseline` (Gamma-Gamma, the same code).
     * **p_churn** = P(no purchase in the horizon) for everyone, one-time buyers included:
       the library's ``expected_purchase_probability(n_purchases=0, future_t=horizon_days)``
@@ -608,12 +717,12 @@ class ParetoNbdGammaGammaBaseline(_CountsGammaGammaBaseline):
     Parameters
     ----------
     random_seed : int
-        Seeds the fit subsample and the optimiser.
+        Seeds the fit subsample (the optimiser's start is fixed).
     max_fit_customers : int or None
         Fit on a seeded random subsample of at most this many customers (predictions still
         cover everyone). The default, :data:`PARETO_NBD_MAX_FIT_CUSTOMERS` (10,000), is lower
-        than BG/NBD's because the Pareto/NBD likelihood and its gradient are hypergeometric
-        series, slow to fit; the subsample moves the predictions by little (see
+        than BG/NBD's because the Pareto/NBD likelihood is a hypergeometric series, slower to
+        evaluate; the subsample moves the predictions by little (see
         docs/lab-notes.md, "Pareto/NBD fit subsample"). None fits on all.
     """
 
@@ -626,6 +735,7 @@ class ParetoNbdGammaGammaBaseline(_CountsGammaGammaBaseline):
 
     def _fit_counts(self, summary: pd.DataFrame) -> None:
         """MAP (= maximum likelihood under flat priors, shapes capped) Pareto/NBD fit."""
+        import arviz as az
         from pymc_extras.prior import Prior
         from pymc_marketing.clv import ParetoNBDModel
 
@@ -637,8 +747,15 @@ class ParetoNbdGammaGammaBaseline(_CountsGammaGammaBaseline):
         scale = max(float(summary["T"].mean()), 1.0)  # days: the time scale of the data
         start = {"r": 1.0, "alpha": scale, "s": 1.0, "beta": scale}
         data = summary[["customer_id", "frequency", "recency", "T"]]
-        params = _fit_map(
-            model, data, self._counts_name, tuple(priors), self.random_seed, start=start
+        started = time.perf_counter()
+        params = _checked_params(
+            _fit_pareto_nbd_map(summary, start), self._counts_name, len(data), started
+        )
+        # The library's model, holding the fitted point as find_MAP's single draw would: its
+        # predictions (expected purchases, P(alive), ...) are the library's own.
+        model.build_model(data)
+        model.fit_result = az.from_dict(
+            posterior={name: np.array([[value]]) for name, value in params.items()}
         )
         capped = [k for k in ("r", "s") if params[k] > 0.99 * PARETO_NBD_MAX_SHAPE]
         if capped:
