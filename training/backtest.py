@@ -148,11 +148,12 @@ def backtest_cutoff(
     if trained.plan.data_end != cutoff:  # the file has no order on the cutoff's eve
         bgnbd = type(bgnbd)(random_seed=settings.seed).fit(features)
     predictions["bgnbd"] = bgnbd.predict(features, spec.horizon_days)
-    predictions["pareto_nbd"] = (
-        ParetoNbdGammaGammaBaseline(random_seed=settings.seed)
-        .fit(features)
-        .predict(features, spec.horizon_days)
-    )
+    # The training fit both classical models on these features already (same rows, same seed)
+    # when its data end is the cutoff: the serving BG/NBD, and the Pareto/NBD of the level.
+    pareto = trained.serving_pareto
+    if pareto is None or trained.plan.data_end != cutoff:
+        pareto = ParetoNbdGammaGammaBaseline(random_seed=settings.seed).fit(features)
+    predictions["pareto_nbd"] = pareto.predict(features, spec.horizon_days)
     metrics = {name: holdout_metrics(actual, pred) for name, pred in predictions.items()}
     noise = paired_standard_errors(actual, predictions, "model", seed=settings.seed)
     served = features[trained.serving.feature_names_in_]

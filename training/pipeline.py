@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import pandas as pd
@@ -56,6 +59,17 @@ from training.stack import Stack
 
 logger = logging.getLogger(__name__)
 
+
+@contextmanager
+def _timed(seconds: dict[str, float], phase: str) -> Iterator[None]:
+    """Add the wall time of the block to ``seconds[phase]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - started
+
+
 #: The model families the training compares on the judging half of the holdout.
 FAMILIES: tuple[str, ...] = ("hybrid", "classical", "boosted")
 
@@ -69,6 +83,8 @@ class FittedCutoff:
     bgnbd: BgNbdGammaGammaBaseline
     model: CustomerValueModel
     search: SearchResult | None = None
+    #: Wall seconds per phase: features, bgnbd, window_rows, boosted.
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def fit_cutoff(
@@ -94,56 +110,71 @@ def fit_cutoff(
     counts; otherwise the latest window cutoff early-stops them (and the search, when
     ``settings.max_trials`` > 0, tunes them on it first).
     """
-    features = build_features(orders, events, cutoff=cutoff, spec=spec)
-    bgnbd = BgNbdGammaGammaBaseline(random_seed=settings.seed).fit(features)
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "features"):
+        features = build_features(orders, events, cutoff=cutoff, spec=spec)
+    with _timed(seconds, "bgnbd"):
+        bgnbd = BgNbdGammaGammaBaseline(random_seed=settings.seed).fit(features)
     purchase = PurchaseModel(**bgnbd.bgnbd_params_, **bgnbd.gamma_gamma_params_)
     window = min(settings.window_days, spec.horizon_days)
     recipe = PartsRecipe(
         purchase, window, seasonal_index(orders, cutoff=cutoff, horizon_days=spec.horizon_days)
     )
-    if snapshots is not None:
-        rows = snapshots(window_cutoffs)
-    else:
-        rows = sampled_window_snapshots(
-            orders,
-            events,
-            window_cutoffs,
-            spec,
-            window,
-            limit=settings.max_fit_rows,
-            seed=settings.seed,
-        )
+    with _timed(seconds, "window_rows"):
+        if snapshots is not None:
+            rows = snapshots(window_cutoffs)
+        else:
+            rows = sampled_window_snapshots(
+                orders,
+                events,
+                window_cutoffs,
+                spec,
+                window,
+                limit=settings.max_fit_rows,
+                seed=settings.seed,
+            )
+    logger.info(
+        "fit at %s: %d window rows at %d cutoffs in %.1fs",
+        cutoff.date(),
+        len(rows),
+        len(window_cutoffs),
+        seconds["window_rows"],
+    )
     names = feature_names(spec)
     base = params or settings.params
     if n_estimators is not None:
-        model = CustomerValueModel(spec, base, seed=settings.seed).fit(
-            rows[names],
-            rows["window_value"],
-            rows["window_churned"],
-            purchase=purchase,
-            window_days=window,
-            season=recipe.season,
-            n_estimators=n_estimators,
-        )
-        return FittedCutoff(cutoff, features, bgnbd, model)
+        with _timed(seconds, "boosted"):
+            model = CustomerValueModel(spec, base, seed=settings.seed).fit(
+                rows[names],
+                rows["window_value"],
+                rows["window_churned"],
+                purchase=purchase,
+                window_days=window,
+                season=recipe.season,
+                n_estimators=n_estimators,
+            )
+        return FittedCutoff(cutoff, features, bgnbd, model, seconds=seconds)
     # Early stopping and the search judge on other customers at the same cutoffs: holding out
     # the latest cutoff instead would take the rows most like the ones scored out of the fit
     # (on short histories there are only a few window cutoffs).
     fit_rows, later = split_by_customer(rows, settings.seed, share=0.8)
     stop, score = split_by_customer(later, settings.seed + 1)
     slices = Slices(fit=fit_rows, stop=stop, score=score)
-    found = search(
-        slices,
-        names,
-        spec,
-        recipe=recipe,
-        time_budget=settings.time_budget,
-        max_trials=settings.max_trials,
-        seed=settings.seed,
-        base=base,
-    )
-    model = found.model or fit_on_slices(slices, names, spec, found.params, settings.seed, recipe)
-    return FittedCutoff(cutoff, features, bgnbd, model, found)
+    with _timed(seconds, "boosted"):
+        found = search(
+            slices,
+            names,
+            spec,
+            recipe=recipe,
+            time_budget=settings.time_budget,
+            max_trials=settings.max_trials,
+            seed=settings.seed,
+            base=base,
+        )
+        model = found.model or fit_on_slices(
+            slices, names, spec, found.params, settings.seed, recipe
+        )
+    return FittedCutoff(cutoff, features, bgnbd, model, found, seconds)
 
 
 @dataclass
@@ -178,6 +209,12 @@ class Trained:
     level : Level
         The serving model's level and its track record at earlier origins
         (:mod:`training.level`); the default Level (factor 1) when the twin is served.
+    serving_pareto : ParetoNbdGammaGammaBaseline or None
+        The Pareto/NBD fit on the features at the data end (seed ``settings.seed``), as the
+        level's served totals fit it; None when no level was measured. With ``refit=False``,
+        the twin's (like ``serving_bgnbd``).
+    seconds : dict
+        Wall seconds per phase of the fit (``twin.window_rows``, ``pareto_nbd_fit``, ...).
     """
 
     plan: Plan
@@ -192,6 +229,8 @@ class Trained:
     search: SearchResult | None = None
     fitting: pd.DataFrame | None = None
     level: Level = field(default_factory=Level)
+    serving_pareto: ParetoNbdGammaGammaBaseline | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def train_models(
@@ -232,6 +271,7 @@ def train_models(
         min_history_days=settings.min_history_days,
     )
     logger.info("plan: %s", plan.note)
+    seconds: dict[str, float] = {}
     twin = fit_cutoff(
         orders,
         events,
@@ -241,6 +281,7 @@ def train_models(
         settings=settings,
         snapshots=snapshots,
     )
+    seconds.update({f"twin.{phase}": s for phase, s in twin.seconds.items()})
     names = feature_names(spec)
     labels = build_labels(orders, cutoff=plan.holdout, spec=spec)
     holdout = twin.features.join(labels)
@@ -253,7 +294,14 @@ def train_models(
     history = judged[names]
     predictions["simple"] = SimpleFormulaBaseline().fit(history).predict(history, spec.horizon_days)
     predictions["bgnbd"] = twin.bgnbd.predict(history, spec.horizon_days)
-    pareto = ParetoNbdGammaGammaBaseline(random_seed=settings.seed).fit(twin.features)
+    with _timed(seconds, "pareto_nbd_fit"):
+        pareto = ParetoNbdGammaGammaBaseline(random_seed=settings.seed).fit(twin.features)
+    logger.info(
+        "Pareto/NBD baseline fit on %d of %d customers in %.1fs",
+        pareto.n_fit_customers_,
+        len(twin.features),
+        seconds["pareto_nbd_fit"],
+    )
     predictions["pareto_nbd"] = pareto.predict(history, spec.horizon_days)
     metrics = {name: holdout_metrics(judged, pred) for name, pred in predictions.items()}
     family = choose_family(metrics)
@@ -271,6 +319,7 @@ def train_models(
     evaluation = restack(twin.model, holdout, family=family)
     stack = served_stack(twin.model, holdout, family, orders, data_end=plan.data_end, spec=spec)
     level = Level()
+    serving_pareto: ParetoNbdGammaGammaBaseline | None = pareto
     if refit:
         fitted = fit_cutoff(
             orders,
@@ -283,13 +332,24 @@ def train_models(
             n_estimators=twin.model.best_iterations_,
             snapshots=snapshots,
         )
-        level = _validated_level(
-            orders, events, (twin, fitted, pareto), stack, family, spec, settings, plan, snapshots
-        )
+        seconds.update({f"serving.{phase}": s for phase, s in fitted.seconds.items()})
+        with _timed(seconds, "level"):
+            level, serving_pareto = _validated_level(
+                orders,
+                events,
+                (twin, fitted, pareto),
+                stack,
+                family,
+                spec,
+                settings,
+                plan,
+                snapshots,
+            )
         serving = fitted.model.with_stack(replace(stack, level=level.factor))
         serving_bgnbd = fitted.bgnbd
     else:
         serving, serving_bgnbd = evaluation, twin.bgnbd
+    logger.info("fit phases: %s", ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
     return Trained(
         plan,
         evaluation,
@@ -303,6 +363,8 @@ def train_models(
         twin.search,
         fitting,
         level,
+        serving_pareto,
+        seconds,
     )
 
 
@@ -340,14 +402,16 @@ def _validated_level(
     settings: FitSettings,
     plan: Plan,
     snapshots: SnapshotSource | None,
-) -> Level:
+) -> tuple[Level, ParetoNbdGammaGammaBaseline | None]:
     """The serving model's level, chosen by the candidates' track record (training.level).
 
     ``fits``: the twin, the serving fit, and the Pareto/NBD already fit on the twin's features.
+    Also returns the Pareto/NBD fit on the serving fit's features (None when no level is
+    measured), for callers that score the data end with it (``training.backtest``).
     """
     twin, fitted, pareto = fits
     if settings.level_origins <= 0:
-        return Level(reason="the track record is switched off (level_origins = 0)")
+        return Level(reason="the track record is switched off (level_origins = 0)"), None
     origins = replay_origins(
         orders,
         events,
@@ -360,13 +424,16 @@ def _validated_level(
         pareto=pareto,
     )
     served_model = copy.copy(fitted.model).with_stack(stack)
-    served = classical_totals(fitted.features, spec.horizon_days, settings.seed, fitted.bgnbd)
+    serving_pareto = ParetoNbdGammaGammaBaseline(random_seed=settings.seed).fit(fitted.features)
+    served = classical_totals(
+        fitted.features, spec.horizon_days, settings.seed, fitted.bgnbd, serving_pareto
+    )
     served["model"] = float(
         served_model.predict(fitted.features[served_model.feature_names_in_])["clv"].sum()
     )
     level = choose_level(origins, with_blend(served))
     logger.info("%s", level.summary())
-    return level
+    return level, serving_pareto
 
 
 def restack(
