@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 import numpy as np
 import pandas as pd
@@ -128,6 +128,13 @@ def with_query(location: Path | str | None, query: str) -> str:
         return f"{NO_DATABASE}?{QUERY_PARAMETER}={quote_plus(query)}"
     separator = "&" if "?" in text else "?"
     return f"{text}{separator}{QUERY_PARAMETER}={quote_plus(query)}"
+
+
+def pending_query(location: object) -> str | None:
+    """The query of a location made by :func:`with_query` without a database, else None."""
+    if not isinstance(location, str) or not location.startswith(NO_DATABASE):
+        return None
+    return unquote_plus(location.partition(f"?{QUERY_PARAMETER}=")[2])
 
 
 def database_input(location: str, *, flag: str = "--orders") -> DatabaseInput:

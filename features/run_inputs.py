@@ -21,7 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.database import is_database, load_events_table, load_orders_table, with_query
+from features.database import (
+    is_database,
+    load_events_table,
+    load_orders_table,
+    pending_query,
+    with_query,
+)
 from features.files import DataValidationError, input_location
 from features.io import LoadResult, load_events, load_orders
 
@@ -48,8 +54,10 @@ class _DatabaseQuery(argparse.Action):
     """``--orders`` / ``--events`` and their ``-sql`` flags, joined in either order.
 
     The query travels in the input's location (:func:`features.database.with_query`), so every
-    command that passes ``--orders`` on reads a query without knowing of it. A query without a
-    database URL becomes a location the loader refuses, naming what to give.
+    command that passes ``--orders`` on reads a query without knowing of it, and the flags add
+    nothing else to the parsed arguments (commands build their config from all of them). A
+    query given before its database URL waits in the location as one without a database;
+    a query never given its URL is refused by the loader, naming what to give.
     """
 
     def __call__(
@@ -59,16 +67,13 @@ class _DatabaseQuery(argparse.Action):
         values: object,
         option_string: str | None = None,
     ) -> None:
-        location_dest = self.dest.removesuffix("_sql")
-        if self.dest.endswith("_sql"):
-            setattr(namespace, self.dest, values)
-            given = getattr(namespace, f"_{location_dest}_given", None)
-            setattr(namespace, location_dest, with_query(given, str(values)))
+        current = getattr(namespace, self.dest, None)
+        if option_string is not None and option_string.endswith("-sql"):
+            setattr(namespace, self.dest, with_query(current, str(values)))
             return
-        setattr(namespace, f"_{self.dest}_given", values)
-        query = getattr(namespace, f"{self.dest}_sql", None)
+        waiting = pending_query(current)
         location = values if isinstance(values, Path | str) else None
-        setattr(namespace, self.dest, with_query(location, query) if query else values)
+        setattr(namespace, self.dest, with_query(location, waiting) if waiting else values)
 
 
 def add_input_arguments(
@@ -115,8 +120,9 @@ def add_input_arguments(
     for name in ("orders", "events"):
         parser.add_argument(
             f"--{name}-sql",
+            dest=name,
             action=_DatabaseQuery,
-            default=None,
+            default=argparse.SUPPRESS,
             metavar="QUERY",
             help=f"read the {name} from this query on the database --{name} names (its URL "
             "without ?table=)",

@@ -16,6 +16,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from features import build_features
+from features.database import is_database
 from features.history import format_cutoff
 from features.io import LoadResult
 from features.run_inputs import NoUsableOrders, load_run_inputs
@@ -27,6 +28,12 @@ from serving.base_inputs import (
     chosen_events,
     chosen_model_uri,
     resolve_cutoff,
+)
+from serving.batch.score_tables import (
+    ScoreTable,
+    check_not_an_input,
+    score_table,
+    stage_score_table,
 )
 from serving.customer_chunks import CustomerChunks
 from serving.lookup_store import STORE_NAME, is_redis, stage_lookup_store, store_location
@@ -68,14 +75,16 @@ class BatchConfig:
     default place beside it, or when ``--features-out`` asks for it. ``store`` is the lookup
     store (a SQLite file or a ``redis://`` URL; None: none is written); the command line
     writes the embedded one beside the feature table it writes, unless ``--store`` says
-    otherwise.
+    otherwise. ``out`` may be a database URL with ``?table=``
+    (:mod:`serving.batch.score_tables`); the inputs may be database locations too
+    (:mod:`features.database`).
     """
 
-    orders: Path = DEMO_ORDERS
-    events: Path | None = DEMO_EVENTS
+    orders: Path | str = DEMO_ORDERS
+    events: Path | str | None = DEMO_EVENTS
     columns: str = ""
     cutoff: str = "latest"
-    out: Path = DEFAULT_OUT
+    out: Path | str = DEFAULT_OUT
     features_out: Path | None = DEFAULT_FEATURES_OUT
     store: str | None = None
     model_uri: str = DEFAULT_MODEL_URI
@@ -87,6 +96,17 @@ class BatchConfig:
     def score_settings(self) -> ScoreSettings:
         """How to score (checked: a bad level or rate raises ValueError naming it)."""
         return ScoreSettings(self.reasons, self.interval, self.discount_rate)
+
+    @property
+    def files_out(self) -> Path:
+        """What the run's own files are named from (rejected list, quarantines).
+
+        ``out`` itself, or for a score table the default scores folder with the table's
+        name (``models/scores/customer_scores.rejected.csv``).
+        """
+        if isinstance(self.out, Path):
+            return self.out
+        return DEFAULT_OUT.with_name(f"{score_table(self.out).name}{DEFAULT_OUT.suffix}")
 
     strict: bool = False
 
@@ -107,6 +127,9 @@ class BatchSummary:
     out: Path | None = None
     features_out: Path | None = None
     store: str | None = None
+    #: The score table written (:class:`serving.batch.score_tables.ScoreTable`), when ``out``
+    #: was a database; ``out`` is then what the run's own files are named from.
+    table: str | None = None
 
     @property
     def rejected_total(self) -> int:
@@ -181,10 +204,10 @@ def run_paths(config: BatchConfig) -> tuple[dict[str, Path | str | None], dict[s
         "the MLflow tracking store": tracking.store_path(tracking.active_uri()),
     }
     outputs: dict[str, Path | None] = {
-        "--out": config.out,
-        "the rejected list (from --out)": rejected_path(config.out),
+        "--out": config.out if isinstance(config.out, Path) else None,
+        "the rejected list (from --out)": rejected_path(config.files_out),
         **{
-            f"the {name} quarantine (from --out)": quarantine_file(config.out, name)
+            f"the {name} quarantine (from --out)": quarantine_file(config.files_out, name)
             for name in ("orders", "service_events")
         },
         "--features-out": config.features_out,
@@ -207,6 +230,11 @@ def run(config: BatchConfig) -> BatchSummary:
         usable orders, a bad cutoff or setting.
     """
     settings = config.score_settings()
+    target: ScoreTable | None = None
+    if not isinstance(config.out, Path):
+        target = score_table(config.out)
+        check_not_an_input(target, {"--orders": config.orders, "--events": config.events})
+    files_out = config.files_out
     check_run_paths(*run_paths(config))
     timings: dict[str, float] = {}
     tick = time.perf_counter()
@@ -224,7 +252,7 @@ def run(config: BatchConfig) -> BatchSummary:
     orders_result, events_result = inputs.orders, inputs.events
     target_file = store_file(config.store)
     for folder in {
-        config.out.parent,
+        files_out.parent,
         *([config.features_out.parent] if config.features_out else []),
         *([target_file.parent] if target_file else []),
     }:
@@ -245,10 +273,10 @@ def run(config: BatchConfig) -> BatchSummary:
     input_customers = len(everyone)
     timings["chunk"] = time.perf_counter() - tick - timings["load_data"]
     with contextlib.ExitStack() as stack:
-        work = stack.enter_context(work_folder(config.out.parent))
+        work = stack.enter_context(work_folder(files_out.parent))
         files = stack.enter_context(RunFiles())
         for name, result in (("orders", orders_result), ("service_events", events_result)):
-            final = quarantine_file(config.out, name)
+            final = quarantine_file(files_out, name)
             if result is None or result.quarantine.empty:
                 files.drop(final)  # an earlier run's list would be taken for this run's
                 continue
@@ -282,9 +310,9 @@ def run(config: BatchConfig) -> BatchSummary:
         timings.update(seconds)
         scored_count = int(sum(len(c) for c in clv_all))
         if rejects.empty:
-            files.drop(rejected_path(config.out))  # not this run's list
+            files.drop(rejected_path(files_out))  # not this run's list
         else:
-            with files.stage(rejected_path(config.out)) as staged:
+            with files.stage(rejected_path(files_out)) as staged:
                 rejects.to_csv(staged, index=False)
 
         tick = time.perf_counter()
@@ -303,12 +331,22 @@ def run(config: BatchConfig) -> BatchSummary:
             model_name=info["model_name"],
             model_version=info["model_version"],
             store=store_label(tracking.active_uri()),
-            orders=str(Path(config.orders).resolve()),
+            orders=str(config.orders)
+            if is_database(config.orders)
+            else str(Path(config.orders).resolve()),
             interval=f"{settings.interval:g}",
             discount_rate=f"{settings.discount_rate:g}",
         )
         frames = _final_frames(parts, base, cutoff, model, info, summary)
-        write_scores(frames, config.out, replace(stamp, reasons=settings.reasons), files=files)
+        staged_scores = None
+        if target is None:
+            assert isinstance(config.out, Path)
+            write_scores(frames, config.out, replace(stamp, reasons=settings.reasons), files=files)
+        else:
+            staged_scores = stack.enter_context(
+                stage_score_table(target, replace(stamp, reasons=settings.reasons))
+            )
+            staged_scores.write(frames)
         if config.features_out is not None:
             write_feature_table(
                 feature_parts, model.feature_names_in_, config.features_out, stamp, files=files
@@ -335,10 +373,15 @@ def run(config: BatchConfig) -> BatchSummary:
                 f"rejected != {input_customers} input customers; nothing was written"
             )
         tick = time.perf_counter()
+        if staged_scores is not None:
+            # The database first: its swap is the step most likely to fail (a network), and a
+            # failure there leaves every output, files included, as the previous run left them.
+            staged_scores.publish()
         files.publish(staged_store, target_file)
         timings["publish"] = time.perf_counter() - tick
     summary.seconds = timings
-    summary.out = config.out
+    summary.out = files_out
+    summary.table = str(target) if target is not None else None
     summary.features_out = config.features_out
     summary.store = config.store
     return summary
@@ -392,7 +435,14 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
         prog="python -m serving.batch", description="Score the whole customer base at a cutoff."
     )
     add_input_arguments(parser, strict=True)
-    parser.add_argument("--out", type=Path, default=d.out, help=".parquet (default) or .csv")
+    parser.add_argument(
+        "--out",
+        type=_out_location,
+        default=d.out,
+        help=".parquet (default) or .csv, or a database table: sqlite:///scores.db?table=scores, "
+        "postgresql://user@host/shop?table=customer_scores (swapped in whole with its run "
+        "stamp in <table>_runs; the rejected list and quarantines go to models/scores/<table>.*)",
+    )
     parser.add_argument(
         "--features-out",
         default=None,
@@ -447,7 +497,12 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
     )
 
 
-def _features_out(flag: str | None, out: Path) -> Path | None:
+def _out_location(text: str) -> Path | str:
+    """``--out``: a file, or a database URL naming the score table."""
+    return text if is_database(text) else Path(text)
+
+
+def _features_out(flag: str | None, out: Path | str) -> Path | None:
     """The online feature table a run writes: asked for, or the live one beside the scores.
 
     Without ``--features-out``, only a run whose scores go to the default place (the nightly
@@ -455,7 +510,8 @@ def _features_out(flag: str | None, out: Path) -> Path | None:
     leaves it alone: the service would otherwise reload it and answer from other customers.
     """
     if flag is None:
-        return DEFAULT_FEATURES_OUT if out.resolve() == DEFAULT_OUT.resolve() else None
+        default = isinstance(out, Path) and out.resolve() == DEFAULT_OUT.resolve()
+        return DEFAULT_FEATURES_OUT if default else None
     return None if flag.lower() == "none" else Path(flag)
 
 
@@ -483,7 +539,7 @@ def print_summary(summary: BatchSummary) -> None:
     for column, counts in summary.segments.items():
         print(f"  {column}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary.seconds.items()))
-    print(f"wrote {summary.out}")
+    print(f"wrote the scores to {summary.table}" if summary.table else f"wrote {summary.out}")
     if summary.features_out is not None:
         print(f"wrote the online feature table {summary.features_out}")
     else:
