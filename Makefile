@@ -173,12 +173,8 @@ test: $(STAMP) $(SPARK_STAMP) ## Run the whole test suite (fast tests + server/s
 
 # One OpenMP thread: pytest runs one test at a time, and on a small machine shared with other
 # work XGBoost's spinning thread pool made a 10-tree fit 40x slower (0.15 s -> 6.5 s).
-# Compiled bytecode kept in .venv/pycache even where PYTHONDONTWRITEBYTECODE is set (containers):
-# otherwise every run compiles MLflow, scikit-learn and pandas again (collection 14 s -> 4 s).
-# The property tests run a few examples each (hypothesis profile "fast", tests/conftest.py).
 test-fast: $(STAMP) ## Run only the fast offline tests (nothing trained beyond the small served model)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache \
-	  $(PY) -m pytest -q --durations=10 --hypothesis-profile=fast \
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q --durations=10 \
 	  -m "not slow and not server and not browser and not spark"
 
 lint: $(STAMP) ## ruff lint + format check + mypy type check + import contract (lint-imports; pyproject.toml)
