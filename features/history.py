@@ -44,7 +44,11 @@ def as_cutoff(cutoff: object) -> pd.Timestamp:
 
 def format_cutoff(cutoff: pd.Timestamp) -> str:
     """``2025-07-02`` for a midnight cutoff, the full ISO timestamp otherwise."""
-    if cutoff == cutoff.normalize():
+    # Fields, not ``cutoff.normalize()``: every online answer formats its cutoff, and
+    # normalize() builds a new Timestamp (tens of microseconds).
+    if not (
+        cutoff.hour or cutoff.minute or cutoff.second or cutoff.microsecond or cutoff.nanosecond
+    ):
         return cutoff.date().isoformat()
     return cutoff.isoformat()
 

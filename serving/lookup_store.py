@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import sqlite3
+import struct
 import threading
 import uuid
 from abc import ABC, abstractmethod
@@ -141,12 +142,16 @@ def _pack(
     )
 
 
+_NUMBERS = struct.Struct(f"={len(NUMBER_FIELDS)}d")  # native order, as numpy packed them
+
+
 def unpack_answer(packed: bytes) -> dict[str, Any]:
     """The scored fields of a packed answer, as :meth:`BatchAnswers.record` gives them."""
-    numbers = np.frombuffer(packed, dtype="float64", count=len(NUMBER_FIELDS))
+    # struct and a NaN test by self-inequality: every lookup decodes one answer, and numpy's
+    # per-value calls cost more than the read itself (bench/RESULTS-online.md).
     record: dict[str, Any] = {
-        name: None if np.isnan(value) else float(value)
-        for name, value in zip(NUMBER_FIELDS, numbers.tolist(), strict=True)
+        name: None if value != value else value
+        for name, value in zip(NUMBER_FIELDS, _NUMBERS.unpack_from(packed), strict=True)
     }
     record.update(zip(TEXT_FIELDS, json.loads(packed[_NUMBERS_WIDTH:]), strict=True))
     return record
@@ -179,9 +184,9 @@ class StoreMeta:
     customers: int
     sample: np.ndarray
 
-    @property
+    @functools.cached_property
     def cutoff(self) -> pd.Timestamp:
-        """The point in time the features describe."""
+        """The point in time the features describe (parsed once: every lookup asks)."""
         return as_cutoff(self.stamp.cutoff)
 
     def encode(self) -> dict[str, bytes]:
@@ -788,7 +793,7 @@ class SqliteStore(LookupStore):
                 f"serving.batch --store {path}) or set CUSTOMER_VALUE_STORE"
             )
         try:
-            # isolation_level=None: transactions are ours (BEGIN ... COMMIT around each read).
+            # isolation_level=None: autocommit, so each read statement is its own transaction.
             self._connection = sqlite3.connect(
                 f"{path.resolve().as_uri()}?mode=ro",
                 uri=True,
@@ -819,23 +824,24 @@ class SqliteStore(LookupStore):
             file.close()
 
     def fetch(self, ids: Sequence[str]) -> dict[str, tuple[bytes, bytes]]:
-        """The run's stamp and one ``SELECT ... WHERE customer_id IN (...)``, in one transaction."""
+        """The run's stamp and the customers' rows, read by one statement.
+
+        One ``SELECT`` is one read transaction in SQLite, so the stamp and the rows come from
+        the same state of the file; it replaced an explicit ``BEGIN``/``COMMIT`` around two
+        reads (four round trips into SQLite per lookup instead of one). The stamp's row is
+        joined to the customers found, so a request whose customers are all unknown still
+        reads the stamp.
+        """
         unique = list(dict.fromkeys(ids))
         query = (
-            "SELECT customer_id, features, answer FROM customers WHERE customer_id IN "
-            f"({','.join('?' * len(unique))})"
+            "SELECT meta.value, customers.customer_id, customers.features, customers.answer "
+            "FROM meta LEFT JOIN customers ON customers.customer_id IN "
+            f"({','.join('?' * len(unique))}) WHERE meta.key = 'stamp'"
         )
         with self._lock:
             self._unchanged()
             try:
-                self._connection.execute("BEGIN")
-                try:
-                    row = self._connection.execute(
-                        "SELECT value FROM meta WHERE key = 'stamp'"
-                    ).fetchone()
-                    rows = self._connection.execute(query, unique).fetchall() if unique else []
-                finally:
-                    self._connection.execute("COMMIT")
+                found = self._connection.execute(query, unique).fetchall()
             except sqlite3.DatabaseError as err:
                 raise StoreUnavailable(
                     "unreadable",
@@ -843,13 +849,13 @@ class SqliteStore(LookupStore):
                     "place? Replace it by a rename (write beside it, then mv)",
                 ) from err
             self._unchanged()  # (a copy that began during the read)
-        if row is None or bytes(row[0]) != self._stamp:
+        if not found or bytes(found[0][0]) != self._stamp:
             raise StoreUnavailable(
                 "changed",
                 f"lookup store {self.location} no longer holds run {self.run_id} (it was "
                 "rewritten in place); its answers are refused until the worker reloads",
             )
-        return {r[0]: (r[1], r[2]) for r in rows}
+        return {r[1]: (r[2], r[3]) for r in found if r[1] is not None}
 
     def _unchanged(self) -> None:
         if _identity(self._file.fileno()) != self._identity:

@@ -108,13 +108,13 @@ def _result(
     status: str,
     source: str,
     horizon_days: int,
-    cutoff: pd.Timestamp | None,
+    cutoff: str,
     error: str | None = None,
 ) -> dict[str, Any]:
     return {
         "customer_id": customer_id,
         "status": status,
-        "cutoff": None if cutoff is None else format_cutoff(cutoff),
+        "cutoff": cutoff,
         "horizon_days": horizon_days,
         **dict.fromkeys(SCORED_FIELDS),
         "source": source,
@@ -166,6 +166,7 @@ def prepare(
     Pending
     """
     horizon = spec.horizon_days
+    table_cutoff = format_cutoff(table.cutoff)  # once per request, not per item
     results: list[dict[str, Any]] = []
     lookup_slots: list[int] = []
     lookup_rows: list[np.ndarray] = []
@@ -175,12 +176,12 @@ def prepare(
         customer_id = str(item["customer_id"])
         cutoff_text = item.get("cutoff")
         if item.get("orders") is None:
-            result = _result(customer_id, STATUS_OK, SOURCE_TABLE, horizon, table.cutoff)
+            result = _result(customer_id, STATUS_OK, SOURCE_TABLE, horizon, table_cutoff)
             if cutoff_text is not None and as_cutoff(cutoff_text) != table.cutoff:
                 result["status"] = STATUS_INVALID
                 result["error"] = (
                     f"cutoff {cutoff_text!r} differs from the feature table's cutoff "
-                    f"{format_cutoff(table.cutoff)}; omit cutoff, or send the customer's orders "
+                    f"{table_cutoff}; omit cutoff, or send the customer's orders "
                     "to score at another cutoff"
                 )
             else:
@@ -188,7 +189,7 @@ def prepare(
             results.append(result)
             continue
         cutoff = as_cutoff(cutoff_text)
-        result = _result(customer_id, STATUS_OK, SOURCE_INLINE, horizon, cutoff)
+        result = _result(customer_id, STATUS_OK, SOURCE_INLINE, horizon, format_cutoff(cutoff))
         results.append(result)
         try:
             orders, events = validate_history(slot, item["orders"], item.get("service_events"))
@@ -206,7 +207,7 @@ def prepare(
                 result["status"] = STATUS_UNKNOWN
                 result["error"] = (
                     f"customer_id {customer_id!r} is not in the feature table (cutoff "
-                    f"{format_cutoff(table.cutoff)}); send its orders to score it from its history"
+                    f"{table_cutoff}); send its orders to score it from its history"
                 )
             elif found.answers is not None:
                 result.update(found.answers[customer_id])
