@@ -166,16 +166,22 @@ CHROMIUM_NEEDED = @command -v chromium >/dev/null || { apt-get update -qq && apt
 REDIS_NEEDED = @command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; } || \
 	{ echo "redis-server is needed for the Redis lookup store's tests: apt-get install redis-server"; exit 2; }
 
-test: $(STAMP) $(SPARK_STAMP) ## Run the whole test suite (fast tests + server/slow/browser/spark suites)
+# The database tests start Debian's PostgreSQL on a free port (initdb/pg_ctl are not on PATH there).
+POSTGRES_NEEDED = @ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	{ apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; } || \
+	{ echo "postgresql is needed for the database tests: apt-get install postgresql"; exit 2; }
+
+test: $(STAMP) $(SPARK_STAMP) ## Run the whole test suite (fast tests + server/slow/browser/spark/postgres suites)
 	$(CHROMIUM_NEEDED)
 	$(REDIS_NEEDED)
+	$(POSTGRES_NEEDED)
 	$(PY) -m pytest -q --durations=10
 
 # One OpenMP thread: pytest runs one test at a time, and on a small machine shared with other
 # work XGBoost's spinning thread pool made a 10-tree fit 40x slower (0.15 s -> 6.5 s).
 test-fast: $(STAMP) ## Run only the fast offline tests (nothing trained beyond the small served model)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q --durations=10 \
-	  -m "not slow and not server and not browser and not spark"
+	  -m "not slow and not server and not browser and not spark and not postgres"
 
 lint: $(STAMP) ## ruff lint + format check + mypy type check + import contract (lint-imports; pyproject.toml)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/lint-imports
