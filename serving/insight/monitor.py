@@ -39,6 +39,7 @@ from numpy.typing import ArrayLike
 from scipy.stats import ks_2samp
 
 from features import FeatureSpec, build_labels
+from features.database import is_database
 from features.history import format_cutoff
 from features.run_inputs import add_input_arguments, data_end, load_run_inputs
 from features.season import seasonal_index
@@ -191,6 +192,25 @@ def judge_run(run: ArchivedRun, orders: pd.DataFrame, end: pd.Timestamp) -> dict
         row["churn_auc"] = roc_auc(churned, p_churn)
         row["churn_ece"] = expected_calibration_error(churned, p_churn)
     return row
+
+
+def orders_label(orders: Path | str) -> str:
+    """An orders location as a batch run's stamp names it: a resolved path, or the URL."""
+    text = str(orders)
+    return text if is_database(text) else str(Path(text).resolve())
+
+
+def runs_of(runs: Sequence[ArchivedRun], orders: Path | str) -> list[ArchivedRun]:
+    """The archived runs scored from ``orders`` (another shop's runs are not judged on it)."""
+    label = orders_label(orders)
+    kept = [run for run in runs if run.stamp.orders == label]
+    if len(kept) < len(runs):
+        logger.info(
+            "%d archived run(s) of other orders files than %s are left out",
+            len(runs) - len(kept),
+            label,
+        )
+    return kept
 
 
 def judge_runs(runs: Sequence[ArchivedRun], orders: pd.DataFrame) -> pd.DataFrame:
@@ -508,6 +528,7 @@ def track_record_figure(track: pd.DataFrame) -> Figure:
     )
     ax.set_xlabel("run (cutoff)")
     ax.set_ylabel("revenue of the run's customers")
+    ax.set_ylim(bottom=0)
     ax.set_title("Predicted vs actual revenue of earlier runs, so far")
     ax.legend()
     fig.autofmt_xdate()
@@ -604,6 +625,12 @@ def run(config: MonitorConfig) -> MonitorResult:
     orders_path = config.orders or runs[-1].stamp.orders
     if not orders_path:
         raise ValueError(f"the latest run in {config.runs_dir} names no orders file; pass --orders")
+    runs = runs_of(runs, orders_path)
+    if not runs:
+        raise ValueError(
+            f"no archived run in {config.runs_dir} was scored from {orders_label(orders_path)}; "
+            "pass the --orders the runs were scored from"
+        )
     orders = load_run_inputs(orders_path, None, columns=config.columns).orders.frame
     result = monitor(runs, orders, threshold_pct=config.threshold_pct)
     if config.log:

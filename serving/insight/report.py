@@ -13,7 +13,9 @@ one HTML file (figures embedded as base64 PNG, no external CSS, scripts or fonts
    feature-importance figures (XGBoost total gain);
 5. service-quality impact (an optional summary from ``serving.insight.impact``);
 6. budget guidance (:mod:`serving.insight.budget`);
-7. the readiness caveats the training run logged (``readiness.md``).
+7. how earlier runs did: the track record of the run archive against what their customers
+   did since, with a predicted-vs-actual figure (:mod:`serving.insight.monitor`);
+8. the readiness caveats the training run logged (``readiness.md``).
 
 Every number about customers is computed here from the scores file itself, so the report and
 the batch output agree. The HTML is also logged to the model's MLflow run under ``report/``.
@@ -47,6 +49,13 @@ from serving.insight.impact import KIND_LABELS
 from serving.insight.impact import STATEMENT as IMPACT_STATEMENT
 from serving.insight.impact_truth import STATEMENT as TRUTH_STATEMENT
 from serving.insight.impact_truth import TruthCheck, events_beside, synthetic_store, truth_path
+from serving.insight.monitor import (
+    judge_runs,
+    readable_track_record,
+    runs_of,
+    track_record_figure,
+)
+from serving.insight.run_archive import DEFAULT_RUNS, archived_runs
 from serving.run_files import DEFAULT_OUT, META_PREFIX, RunStamp
 from serving.segments import RISK_TIERS, VALUE_TIERS
 from training import tracking
@@ -808,6 +817,8 @@ class Report:
     run: ModelRun | None
     notes: dict[str, str]
     figures: dict[str, bytes]
+    #: How earlier runs did (:func:`serving.insight.monitor.judge_runs`); None: not known.
+    track_record: pd.DataFrame | None = None
 
     def render(self) -> str:
         """The report as one HTML document (figures inline, no external resources)."""
@@ -826,6 +837,7 @@ def build_report(
     assumptions: BudgetAssumptions | None = None,
     truth: TruthCheck | None = None,
     notes: Mapping[str, str] | None = None,
+    track_record: pd.DataFrame | None = None,
 ) -> Report:
     """Compute everything the report shows.
 
@@ -855,6 +867,9 @@ def build_report(
     notes : mapping, optional
         Inputs left out because they belong to another run (:func:`left_out`), by section:
         ``impact``, ``truth``, ``cohorts``. Each is shown in its section and at the top.
+    track_record : pandas.DataFrame, optional
+        How earlier runs did (:func:`serving.insight.monitor.judge_runs`), shown with a
+        predicted-vs-actual figure; None or empty: the section says why there is none.
     """
     assumptions = assumptions or BudgetAssumptions()
     notes = dict(notes or {})
@@ -874,6 +889,8 @@ def build_report(
         deciles = pd.read_csv(io.BytesIO(run.artifacts[DECILE_TABLE]))
         if {"decile", "mean_predicted", "mean_actual"} <= set(deciles.columns):
             figures["clv_deciles"] = figure_png(decile_figure(deciles))
+    if track_record is not None and not track_record.empty:
+        figures["track_record"] = figure_png(track_record_figure(track_record))
     return Report(
         scores_path=scores_path,
         stamp=stamp or RunStamp("", "", "", ""),
@@ -893,6 +910,7 @@ def build_report(
         run=run,
         notes=notes,
         figures=figures,
+        track_record=track_record,
     )
 
 
@@ -1088,6 +1106,12 @@ def _template_values(report: Report) -> dict[str, object]:
         "models": models,
         "readiness": readiness,
         "level_note": level_note(run),
+        "track_html": ""
+        if report.track_record is None or report.track_record.empty
+        else _fmt(readable_track_record(report.track_record), {}, index=False),
+        "track_figure": png_data_uri(report.figures["track_record"])
+        if "track_record" in report.figures
+        else "",
     }
 
 
@@ -1162,7 +1186,8 @@ of the value at risk (<a href="#budget">budget guidance</a>).</p>
 <div class="wrap actions">{{ actions_html|safe }}</div>
 <nav><a href="#at-risk">At-risk customers</a><a href="#base">The base</a>
 <a href="#budget">Budget</a><a href="#impact">Service impact</a><a href="#drivers">Drivers</a>
-<a href="#quality">Model quality</a><a href="#readiness">Data caveats</a></nav>
+<a href="#quality">Model quality</a><a href="#track-record">How last runs did</a>
+<a href="#readiness">Data caveats</a></nav>
 
 <h2 id="at-risk">1. The {{ r.at_risk|length }} at-risk customers with the most value at
 stake</h2>
@@ -1247,7 +1272,23 @@ and every baseline scored on the same holdout customers, whose real spend is kno
 {% if not quality %}<p class="note">The run logged no quality figures.</p>{% endif %}
 {% endif %}
 
-<h2 id="readiness">7. Data caveats</h2>
+<h2 id="track-record">7. How last runs did</h2>
+{% if track_html %}
+<p class="note">Each earlier batch run, kept in the run archive, against what its customers
+really did since, up to the last day of the orders. While a horizon is still running, the
+prediction shown is the share of it expected by now (pro rata by the store's seasonal
+index). Ranking (Gini), churn ranking (AUC) and calibration error (ECE) are given once the
+horizon is complete. <code>make monitor</code> prints the same table with the drift since
+the last run, and recommends retraining when a complete run's revenue missed by too much.</p>
+<div class="wrap">{{ track_html|safe }}</div>
+<figure><img src="{{ track_figure }}" alt="Predicted vs actual revenue of earlier runs">
+<figcaption>Predicted vs actual revenue of each earlier run's customers so far; hollow
+points: horizon still running.</figcaption></figure>
+{% else %}<p class="note">No earlier run to judge yet: runs scored to the default place are
+kept in the run archive (<code>make score</code>, <code>make nightly</code>), and a run is
+judged here once its horizon has started.</p>{% endif %}
+
+<h2 id="readiness">8. Data caveats</h2>
 {% if readiness %}<div class="caveats">{{ readiness|safe }}</div>
 {% else %}<p class="note">The training run logged no readiness report.</p>{% endif %}
 </main></body></html>
@@ -1332,6 +1373,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--model-uri", help="default: the version that wrote the scores (their stamp)"
     )
     parser.add_argument("--no-log", action="store_true", help="do not log the HTML to MLflow")
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=DEFAULT_RUNS,
+        help="the run archive, for how earlier runs did (default: models/runs)",
+    )
     args = parser.parse_args(argv)
     if given_events(args.events) is None and args.events is not None:
         args.no_service_data = True  # --events none: the data has no service events
@@ -1409,6 +1456,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as err:  # the report is still useful without the run's figures
             logger.warning("no MLflow run for %s: %s", model_uri, err)
 
+    track_record = None
+    if orders is not None and orders_path is not None:
+        # Only the runs of these orders: the archive may hold another shop's runs too.
+        track_record = judge_runs(runs_of(archived_runs(args.runs), orders_path), orders)
+
     report = build_report(
         scores,
         scores_path=str(args.scores),
@@ -1420,6 +1472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         assumptions=assumptions,
         truth=truth,
         notes=notes,
+        track_record=track_record,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report.render(), encoding="utf-8")

@@ -196,3 +196,36 @@ def test_the_command_prints_logs_and_exits_on_retrain(archive, served_store, cap
 def test_no_archived_run_is_a_clear_error(tmp_path, capsys):
     assert mon.main(["--runs", str(tmp_path), "--scores", "none"]) == 2
     assert "no archived runs in" in capsys.readouterr().err
+
+
+def test_runs_of_another_orders_file_are_not_judged(archive, served_store, tmp_path):
+    other = tmp_path / "orders.parquet"
+    other.write_bytes(served_store.orders_path.read_bytes())
+    config = mon.MonitorConfig(runs_dir=archive, scores=None, orders=other, log=False)
+    with pytest.raises(ValueError, match=r"no archived run in .* was scored from .*orders"):
+        mon.run(config)
+
+
+def test_the_report_says_how_last_runs_did(archive, result):
+    from serving.insight import report
+
+    scores = pd.read_parquet(archive.parent / PARTIAL_CUTOFF / "scores.parquet")
+    built = report.build_report(scores, track_record=result.track_record)
+    assert "track_record" in built.figures
+    html = built.render()
+    assert 'id="track-record"' in html and "How last runs did" in html
+    assert "Predicted vs actual revenue of earlier runs" in html
+    shown = report.build_report(scores).render()
+    assert "No earlier run to judge yet" in shown
+
+
+def test_make_report_reads_the_run_archive(archive, served_store, tmp_path):
+    from serving.insight import report
+
+    out = tmp_path / "report.html"
+    scores = archive.parent / PARTIAL_CUTOFF / "scores.parquet"
+    argv = ["--scores", str(scores), "--out", str(out), "--no-log", "--runs", str(archive)]
+    assert report.main([*argv, "--events", str(served_store.events_path)]) == 0
+    html = out.read_text(encoding="utf-8")
+    assert "How last runs did" in html and COMPLETE_CUTOFF in html
+    assert 'alt="Predicted vs actual revenue of earlier runs"' in html
