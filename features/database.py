@@ -117,6 +117,22 @@ def is_database(location: Path | str | None) -> bool:
     return True
 
 
+def refuse_on_spark(locations: dict[str, Path | str | None]) -> None:
+    """Refuse database inputs in a Spark command, which reads files only.
+
+    Raises
+    ------
+    DataValidationError
+        Naming the flag and what to do instead.
+    """
+    for flag, location in locations.items():
+        if is_database(location):
+            raise DataValidationError(
+                f"{flag} names a database, which the Spark commands do not read; score it with "
+                "python -m serving.batch (make score), or export the table to Parquet"
+            )
+
+
 def with_query(location: Path | str | None, query: str) -> str:
     """``location`` (a database URL) with ``query`` as the rows to read (``?sql=``).
 

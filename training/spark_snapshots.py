@@ -128,8 +128,10 @@ def load_history(
     """
     from pyspark.sql import functions as F
 
+    from features.database import refuse_on_spark
     from features.io import parse_column_mapping
 
+    refuse_on_spark({"--orders": orders_path, "--events": events_path})
     tick = time.perf_counter()
     mapping = parse_column_mapping(columns)
     orders = validate_rows(

@@ -25,11 +25,13 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from features.database import is_database
 from training import pyfunc_model
 from training.config import DEMO_MODEL_NAME
 from training.model import CustomerValueModel
@@ -381,9 +383,15 @@ def log_dataset(orders: pd.DataFrame, orders_path: Path | str, fingerprint: dict
     the same data show the same dataset in the MLflow UI whatever its size; only the schema
     and a profile are stored, never the rows.
     """
+    # MLflow resolves no database URL as a source: a database input is kept as a tag.
+    source: str | CodeDatasetSource = (
+        CodeDatasetSource({"database": str(orders_path)})
+        if is_database(orders_path)
+        else str(orders_path)
+    )
     dataset = from_pandas(
         orders,
-        source=str(orders_path),
+        source=source,
         name=dataset_name(orders_path),
         digest=str(fingerprint["content_sha256"])[:12],
     )

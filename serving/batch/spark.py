@@ -51,6 +51,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from features.database import refuse_on_spark
 from features.io import (
     parse_column_mapping,
 )
@@ -205,6 +206,7 @@ def run(config: SparkConfig, spark: SparkSession | None = None) -> SparkSummary:
     from pyspark.sql import functions as F
 
     settings = config.score_settings()
+    refuse_on_spark({"--orders": config.orders, "--events": config.events})
     check_run_paths(*run_paths(config))
     timings: dict[str, float] = {}
     tick = time.perf_counter()

@@ -166,6 +166,7 @@ def test_a_column_of_a_type_no_value_of_which_is_right_is_refused(tmp_path):
         ("postgresql://u:secret@h/shop?table=orders", DataValidationError, r"holds a password"),
         ("postgressql://h/shop?table=orders", DataValidationError, r"no database driver for"),
         ("sqlite:///{db}?sql=select+nonsense", DatabaseReadError, r"orders query in .* failed"),
+        ("no-database://?sql=select+1", DataValidationError, r"--orders-sql names a query but"),
     ],
 )
 def test_locations_that_cannot_be_read_say_why(tmp_path, location, error, message):
@@ -174,6 +175,12 @@ def test_locations_that_cannot_be_read_say_why(tmp_path, location, error, messag
     text = location.format(db=db, missing=tmp_path / "missing.db")
     with pytest.raises(error, match=message):
         load_run_inputs(text, None)
+
+
+def test_spark_commands_refuse_a_database():
+    database.refuse_on_spark({"--orders": "s3a://lake/orders/", "--events": None})
+    with pytest.raises(DataValidationError, match=r"--events names a database, which the Spark"):
+        database.refuse_on_spark({"--events": "sqlite:///shop.db?table=tickets"})
 
 
 def test_which_locations_are_databases():
