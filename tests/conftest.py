@@ -13,11 +13,21 @@ Two models, for two kinds of test:
 
 Heavy modules are imported inside the fixtures, so collecting a fast test imports neither
 MLflow nor the training stack.
+
+Every MLflow store of the session (the session's, :func:`own_tracking_store`'s) is a copy of
+one empty store MLflow created (:func:`empty_tracking_store`), kept between sessions in pytest's
+cache: creating MLflow's tables runs its schema migrations, each a commit synced to disk.
+
+The property tests (hypothesis) run each test's own number of examples; ``make test-fast``
+selects the :data:`FAST_PROFILE` profile, which caps them at :data:`FAST_EXAMPLES` (a test
+declares its count as ``min(n, settings.default.max_examples)``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,9 +35,16 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 #: The markers ``make test-fast`` deselects; a test using ``trained_store`` must carry one.
 FULL_TRAINING_MARKERS = ("slow", "server", "browser", "spark")
+
+#: The hypothesis profile of ``make test-fast`` (``--hypothesis-profile=fast``): a few examples
+#: per property test; ``make test`` runs the default profile, each test's full count.
+FAST_PROFILE = "fast"
+FAST_EXAMPLES = 5
+settings.register_profile(FAST_PROFILE, max_examples=FAST_EXAMPLES)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -78,7 +95,28 @@ class TrainedStore(ServedStore):
 
 
 @pytest.fixture(scope="session")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+def empty_tracking_store(request: pytest.FixtureRequest, tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store, as MLflow creates it; copy it, never write to it.
+
+    Made once per MLflow version and kept in pytest's cache (``.pytest_cache``), or in the
+    session's temporary folder when the cache is off (``-p no:cacheprovider``).
+    """
+    import mlflow
+
+    cache = getattr(request.config, "cache", None)
+    name = f"mlflow-empty-store-{mlflow.__version__}"
+    folder = cache.mkdir(name) if cache is not None else tmp_path_factory.mktemp(name)
+    database = Path(folder) / "mlflow.db"
+    if not database.exists():
+        with tempfile.TemporaryDirectory(dir=folder) as work:
+            draft = Path(work) / "mlflow.db"
+            mlflow.MlflowClient(tracking_uri=f"sqlite:///{draft}").search_experiments()
+            os.replace(draft, database)  # whole, even if sessions race
+    return database
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory, empty_tracking_store: Path) -> Iterator[Store]:
     """2,000 synthetic customers (2.5 years) and a SQLite MLflow store for the whole session.
 
     MLFLOW_TRACKING_URI points at the store for the session, so every test talks to the same
@@ -89,6 +127,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     root = tmp_path_factory.mktemp("store")
     orders, events = generate(customers=2000, seed=11, start="2023-01-01", end="2025-07-01")
     write_tables(orders, events, root / "data")
+    shutil.copyfile(empty_tracking_store, root / "mlflow.db")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
@@ -212,7 +251,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def own_tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def own_tracking_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_tracking_store: Path
+) -> Iterator[str]:
     """A fresh SQLite MLflow store for one test; the session's store is back afterwards.
 
     Setting the variable is not enough to undo: the code under test points MLflow's own
@@ -222,6 +263,7 @@ def own_tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     import mlflow
 
     tracking_before, registry_before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    shutil.copyfile(empty_tracking_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     yield uri

@@ -169,7 +169,12 @@ def _assert_same(expected: pd.DataFrame, actual: pd.DataFrame) -> None:
     )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 60 examples (make test); make test-fast's hypothesis profile caps them (tests/conftest.py).
+@settings(
+    max_examples=min(60, settings.default.max_examples),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(_store())
 def test_features_alone_in_a_batch_and_in_any_chunking_are_the_same(store):
     orders, events, chunks = store

@@ -120,7 +120,12 @@ def test_batch_scores_do_not_depend_on_the_chunk_size(batch_runs):
         assert chunked[column].tolist() == whole[column].tolist(), column
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 10 examples (make test); make test-fast's hypothesis profile caps them (tests/conftest.py).
+@settings(
+    max_examples=min(10, settings.default.max_examples),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_any_batch_and_any_chunking_scores_a_customer_as_alone(mixed, model, data):
     """The batch core (CustomerChunks -> build_features -> score_frame) on random batches."""
@@ -269,7 +274,12 @@ def alone_answers(online):
     return alone
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 10 examples (make test); make test-fast's hypothesis profile caps them (tests/conftest.py).
+@settings(
+    max_examples=min(10, settings.default.max_examples),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_any_request_composition_scores_a_customer_as_alone(
     online, batch_runs, alone_answers, data

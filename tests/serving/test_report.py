@@ -225,10 +225,12 @@ def _fake_run(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def fake_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def fake_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_tracking_store: Path):
     import mlflow
 
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    # A copy of MLflow's empty store (tests/conftest.py): MLflow would migrate a new one.
+    shutil.copyfile(empty_tracking_store, tmp_path / "mlflow.db")
     uri = _fake_run(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     yield uri

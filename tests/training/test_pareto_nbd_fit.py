@@ -28,6 +28,8 @@ def summary() -> pd.DataFrame:
     return _bgnbd_summary(simulate_pareto_nbd(400, seed=3))
 
 
+# Slow: PyMC compiles the library's log-likelihood graph (20 s on 2 busy cores).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "params",
     [
@@ -70,6 +72,7 @@ def test_the_fit_is_a_maximum_of_the_likelihood(summary):
                 assert loglik(moved) <= best + 1e-6
 
 
+@pytest.mark.slow  # builds and samples the library's model
 def test_the_fitted_point_is_the_library_models_and_the_fit_time_is_kept():
     features = simulate_pareto_nbd(600, seed=4)
     fitted = ParetoNbdGammaGammaBaseline(random_seed=0).fit(features)
