@@ -137,6 +137,15 @@ monitor: $(STAMP) ## How earlier runs did (predicted vs actual so far, Gini, AUC
 	  $(if $(ORDERS),--orders $(ORDERS)) $(if $(COLUMNS),--columns $(COLUMNS)) \
 	  $(if $(THRESHOLD),--threshold $(THRESHOLD))
 
+# The nightly job: check-data, score (table + online store), archive, monitor, report, under a
+# lock (models/nightly.lock). Exit status: 0 done, 4 retrain recommended, 10-14 the step that
+# failed, 75 another run holds the lock.
+nightly: $(STAMP) ## check-data + score + archive + monitor + report under a lock; one line per step (ORDERS= EVENTS= COLUMNS= NAME= HORIZON_DAYS= THRESHOLD=)
+	$(PY) -m serving.nightly --out $(OUT) --runs $(RUNS) --report-out $(REPORT_OUT) \
+	  --horizon-days $(HORIZON_DAYS) $(NAME_FLAG) \
+	  $(if $(ORDERS),--orders $(ORDERS)) $(if $(EVENTS),--events $(EVENTS)) \
+	  $(if $(COLUMNS),--columns $(COLUMNS)) $(if $(THRESHOLD),--threshold $(THRESHOLD))
+
 PORT ?= 3000
 # Lookups from the embedded lookup store of the last `make score` when there is one (shared by
 # the workers, nothing loaded per worker); CUSTOMER_VALUE_STORE=redis://... for Redis, or
