@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
 import numpy as np
@@ -213,7 +214,28 @@ def connect(url: URL, *, flag: str, reading: bool = True) -> Engine:
         if database not in ("", ":memory:") and not database.startswith("file:"):
             if not Path(database).exists():
                 raise FileNotFoundError(f"{flag}: database file {database!r} does not exist")
-    return sa.create_engine(url, poolclass=NullPool)
+    engine = sa.create_engine(url, poolclass=NullPool)
+    if url.get_backend_name() == "sqlite":
+        _transactional_sqlite(engine)
+    return engine
+
+
+def _transactional_sqlite(engine: Engine) -> None:
+    """Make SQLite's transactions hold schema changes too (SQLAlchemy's documented recipe).
+
+    Python's sqlite3 module opens a transaction only before INSERT/UPDATE/DELETE, so a
+    ``DROP`` or ``ALTER TABLE ... RENAME`` would commit on its own: a score table's swap would
+    not be one step. The driver's own transaction handling is turned off and every SQLAlchemy
+    transaction begins with ``BEGIN``.
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _no_driver_transactions(connection: Any, record: object) -> None:
+        connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
 
 
 def load_orders_table(

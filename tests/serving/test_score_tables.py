@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from features.files import DataValidationError
+from serving.batch import score_tables
 from serving.batch.base_scoring import BatchConfig, parse_args, run
 from serving.batch.score_tables import score_table
 from serving.run_files import NUMBER_FIELDS, SCORE_COLUMNS, RunStamp
@@ -122,6 +123,32 @@ def test_a_failed_run_leaves_the_previous_one(served_store, tmp_path, monkeypatc
     pdt.assert_frame_equal(read_scores(url, "scores"), before)
     assert len(read_scores(url, "scores_runs")) == 1 and len(before) == first.scored
     assert "scores__staging" not in sa.inspect(sa.create_engine(url)).get_table_names()
+
+
+def test_a_reader_during_the_swap_sees_one_whole_run(served_store, tmp_path, monkeypatch):
+    path = tmp_path / "scores.db"
+    common = dict(
+        orders=served_store.orders_path,
+        events=served_store.events_path,
+        out=f"sqlite:///{path}?table=scores",
+        features_out=None,
+        model_uri=served_store.model_uri,
+    )
+    first = run(BatchConfig(cutoff="2024-07-01", **common))
+    seen = []
+    rename = score_tables._rename_table
+
+    def rename_watched(connection, old, new, schema):
+        rename(connection, old, new, schema)
+        # Another connection, between the swap's two renames: the previous run, whole.
+        with sqlite3.connect(path) as reader:
+            row = reader.execute("select count(*), count(distinct run_id) from scores").fetchone()
+            seen.append(row)
+
+    monkeypatch.setattr(score_tables, "_rename_table", rename_watched)
+    second = run(BatchConfig(cutoff="2025-01-01", **common))
+    assert first.scored != second.scored
+    assert seen == [(first.scored, 1), (first.scored, 1)]
 
 
 def test_scores_over_an_input_table_are_refused(shop_db):
