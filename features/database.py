@@ -307,7 +307,15 @@ def read_rows(
     chunks: list[pd.DataFrame] = []
     rows = 0
     try:
-        with engine.connect() as connection:
+        opened = engine.connect()
+    except DBAPIError as err:
+        engine.dispose()
+        raise DatabaseReadError(
+            f"{label}: cannot connect ({driver_error(err)}); check the URL, that the server "
+            "is up and that this user may connect"
+        ) from err
+    try:
+        with opened as connection:
             statement = _statement(connection, source, label)
             streamed = connection.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS)
             for chunk in pd.read_sql(statement, streamed, chunksize=CHUNK_ROWS):
@@ -316,13 +324,8 @@ def read_rows(
                 chunks.append(chunk)
                 rows += len(chunk)
     except (DBAPIError, pd.errors.DatabaseError) as err:
-        # pandas wraps an error of the statement's execution in its own; the driver's is
-        # the one that says what happened.
-        cause = err if isinstance(err, DBAPIError) else err.__cause__
-        driver = cause.orig if isinstance(cause, DBAPIError) else cause
-        reason = str(driver or err).strip().splitlines()[0]
         raise DatabaseReadError(
-            f"{label}: reading failed after {rows:,} rows ({type(driver).__name__}: {reason}); "
+            f"{label}: reading failed after {rows:,} rows ({driver_error(err)}); "
             "nothing was loaded, check the database and the connection and run again"
         ) from err
     finally:
@@ -331,6 +334,18 @@ def read_rows(
     if not chunks:
         return pd.DataFrame()
     return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+
+
+def driver_error(err: Exception) -> str:
+    """What the database said: the driver's error class and first line.
+
+    pandas wraps an error of a statement's execution in its own, SQLAlchemy in its own; the
+    driver's is the one that says what happened.
+    """
+    cause = err if isinstance(err, DBAPIError) else err.__cause__
+    driver = cause.orig if isinstance(cause, DBAPIError) else cause
+    lines = str(driver or err).strip().splitlines()
+    return f"{type(driver or err).__name__}: {lines[0] if lines else ''}"
 
 
 def _statement(connection: Connection, source: DatabaseInput, label: str) -> sa.Executable:

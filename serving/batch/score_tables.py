@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from features.database import connect, database_input, is_database
+from features.database import connect, database_input, driver_error, is_database
 from features.files import DataValidationError
 from serving.run_files import NUMBER_FIELDS, SCORE_COLUMNS, RunStamp
 
@@ -238,7 +238,8 @@ def stage_score_table(target: ScoreTable, stamp: RunStamp) -> Iterator[StagedSco
     try:
         yield staged
     except (DBAPIError, pd.errors.DatabaseError) as err:
-        raise DatabaseWriteError(f"{target}: {_reason(err)}; the previous run is kept") from err
+        reason = driver_error(err)
+        raise DatabaseWriteError(f"{target}: {reason}; the previous run is kept") from err
     finally:
         with contextlib.suppress(DBAPIError):
             # Best effort: the connection may be what failed; the next run drops it anyway.
@@ -248,13 +249,6 @@ def stage_score_table(target: ScoreTable, stamp: RunStamp) -> Iterator[StagedSco
 
 class DatabaseWriteError(ValueError):
     """Raised when the scores cannot be written to their table (the previous run is kept)."""
-
-
-def _reason(err: Exception) -> str:
-    """The driver's first line: what the database said."""
-    cause = err if isinstance(err, DBAPIError) else err.__cause__
-    driver = cause.orig if isinstance(cause, DBAPIError) else cause
-    return f"{type(driver).__name__}: {str(driver or err).strip().splitlines()[0]}"
 
 
 def _index(table: sa.Table, name: str) -> sa.Index:

@@ -1,6 +1,7 @@
 """Orders and events read from a database (SQLite, no server): the same rows as from a file."""
 
 import argparse
+import socket
 import sqlite3
 
 import numpy as np
@@ -167,12 +168,16 @@ def test_a_column_of_a_type_no_value_of_which_is_right_is_refused(tmp_path):
         ("postgressql://h/shop?table=orders", DataValidationError, r"no database driver for"),
         ("sqlite:///{db}?sql=select+nonsense", DatabaseReadError, r"orders query in .* failed"),
         ("no-database://?sql=select+1", DataValidationError, r"--orders-sql names a query but"),
+        ("postgresql://nobody@127.0.0.1:{port}/shop?table=o", DatabaseReadError, r"cannot connect"),
     ],
 )
 def test_locations_that_cannot_be_read_say_why(tmp_path, location, error, message):
     db = tmp_path / "shop.db"
     write_sqlite(db, orders=pd.DataFrame({"customer_id": ["a"]}))
-    text = location.format(db=db, missing=tmp_path / "missing.db")
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    text = location.format(db=db, missing=tmp_path / "missing.db", port=port)
     with pytest.raises(error, match=message):
         load_run_inputs(text, None)
 
