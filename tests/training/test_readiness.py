@@ -248,6 +248,7 @@ def test_event_log_lists_its_caveats():
     assert starts[:3] == ["short history", "no service data", "filtered to repeat buyers"]
 
 
+@pytest.mark.slow  # reads the 11 MB real retail log
 def test_retail_log_starts_mid_life():
     readiness = assess(_real(RETAIL_LOG), None, horizon_days=365, quarantined={"orders": 0})
     assert readiness.verdict == READY_WITH_CAVEATS and readiness.failures == []
