@@ -1458,8 +1458,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     track_record = None
     if orders is not None and orders_path is not None:
-        # Only the runs of these orders: the archive may hold another shop's runs too.
-        track_record = judge_runs(runs_of(archived_runs(args.runs), orders_path), orders)
+        try:
+            # Only the runs of these orders: the archive may hold another shop's runs too.
+            track_record = judge_runs(runs_of(archived_runs(args.runs), orders_path), orders)
+        except (ValueError, OSError) as err:
+            # One section; an unreadable archive file must not cost the whole report.
+            logger.warning("no track record in the report: %s", err)
 
     report = build_report(
         scores,
