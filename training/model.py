@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,26 @@ class _Evaluated:
     parts: dict[str, np.ndarray]
 
 
+class _Deadline(xgb.callback.TrainingCallback):
+    """Stops boosting once ``time.perf_counter()`` passes ``deadline`` (checked after each tree).
+
+    One instance serves both boosted models of a fit: once passed, the churn model stops
+    after its first tree too. XGBoost keeps the trees grown so far, so the model is usable
+    but not the one an unbounded fit gives; :attr:`passed` says so.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self.deadline = deadline
+        self.passed = False
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        """True (stop) once the deadline has passed."""
+        if time.perf_counter() > self.deadline:
+            self.passed = True
+        return self.passed
+
+
 class CustomerValueModel:
     """Predicts CLV over the spec's horizon and a calibrated churn probability.
 
@@ -170,6 +191,7 @@ class CustomerValueModel:
         season: float = 1.0,
         early_stopping: tuple[pd.DataFrame, pd.Series, pd.Series] | None = None,
         n_estimators: tuple[int, int] | None = None,
+        deadline: float | None = None,
     ) -> CustomerValueModel:
         """Fit the boosted models on short-window labels; the stack comes from :meth:`fit_stack`.
 
@@ -189,6 +211,9 @@ class CustomerValueModel:
             A later slice that stops boosting when it stops improving.
         n_estimators : (int, int), optional
             Tree counts (value, churn) for a fit without an early-stopping slice.
+        deadline : float, optional
+            A ``time.perf_counter()`` value past which boosting stops after the tree it is on
+            (a search's time budget); :attr:`cut_short_` then says the fit is incomplete.
         """
         params = self.params or ModelParams()
         missing = [c for c in PURCHASE_COLUMNS if c not in features.columns]
@@ -223,8 +248,9 @@ class CustomerValueModel:
                 np.asarray(early_stopping[1], "float64"),
                 np.asarray(early_stopping[2], "int32"),
             )
+        clock = None if deadline is None else _Deadline(deadline)
         self.clv_model_ = xgb.XGBRegressor(
-            **self._xgb_kwargs(params, trees[0], stop is not None),
+            **self._xgb_kwargs(params, trees[0], stop is not None, clock),
             objective="reg:tweedie",
             tweedie_variance_power=params.tweedie_variance_power,
             monotone_constraints=self._constraints(directions["clv"]),
@@ -236,7 +262,7 @@ class CustomerValueModel:
             verbose=False,
         )
         self.churn_model_ = xgb.XGBClassifier(
-            **self._xgb_kwargs(params, trees[1], stop is not None),
+            **self._xgb_kwargs(params, trees[1], stop is not None, clock),
             objective="binary:logistic",
             eval_metric="logloss",
             monotone_constraints=self._constraints(directions["churn"]),
@@ -251,6 +277,11 @@ class CustomerValueModel:
             self._best_or_all(self.clv_model_) or trees[0],
             self._best_or_all(self.churn_model_) or trees[1],
         )
+        self.cut_short_ = clock is not None and clock.passed
+        if clock is not None:
+            # The clock is spent; a saved or copied model carries no callback.
+            self.clv_model_.set_params(callbacks=None)
+            self.churn_model_.set_params(callbacks=None)
         return self
 
     def fit_stack(
@@ -353,8 +384,15 @@ class CustomerValueModel:
             len(X), len(index)
         )
 
-    def _xgb_kwargs(self, params: ModelParams, trees: int, early_stop: bool) -> dict[str, Any]:
+    def _xgb_kwargs(
+        self,
+        params: ModelParams,
+        trees: int,
+        early_stop: bool,
+        clock: _Deadline | None = None,
+    ) -> dict[str, Any]:
         return {
+            "callbacks": None if clock is None else [clock],
             "n_estimators": trees,
             "learning_rate": params.learning_rate,
             "max_depth": params.max_depth,
@@ -747,7 +785,8 @@ class CustomerValueModel:
     @staticmethod
     def _best_or_all(model: xgb.XGBModel) -> int:
         best = getattr(model, "best_iteration", None)
-        return int(best) + 1 if best is not None else 0
+        # Without early stopping: the trees grown (fewer than asked when a deadline stopped it).
+        return int(best) + 1 if best is not None else int(model.get_booster().num_boosted_rounds())
 
     def _matrix(self, features: pd.DataFrame) -> np.ndarray:
         self._require_fitted()
@@ -808,7 +847,8 @@ class CustomerValueModel:
             # no best_iteration bookkeeping.
             booster = model.get_booster()
             best = self._best_or_all(model)
-            (booster[:best] if best else booster).save_model(directory / f"{name}.json")
+            whole = best >= booster.num_boosted_rounds()
+            (booster if whole else booster[:best]).save_model(directory / f"{name}.json")
         meta = {
             "format_version": FORMAT_VERSION,
             "feature_names": self.feature_names_in_,

@@ -78,8 +78,13 @@ def fit_on_slices(
     params: ModelParams,
     seed: int,
     recipe: PartsRecipe,
+    deadline: float | None = None,
 ) -> CustomerValueModel:
-    """Fit the boosted parts on ``fit`` and early-stop them on ``stop`` (no stack yet)."""
+    """Fit the boosted parts on ``fit`` and early-stop them on ``stop`` (no stack yet).
+
+    ``deadline`` (a ``time.perf_counter()`` value) stops boosting once passed
+    (:meth:`CustomerValueModel.fit`).
+    """
     return CustomerValueModel(spec, params, seed=seed).fit(
         slices.fit[features],
         slices.fit["window_value"],
@@ -92,6 +97,7 @@ def fit_on_slices(
             slices.stop["window_value"],
             slices.stop["window_churned"],
         ),
+        deadline=deadline,
     )
 
 
@@ -114,9 +120,13 @@ def search(
     The search is bounded by its number of trials, so the same data, seed and trials give the
     same model on any machine under any load. ``time_budget`` (seconds, 0: none) is an extra
     bound only for who asks for one: it makes the number of trials, and so the model, depend
-    on the machine's speed at the time. Trials fit on at most ``max_fit_rows`` training
-    rows (a seeded sample of whole customers) so that a large base still gets several trials;
-    the final model is then fit on every row.
+    on the machine's speed at the time. It is a bound, not a wish: no trial starts after it,
+    and a trial still boosting when it passes stops after its current tree and is pruned (its
+    model is incomplete, so its score does not count). When not even the first trial (the
+    default parameters) completes, the search returns the default parameters, as with no
+    search. Trials fit on at most ``max_fit_rows`` training rows (a seeded sample of whole
+    customers) so that a large base still gets several trials; the final model is then fit on
+    every row.
     """
     base = base or ModelParams()
     started = time.perf_counter()
@@ -129,6 +139,7 @@ def search(
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=6)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.enqueue_trial(_space_values(base))
+    deadline = started + time_budget if time_budget > 0 else None
 
     def objective(trial: optuna.Trial) -> float:
         params = replace(
@@ -143,7 +154,15 @@ def search(
             reg_lambda=trial.suggest_float("reg_lambda", 0.1, 20.0, log=True),
         )
         tick = time.perf_counter()
-        model = fit_on_slices(trial_slices, features, spec, params, seed, recipe)
+        model = fit_on_slices(trial_slices, features, spec, params, seed, recipe, deadline)
+        if model.cut_short_:
+            logger.info(
+                "trial %d: stopped at the time budget (%.0fs) after %.1fs; not counted",
+                trial.number,
+                time_budget,
+                time.perf_counter() - tick,
+            )
+            raise optuna.TrialPruned()
         value = trial_score(model, trial_slices.score, features)
         if not sampled and value > best.get("score", float("-inf")):
             best.update(score=value, model=model)
@@ -167,6 +186,14 @@ def search(
         timeout=time_budget if time_budget > 0 else None,
         gc_after_trial=False,
     )
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        logger.warning(
+            "no search trial finished within the time budget of %.0fs; the default parameters "
+            "are used (a larger --time-budget, or --max-trials without one, searches)",
+            time_budget,
+        )
+        return SearchResult(base, float("nan"), len(study.trials), time.perf_counter() - started)
     winner = study.best_trial
     return SearchResult(
         replace(base, **winner.params),

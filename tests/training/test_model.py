@@ -322,3 +322,32 @@ def test_without_service_data_the_stack_has_no_service_terms():
     model = _fit_service(X, window, horizon, churned)
     assert model.stack_.service == {}
     assert model.stack_.to_dict()["service"] == {}
+
+
+def test_a_time_budget_stops_the_trial_that_runs_past_it(data):
+    from training.search import PartsRecipe, Slices, search
+
+    X, value, churned = data
+    frame = X.assign(
+        window_value=value, window_churned=churned, customer_id=[f"c{i}" for i in range(len(X))]
+    )
+    slices = Slices(fit=frame[:2000], stop=frame[2000:2500], score=frame[2500:])
+    recipe = PartsRecipe(PURCHASE, 90, 1.0)
+    base = ModelParams(n_estimators=TREES)
+    # A budget that has passed before the first tree is grown: the default trial stops after
+    # one tree, is not counted, no other trial starts, and the default parameters stand.
+    found = search(
+        slices, NAMES, SPEC, recipe=recipe, time_budget=1e-9, max_trials=3, seed=4, base=base
+    )
+    assert found.params == base and found.model is None and np.isnan(found.best_score)
+    assert found.trials == 1
+    # A stopped fit says so, keeps the trees it grew, and carries no callback when saved.
+    model = CustomerValueModel(SPEC, base, seed=4).fit(
+        X, value, churned, purchase=PURCHASE, window_days=90, deadline=0.0
+    )
+    assert model.cut_short_ and model.best_iterations_ == (1, 1)
+    assert model.clv_model_.get_params()["callbacks"] is None
+    unbounded = CustomerValueModel(SPEC, base, seed=4).fit(
+        X, value, churned, purchase=PURCHASE, window_days=90
+    )
+    assert not unbounded.cut_short_ and unbounded.best_iterations_ == (TREES, TREES)
