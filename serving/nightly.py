@@ -7,7 +7,9 @@
    data*, stop the night: a truncated export looks like that, and scoring it would replace
    good answers with bad ones;
 2. ``score``: the whole base at the data end, as ``make score`` (scores, online feature table,
-   lookup store, published together; :mod:`serving.batch.base_scoring`);
+   lookup store, published together; :mod:`serving.batch.base_scoring`), and, with
+   ``--scores-table``, the same scores swapped into a database table with the run's stamp
+   (:mod:`serving.batch.score_tables`) for the CRM to read;
 3. ``archive``: the run's answers into the run archive (:mod:`serving.insight.run_archive`);
 4. ``monitor``: earlier runs against what customers did, drift since the last run
    (:mod:`serving.insight.monitor`), logged to MLflow;
@@ -42,6 +44,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from features.run_inputs import load_run_inputs
 from serving.base_inputs import (
     DEFAULT_MODEL_URI,
@@ -53,12 +57,18 @@ from serving.base_inputs import (
 )
 from serving.batch.base_scoring import BatchConfig
 from serving.batch.base_scoring import run as score_base
+from serving.batch.score_tables import (
+    ScoreTable,
+    check_not_an_input,
+    score_table,
+    stage_score_table,
+)
 from serving.insight import report
 from serving.insight.monitor import EXIT_RETRAIN, RETRAIN_ERROR_PCT, MonitorConfig
 from serving.insight.monitor import run as run_monitor
 from serving.insight.run_archive import DEFAULT_RUNS, archive_run, archived_runs
 from serving.lookup_store import STORE_NAME
-from serving.run_files import DEFAULT_FEATURES_OUT, DEFAULT_OUT
+from serving.run_files import DEFAULT_FEATURES_OUT, DEFAULT_OUT, RunStamp
 from training import tracking
 from training.config import environment_error, positive_int
 from training.readiness import NOT_ENOUGH_DATA, assess
@@ -82,7 +92,9 @@ class NightlyConfig:
 
     The online feature table and the embedded lookup store are written beside ``out``
     (``online_features.parquet``, ``online_store.sqlite``) unless ``store`` names another
-    store (a SQLite path or ``redis://...``); the report is ``report_out``.
+    store (a SQLite path or ``redis://...``); the report is ``report_out``. ``scores_table``
+    (a database URL with ``?table=``, as ``serving.batch --out`` takes) also receives the
+    scores.
     """
 
     orders: Path | str = DEMO_ORDERS
@@ -92,6 +104,7 @@ class NightlyConfig:
     model_uri: str = DEFAULT_MODEL_URI
     out: Path = DEFAULT_OUT
     store: str | None = None
+    scores_table: str | None = None
     runs_dir: Path = DEFAULT_RUNS
     report_out: Path = report.DEFAULT_REPORT
     lock: Path = DEFAULT_LOCK
@@ -195,6 +208,11 @@ def check_data(config: NightlyConfig) -> str:
 
 def score(config: NightlyConfig) -> str:
     """Score the whole base as ``make score`` does (scores, feature table, lookup store)."""
+    target = None
+    if config.scores_table:
+        # Refused before anything is scored: a bad table must not leave the files replaced.
+        target = score_table(config.scores_table)
+        check_not_an_input(target, {"--orders": config.orders, "--events": config.events})
     tracking.configure(read_only=True)
     summary = score_base(
         BatchConfig(
@@ -209,10 +227,31 @@ def score(config: NightlyConfig) -> str:
         )
     )
     rejected = f", {summary.rejected_total:,} rejected" if summary.rejected_total else ""
-    return (
+    said = (
         f"{summary.scored:,} customers{rejected} at {summary.cutoff:%Y-%m-%d} with "
         f"{summary.model_name} v{summary.model_version}; total {summary.total_clv:,.0f}"
     )
+    if target is not None:
+        said += f"; {export_scores(config.out, target)}"
+    return said
+
+
+#: Rows read from the scores file per insert batch of the database export.
+_EXPORT_ROWS = 100_000
+
+
+def export_scores(out: Path, target: ScoreTable) -> str:
+    """Swap the published scores file ``out`` into ``target`` with its stamp.
+
+    The files are published first (the service and the archive read them); a database that
+    fails here keeps its previous run, and the step fails saying so.
+    """
+    scores = pq.ParquetFile(out)
+    stamp = RunStamp.from_metadata(scores.schema_arrow.metadata)
+    with stage_score_table(target, stamp) as staged:
+        staged.write(batch.to_pandas() for batch in scores.iter_batches(batch_size=_EXPORT_ROWS))
+        staged.publish()
+    return f"{staged.rows:,} rows to {target}"
 
 
 def archive(config: NightlyConfig) -> str:
@@ -342,6 +381,13 @@ def parse_args(argv: Sequence[str] | None = None) -> NightlyConfig:
         help="the scores (Parquet); the online feature table and lookup store go beside it",
     )
     parser.add_argument("--store", default=None, help="lookup store (default: beside --out)")
+    parser.add_argument(
+        "--scores-table",
+        default=None,
+        help="also swap the scores into this database table, with the run's stamp in "
+        "<table>_runs (sqlite:///crm.db?table=customer_scores, postgresql://user@host/crm?"
+        "table=customer_scores)",
+    )
     parser.add_argument("--runs", type=Path, default=d.runs_dir, help="the run archive")
     parser.add_argument("--report-out", type=Path, default=d.report_out)
     parser.add_argument("--lock", type=Path, default=d.lock, help="the lock file")
@@ -370,6 +416,7 @@ def parse_args(argv: Sequence[str] | None = None) -> NightlyConfig:
         model_uri=chosen_model_uri(args),
         out=args.out,
         store=args.store,
+        scores_table=args.scores_table,
         runs_dir=args.runs,
         report_out=args.report_out,
         lock=args.lock,

@@ -1,5 +1,8 @@
 """The nightly job: steps in order, one line each, a status per failed step, and one at a time."""
 
+import dataclasses
+import sqlite3
+
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -35,7 +38,11 @@ def test_a_second_night_with_one_more_day_replaces_the_first_everywhere(served_s
     last_day = full["ordered_at"].max().normalize()
     # The shop's export, one day short; the next night the same file has one more day.
     full[full["ordered_at"] < last_day].to_parquet(orders)
-    config = night_config(served_store, tmp_path, orders)
+    crm = tmp_path / "crm.db"
+    config = dataclasses.replace(
+        night_config(served_store, tmp_path, orders),
+        scores_table=f"sqlite:///{crm}?table=customer_scores",
+    )
     lines: list[str] = []
 
     first = nightly.run(config, echo=lines.append)
@@ -63,6 +70,14 @@ def test_a_second_night_with_one_more_day_replaces_the_first_everywhere(served_s
     html = config.report_out.read_text(encoding="utf-8")
     assert f"{last_day + pd.Timedelta(days=1):%Y-%m-%d}" in html
     assert 'alt="Predicted vs actual revenue of earlier runs"' in html
+    # The CRM's table holds the second run only; its runs table names both.
+    with sqlite3.connect(crm) as db:
+        ids = db.execute("SELECT DISTINCT run_id FROM customer_scores").fetchall()
+        rows = db.execute("SELECT COUNT(*) FROM customer_scores").fetchone()[0]
+        runs = db.execute("SELECT run_id FROM customer_scores_runs ORDER BY published_at")
+        published = [r[0] for r in runs.fetchall()]
+    assert ids == [(stamp.run_id,)] and rows == len(scores)
+    assert published == [first_stamp.run_id, stamp.run_id]
 
 
 def test_an_overlapping_night_is_refused_and_does_nothing(served_store, tmp_path, capsys):
@@ -115,4 +130,16 @@ def test_not_enough_data_stops_the_night_before_scoring(served_store, tmp_path):
     step = night.step("check-data")
     assert step.status == "failed" and "not enough data" in step.summary
     assert night.exit_status == nightly.STEP_EXIT["check-data"]
+    assert not config.out.exists()
+
+
+def test_a_scores_table_the_night_cannot_write_is_refused_before_scoring(served_store, tmp_path):
+    config = dataclasses.replace(
+        night_config(served_store, tmp_path, served_store.orders_path),
+        scores_table="mysql://shop@db/crm?table=customer_scores",
+    )
+    night = nightly.run(config, echo=lambda line: None)
+    step = night.step("score")
+    assert step.status == "failed" and "postgresql or sqlite only" in step.summary
+    assert night.exit_status == nightly.STEP_EXIT["score"]
     assert not config.out.exists()
