@@ -611,12 +611,10 @@ def run(config: MonitorConfig) -> MonitorResult:
     ValueError
         No archived run, or no orders file to judge against.
     """
-    if config.scores is not None and config.scores.is_file():
-        archive_run(
-            config.scores,
-            config.runs_dir,
-            features=config.scores.with_name(DEFAULT_FEATURES_OUT.name),
-        )
+    scores = config.scores
+    # Only stamped Parquet scores can be archived; a CSV run (make score OUT=x.csv) is not one.
+    if scores is not None and scores.suffix.lower() == ".parquet" and scores.is_file():
+        archive_run(scores, config.runs_dir, features=scores.with_name(DEFAULT_FEATURES_OUT.name))
     runs = archived_runs(config.runs_dir)
     if not runs:
         raise ValueError(

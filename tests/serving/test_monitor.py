@@ -229,3 +229,16 @@ def test_make_report_reads_the_run_archive(archive, served_store, tmp_path):
     html = out.read_text(encoding="utf-8")
     assert "How last runs did" in html and COMPLETE_CUTOFF in html
     assert 'alt="Predicted vs actual revenue of earlier runs"' in html
+
+
+def test_the_live_scores_are_archived_before_judging(archive, served_store, tmp_path):
+    scores = archive.parent / PARTIAL_CUTOFF / "scores.parquet"
+    runs = tmp_path / "runs"
+    config = mon.MonitorConfig(runs_dir=runs, scores=scores, log=False)
+    result = mon.run(config)  # orders: the run's own, from its stamp
+    (kept,) = archived_runs(runs)
+    assert kept.features() is not None and result.latest.run_id == kept.run_id
+    # A CSV run cannot be archived: it is skipped, the archive is judged as it is.
+    csv = tmp_path / "scores.csv"
+    pd.read_parquet(scores).to_csv(csv, index=False)
+    assert mon.run(mon.MonitorConfig(runs_dir=runs, scores=csv, log=False)).latest == kept
