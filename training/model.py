@@ -136,24 +136,26 @@ class _Evaluated:
     parts: dict[str, np.ndarray]
 
 
-class _Deadline(xgb.callback.TrainingCallback):
-    """Stops boosting once ``time.perf_counter()`` passes ``deadline`` (checked after each tree).
+class TimeBudgetSpent(RuntimeError):
+    """A fit given a deadline (a search's time budget) was still boosting when it passed."""
 
-    One instance serves both boosted models of a fit: once passed, the churn model stops
-    after its first tree too. XGBoost keeps the trees grown so far, so the model is usable
-    but not the one an unbounded fit gives; :attr:`passed` says so.
+
+class _Deadline(xgb.callback.TrainingCallback):
+    """Raises :class:`TimeBudgetSpent` once ``time.perf_counter()`` passes ``deadline``.
+
+    Checked after each tree, so a fit overruns by one tree at most. Raising, rather than
+    stopping early, leaves no half-fit model behind: the caller's trial simply did not finish.
     """
 
     def __init__(self, deadline: float) -> None:
         super().__init__()
         self.deadline = deadline
-        self.passed = False
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-        """True (stop) once the deadline has passed."""
+        """Never asks to stop; raises once the deadline has passed."""
         if time.perf_counter() > self.deadline:
-            self.passed = True
-        return self.passed
+            raise TimeBudgetSpent(f"the deadline passed after tree {epoch + 1}")
+        return False
 
 
 class CustomerValueModel:
@@ -212,8 +214,13 @@ class CustomerValueModel:
         n_estimators : (int, int), optional
             Tree counts (value, churn) for a fit without an early-stopping slice.
         deadline : float, optional
-            A ``time.perf_counter()`` value past which boosting stops after the tree it is on
-            (a search's time budget); :attr:`cut_short_` then says the fit is incomplete.
+            A ``time.perf_counter()`` value (a search's time budget): once it passes, the fit
+            stops after the tree it is on and raises :class:`TimeBudgetSpent`.
+
+        Raises
+        ------
+        TimeBudgetSpent
+            When ``deadline`` passed during the fit.
         """
         params = self.params or ModelParams()
         missing = [c for c in PURCHASE_COLUMNS if c not in features.columns]
@@ -277,9 +284,8 @@ class CustomerValueModel:
             self._best_or_all(self.clv_model_) or trees[0],
             self._best_or_all(self.churn_model_) or trees[1],
         )
-        self.cut_short_ = clock is not None and clock.passed
         if clock is not None:
-            # The clock is spent; a saved or copied model carries no callback.
+            # A saved or copied model carries no callback.
             self.clv_model_.set_params(callbacks=None)
             self.churn_model_.set_params(callbacks=None)
         return self

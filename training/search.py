@@ -14,7 +14,7 @@ import pandas as pd
 from features.spec import FeatureSpec
 from training import tracking
 from training.evaluate import normalized_gini, roc_auc
-from training.model import CustomerValueModel, ModelParams
+from training.model import CustomerValueModel, ModelParams, TimeBudgetSpent
 from training.purchase import PurchaseModel
 
 logger = logging.getLogger(__name__)
@@ -82,8 +82,8 @@ def fit_on_slices(
 ) -> CustomerValueModel:
     """Fit the boosted parts on ``fit`` and early-stop them on ``stop`` (no stack yet).
 
-    ``deadline`` (a ``time.perf_counter()`` value) stops boosting once passed
-    (:meth:`CustomerValueModel.fit`).
+    ``deadline`` (a ``time.perf_counter()`` value): past it the fit raises
+    :class:`training.model.TimeBudgetSpent`.
     """
     return CustomerValueModel(spec, params, seed=seed).fit(
         slices.fit[features],
@@ -121,8 +121,8 @@ def search(
     same model on any machine under any load. ``time_budget`` (seconds, 0: none) is an extra
     bound only for who asks for one: it makes the number of trials, and so the model, depend
     on the machine's speed at the time. It is a bound, not a wish: no trial starts after it,
-    and a trial still boosting when it passes stops after its current tree and is pruned (its
-    model is incomplete, so its score does not count). When not even the first trial (the
+    and a trial still boosting when it passes stops after its current tree and is pruned (it
+    did not finish, so it has no score). When not even the first trial (the
     default parameters) completes, the search returns the default parameters, as with no
     search. Trials fit on at most ``max_fit_rows`` training rows (a seeded sample of whole
     customers) so that a large base still gets several trials; the final model is then fit on
@@ -154,15 +154,16 @@ def search(
             reg_lambda=trial.suggest_float("reg_lambda", 0.1, 20.0, log=True),
         )
         tick = time.perf_counter()
-        model = fit_on_slices(trial_slices, features, spec, params, seed, recipe, deadline)
-        if model.cut_short_:
+        try:
+            model = fit_on_slices(trial_slices, features, spec, params, seed, recipe, deadline)
+        except TimeBudgetSpent:
             logger.info(
                 "trial %d: stopped at the time budget (%.0fs) after %.1fs; not counted",
                 trial.number,
                 time_budget,
                 time.perf_counter() - tick,
             )
-            raise optuna.TrialPruned()
+            raise optuna.TrialPruned() from None
         value = trial_score(model, trial_slices.score, features)
         if not sampled and value > best.get("score", float("-inf")):
             best.update(score=value, model=model)

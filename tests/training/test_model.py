@@ -16,6 +16,7 @@ from training.model import (
     PURCHASE_VALUE,
     CustomerValueModel,
     ModelParams,
+    TimeBudgetSpent,
     monotone_directions,
 )
 from training.purchase import PurchaseModel
@@ -341,13 +342,13 @@ def test_a_time_budget_stops_the_trial_that_runs_past_it(data):
     )
     assert found.params == base and found.model is None and np.isnan(found.best_score)
     assert found.trials == 1
-    # A stopped fit says so, keeps the trees it grew, and carries no callback when saved.
-    model = CustomerValueModel(SPEC, base, seed=4).fit(
-        X, value, churned, purchase=PURCHASE, window_days=90, deadline=0.0
+    # A fit past its deadline stops after one tree and says why; one without keeps all.
+    with pytest.raises(TimeBudgetSpent, match="after tree 1"):
+        CustomerValueModel(SPEC, base, seed=4).fit(
+            X, value, churned, purchase=PURCHASE, window_days=90, deadline=0.0
+        )
+    bounded = CustomerValueModel(SPEC, base, seed=4).fit(
+        X, value, churned, purchase=PURCHASE, window_days=90, deadline=float("inf")
     )
-    assert model.cut_short_ and model.best_iterations_ == (1, 1)
-    assert model.clv_model_.get_params()["callbacks"] is None
-    unbounded = CustomerValueModel(SPEC, base, seed=4).fit(
-        X, value, churned, purchase=PURCHASE, window_days=90
-    )
-    assert not unbounded.cut_short_ and unbounded.best_iterations_ == (TREES, TREES)
+    assert bounded.best_iterations_ == (TREES, TREES)
+    assert bounded.clv_model_.get_params()["callbacks"] is None
