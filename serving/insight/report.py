@@ -41,6 +41,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
+from features.database import is_database
 from features.history import format_cutoff
 from features.io import DataValidationError
 from features.run_inputs import add_input_arguments, given_events, load_run_inputs
@@ -601,7 +602,7 @@ def truth_differences(
     return found
 
 
-def left_out(what: str, path: Path, scores_path: Path, differences: Sequence[str]) -> str:
+def left_out(what: str, path: Path | str, scores_path: Path, differences: Sequence[str]) -> str:
     """The note a report shows for an input it left out, naming both files and what differs."""
     return (
         f"{what} {path} left out: it does not belong to the scored run {scores_path} "
@@ -1337,6 +1338,11 @@ def read_impact(path: Path) -> tuple[pd.DataFrame, RunStamp | None]:
     return pd.read_parquet(path), RunStamp.from_metadata(metadata) if stamped else None
 
 
+def _stamped_input(location: str) -> Path | str:
+    """The orders a run's stamp names: a file's absolute path, or a database location."""
+    return location if is_database(location) else Path(location)
+
+
 def _has_rows(path: Path) -> bool:
     """Whether a Parquet or CSV file has at least one row."""
     if path.suffix.lower() == ".csv":
@@ -1400,9 +1406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     scores, stamp = read_scores(args.scores)
     assumptions = BudgetAssumptions(args.margin, args.save_rate)
-    orders_path = args.orders or (Path(stamp.orders) if stamp.orders else None)
+    orders_path = args.orders or (_stamped_input(stamp.orders) if stamp.orders else None)
     orders = None
-    if orders_path is not None and orders_path.exists():
+    if orders_path is not None and (is_database(orders_path) or Path(orders_path).exists()):
         try:
             # Through the loader, like every input: the mapping applies, bad rows are counted.
             orders = load_run_inputs(orders_path, None, columns=args.columns).orders.frame
@@ -1443,7 +1449,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_service_data:
         has_service_data = False
     elif args.events is not None:
-        has_service_data = args.events.exists() and _has_rows(args.events)
+        # A database table is read by the impact, not here: the report takes its word.
+        has_service_data = is_database(args.events) or (
+            Path(args.events).exists() and _has_rows(Path(args.events))
+        )
 
     model_uri = args.model_uri
     if model_uri is None and stamp.model_version:

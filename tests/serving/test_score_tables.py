@@ -175,3 +175,27 @@ def test_the_command_line_takes_a_database_out():
     assert config.out == "sqlite:///scores.db?table=scores"
     assert config.features_out is None and config.store is None
     assert RunStamp("r", "c", "m", "1").orders == ""
+
+
+def test_the_report_reads_a_database_run_s_orders_and_events(served_store, shop_db, tmp_path):
+    from serving.insight import report
+
+    out = tmp_path / "scores.parquet"
+    run(
+        BatchConfig(
+            orders=f"sqlite:///{shop_db}?table=orders",
+            events=f"sqlite:///{shop_db}?table=service_events",
+            out=out,
+            cutoff="2025-01-01",
+            features_out=None,
+            model_uri=served_store.model_uri,
+        )
+    )
+    html = tmp_path / "report.html"
+    argv = ["--scores", str(out), "--out", str(html), "--no-log"]
+    # The orders from the run's stamp (the database location), the events named.
+    events = f"sqlite:///{shop_db}?table=service_events"
+    assert report.main([*argv, "--events", events, "--runs", str(tmp_path / "runs")]) == 0
+    text = html.read_text(encoding="utf-8")
+    assert "First order (month)" in text  # the cohorts: the orders were read
+    assert report.NO_SERVICE_DATA not in text
