@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -14,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from features.database import database_input, is_database
 from features.run_inputs import add_input_arguments, given_events
 from training.model import ModelParams
 
@@ -34,7 +36,11 @@ def model_name_for(orders: Path | str | None, name: str | None = None) -> str:
     file's folder and name (``transactions.csv`` in ``rfmr_retail_orders/`` gives
     ``customer-value-rfmr_retail_orders-transactions``), so a shop's file trained in the same
     checkout never becomes a version of the demo's model nor is judged against its champion.
-    Training and scoring derive the same name from the same ``--orders``.
+    A database table gives the database's and the table's names
+    (``sqlite:///shop.db?table=orders_eu``: ``customer-value-shop-orders_eu``), so two tables
+    of one database are two models; a query gives ``query-`` and a hash of its text (name the
+    model with ``--name`` rather than let an edit of the query start a new one). Training and
+    scoring derive the same name from the same ``--orders``.
 
     Raises
     ------
@@ -50,6 +56,8 @@ def model_name_for(orders: Path | str | None, name: str | None = None) -> str:
         return name
     if orders is None:
         return DEMO_MODEL_NAME
+    if is_database(orders):
+        return _database_model_name(str(orders))
     text = str(orders).rstrip("/")
     if "://" not in text and Path(text).resolve() == (DEMO_DIR / "orders.parquet").resolve():
         return DEMO_MODEL_NAME
@@ -57,6 +65,21 @@ def model_name_for(orders: Path | str | None, name: str | None = None) -> str:
     stem = Path(parts[-1]).name.split(".")[0] if parts else "orders"
     words = [*parts[-2:-1], stem]
     slug = _NAME_CHARACTERS.sub("_", "-".join(words)).strip("._-") or "orders"
+    return f"{DEMO_MODEL_NAME}-{slug}"[:MAX_NAME_LENGTH]
+
+
+def _database_model_name(location: str) -> str:
+    """:func:`model_name_for` of a database input: the database, then the table or query."""
+    try:
+        source = database_input(location)
+    except ValueError:
+        return f"{DEMO_MODEL_NAME}-database"  # the loader refuses it, naming why
+    database = Path(source.url.database or source.url.host or "database").name.split(".")[0]
+    if source.table is not None:
+        what = source.table
+    else:
+        what = "query-" + hashlib.sha256((source.query or "").encode()).hexdigest()[:8]
+    slug = _NAME_CHARACTERS.sub("_", f"{database}-{what}").strip("._-") or "database"
     return f"{DEMO_MODEL_NAME}-{slug}"[:MAX_NAME_LENGTH]
 
 

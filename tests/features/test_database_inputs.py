@@ -193,3 +193,20 @@ def test_which_locations_are_databases():
     assert is_database("postgresql://shop@db/shop")
     assert not is_database("s3a://lake/orders/")
     assert not is_database("orders.csv")
+
+
+def test_each_table_of_a_database_is_its_own_model():
+    from training.config import model_name_for
+
+    eu = model_name_for("sqlite:///data/shop.db?table=orders_eu")
+    assert eu == "customer-value-shop-orders_eu"
+    assert (
+        model_name_for("sqlite:///other/shop.db?table=orders_us") == "customer-value-shop-orders_us"
+    )
+    assert (
+        model_name_for("postgresql://u@db/shop?table=sales.orders")
+        == "customer-value-shop-sales.orders"
+    )
+    query = model_name_for("postgresql://u@db/shop?sql=select+1")
+    assert query.startswith("customer-value-shop-query-") and query != eu
+    assert model_name_for("postgresql://u@db/shop?sql=select+1", "my-shop") == "my-shop"
