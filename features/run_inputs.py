@@ -30,6 +30,7 @@ from features.database import (
 )
 from features.files import DataValidationError, input_location
 from features.io import LoadResult, load_events, load_orders
+from features.presets import MappingFlag, add_preset_argument, split_presets
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +129,12 @@ def add_input_arguments(
             "without ?table=)",
         )
     parser.add_argument(
-        "--columns", default="", help="column mapping, e.g. customer_id=cust,ordered_at=date"
+        "--columns",
+        default="",
+        action=MappingFlag,
+        help="column mapping, e.g. customer_id=cust,ordered_at=date",
     )
+    add_preset_argument(parser)
     if strict:
         parser.add_argument("--strict", action="store_true", help="fail on any unusable input row")
 
@@ -194,7 +199,8 @@ def load_run_inputs(
     orders_path, events_path : Path or str
         The files (``events_path`` None: no service events).
     columns : str
-        The column mapping (``canonical=yours,...``).
+        The column mapping (``canonical=yours,...``), with the presets (``preset=shopify``,
+        :mod:`features.presets`) that read an export instead of the mapping.
     strict : bool
         Fail on the first unusable row instead of setting it aside.
     quarantine_dir : Path, optional
@@ -213,12 +219,20 @@ def load_run_inputs(
     DataValidationError, FileNotFoundError
         A file that cannot be read as it is (strict: any unusable row).
     """
+    presets, columns = split_presets(columns)
     load_o, load_e = (
         load_orders_table if is_database(orders_path) else load_orders,
         load_events_table if is_database(events_path) else load_events,
     )
-    orders = load_o(str(orders_path), columns=columns, strict=strict)
-    events = load_e(str(events_path), columns=columns, strict=strict) if events_path else None
+    if "orders" in presets:
+        orders = presets["orders"].load(orders_path, strict)
+    else:
+        orders = load_o(str(orders_path), columns=columns, strict=strict)
+    events = None
+    if events_path and "service_events" in presets:
+        events = presets["service_events"].load(events_path, strict)
+    elif events_path:
+        events = load_e(str(events_path), columns=columns, strict=strict)
     if quarantine_dir is not None:
         for name, result in (("orders", orders), ("service_events", events)):
             if result is None:
