@@ -88,7 +88,9 @@ def add_input_arguments(
 ) -> None:
     """Add the flags that name a run's inputs: orders, events, columns and strict.
 
-    ``--strict`` only where the command honours it.
+    ``--strict`` only where the command honours it. ``--orders-sql`` / ``--events-sql`` put a
+    query into the ``--orders`` / ``--events`` location (:class:`_DatabaseQuery`), so the
+    parsed arguments hold one location per input, as without them.
 
     Parameters
     ----------
@@ -197,7 +199,9 @@ def load_run_inputs(
     Parameters
     ----------
     orders_path, events_path : Path or str
-        The files (``events_path`` None: no service events).
+        The files, or database locations (:func:`features.database.is_database`: a URL with
+        ``?table=`` or ``?sql=``), read by :mod:`features.database` and validated the same
+        way (``events_path`` None: no service events).
     columns : str
         The column mapping (``canonical=yours,...``), with the presets (``preset=shopify``,
         :mod:`features.presets`) that read an export instead of the mapping.
