@@ -5,7 +5,8 @@ scores where a CRM or an email tool reads them. A reader never sees half a run:
 
 1. the run's rows are written to a staging table ``<table>__staging`` (created afresh: a
    killed run's leftover is dropped) with the columns of the scores file
-   (:data:`serving.run_files.SCORE_COLUMNS`) plus ``run_id``, in chunks, and indexed;
+   (:data:`serving.run_files.SCORE_COLUMNS`) plus ``run_id``, in chunks (PostgreSQL: COPY),
+   and indexed (SQLite, whose index names are database-wide, indexes in step 2);
 2. one transaction renames the table in use to ``<table>__previous``, the staging table to
    ``<table>``, and adds the run's stamp (:class:`serving.run_files.RunStamp`, the row count,
    the time) to ``<table>_runs``; until it commits, readers see the previous run whole, and
@@ -13,7 +14,8 @@ scores where a CRM or an email tool reads them. A reader never sees half a run:
    rename commits);
 3. ``<table>__previous`` is dropped.
 
-A run that fails before step 2 leaves the previous run's table and stamp as they were. The
+A run that fails before step 2 leaves the previous run's table and stamp as they were. A
+table of that name that this command did not write is refused, never replaced. The
 table has a unique index on ``customer_id`` (``<table>_customer_id``). Only databases whose
 schema changes are transactional are written (PostgreSQL and SQLite): elsewhere the renames
 could not be one step.
@@ -161,8 +163,15 @@ class StagedScores:
         self.runs = runs_columns(self.metadata, target)
 
     def write(self, frames: Iterable[pd.DataFrame]) -> None:
-        """Create the staging table afresh, insert the frames' rows, and index it."""
+        """Create the staging table afresh, insert the frames' rows, and index it.
+
+        Raises
+        ------
+        DataValidationError
+            When the table exists but no run of this command wrote it (it would be replaced).
+        """
         with self.engine.begin() as connection:
+            self._refuse_a_table_not_ours(connection)
             self.staging.drop(connection, checkfirst=True)  # a killed run's leftover
             self.staging.create(connection)
         for frame in frames:
@@ -185,6 +194,21 @@ class StagedScores:
             # indexes database-wide and cannot rename one: it builds it in the swap.
             with self.engine.begin() as connection:
                 _index(self.staging, self.staging.name).create(connection)
+
+    def _refuse_a_table_not_ours(self, connection: Connection) -> None:
+        """A table of that name that has no ``run_id`` and no ``<table>_runs`` is someone else's."""
+        inspector = sa.inspect(connection)
+        name, schema = self.target.name, self.target.schema
+        if not inspector.has_table(name, schema=schema):
+            return
+        columns = {column["name"] for column in inspector.get_columns(name, schema=schema)}
+        if "run_id" in columns and inspector.has_table(self.runs.name, schema=schema):
+            return
+        raise DataValidationError(
+            f"--out {self.target} exists and was not written by serving.batch (no run_id "
+            f"column and no {self.runs.name} table); the run would replace it. Name another "
+            "table, or drop this one if it is an old copy of the scores"
+        )
 
     def publish(self) -> None:
         """Swap the staging table in and record the stamp, in one transaction; drop the old."""

@@ -157,6 +157,24 @@ def test_scores_over_an_input_table_are_refused(shop_db):
         run(BatchConfig(orders=table, events=None, out=table))
 
 
+def test_a_table_the_command_did_not_write_is_never_replaced(served_store, tmp_path):
+    path = tmp_path / "crm.db"
+    with sqlite3.connect(path) as connection:
+        pd.DataFrame({"customer_id": ["a"], "email": ["a@example.com"]}).to_sql(
+            "customers", connection, index=False
+        )
+    config = BatchConfig(
+        orders=served_store.orders_path,
+        events=served_store.events_path,
+        out=f"sqlite:///{path}?table=customers",
+        features_out=None,
+        model_uri=served_store.model_uri,
+    )
+    with pytest.raises(ValueError, match=r"table 'customers' .* was not written by serving.batch"):
+        run(config)
+    assert read_scores(f"sqlite:///{path}", "customers")["email"].tolist() == ["a@example.com"]
+
+
 @pytest.mark.parametrize(
     ("out", "message"),
     [
