@@ -267,6 +267,13 @@ def _number(values: pd.Series) -> pd.Series:
     return pd.to_numeric(text, errors="coerce").astype("float64")
 
 
+def _with_lines(canonical: pd.DataFrame, read: RawTable, rows: np.ndarray) -> None:
+    """Add each row's line of the export (a CSV's), for the quarantine file to point at."""
+    if read.source_line is not None:
+        # Not a contract column: validation ignores it, and keeps it in the quarantine.
+        canonical["source_line"] = read.source_line[rows]
+
+
 def _finish(
     result: LoadResult, unreadable: pd.DataFrame, read: RawTable, strict: bool, describe: str
 ) -> LoadResult:
@@ -370,6 +377,7 @@ def load_shopify_orders(path: Path | str, strict: bool = False) -> LoadResult:
             "status": status,
         }
     )
+    _with_lines(canonical, read, orders["first_row"].to_numpy())
     result = validate_orders(
         canonical,
         source=f"{describe} {str(path)!r}",
@@ -443,6 +451,7 @@ def load_zendesk_tickets(path: Path | str, strict: bool = False) -> LoadResult:
             "Id": _column(rows, "Id"),
         }
     )
+    _with_lines(canonical, read, np.flatnonzero(good))
     result = validate_events(
         canonical,
         source=f"{describe} {str(path)!r}",

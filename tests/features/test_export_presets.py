@@ -123,6 +123,7 @@ def test_shopify_export_gives_one_row_per_order(salt, exports, tmp_path):
     assert list(quarantined["reason"]) == ["missing customer_id"]
     assert list(quarantined["order_id"]) == ["#1005"]
     assert list(quarantined["source_row"]) == [7]
+    assert list(quarantined["source_line"]) == [9]
 
 
 def test_zendesk_export_gives_tickets_joined_to_the_orders(salt, exports):
