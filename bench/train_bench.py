@@ -3,8 +3,9 @@
 Runs the training command in a child process under ``/usr/bin/time -v`` against a store of its
 own (``MLFLOW_TRACKING_URI=sqlite:///<work>/mlflow.db``, quarantine under ``<work>``), so
 ``models/`` is not touched, and prints a Markdown block for bench/RESULTS.md: the machine, the
-commit, the load average before and after, wall seconds, peak RSS, the training's stages and
-the fit's phases (window rows, boosted parts, Pareto/NBD, level) as the run logged them.
+commit, the load average before and after, wall seconds, peak RSS, CPU seconds, the training's
+stages and the fit's phases (window rows, boosted parts, Pareto/NBD, level) as the run logged
+them.
 
     python bench/train_bench.py --orders DIR/orders.parquet --events DIR/service_events.parquet \
         --work /tmp/cv/train_bench [--horizon-days 365] [-- extra training flags]
@@ -107,6 +108,9 @@ def main() -> None:
     text = (args.work / "train.log").read_text()
     peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     peak_gib = int(peak.group(1)) / 2**20 if peak else float("nan")
+    # CPU seconds and share: on a shared machine the wall time says more about the other jobs.
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text))
+    share = re.search(r"Percent of CPU this job got: (\d+)%", text)
     stages = _timings(text, "stage seconds: ")
     phases = _timings(text, "fit phases: ")
     rows = re.findall(r"fit at (\S+): (\d+) window rows at (\d+) cutoffs in ([\d.]+)s", text)
@@ -125,6 +129,7 @@ def main() -> None:
     print("|---|---:|")
     print(f"| wall | {seconds:,.0f} s |")
     print(f"| peak RSS | {peak_gib:.2f} GiB |")
+    print(f"| CPU (user + system) | {cpu:,.0f} s ({share.group(1) if share else '?'}% of a core) |")
     for name, value in stages.items():
         print(f"| stage {name} | {value:,.1f} s |")
     for name, value in phases.items():
