@@ -189,7 +189,9 @@ class MappingFlag(argparse.Action):
     ) -> None:
         """Add a preset to the mapping, or set the mapping keeping the presets."""
         current = getattr(namespace, self.dest, None) or ""
-        presets = [p.strip() for p in current.split(",") if p.strip().startswith(PRESET_KEY)]
+        presets = [
+            p.strip() for p in current.split(",") if p.partition("=")[0].strip() == PRESET_KEY
+        ]
         if option_string == "--preset":
             entries = [*current.split(","), f"{PRESET_KEY}={values}"]
         else:

@@ -190,6 +190,21 @@ def test_no_email_in_any_output(salt, exports, tmp_path, caplog):
         assert_no_email(text)
 
 
+def test_strict_refuses_an_export_with_an_unusable_order(salt, exports):
+    with pytest.raises(DataValidationError, match="1 of 7 rows are unusable") as refused:
+        load_run_inputs(exports[0], None, columns="preset=shopify", strict=True)
+    assert_no_email(str(refused.value))
+
+
+def test_columns_after_a_preset_keep_it():
+    parser = argparse.ArgumentParser()
+    add_input_arguments(parser)
+    args = parser.parse_args(
+        ["--preset", "shopify", "--columns", "customer_id=cust", "--columns", "kind=type"]
+    )
+    assert args.columns == "preset=shopify,kind=type"
+
+
 def test_customer_id_column_keeps_one_id_per_customer(salt, tmp_path):
     orders = tmp_path / "orders.csv"
     orders.write_text(
