@@ -173,6 +173,23 @@ def split_presets(columns: str | None) -> tuple[dict[str, Preset], str]:
     return chosen, ",".join(rest)
 
 
+def refuse_presets_on_spark(columns: str | None) -> None:
+    """Refuse a preset in a Spark command, which reads files through the column mapping only.
+
+    Raises
+    ------
+    DataValidationError
+        Naming the preset and what to do instead.
+    """
+    presets, _ = split_presets(columns)
+    for preset in presets.values():
+        raise DataValidationError(
+            f"--preset {preset.name} is read by the pandas commands only; the Spark commands do "
+            "not read exports: score it with python -m serving.batch (make score), or train "
+            "without --spark"
+        )
+
+
 class MappingFlag(argparse.Action):
     """``--columns`` and ``--preset``: one column mapping, in either order.
 

@@ -130,8 +130,10 @@ def load_history(
 
     from features.database import refuse_on_spark
     from features.io import parse_column_mapping
+    from features.presets import refuse_presets_on_spark
 
     refuse_on_spark({"--orders": orders_path, "--events": events_path})
+    refuse_presets_on_spark(columns)
     tick = time.perf_counter()
     mapping = parse_column_mapping(columns)
     orders = validate_rows(

@@ -55,6 +55,7 @@ from features.database import refuse_on_spark
 from features.io import (
     parse_column_mapping,
 )
+from features.presets import refuse_presets_on_spark
 from features.run_inputs import NoUsableOrders, no_usable_orders
 from features.spark_input import (
     per_customer_group,
@@ -207,6 +208,7 @@ def run(config: SparkConfig, spark: SparkSession | None = None) -> SparkSummary:
 
     settings = config.score_settings()
     refuse_on_spark({"--orders": config.orders, "--events": config.events})
+    refuse_presets_on_spark(config.columns)
     check_run_paths(*run_paths(config))
     timings: dict[str, float] = {}
     tick = time.perf_counter()

@@ -12,7 +12,7 @@ import pytest
 
 from features.build import build_features
 from features.files import DataValidationError
-from features.presets import SALT_VARIABLE, MissingSalt
+from features.presets import SALT_VARIABLE, MissingSalt, refuse_presets_on_spark
 from features.run_inputs import add_input_arguments, load_run_inputs
 from features.spec import FeatureSpec
 
@@ -278,3 +278,9 @@ def test_features_build_on_the_presets(salt, exports):
     assert features.loc[ann, "mean_resolution_hours_365d"] == pytest.approx(3.0)
     assert features.loc[bob, "mean_ticket_csat_365d"] == 1
     assert features.loc[bob, "bad_tickets_365d"] == 1
+
+
+def test_spark_commands_refuse_a_preset():
+    refuse_presets_on_spark("customer_id=cust")
+    with pytest.raises(DataValidationError, match="--preset zendesk is read by the pandas"):
+        refuse_presets_on_spark("customer_id=cust,preset=zendesk")
