@@ -469,6 +469,9 @@ def _print_report(
     print(f"registered {version.name} version {version.version} (alias candidate)")
     print(f"gate: {decision.outcome}: " + "; ".join(decision.reasons))
     print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+    # Where the fit stage's time went (training.pipeline.Trained.seconds): the search, the
+    # level's replay and the window rows are what grow with the base.
+    print("fit phases: " + ", ".join(f"{k} {v:.1f}" for k, v in trained.seconds.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
