@@ -168,29 +168,36 @@ def request_bodies(ids: list[str], config: BenchConfig, count: int) -> list[byte
     ]
 
 
-def run_wrk(url: str, ids: list[str], config: BenchConfig, seconds: float) -> dict[str, Any]:
-    """Closed-loop load from ``wrk`` (``config.concurrency`` connections for ``seconds``).
-
-    Returns the figures :func:`summarise` returns, plus the statuses and wrk's error counts.
-    """
+def wrk_command(config: BenchConfig, seconds: float) -> list[str]:
+    """``wrk`` with this run's threads, connections and duration (the target comes after)."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError(
             "wrk is not installed: `apt-get install wrk` (or `make bench-online`), or run with "
             "--client httpx"
         )
+    return [
+        wrk,
+        f"-t{min(2, config.concurrency)}",
+        f"-c{config.concurrency}",
+        f"-d{seconds:.0f}s",
+        "--timeout",
+        "30s",
+    ]
+
+
+def run_wrk(url: str, ids: list[str], config: BenchConfig, seconds: float) -> dict[str, Any]:
+    """Closed-loop load from ``wrk`` (``config.concurrency`` connections for ``seconds``).
+
+    Returns the figures :func:`summarise` returns, plus the statuses and wrk's error counts.
+    """
+    command = wrk_command(config, seconds)
     with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as handle:
         handle.write(b"\n".join(request_bodies(ids, config, 10_000)) + b"\n")
         bodies = handle.name
     try:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        command = [
-            wrk,
-            f"-t{min(2, config.concurrency)}",
-            f"-c{config.concurrency}",
-            f"-d{seconds:.0f}s",
-            "--timeout",
-            "30s",
+        command += [
             "-s",
             str(WRK_SCRIPT),
             f"{url}/score",
@@ -221,18 +228,7 @@ def run_wrk_livez(url: str, config: BenchConfig, seconds: float) -> float:
     The floor the framework sets on this machine at this moment: ``/score`` is judged as a
     share of it, measured in the same run, so the machine's load cancels out of the ratio.
     """
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise RuntimeError("wrk is not installed: `apt-get install wrk` (or `make bench-online`)")
-    command = [
-        wrk,
-        f"-t{min(2, config.concurrency)}",
-        f"-c{config.concurrency}",
-        f"-d{seconds:.0f}s",
-        "--timeout",
-        "30s",
-        f"{url}/livez",
-    ]
+    command = [*wrk_command(config, seconds), f"{url}/livez"]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     line = next((x for x in output.splitlines() if x.startswith("Requests/sec:")), None)
     if line is None:
