@@ -6,9 +6,9 @@ for every archived run whose horizon has fully or partly elapsed by the orders' 
 
 - **expected vs actual** orders and revenue of the run's customers so far. For a horizon
   still running, the expectation is the share of the horizon's value that falls in the
-  elapsed days: ``e x index(e) / (h x index(h))`` with the store's seasonal index
-  (:func:`features.season.seasonal_index`, as known at the run's cutoff), so a run that
-  started before a peak is not called wrong for a quiet first month;
+  elapsed days, as the shop's base of a year before spent it over the same calendar days
+  (:func:`expected_share`: the season and the base's front-loading in one ratio), so a run
+  that started before a peak is not called wrong for a quiet first month;
 - once the horizon is complete, **Gini** of the CLV, **churn ROC-AUC** and **calibration**
   (ECE), with :mod:`training.evaluate`'s functions, against :func:`features.build_labels`.
 
@@ -101,6 +101,11 @@ TRACK_COLUMNS: tuple[str, ...] = (
 )
 
 
+#: How far back the share of a horizon's value by day is measured: the same days a year
+#: earlier, so that the season is the same (:func:`expected_share`).
+YEAR_DAYS = 365
+
+
 # --- did a run come true ---------------------------------------------------------------------
 
 
@@ -114,15 +119,35 @@ def expected_share(
 ) -> float:
     """The share of a horizon's value expected in its first ``elapsed`` days.
 
-    ``elapsed x index(elapsed) / (horizon x index(horizon))``, each index the store's seasonal
-    index of that window as known at ``cutoff`` (:func:`features.season.seasonal_index`:
-    revenue per day of the window last year over the year's). With less than a year of
-    history both indexes are 1 and the share is ``elapsed / horizon``. At most 1.
+    Measured on the shop's own history as known at ``cutoff``: the customers a year before the
+    cutoff (everyone with an order before then) spent this share of their next
+    ``horizon_days`` in the first ``elapsed`` days. That one ratio carries both things that
+    make value arrive unevenly over a horizon: the season of those calendar days, and the
+    base's own front-loading (customers leave during the horizon, so an existing base buys
+    more at its start). A share by the calendar alone was 30-40 points too low early in a
+    horizon (bench/RESULTS-nightly.md).
+
+    With less than a year of history before the cutoff, or no revenue in that year's
+    horizon, the share falls back to the seasonal one, ``e x index(e) / (h x index(h))``
+    (:func:`features.season.seasonal_index`; ``e / h`` without a year of history). At most 1.
     """
     if elapsed >= horizon_days:
         return 1.0
     if elapsed <= 0:
         return 0.0
+    known = orders[orders["ordered_at"] < cutoff]
+    year_before = cutoff - pd.Timedelta(days=YEAR_DAYS)
+    if horizon_days <= YEAR_DAYS and not known.empty and known["ordered_at"].min() < year_before:
+        spent = {
+            days: float(
+                build_labels(known, cutoff=year_before, spec=FeatureSpec(horizon_days=days))[
+                    "future_value"
+                ].sum()
+            )
+            for days in (elapsed, horizon_days)
+        }
+        if spent[horizon_days] > 0:
+            return min(1.0, spent[elapsed] / spent[horizon_days])
     part = elapsed * seasonal_index(orders, cutoff=cutoff, horizon_days=elapsed)
     whole = horizon_days * seasonal_index(orders, cutoff=cutoff, horizon_days=horizon_days)
     return min(1.0, part / whole)

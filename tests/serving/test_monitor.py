@@ -78,7 +78,9 @@ def test_a_run_whose_horizon_passed_equals_a_direct_computation(archive, orders,
     assert 0.5 < row["churn_auc"] <= 1.0 and 0.0 < row["gini"] <= 1.0
 
 
-def test_a_partly_elapsed_horizon_is_judged_pro_rata_by_the_season(archive, orders, result):
+def test_a_partly_elapsed_horizon_is_judged_by_how_the_base_spent_a_year_before(
+    archive, orders, result
+):
     run = archived_runs(archive)[1]
     predicted = run.answers()
     end = data_end(orders)
@@ -86,10 +88,19 @@ def test_a_partly_elapsed_horizon_is_judged_pro_rata_by_the_season(archive, orde
     assert 0 < elapsed < 180
     labels = build_labels(orders, cutoff=run.cutoff, spec=FeatureSpec(horizon_days=elapsed))
     actual = labels.loc[predicted.index]
-    season_part = seasonal_index(orders, cutoff=run.cutoff, horizon_days=elapsed)
-    season_whole = seasonal_index(orders, cutoff=run.cutoff, horizon_days=180)
-    share = elapsed * season_part / (180 * season_whole)
-    assert season_part != season_whole  # the demo's season is not flat: not a linear share
+    # The base of a year before the run's cutoff, with what was known at the cutoff: the share
+    # of its next 180 days' revenue that it spent in the first `elapsed` days.
+    known = orders[orders["ordered_at"] < run.cutoff]
+    year_before = run.cutoff - pd.Timedelta(days=365)
+    spent = [
+        build_labels(known, cutoff=year_before, spec=FeatureSpec(horizon_days=days))[
+            "future_value"
+        ].sum()
+        for days in (elapsed, 180)
+    ]
+    share = spent[0] / spent[1]
+    # Front-loaded: an existing base buys more at the start of a horizon than pro rata by days.
+    assert share > elapsed / 180
     row = result.track_record.set_index("run_id").loc[run.run_id]
     assert not row["complete"] and row["elapsed_days"] == elapsed
     assert row["expected_share"] == pytest.approx(share, rel=1e-12)
@@ -242,3 +253,14 @@ def test_the_live_scores_are_archived_before_judging(archive, served_store, tmp_
     csv = tmp_path / "scores.csv"
     pd.read_parquet(scores).to_csv(csv, index=False)
     assert mon.run(mon.MonitorConfig(runs_dir=runs, scores=csv, log=False)).latest == kept
+
+
+def test_without_a_year_of_history_the_share_is_the_seasonal_one(orders):
+    cutoff = pd.Timestamp(PARTIAL_CUTOFF)
+    recent = orders[orders["ordered_at"] >= cutoff - pd.Timedelta(days=300)]
+    share = mon.expected_share(recent, cutoff=cutoff, horizon_days=180, elapsed=60)
+    part = 60 * seasonal_index(recent, cutoff=cutoff, horizon_days=60)
+    whole = 180 * seasonal_index(recent, cutoff=cutoff, horizon_days=180)
+    assert share == pytest.approx(part / whole, rel=1e-12) == pytest.approx(60 / 180)
+    assert mon.expected_share(orders, cutoff=cutoff, horizon_days=180, elapsed=180) == 1.0
+    assert mon.expected_share(orders, cutoff=cutoff, horizon_days=180, elapsed=0) == 0.0
