@@ -22,7 +22,7 @@ HORIZON_DAYS ?= 365
 NAME ?=
 NAME_FLAG = $(if $(NAME),--name $(NAME))
 
-.PHONY: help install lock data train check-data backtest promote ui score score-spark sanity impact report monitor nightly serve bento serve-bento test test-fast lint format bench bench-batch bench-spark bench-online soak soak-redis clean
+.PHONY: help install lock data train check-data backtest promote ui score score-spark sanity impact report monitor nightly serve bento serve-bento test test-fast lint format bench bench-all bench-batch bench-spark bench-online soak soak-redis clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -214,6 +214,12 @@ WRK_NEEDED = @command -v wrk >/dev/null || { apt-get update -qq && apt-get insta
 
 bench-spark: $(SPARK_STAMP) ## Batch scoring, pandas vs Spark local[2], on 200k and 1M customers with events (needs a model)
 	$(PY) bench/spark_bench.py
+
+# Issue 25's table in one run (bench/all.py): demo store, training, batch, /score vs /livez, storefront.
+BENCH_WORK ?= /tmp/customer-value-bench-all
+bench-all: $(STAMP) ## Training, batch and online figures in one table (CUSTOMERS=1000000 BENCH_WORK=/tmp/... TIME_BUDGET=)
+	$(WRK_NEEDED)
+	$(PY) bench/all.py --customers $(CUSTOMERS) --work $(BENCH_WORK) $(if $(TIME_BUDGET),--time-budget $(TIME_BUDGET))
 
 bench-online: $(STAMP) ## Online benchmark: wrk against a local server (needs `make train score`; installs wrk with apt-get if missing)
 	$(WRK_NEEDED)

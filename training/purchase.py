@@ -100,6 +100,10 @@ class Activity:
         return np.where(self.p_active > 0.5, days, np.nan)
 
 
+#: Above this ``a + b`` the purchase series is its limit (:meth:`PurchaseModel._series`).
+_LIMIT_FROM = 1e9
+
+
 @dataclass(frozen=True)
 class PurchaseModel:
     """Fitted BG/NBD (``r, alpha, a, b``) and Gamma-Gamma (``p, q, v``) parameters, in days."""
@@ -150,11 +154,28 @@ class PurchaseModel:
     def expected_orders_if_alive(self, h: PurchaseHistory, days: float) -> np.ndarray:
         """Expected purchase days in ``[cutoff, cutoff + days)`` of a customer still alive."""
         z = days / (self.alpha + h.T + days)
-        series = hyp2f1(self.r + h.x, self.b + h.x, self.a + self.b + h.x - 1.0, z)
+        series = self._series(h, z)
         alive = (
             (self.a + self.b + h.x - 1.0) / (self.a - 1.0) * (1.0 - self.quiet(h, days) * series)
         )
         return np.clip(alive, 0.0, None)
+
+    def _series(self, h: PurchaseHistory, z: np.ndarray) -> np.ndarray:
+        """``2F1(r + x, b + x; a + b + x - 1; z)`` of the expected purchases.
+
+        A fit with no spread in the dropout chance drives ``a`` and ``b`` to 1e19 and beyond
+        (a demo store of 20,000 customers did), and scipy's ``hyp2f1`` then returns NaN for
+        ``z`` near 0.9. As ``b`` and ``c`` grow with ``b / c`` fixed the series tends to
+        ``(1 - z b / c) ** -(r + x)`` (relative error 1e-8 at ``a + b`` = 1e9, 1e-15 at 1e20),
+        which is used there and wherever scipy gives no finite value.
+        """
+        shape = self.r + h.x
+        c = self.a + self.b + h.x - 1.0
+        limit = (1.0 - z * (self.b + h.x) / c) ** -shape
+        if self.a + self.b > _LIMIT_FROM:
+            return limit
+        series = hyp2f1(shape, self.b + h.x, c, z)
+        return np.where(np.isfinite(series), series, limit)
 
     def expected_orders(self, h: PurchaseHistory, days: float) -> np.ndarray:
         """Expected purchase days in ``[cutoff, cutoff + days)``."""

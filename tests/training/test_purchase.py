@@ -108,3 +108,24 @@ def test_activity_agrees_with_the_served_churn_and_reads_silence_as_departure():
     assert (days[2:] <= 180.0).all()
     assert np.isnan(model.activity(h, np.full(4, 0.95), 180.0).days_to_even_odds()[:2]).all()
     assert np.allclose(activity.p_order_by(days), 0.5)
+
+
+def test_a_dropout_chance_without_spread_gives_finite_expected_orders():
+    # A BG/NBD fit on a 20,000-customer demo store gave a = 1.1e19, b = 1.0e20 (the dropout
+    # chance a / (a + b) the same for everyone); scipy's hyp2f1 then returned NaN for
+    # new customers (z near 0.9), and the stack refused the NaN.
+    h = PurchaseHistory.from_columns(
+        {
+            "frequency": np.array([0.0, 0.0, 3.0, 20.0]),
+            "recency": np.array([0.0, 0.0, 7.0, 300.0]),
+            "T": np.array([15.0, 7.0, 14.0, 400.0]),
+            "days_since_first_order": np.array([15.0, 7.0, 14.0, 400.0]),
+            "repeat_order_value_mean": np.array([np.nan, np.nan, 87.0, 40.0]),
+        }
+    )
+    flat = PurchaseModel(r=1.39, alpha=24.2, a=1.12e19, b=1.03e20, p=1.94, q=3.31, v=77.0)
+    orders = flat.expected_orders(h, 365.0)
+    assert np.isfinite(orders).all() and (orders > 0).all()
+    # Continuous with the series where scipy still computes it: a large but finite spread.
+    near = PurchaseModel(r=1.39, alpha=24.2, a=1.12e6, b=1.03e7, p=1.94, q=3.31, v=77.0)
+    np.testing.assert_allclose(near.expected_orders(h, 365.0), orders, rtol=1e-5)
