@@ -17,6 +17,8 @@ from scipy.optimize import minimize
 from scipy.special import expit, gammaln, hyp2f1
 from sklearn.exceptions import NotFittedError
 
+from training.purchase import PurchaseHistory, PurchaseModel
+
 logger = logging.getLogger(__name__)
 
 #: Columns every baseline returns, in order.
@@ -669,6 +671,41 @@ class BgNbdGammaGammaBaseline(_CountsGammaGammaBaseline):
                 self.bgnbd_model_.expected_probability_no_purchase(horizon, repeaters),  # type: ignore[arg-type]
                 repeaters["customer_id"].to_numpy(),
             )
+        return self._finite_counts(data, horizon, (purchases, p_none, p_alive))
+
+    def _finite_counts(
+        self, data: pd.DataFrame, horizon: float, counts: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The library's figures, with the closed forms where it gave no finite value.
+
+        A fit whose dropout chance has no spread (``a, b`` near 1e19: a 20,000-customer demo
+        store did this) makes pymc-marketing's hypergeometric series NaN for new customers.
+        :class:`training.purchase.PurchaseModel` computes the same closed forms (equal to the
+        library's on ordinary fits, tests/training/test_purchase.py) and uses the series'
+        limit there.
+        """
+        purchases, p_none, p_alive = (np.asarray(c, dtype="float64").copy() for c in counts)
+        bad = ~(np.isfinite(purchases) & np.isfinite(p_none) & np.isfinite(p_alive))
+        if not bad.any():
+            return purchases, p_none, p_alive
+        model = PurchaseModel(**self.bgnbd_params_, **self.gamma_gamma_params_)
+        rows = data.loc[bad]
+        history = PurchaseHistory(
+            rows["frequency"].to_numpy(dtype="float64"),
+            rows["recency"].to_numpy(dtype="float64"),
+            rows["T"].to_numpy(dtype="float64"),
+            np.full(len(rows), np.nan),
+        )
+        purchases[bad] = model.expected_orders(history, horizon)
+        p_none[bad] = model.p_no_order(history, horizon)
+        p_alive[bad] = model.p_alive(history)
+        logger.warning(
+            "BG/NBD: pymc-marketing gave no finite figure for %d of %d customers (parameters "
+            "%s); the closed forms of training.purchase are used for them",
+            int(bad.sum()),
+            len(bad),
+            ", ".join(f"{k}={v:.4g}" for k, v in self.bgnbd_params_.items()),
+        )
         return purchases, p_none, p_alive
 
 

@@ -129,3 +129,27 @@ def test_a_dropout_chance_without_spread_gives_finite_expected_orders():
     # Continuous with the series where scipy still computes it: a large but finite spread.
     near = PurchaseModel(r=1.39, alpha=24.2, a=1.12e6, b=1.03e7, p=1.94, q=3.31, v=77.0)
     np.testing.assert_allclose(near.expected_orders(h, 365.0), orders, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_bgnbd_baseline_uses_the_closed_forms_where_the_library_gives_nan(fitted, caplog):
+    import copy
+
+    import arviz as az
+
+    frame, baseline = fitted
+    flat = {"r": 1.39, "alpha": 24.2, "a": 1.12e19, "b": 1.03e20}
+    degenerate = copy.copy(baseline)
+    degenerate.bgnbd_model_ = copy.copy(baseline.bgnbd_model_)
+    degenerate.bgnbd_model_.idata = None  # the copy's own fit (the fixture's stays as it is)
+    degenerate.bgnbd_model_.fit_result = az.from_dict(
+        posterior={name: np.array([[value]]) for name, value in flat.items()}
+    )
+    degenerate.bgnbd_params_ = flat
+    # New customers (a week or two old), where the library's series has no finite value.
+    new = frame.head(50).assign(frequency=0.0, recency=0.0, T=10.0, days_since_first_order=10.0)
+    parts = degenerate.predict_components(new, 365.0)
+    assert np.isfinite(parts.to_numpy()).all()
+    assert "gave no finite figure for 50 of 50 customers" in caplog.text
+    model = PurchaseModel(**flat, **baseline.gamma_gamma_params_)
+    np.testing.assert_allclose(parts["purchases"], model.expected_orders(history(new), 365.0))
