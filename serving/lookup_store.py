@@ -794,8 +794,13 @@ class SqliteStore(LookupStore):
             )
         try:
             # isolation_level=None: autocommit, so each read statement is its own transaction.
+            # immutable=1: no file locks and no change-counter check per statement (half the
+            # cost of a one-customer read, bench/RESULTS-online.md). A run is never changed in
+            # place (a new one is renamed over it, and this connection keeps the old file);
+            # a file copied over in place anyway is caught by the size and modification time
+            # checked around every read (_unchanged), as before.
             self._connection = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro",
+                f"{path.resolve().as_uri()}?mode=ro&immutable=1",
                 uri=True,
                 check_same_thread=False,
                 isolation_level=None,

@@ -122,6 +122,14 @@ def _result(
     }
 
 
+def unknown_error(customer_id: str, table_cutoff: str) -> str:
+    """The ``error`` of an unknown customer's result (``status: unknown_customer``)."""
+    return (
+        f"customer_id {customer_id!r} is not in the feature table (cutoff {table_cutoff}); "
+        "send its orders to score it from its history"
+    )
+
+
 def find(table: Lookups, answers: BatchAnswers | None, ids: Sequence[str]) -> Found:
     """The feature rows (and batch answers, when served) of ``ids``, in one batched read.
 
@@ -205,10 +213,7 @@ def prepare(
             result = results[slot]
             if (row := found.features.get(customer_id)) is None:
                 result["status"] = STATUS_UNKNOWN
-                result["error"] = (
-                    f"customer_id {customer_id!r} is not in the feature table (cutoff "
-                    f"{table_cutoff}); send its orders to score it from its history"
-                )
+                result["error"] = unknown_error(customer_id, table_cutoff)
             elif found.answers is not None:
                 result.update(found.answers[customer_id])
             else:

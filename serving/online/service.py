@@ -7,7 +7,9 @@ code path (same numbers, segments and reasons).
 
 The model calls of concurrent requests are scored together by adaptive batching
 (:mod:`serving.online.batching`); the API key, body bounds and error answers are the HTTP edge's
-(:mod:`serving.online.guard`).
+(:mod:`serving.online.guard`). Requests that only look customers up by id, while batch answers
+answer lookups, are answered by :mod:`serving.online.fast_path` (the same bytes, without
+BentoML's per-request API machinery; ``CUSTOMER_VALUE_FAST_PATH=off`` turns it off).
 
 Lookups at the feature table's cutoff are answered from the scores the same batch run wrote
 beside the table (``scores.parquet``: the same features, model and code, so the same answer),
@@ -65,6 +67,7 @@ from starlette.responses import JSONResponse
 
 from serving.lookup_store import StoreUnavailable, StoreView
 from serving.online.answers import Pending, finish, prepare
+from serving.online.fast_path import FastLookups
 from serving.online.guard import BENTOML_REQUEST_LOGGER, CLIENT_ERROR_LOG, RequestGuard
 from serving.online.reload import Reloader, Served, freeze_heap, load_served, source_name
 from serving.online.schema import (
@@ -358,3 +361,7 @@ _GATED_PATHS = frozenset({READINESS_PATH, *(api.route for api in _SERVICE.apis.v
 # Middlewares added first wrap the ones added later (Starlette builds the stack in order).
 _SERVICE.add_asgi_middleware(StartupGate)
 _SERVICE.add_asgi_middleware(RequestGuard)
+# Innermost: lookups by id answered after the gate and the guard, without the API machinery.
+_SERVICE.add_asgi_middleware(
+    FastLookups, route=_SERVICE.apis["score"].route, service_name=_SERVICE.name
+)

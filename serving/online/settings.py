@@ -24,6 +24,7 @@ LOOKUPS_ENV = "CUSTOMER_VALUE_LOOKUPS"
 RELOAD_ENV = "CUSTOMER_VALUE_RELOAD_SECONDS"
 API_KEY_ENV = "CUSTOMER_VALUE_API_KEY"
 STORE_TIMEOUT_ENV = "CUSTOMER_VALUE_STORE_TIMEOUT"
+FAST_PATH_ENV = "CUSTOMER_VALUE_FAST_PATH"
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,9 @@ DEFAULT_RELOAD_SECONDS = 30.0
 #: millisecond, so a store slower than this is down or hung, and callers are better told so
 #: than kept waiting (a hung Redis held every request for its old 30 s socket timeout).
 DEFAULT_STORE_TIMEOUT = 0.5
+#: ``CUSTOMER_VALUE_FAST_PATH``: lookups by id answered by :mod:`serving.online.fast_path`
+#: (``on``, the default) or every request by the API (``off``).
+FAST_PATH_MODES: tuple[str, ...] = ("on", "off")
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,10 @@ class OnlineConfig:
     store_timeout : float
         ``CUSTOMER_VALUE_STORE_TIMEOUT``: seconds a lookup store call may take (default
         :data:`DEFAULT_STORE_TIMEOUT`); past it the request gets 503.
+    fast_path : bool
+        ``CUSTOMER_VALUE_FAST_PATH``: ``on`` (default) answers lookups by id without
+        BentoML's API machinery (:mod:`serving.online.fast_path`, the same bytes); ``off``
+        sends every request through the API.
     """
 
     model_uri: str = DEFAULT_MODEL_URI
@@ -74,6 +82,7 @@ class OnlineConfig:
     reload_seconds: float = DEFAULT_RELOAD_SECONDS
     api_key: str = field(default="", repr=False)
     store_timeout: float = DEFAULT_STORE_TIMEOUT
+    fast_path: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OnlineConfig:
@@ -85,7 +94,8 @@ class OnlineConfig:
             Naming the variable, its value and what was expected, when
             ``CUSTOMER_VALUE_LOOKUPS`` is not one of :data:`LOOKUP_MODES` or
             ``CUSTOMER_VALUE_RELOAD_SECONDS`` is not a number, ``CUSTOMER_VALUE_STORE_TIMEOUT``
-            is not a positive number, or ``CUSTOMER_VALUE_API_KEY`` is only whitespace.
+            is not a positive number, ``CUSTOMER_VALUE_API_KEY`` is only whitespace, or
+            ``CUSTOMER_VALUE_FAST_PATH`` is not one of :data:`FAST_PATH_MODES`.
         """
         env = os.environ if environ is None else environ
         lookups = env.get(LOOKUPS_ENV) or "batch"
@@ -110,6 +120,12 @@ class OnlineConfig:
                 f"{STORE_TIMEOUT_ENV}={timeout_text!r}; expected a positive number of seconds "
                 f"(default {DEFAULT_STORE_TIMEOUT})"
             )
+        fast_path_text = env.get(FAST_PATH_ENV) or "on"
+        fast_path = fast_path_text.strip().lower()
+        if fast_path not in FAST_PATH_MODES:
+            raise ValueError(
+                f"{FAST_PATH_ENV}={fast_path_text!r}; expected one of {', '.join(FAST_PATH_MODES)}"
+            )
         return cls(
             model_uri=env.get(MODEL_URI_ENV) or DEFAULT_MODEL_URI,
             features=Path(env.get(FEATURES_ENV) or DEFAULT_FEATURES_OUT),
@@ -118,6 +134,7 @@ class OnlineConfig:
             reload_seconds=reload_seconds,
             api_key=_api_key(env.get(API_KEY_ENV, "")),
             store_timeout=store_timeout,
+            fast_path=fast_path == "on",
         )
 
 
