@@ -186,15 +186,19 @@ test: $(STAMP) $(SPARK_STAMP) ## Run the whole test suite (fast tests + server/s
 	$(POSTGRES_NEEDED)
 	$(PY) -m pytest -q --durations=10
 
-# One OpenMP thread: pytest runs one test at a time, and on a small machine shared with other
-# work XGBoost's spinning thread pool made a 10-tree fit 40x slower (0.15 s -> 6.5 s).
+# Two worker processes (pytest-xdist, TEST_WORKERS=2), a test file's tests on one worker
+# (--dist loadfile: a module's fixtures are built once); each worker has its own temporary
+# folders, MLflow store and small served model (tests/conftest.py).
+# One OpenMP thread: each worker runs one test at a time, and on a small machine shared with
+# other work XGBoost's spinning thread pool made a 10-tree fit 40x slower (0.15 s -> 6.5 s).
 # Compiled bytecode kept in .venv/pycache even where PYTHONDONTWRITEBYTECODE is set (containers):
 # otherwise every run compiles MLflow, scikit-learn and pandas again (start-up and collection:
 # 21 s of CPU -> 7 s, measured on 2 loaded cores).
 # The property tests run a few examples each (hypothesis profile "fast", tests/conftest.py).
-test-fast: $(STAMP) ## Run only the fast offline tests (nothing trained beyond the small served model)
+TEST_WORKERS ?= 2
+test-fast: $(STAMP) ## Run only the fast offline tests on TEST_WORKERS=2 processes (nothing trained beyond the small served model)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache \
-	  $(PY) -m pytest -q --durations=10 --hypothesis-profile=fast \
+	  $(PY) -m pytest -q --durations=10 --hypothesis-profile=fast -n $(TEST_WORKERS) --dist loadfile \
 	  -m "not slow and not server and not browser and not spark and not postgres"
 
 lint: $(STAMP) ## ruff lint + format check + mypy type check + import contract (lint-imports; pyproject.toml)
