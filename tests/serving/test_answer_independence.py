@@ -60,6 +60,15 @@ def model(served_store):
     return tracking.load_model(served_store.model_uri)
 
 
+@pytest.fixture(scope="module")
+def everyone(mixed, model) -> pd.DataFrame:
+    """Every customer of ``mixed`` scored in one batch (the same for every example below)."""
+    _, orders, events = mixed
+    return score_frame(
+        model, build_features(orders, events, cutoff=CUTOFF, spec=model.spec), SETTINGS
+    )
+
+
 def _batch(served_store, folder: Path, chunk: int) -> pd.DataFrame:
     out = folder / f"chunk-{chunk}" / "scores.parquet"
     code = main(
@@ -127,7 +136,7 @@ def test_batch_scores_do_not_depend_on_the_chunk_size(batch_runs):
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(data=st.data())
-def test_any_batch_and_any_chunking_scores_a_customer_as_alone(mixed, model, data):
+def test_any_batch_and_any_chunking_scores_a_customer_as_alone(mixed, model, everyone, data):
     """The batch core (CustomerChunks -> build_features -> score_frame) on random batches."""
     _, orders, events = mixed
     ids = sorted(orders["customer_id"].unique())
@@ -142,9 +151,6 @@ def test_any_batch_and_any_chunking_scores_a_customer_as_alone(mixed, model, dat
         features = build_features(chunk_orders, chunk_events, cutoff=CUTOFF, spec=model.spec)
         parts.append(score_frame(model, features, SETTINGS))
     chunked = pd.concat(parts).sort_index()
-    everyone = score_frame(
-        model, build_features(orders, events, cutoff=CUTOFF, spec=model.spec), SETTINGS
-    )
     numbers = [c for c in chunked.columns if pd.api.types.is_float_dtype(chunked[c])]
     assert_same_numbers(chunked, everyone, numbers)
     alone_id = data.draw(st.sampled_from(batch), label="alone")
@@ -184,12 +190,16 @@ def online(served_store, batch_runs, mixed, model):
     table = load_feature_table(
         folder / f"chunk-{CUSTOMERS}" / "online_features.parquet", model.feature_names_in_
     )
+    # Each customer's rows in their order in the file (groupby keeps it), none for no events.
+    orders_of = dict(tuple(orders.groupby("customer_id", sort=False)))
+    events_of = dict(tuple(events.groupby("customer_id", sort=False)))
+    no_events = events.iloc[:0]
     items = {
         customer_id: {
             "customer_id": customer_id,
             "cutoff": CUTOFF,
-            "orders": _history(orders.loc[orders["customer_id"] == customer_id]),
-            "service_events": _history(events.loc[events["customer_id"] == customer_id]),
+            "orders": _history(orders_of[customer_id]),
+            "service_events": _history(events_of.get(customer_id, no_events)),
         }
         for customer_id in sorted(orders["customer_id"].unique())
     }
