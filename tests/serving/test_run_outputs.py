@@ -34,16 +34,22 @@ from training import config as training_config
 CUTOFF = "2025-01-01"
 
 
-@pytest.fixture
-def orders_csv(served_store, tmp_path):
-    """The store's orders as a CSV file, with one unusable row (so there is a quarantine)."""
+@pytest.fixture(scope="module")
+def orders_csv_text(served_store) -> str:
+    """The store's orders as CSV text, with one unusable row (so there is a quarantine)."""
     orders = served_store.orders.copy()
     orders["ordered_at"] = orders["ordered_at"].dt.strftime("%Y-%m-%d %H:%M:%S")
     orders = orders[["customer_id", "ordered_at", "amount"]].astype("object")
     bad = pd.DataFrame({"customer_id": ["Z-bad"], "ordered_at": ["not a date"], "amount": ["1"]})
+    return pd.concat([orders, bad], ignore_index=True).to_csv(index=False)
+
+
+@pytest.fixture
+def orders_csv(orders_csv_text, tmp_path):
+    """That CSV as this test's own file (made once per module, written for each test)."""
     path = tmp_path / "in" / "orders.csv"
     path.parent.mkdir()
-    pd.concat([orders, bad], ignore_index=True).to_csv(path, index=False)
+    path.write_text(orders_csv_text, encoding="utf-8", newline="")
     return path
 
 
