@@ -112,8 +112,9 @@ def parse_lookups(body: bytes) -> list[str] | None:
 
 
 def _unstripped(char: str) -> bool:
-    # Printable ASCII but the space: no whitespace rule (pydantic's or Python's) strips it.
-    return "!" <= char <= "~"
+    # Python's whitespace includes every character of Unicode's White_Space, which pydantic
+    # strips (Rust's str::trim): a character that is not isspace() is never stripped.
+    return "!" <= char <= "~" or not char.isspace()
 
 
 @dataclass(frozen=True)
