@@ -80,6 +80,7 @@ class BenchConfig:
     think_ms: float = 0.0
     store: str = ""
     livez: bool = True
+    fast_path: str = "on"
 
 
 @dataclass
@@ -100,6 +101,7 @@ def server_env(config: BenchConfig) -> dict[str, str]:
         env["CUSTOMER_VALUE_STORE"] = config.store
     if config.api_key:
         env["CUSTOMER_VALUE_API_KEY"] = config.api_key
+    env["CUSTOMER_VALUE_FAST_PATH"] = config.fast_path
     if config.workers:
         env["BENTOML_CONFIG_OPTIONS"] = f"services.CustomerValue.workers={config.workers}"
     return env
@@ -367,6 +369,13 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         action="store_false",
         help="skip the same-run /livez measurement (with --client wrk)",
     )
+    parser.add_argument(
+        "--fast-path",
+        choices=("on", "off"),
+        default="on",
+        help="CUSTOMER_VALUE_FAST_PATH of the started server: lookups by id answered without "
+        "BentoML's API machinery (on, the default) or every request through the API (off)",
+    )
     args = parser.parse_args(argv)
     for name in ("requests", "concurrency", "customers_per_request"):
         if getattr(args, name) <= 0:
@@ -389,6 +398,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         think_ms=args.think_ms,
         store=args.store,
         livez=args.livez,
+        fast_path=args.fast_path,
     )
 
 
@@ -405,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     ids = [str(i) for i in pq.read_table(config.features, columns=["customer_id"]).column(0)]
+    # The machine is often shared: every figure comes with the load it was measured under.
+    print(f"load average (1, 5, 15 min) at the start: {_load()}")
     with contextlib.ExitStack() as stack:
         sampler = None
         url = config.url
@@ -445,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
             server_cpu = sampler.cpu_seconds() - server_cpu
         after = batch_counts(url)
 
+    print(f"load average (1, 5, 15 min) at the end: {_load()}")
+    if config.url is None:
+        print(f"fast path: {config.fast_path} (CUSTOMER_VALUE_FAST_PATH of the started server)")
     print(
         f"{config.client}: {int(figures['requests']):,} requests ({config.customers_per_request} "
         f"customer each, {config.concurrency} concurrent clients, think time "
@@ -474,6 +489,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, rss in sorted(sampler.peak_by_process.items(), key=lambda kv: -kv[1]):
             print(f"  {rss / 2**20:7,.0f} MiB  {name}")
     return 0 if figures["ok"] == figures["requests"] else 1
+
+
+def _load() -> str:
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 if __name__ == "__main__":
