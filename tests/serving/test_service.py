@@ -70,6 +70,13 @@ def online(served_store, latest_scores):
 
 
 @pytest.fixture(scope="module")
+def served_model(online):
+    """The served version, loaded once for the tests that compute with it (they only read it)."""
+    config, _ = online
+    return tracking.load_model(config.model_uri)
+
+
+@pytest.fixture(scope="module")
 def svc(online):
     """The service as a plain class instance."""
     return CustomerValue()
@@ -438,11 +445,11 @@ def test_http_api_key(client, online):
 # -- startup pieces ---------------------------------------------------------------------------
 
 
-def test_thresholds_without_the_scores_file_equal_batch(online, tmp_path):
+def test_thresholds_without_the_scores_file_equal_batch(online, served_model, tmp_path):
     config, scores = online
     lonely = tmp_path / "online_features.parquet"
     lonely.write_bytes(config.features_out.read_bytes())
-    model = tracking.load_model(config.model_uri)
+    model = served_model
     version = tracking.version_info(config.model_uri)["model_version"]
     table = load_feature_table(lonely, model.feature_names_in_)
     assert load_batch_answers(table, version, ONLINE_REASONS) is None  # no scores.parquet beside it
@@ -459,11 +466,11 @@ def test_thresholds_without_the_scores_file_equal_batch(online, tmp_path):
     assert (base.sorted_clv == expected.sorted_clv).all()
 
 
-def test_model_scored_lookups_equal_the_batch_answers(online):
+def test_model_scored_lookups_equal_the_batch_answers(online, served_model):
     # The service answers lookups from the batch scores; the model path it falls back to (and
     # CUSTOMER_VALUE_LOOKUPS=model) must give the same answers for every customer.
     config, scores = online
-    model = tracking.load_model(config.model_uri)
+    model = served_model
     version = tracking.version_info(config.model_uri)["model_version"]
     table = load_feature_table(config.features_out, model.feature_names_in_)
     answers = load_batch_answers(table, version, ONLINE_REASONS)
@@ -481,9 +488,9 @@ def test_model_scored_lookups_equal_the_batch_answers(online):
             assert computed[name] == stored[name], name
 
 
-def test_batch_answers_are_refused_when_they_belong_to_another_run(online, tmp_path):
+def test_batch_answers_are_refused_when_they_belong_to_another_run(online, served_model, tmp_path):
     config, _ = online
-    model = tracking.load_model(config.model_uri)
+    model = served_model
     version = tracking.version_info(config.model_uri)["model_version"]
     folder = tmp_path / "copy"
     folder.mkdir()
@@ -556,11 +563,11 @@ def test_feature_table_errors_say_what_to_do(tmp_path):
         load_feature_table(partial, ["recency", "frequency"])
 
 
-def test_a_table_of_another_tracking_store_is_refused(online, tmp_path):
+def test_a_table_of_another_tracking_store_is_refused(online, served_model, tmp_path):
     # Another store's table carried the same "customer-value v1" label and was served as if
     # it were this store's; its stamp names its store now.
     config, _ = online
-    model = tracking.load_model(config.model_uri)
+    model = served_model
     table = pq.read_table(config.features_out)
     stamp = RunStamp.from_metadata(table.schema.metadata)
     assert stamp.store  # written by this version
@@ -589,9 +596,9 @@ def test_a_run_scored_by_another_shops_model_is_not_served(online, tmp_path):
         load_served(served)
 
 
-def test_unreadable_table_and_scores_are_named(online, tmp_path, caplog):
+def test_unreadable_table_and_scores_are_named(online, served_model, tmp_path, caplog):
     config, _ = online
-    model = tracking.load_model(config.model_uri)
+    model = served_model
     version = tracking.version_info(config.model_uri)["model_version"]
     junk = tmp_path / "junk" / "online_features.parquet"
     junk.parent.mkdir()
