@@ -350,7 +350,7 @@ def require_columns(
         example = ",".join(f"{c}=<your column>" for c in missing)
         raise DataValidationError(
             f"{source} is missing required column(s) {', '.join(map(repr, missing))}; "
-            f"the file has columns: {have}. Rename them with a mapping, e.g. --columns {example}"
+            f"its columns are: {have}. Rename them with a mapping, e.g. --columns {example}"
         )
     unknown = [c for c in columns if c not in required + optional]
     if unknown:

@@ -116,7 +116,7 @@ def test_missing_column_names_the_table_and_its_columns(tmp_path):
     with pytest.raises(
         DataValidationError,
         match=r"orders table 'orders' in .* is missing required column\(s\) 'amount'; "
-        r"the file has columns: customer_id, ordered_at",
+        r"its columns are: customer_id, ordered_at",
     ):
         load_run_inputs(f"sqlite:///{db}?table=orders", None)
 

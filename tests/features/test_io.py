@@ -71,7 +71,7 @@ def test_missing_required_column_lists_what_the_file_has(tmp_path):
     path = write(tmp_path, "cust,date\n1,2024-01-01\n")
     with pytest.raises(
         DataValidationError,
-        match=r"missing required column\(s\) 'amount'; the file has columns: customer_id, "
+        match=r"missing required column\(s\) 'amount'; its columns are: customer_id, "
         r"ordered_at\. Rename them with a mapping, e\.g\. --columns amount=<your column>",
     ):
         load_orders(path, columns="customer_id=cust,ordered_at=date")
