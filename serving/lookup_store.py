@@ -48,6 +48,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.history import as_cutoff
 from serving.run_files import (
@@ -114,6 +116,56 @@ def _texts(frame: pd.DataFrame) -> list[bytes]:
     ]
 
 
+#: What ``json.dumps(..., ensure_ascii=False)`` escapes besides the backslash and the quote:
+#: the control characters. A text holding one takes :func:`_texts`' path.
+_CONTROL = r"[\x00-\x1f]"
+#: Everything it escapes.
+_ESCAPED = r"[\x00-\x1f\\\"]"
+
+
+def _texts_arrow(frame: pd.DataFrame) -> pa.Array | None:
+    """:func:`_texts` as one Arrow binary array, the same bytes, built column-wise.
+
+    None when a text column is not plain strings (and nulls) or holds a control character:
+    :func:`_texts` writes those rows (its escapes are then not two replacements).
+    """
+    quote, none, null = _large('"'), _large(""), _large("null")
+    quoted = []
+    for name in TEXT_FIELDS:
+        try:
+            column = pa.array(frame[name], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            if column.null_count != len(column):
+                return None
+        column = column.cast(pa.large_string())
+        escaped = column
+        if pc.any(pc.match_substring_regex(column, _ESCAPED)).as_py():
+            if pc.any(pc.match_substring_regex(column, _CONTROL)).as_py():
+                return None
+            escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
+        quoted.append(pc.fill_null(pc.binary_join_element_wise(quote, escaped, quote, none), null))
+    joined = pc.binary_join_element_wise(*quoted, _large(","))
+    return pc.binary_join_element_wise(_large("["), joined, _large("]"), none).cast(
+        pa.large_binary()
+    )
+
+
+def _large(text: str) -> pa.Scalar:
+    return pa.scalar(text, type=pa.large_string())
+
+
+def _rows_of(packed: bytes, width: int, count: int) -> list[bytes]:
+    """``packed`` cut into ``count`` values of ``width`` bytes each."""
+    if count == 0:
+        return []
+    if width == 0:
+        return [b""] * count
+    fixed = pa.Array.from_buffers(pa.binary(width), count, [None, pa.py_buffer(packed)])
+    return fixed.to_pylist()
+
+
 def _pack(
     frame: pd.DataFrame, feature_names: Sequence[str]
 ) -> tuple[list[str], list[bytes], list[bytes]]:
@@ -129,17 +181,26 @@ def _pack(
     features = np.ascontiguousarray(frame[list(feature_names)].to_numpy(dtype="float64"))
     numbers = np.ascontiguousarray(frame[list(NUMBER_FIELDS)].to_numpy(dtype="float64"))
     width = features.shape[1] * 8
-    packed_features = features.tobytes()
-    packed_numbers = numbers.tobytes()
-    texts = _texts(frame)
-    return (
-        ids,
-        [packed_features[i * width : (i + 1) * width] for i in range(len(ids))],
-        [
-            packed_numbers[i * _NUMBERS_WIDTH : (i + 1) * _NUMBERS_WIDTH] + text
-            for i, text in enumerate(texts)
-        ],
+    packed_features = _rows_of(features.tobytes(), width, len(ids))
+    texts = _texts_arrow(frame)
+    if texts is None:
+        packed_numbers = numbers.tobytes()
+        return (
+            ids,
+            packed_features,
+            [
+                packed_numbers[i * _NUMBERS_WIDTH : (i + 1) * _NUMBERS_WIDTH] + text
+                for i, text in enumerate(_texts(frame))
+            ],
+        )
+    # Each answer is its numbers' bytes then its texts' JSON: one Arrow join, one list.
+    numbers_column = pa.Array.from_buffers(
+        pa.binary(_NUMBERS_WIDTH), len(ids), [None, pa.py_buffer(numbers.tobytes())]
+    ).cast(pa.large_binary())
+    answers = pc.binary_join_element_wise(
+        numbers_column, texts, pa.scalar(b"", type=pa.large_binary())
     )
+    return ids, packed_features, answers.to_pylist()
 
 
 _NUMBERS = struct.Struct(f"={len(NUMBER_FIELDS)}d")  # native order, as numpy packed them

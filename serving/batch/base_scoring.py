@@ -425,7 +425,15 @@ def _store_frames(
     finals = _final_frames(parts, base, cutoff, model, info, scratch)
     for frame, feature_part in zip(finals, feature_parts, strict=True):
         features = pd.read_parquet(feature_part, columns=["customer_id", *model.feature_names_in_])
-        yield frame.merge(features, on="customer_id", how="inner", validate="one_to_one")
+        ids = frame["customer_id"]
+        if ids.is_unique and ids.reset_index(drop=True).equals(features["customer_id"]):
+            # Both parts hold the chunk's customers in the same order (the scores are the
+            # features' rows): the merge would pair row i with row i.
+            yield pd.concat(
+                [frame.reset_index(drop=True), features.drop(columns="customer_id")], axis=1
+            )
+        else:
+            yield frame.merge(features, on="customer_id", how="inner", validate="one_to_one")
 
 
 def parse_args(argv: list[str] | None = None) -> BatchConfig:

@@ -446,3 +446,46 @@ def test_a_damaged_sqlite_store_is_unavailable_not_a_crash(tmp_path):
     with pytest.raises(StoreUnavailable) as caught:
         served.find([f"c{i}" for i in range(0, 2000, 7)])
     assert caught.value.kind in ("unreadable", "changed")
+
+
+@pytest.mark.parametrize("control", [False, True])
+def test_answers_are_packed_as_json_dumps_packs_them(control):
+    # The answers' texts are built column-wise by Arrow; they must be json.dumps' bytes
+    # (compact, non-ASCII as is, quotes and backslashes escaped, missing as null). A text
+    # with a control character takes json.dumps itself.
+    from serving.lookup_store import _pack, _texts_arrow
+
+    texts = [
+        'say "hi"',
+        "back\\slash",
+        "↑ 3 orders; ↓ 0%",
+        "",
+        None,
+        "tab\there" if control else "x",
+    ]
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(len(texts))],
+            **{name: [float(i) for i in range(len(texts))] for name in FEATURES},
+            **{name: np.linspace(-1.0, 1.0, len(texts)) for name in NUMBER_FIELDS},
+            **{
+                name: pd.array(texts[i:] + texts[:i], dtype="str")
+                for i, name in enumerate(f for f in SCORED_FIELDS if f not in NUMBER_FIELDS)
+            },
+        }
+    )
+    assert (_texts_arrow(frame) is None) == control
+    ids, features, answers = _pack(frame, FEATURES)
+    numbers = frame[list(NUMBER_FIELDS)].to_numpy(dtype="float64")
+    text_fields = [f for f in SCORED_FIELDS if f not in NUMBER_FIELDS]
+    for row in range(len(frame)):
+        listed = [
+            None if pd.isna(frame.at[row, name]) else frame.at[row, name] for name in text_fields
+        ]
+        expected = (
+            numbers[row].tobytes()
+            + json.dumps(listed, ensure_ascii=False, separators=(",", ":")).encode()
+        )
+        assert answers[row] == expected
+        assert features[row] == frame.loc[row, FEATURES].to_numpy(dtype="float64").tobytes()
+    assert ids == list(frame["customer_id"])
