@@ -347,16 +347,55 @@ def _phrases(idx: np.ndarray, values: np.ndarray, up: np.ndarray, names: Sequenc
             continue
         name = names[feature_index]
         shown = values[rows]
-        if _WHOLE_NUMBER.search(_template(name)[0] or ""):
+        template = _template(name)[0] or ""
+        if _WHOLE_NUMBER.search(template):
             # Printed with no decimals: rounding first collapses equal printed values before
             # formatting; describe() rounds the same way, so the words are identical.
             shown = _whole(shown)
-        distinct, inverse = np.unique(shown, return_inverse=True)  # NaNs collapse to one
+        key = _printed(template, shown)
+        if key is None:
+            distinct, inverse = np.unique(shown, return_inverse=True)  # NaNs collapse to one
+        else:
+            # One value per printed figure: every value of a group prints the same words.
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            distinct = shown[first]
         codes[rows] = len(vocabulary) + inverse.ravel()
         vocabulary.extend(_describe_many(name, distinct))
     described = pc.take(pa.array(vocabulary, type=pa.string()), pa.array(codes))
     arrows = pc.if_else(pa.array(up), "↑", "↓")
     return pc.binary_join_element_wise(arrows, described, " ")
+
+
+#: A template printing the value with a fixed number of decimals, or as a whole percentage.
+_FIXED = re.compile(r"\{v:\+?,?\.(?P<digits>\d)f\}|\{v:\+?,?\.0%\}")
+
+
+def _printed(template: str, values: np.ndarray) -> np.ndarray | None:
+    """A key per value that is equal exactly where the template prints the same figure.
+
+    For ``{v:.Nf}`` the figure is ``v * 10**N`` rounded to a whole number, for ``{v:.0%}``
+    ``v * 100`` (Python multiplies by 100 in double precision, then rounds as ``.0f``; both
+    round half to even). A product within a hair of a half is rounded by the exact decimal
+    value, which the product may not show: such values (and NaN, infinities) keep keys of
+    their own, so they are described one by one. Negative zero prints a minus sign: it keys
+    apart from zero. None: the template is not one of these (or prints whole numbers, which
+    :func:`_whole` already collapses).
+    """
+    match = _FIXED.search(template)
+    if match is None or match["digits"] == "0":
+        return None
+    scaled = values * (10.0 ** int(match["digits"]) if match["digits"] else 100.0)
+    whole = np.rint(scaled)
+    with np.errstate(invalid="ignore"):
+        safe = np.abs(np.abs(scaled - whole) - 0.5) > 1e-9 * np.maximum(1.0, np.abs(scaled))
+    safe &= np.abs(scaled) < 2.0**52
+    whole = np.where((whole == 0) & np.signbit(whole), -0.25, whole)  # apart from +0
+    # Complex keys sort by the real part, then the imaginary: the rounded figures on the
+    # real axis, the values described one by one at 0.5 + value j (only NaNs share one).
+    key = np.empty(len(values), dtype="complex128")
+    key.real = np.where(safe, whole, 0.5)
+    key.imag = np.where(safe, 0.0, values)
+    return key
 
 
 #: Up to this many rows, reasons are written row by row (same words, lower fixed cost).

@@ -258,3 +258,32 @@ def test_a_wait_inside_the_horizon_is_a_date_inside_it():
     # 181.6 days end during day 181 after the cutoff; rounding made it the horizon's end.
     dates = next_order_dates(cutoff, np.array([181.6, 0.4, np.nan]))
     assert dates == ["2009-01-12", "2008-07-15", None]
+
+
+@pytest.mark.parametrize("feature", ["recency_gap_ratio", "p_alive", "mean_review_score"])
+def test_reason_texts_group_values_by_their_printed_figure(feature):
+    # One decimal and whole percentages are described once per printed figure; values at
+    # and a hair around every half (where the product by 10 or 100 may round the other way
+    # than the exact decimal value), -0, infinities and NaN are still described as describe()
+    # describes each of them.
+    steps = np.arange(-400, 400)
+    halves = np.concatenate([(steps + 0.5) / 10, (steps + 0.5) / 100, (steps + 0.5) / 1000])
+    values = np.concatenate(
+        [
+            halves,
+            np.nextafter(halves, np.inf),
+            np.nextafter(halves, -np.inf),
+            np.random.default_rng(5).uniform(-3, 3, 5_000),
+            [0.0, -0.0, -0.004, -0.04, np.inf, -np.inf, 1e300, np.nan],
+        ]
+    )
+    signs = np.ones((len(values), 1))
+    hidden = np.zeros((len(values), 1), dtype=bool)
+    texts = reason_texts(signs, values[:, None], [feature], k=1, hidden=hidden).to_pylist()
+    expected = [
+        "↑ " + describe(feature, float(value))
+        if value == value or feature in ("recency_gap_ratio",)
+        else ""
+        for value in values
+    ]
+    assert texts == expected
