@@ -247,3 +247,19 @@ def test_a_replaced_run_is_left_to_the_api(current, known, monkeypatch):
     assert asyncio.run(call(FastLookups(api), raw)) == (299, {}, b"api")
     assert api.bodies == [raw]
     assert current.reloader.health.down is None
+
+
+def test_orjson_writes_numbers_and_texts_as_pydantic_does():
+    """The fast path writes with orjson what the API writes with pydantic: the same text."""
+    import struct
+
+    import orjson
+    from pydantic import TypeAdapter
+
+    rng = random.Random(3)
+    numbers = [0.0, -0.0, 1e16, 1e-7, 5e-324, 1.7976931348623157e308, 64.04, float("inf"), None]
+    numbers += [struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0] for _ in range(5000)]
+    numbers += [rng.uniform(-1e6, 1e6) for _ in range(5000)] + [float("nan")]
+    texts = [*ODD_IDS, "\x00\x1f\x7f", "é↑↓", "\ud7ff", "<>&'", None]
+    assert orjson.dumps(numbers) == TypeAdapter(list[float | None]).dump_json(numbers)
+    assert orjson.dumps(texts) == TypeAdapter(list[str | None]).dump_json(texts)
