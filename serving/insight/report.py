@@ -101,8 +101,6 @@ IMPACT_KINDS: tuple[str, ...] = ("late", "returns", "bad_tickets", "all")
 DECILE_TABLE = "tables/clv_deciles.csv"
 #: The served level and its track record, as training logs it (training.level).
 LEVEL_FILE = "level.json"
-#: The served churn rate's level (the count of buyers) and its track record, likewise.
-CHURN_LEVEL_FILE = "churn_level.json"
 #: How the report names each candidate level.
 LEVEL_LABELS: dict[str, str] = {
     "model": "the model",
@@ -744,13 +742,6 @@ class ModelRun:
             return None
         return Level.from_dict(json.loads(self.artifacts[LEVEL_FILE]))
 
-    @property
-    def churn_level(self) -> Level | None:
-        """The churn rate's level (``churn_level.json``); None for runs without one."""
-        if CHURN_LEVEL_FILE not in self.artifacts:
-            return None
-        return Level.from_dict(json.loads(self.artifacts[CHURN_LEVEL_FILE]))
-
 
 def level_note(run: ModelRun | None) -> str:
     """One paragraph for the budget section: how far the base total has missed before.
@@ -778,24 +769,7 @@ def level_note(run: ModelRun | None) -> str:
         f"The base total is {source}'s (x{level.factor:.2f} on the model's own stack). "
         f"Replayed at {len(level.origins)} earlier origin(s), that total missed what the "
         f"customers then spent by {band[0]:+.0f}% to {band[1]:+.0f}%: read every total and "
-        f"budget below within that band.{_churn_level_note(run.churn_level)}"
-    )
-
-
-def _churn_level_note(level: Level | None) -> str:
-    """A sentence on the churn rate's level (the count of buyers), or nothing without one."""
-    if level is None:
-        return ""
-    band = level.band_pct()
-    source = LEVEL_LABELS.get(level.source, level.source)
-    if band is None:
-        return (
-            f" The share of customers expected to order is {source}'s, with no measured "
-            "track record."
-        )
-    return (
-        f" The share of customers expected to order is {source}'s; at the same origins, "
-        f"that count of buyers missed by {band[0]:+.0f}% to {band[1]:+.0f}%."
+        "budget below within that band."
     )
 
 
@@ -806,7 +780,7 @@ def load_model_run(model_uri: str) -> ModelRun:
     """
     version = tracking.resolve_version(model_uri)
     wanted = [path for path, _ in QUALITY_FIGURES + IMPORTANCE_FIGURES]
-    wanted += [DECILE_TABLE, "readiness.md", LEVEL_FILE, CHURN_LEVEL_FILE]
+    wanted += [DECILE_TABLE, "readiness.md", LEVEL_FILE]
     artifacts = tracking.run_artifacts(version.run_id, wanted)
     return ModelRun(version.model_uri, version.run_id, tracking.version_metrics(version), artifacts)
 

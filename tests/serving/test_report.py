@@ -606,16 +606,6 @@ def test_the_budget_section_states_the_levels_measured_band() -> None:
     note = report.level_note(run)
     assert "the model's" in note and "2 earlier origin(s)" in note
     assert "-8% to +5%" in note
-    assert "share of customers expected to order" not in note  # (a run without one)
-    buyers = choose_level(
-        (OriginTotals(pd.Timestamp("2024-01-01"), 9, 100.0, with_blend({"bgnbd": 104.0})),),
-        {"model": 50.0, "bgnbd": 45.0},
-        what="buyers",
-    )
-    artifacts[report.CHURN_LEVEL_FILE] = json.dumps(buyers.to_dict()).encode()
-    note = report.level_note(report.ModelRun("models:/customer-value/1", "abc", {}, artifacts))
-    assert "share of customers expected to order is BG/NBD's" in note
-    assert "missed by +4% to +4%" in note
     # A run from before the level was measured, and one that could not be replayed, say so.
     assert "unvalidated" in report.level_note(report.ModelRun("m", "r", {}, {}))
     unmeasured = choose_level((), {"model": 1.0})
