@@ -36,7 +36,7 @@ from training.config import (
 )
 from training.evaluate import holdout_metrics, paired_standard_errors, profile_metrics
 from training.gate import CLASSICAL, GATE_METRICS, TOTAL_METRIC, gain
-from training.level import CANDIDATES, Level, buyers
+from training.level import CANDIDATES, Level
 from training.pipeline import train_models
 from training.plots import plot_calibration, plot_deciles
 from training.profile import DEFAULT_LEVEL
@@ -88,11 +88,6 @@ class CutoffResult:
     level: Level = field(default_factory=Level)
     #: The model's metrics with each further seed (``--seeds``): what is noise.
     other_seeds: list[dict[str, float]] = field(default_factory=list)
-    #: The level of the buyers (the base's churn rate), as served.
-    churn_level: Level = field(default_factory=Level)
-    #: Name -> error of the expected count of buyers, sum(1 - p_churn), against the customers
-    #: who ordered, in percent.
-    buyers_error_pct: dict[str, float] = field(default_factory=dict)
 
 
 def restrict_to_cohort(
@@ -177,19 +172,8 @@ def backtest_cutoff(
         time.perf_counter() - started,
         profile,
         trained.level,
-        churn_level=trained.churn_level,
-        buyers_error_pct=buyer_errors(actual, predictions),
     )
     return result, actual, predictions
-
-
-def buyer_errors(actual: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> dict[str, float]:
-    """Name -> error of the expected count of buyers against those who ordered, in percent."""
-    ordered = buyers(actual["churned"])
-    return {
-        name: 100.0 * (buyers(p["p_churn"]) / ordered - 1.0) if ordered > 0 else float("nan")
-        for name, p in predictions.items()
-    }
 
 
 def floor_verdicts(result: CutoffResult) -> dict[str, str]:
@@ -339,45 +323,8 @@ def level_lines(results: list[CutoffResult]) -> list[str]:
         "| cutoff | origin | customers | actual total | " + " | ".join(CANDIDATES) + " |",
         "|---|---|---|---|" + "---|" * len(CANDIDATES),
     ]
-    lines += _origin_rows(results, "level")
-    lines += [
-        "",
-        "The churn rate's level: error of the expected count of customers who order, "
-        "sum(1 - p_churn), against those who did (served model, the stack's own before the "
-        "shift, the classical models), and the level served as one shift of the churn logits:",
-        "",
-        "| cutoff | served | stack's own | BG/NBD | Pareto/NBD | level served |",
-        "|---|---|---|---|---|---|",
-    ]
     for result in results:
-        b = result.buyers_error_pct
-        level = result.churn_level
-        served = b.get("model", float("nan"))
-        ordered = (1.0 + served / 100.0) / (level.factor if level.source != "model" else 1.0)
-        # The factor is the chosen count over the stack's own: the own error before the shift.
-        lines.append(
-            f"| {result.cutoff.date()} | {served:+.1f}% | {100.0 * (ordered - 1.0):+.1f}% | "
-            f"{b.get('bgnbd', float('nan')):+.1f}% | {b.get('pareto_nbd', float('nan')):+.1f}% "
-            f"| {level.source} (x{level.factor:.3f}): {level.reason} |"
-        )
-    lines += [
-        "",
-        "Rolling origins of the buyers: error of each candidate's count of buyers over the "
-        "horizon from the origin (blank: could not be replayed):",
-        "",
-        "| cutoff | origin | customers | actual buyers | " + " | ".join(CANDIDATES) + " |",
-        "|---|---|---|---|" + "---|" * len(CANDIDATES),
-    ]
-    lines += _origin_rows(results, "churn_level")
-    return lines
-
-
-def _origin_rows(results: list[CutoffResult], which: str) -> list[str]:
-    """One Markdown row per earlier origin of each cutoff's ``which`` level (Level attribute)."""
-    lines = []
-    for result in results:
-        level: Level = getattr(result, which)
-        for record in level.origins:
+        for record in result.level.origins:
             errors = [record.error_pct(name) for name in CANDIDATES]
             cells = " | ".join(f"{e:+.1f}%" if np.isfinite(e) else "" for e in errors)
             lines.append(

@@ -19,12 +19,6 @@ to replay the model even once, the classical models are still measured at the fi
 a classical level whose record is within :data:`TRUSTED_MISS` is served (a validated level
 over an unvalidated one); one within :data:`USABLE_MISS` is averaged with the model's (the
 blend); a worse one is ignored.
-
-The churn probabilities get the same treatment through the count of customers who order in
-the horizon, ``sum(1 - p_churn)``: a "total" of buyers, judged at the same origins against
-the customers who did order, with the same rule and thresholds. The chosen count is served by
-one shift of every churn logit (:func:`churn_shift`), so the churn ranking is unchanged and
-the base's churn rate is the validated one (issue 22, item 3; docs/experiments.md, entry 23).
 """
 
 from __future__ import annotations
@@ -37,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
 
 from features import FeatureSpec, build_labels, feature_names
 from training.baselines import BgNbdGammaGammaBaseline, ParetoNbdGammaGammaBaseline
@@ -158,17 +151,16 @@ class Level:
             return None
         return min(errors), max(errors)
 
-    def summary(self, what: str = "total") -> str:
-        """One line for the training report (``what``: ``total`` or ``buyers``)."""
+    def summary(self) -> str:
+        """One line for the training report."""
         band = self.band_pct()
         measured = (
-            f"its {what} missed by {band[0]:+.1f}% to {band[1]:+.1f}% at "
+            f"its total missed by {band[0]:+.1f}% to {band[1]:+.1f}% at "
             f"{len(self.origins)} earlier origin(s)"
             if band
-            else f"its {what} has no measured track record"
+            else "its total has no measured track record"
         )
-        label = "level" if what == "total" else f"level of the {what}"
-        return f"{label}: {self.source} (x{self.factor:.3f}); {measured}; {self.reason}"
+        return f"level: {self.source} (x{self.factor:.3f}); {measured}; {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -211,9 +203,7 @@ def track_scores(origins: tuple[OriginTotals, ...]) -> dict[str, float]:
     return scores
 
 
-def choose_level(
-    origins: tuple[OriginTotals, ...], served: dict[str, float], *, what: str = "total"
-) -> Level:
+def choose_level(origins: tuple[OriginTotals, ...], served: dict[str, float]) -> Level:
     """The level with the best track record (see the module's docstring for the rule).
 
     Parameters
@@ -222,8 +212,6 @@ def choose_level(
         The track record.
     served : dict
         Candidate -> base total at the data end; must hold ``model``.
-    what : str
-        What the totals count, for the reason: ``total`` (value) or ``buyers``.
 
     Returns
     -------
@@ -239,12 +227,12 @@ def choose_level(
         if best != "model" and scores[best] <= scores["model"] - SWITCH_MARGIN:
             chosen = best
             reason = (
-                f"{best}'s {what} missed by {_pct(scores[best])} on average against the "
+                f"{best}'s total missed by {_pct(scores[best])} on average against the "
                 f"model's {_pct(scores['model'])}"
             )
         else:
             reason = (
-                f"the model's own {what} missed by {_pct(scores['model'])} on average; no "
+                f"the model's own total missed by {_pct(scores['model'])} on average; no "
                 f"other level was better by {_pct(SWITCH_MARGIN)}"
             )
     else:
@@ -252,14 +240,14 @@ def choose_level(
         if scores[best] <= TRUSTED_MISS:
             chosen = best
             reason = (
-                f"the model could not be replayed before the data end; {best}'s {what} "
+                f"the model could not be replayed before the data end; {best}'s total "
                 f"missed by {_pct(scores[best])} on average, within {_pct(TRUSTED_MISS)}"
             )
         elif scores[best] <= USABLE_MISS and "blend" in served:
             chosen = "blend"
             reason = (
                 "the model could not be replayed before the data end, so no level is "
-                f"validated; {best}'s {what} missed by {_pct(scores[best])}, within "
+                f"validated; {best}'s total missed by {_pct(scores[best])}, within "
                 f"{_pct(USABLE_MISS)}, so the model's and the classical totals are averaged "
                 "rather than one of them trusted"
             )
@@ -282,63 +270,17 @@ def classical_totals(
     seed: int,
     bgnbd: BgNbdGammaGammaBaseline | None = None,
     pareto: ParetoNbdGammaGammaBaseline | None = None,
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Base totals and buyers of BG/NBD and Pareto/NBD (each with Gamma-Gamma) on ``features``.
+) -> dict[str, float]:
+    """Base totals of BG/NBD and Pareto/NBD (each with Gamma-Gamma) fit on ``features``.
 
     ``bgnbd`` and ``pareto``: already fit on ``features`` (else they are fit here).
-
-    Returns
-    -------
-    (dict, dict)
-        Name -> base total of the predicted value, and name -> :func:`buyers`.
     """
     bgnbd = bgnbd or BgNbdGammaGammaBaseline(random_seed=seed).fit(features)
     pareto = pareto or ParetoNbdGammaGammaBaseline(random_seed=seed).fit(features)
-    predictions = {
-        "bgnbd": bgnbd.predict(features, horizon_days),
-        "pareto_nbd": pareto.predict(features, horizon_days),
+    return {
+        "bgnbd": float(bgnbd.predict(features, horizon_days)["clv"].sum()),
+        "pareto_nbd": float(pareto.predict(features, horizon_days)["clv"].sum()),
     }
-    return (
-        {name: float(p["clv"].sum()) for name, p in predictions.items()},
-        {name: buyers(p["p_churn"]) for name, p in predictions.items()},
-    )
-
-
-def buyers(p_churn: Any) -> float:
-    """The expected count of customers who order in the horizon: ``sum(1 - p_churn)``."""
-    return float((1.0 - np.asarray(p_churn, dtype="float64")).sum())
-
-
-def churn_shift(p_churn: np.ndarray, target: float) -> float:
-    """The one shift of every churn logit that makes :func:`buyers` equal ``target``.
-
-    Moving every logit by the same amount keeps the customers' order, so the churn ranking
-    (ROC AUC) is what it was; only the base's churn rate moves to the chosen level.
-
-    Parameters
-    ----------
-    p_churn : numpy.ndarray
-        The served churn probabilities before the shift.
-    target : float
-        The chosen count of buyers, strictly between 0 and the number of customers.
-
-    Returns
-    -------
-    float
-        The shift (0.0 when ``target`` is already met, or cannot be: out of range, no rows).
-    """
-    p = np.clip(np.asarray(p_churn, dtype="float64"), 1e-12, 1.0 - 1e-12)
-    if len(p) == 0 or not 0.0 < target < len(p):
-        return 0.0
-    z = np.log(p / (1.0 - p))
-
-    def excess(shift: float) -> float:
-        return float((1.0 / (1.0 + np.exp(z + shift))).sum()) - target
-
-    if excess(0.0) == 0.0:
-        return 0.0
-    # Buyers fall as the shift grows; 40 logits either way covers every reachable target.
-    return float(brentq(excess, -40.0, 40.0, xtol=1e-10))
 
 
 def with_blend(totals: dict[str, float]) -> dict[str, float]:
@@ -360,7 +302,7 @@ def replay_origins(
     data_start: pd.Timestamp,
     snapshots: SnapshotSource | None = None,
     pareto: ParetoNbdGammaGammaBaseline | None = None,
-) -> tuple[tuple[OriginTotals, ...], tuple[OriginTotals, ...]]:
+) -> tuple[OriginTotals, ...]:
     """The track record at up to ``settings.level_origins`` origins, latest first.
 
     Parameters
@@ -382,9 +324,7 @@ def replay_origins(
 
     Returns
     -------
-    (tuple of OriginTotals, tuple of OriginTotals)
-        The base totals of value, and the buyers (:func:`buyers`; the actual is the count
-        of customers who ordered), at the same origins.
+    tuple of OriginTotals
     """
     # Imported here: the pipeline imports this module.
     from training.pipeline import fit_cutoff, served_stack
@@ -395,11 +335,10 @@ def replay_origins(
     window = min(settings.window_days, spec.horizon_days)
     refit = latest
     records: list[OriginTotals] = []
-    buyer_records: list[OriginTotals] = []
     for _ in range(settings.level_origins):
         origin = refit.cutoff
         actual = build_labels(orders, cutoff=origin, spec=spec).loc[refit.features.index]
-        totals, counts = classical_totals(
+        totals = classical_totals(
             refit.features, spec.horizon_days, settings.seed, refit.bgnbd, pareto
         )
         pareto = None
@@ -423,16 +362,11 @@ def replay_origins(
             rows = earlier.features.join(build_labels(orders, cutoff=before, spec=spec))
             stack = served_stack(earlier.model, rows, family, orders, data_end=origin, spec=spec)
             replayed = _with_stack(refit.model, stack)
-            predicted = replayed.predict(refit.features[names])
-            totals["model"] = float(predicted["clv"].sum())
-            counts["model"] = buyers(predicted["p_churn"])
+            totals["model"] = float(replayed.predict(refit.features[names])["clv"].sum())
         records.append(
             OriginTotals(
                 origin, len(actual), float(actual["future_value"].sum()), with_blend(totals)
             )
-        )
-        buyer_records.append(
-            OriginTotals(origin, len(actual), buyers(actual["churned"]), with_blend(counts))
         )
         logger.info(
             "level at origin %s: actual %.0f, %s",
@@ -440,18 +374,10 @@ def replay_origins(
             records[-1].actual,
             ", ".join(f"{k} {records[-1].error_pct(k):+.1f}%" for k in records[-1].totals),
         )
-        logger.info(
-            "buyers at origin %s: actual %.0f, %s",
-            origin.date(),
-            buyer_records[-1].actual,
-            ", ".join(
-                f"{k} {buyer_records[-1].error_pct(k):+.1f}%" for k in buyer_records[-1].totals
-            ),
-        )
         if earlier is None:
             break
         refit = earlier
-    return tuple(records), tuple(buyer_records)
+    return tuple(records)
 
 
 def _with_stack(model: Any, stack: Any) -> Any:

@@ -38,15 +38,7 @@ from training.baselines import (
 from training.config import FitSettings
 from training.evaluate import holdout_metrics, profile_metrics
 from training.gate import GATE_METRICS, better
-from training.level import (
-    Level,
-    buyers,
-    choose_level,
-    churn_shift,
-    classical_totals,
-    replay_origins,
-    with_blend,
-)
+from training.level import Level, choose_level, classical_totals, replay_origins, with_blend
 from training.model import CustomerValueModel, ModelParams
 from training.profile import DEFAULT_LEVEL
 from training.purchase import PurchaseModel
@@ -217,9 +209,6 @@ class Trained:
     level : Level
         The serving model's level and its track record at earlier origins
         (:mod:`training.level`); the default Level (factor 1) when the twin is served.
-    churn_level : Level
-        The same for the count of customers who order (the base's churn rate), served as
-        one shift of the churn logits (``Stack.churn_shift``).
     serving_pareto : ParetoNbdGammaGammaBaseline or None
         The Pareto/NBD fit on the features at the data end (seed ``settings.seed``), as the
         level's served totals fit it; None when no level was measured. With ``refit=False``,
@@ -242,7 +231,6 @@ class Trained:
     level: Level = field(default_factory=Level)
     serving_pareto: ParetoNbdGammaGammaBaseline | None = None
     seconds: dict[str, float] = field(default_factory=dict)
-    churn_level: Level = field(default_factory=Level)
 
 
 def train_models(
@@ -330,7 +318,7 @@ def train_models(
 
     evaluation = restack(twin.model, holdout, family=family)
     stack = served_stack(twin.model, holdout, family, orders, data_end=plan.data_end, spec=spec)
-    level = churn_level = Level()
+    level = Level()
     serving_pareto: ParetoNbdGammaGammaBaseline | None = pareto
     if refit:
         fitted = fit_cutoff(
@@ -346,7 +334,7 @@ def train_models(
         )
         seconds.update({f"serving.{phase}": s for phase, s in fitted.seconds.items()})
         with _timed(seconds, "level"):
-            level, churn_level, shift, serving_pareto = _validated_level(
+            level, serving_pareto = _validated_level(
                 orders,
                 events,
                 (twin, fitted, pareto),
@@ -357,7 +345,7 @@ def train_models(
                 plan,
                 snapshots,
             )
-        serving = fitted.model.with_stack(replace(stack, level=level.factor, churn_shift=shift))
+        serving = fitted.model.with_stack(replace(stack, level=level.factor))
         serving_bgnbd = fitted.bgnbd
     else:
         serving, serving_bgnbd = evaluation, twin.bgnbd
@@ -377,7 +365,6 @@ def train_models(
         level,
         serving_pareto,
         seconds,
-        churn_level,
     )
 
 
@@ -415,19 +402,17 @@ def _validated_level(
     settings: FitSettings,
     plan: Plan,
     snapshots: SnapshotSource | None,
-) -> tuple[Level, Level, float, ParetoNbdGammaGammaBaseline | None]:
-    """The serving model's levels, chosen by the candidates' track record (training.level).
+) -> tuple[Level, ParetoNbdGammaGammaBaseline | None]:
+    """The serving model's level, chosen by the candidates' track record (training.level).
 
     ``fits``: the twin, the serving fit, and the Pareto/NBD already fit on the twin's features.
-    Returns the level of the value, the level of the buyers and the churn-logit shift that
-    serves it, and the Pareto/NBD fit on the serving fit's features (None when no level is
+    Also returns the Pareto/NBD fit on the serving fit's features (None when no level is
     measured), for callers that score the data end with it (``training.backtest``).
     """
     twin, fitted, pareto = fits
     if settings.level_origins <= 0:
-        off = "the track record is switched off (level_origins = 0)"
-        return Level(reason=off), Level(reason=off), 0.0, None
-    origins, buyer_origins = replay_origins(
+        return Level(reason="the track record is switched off (level_origins = 0)"), None
+    origins = replay_origins(
         orders,
         events,
         latest=twin,
@@ -440,22 +425,15 @@ def _validated_level(
     )
     served_model = copy.copy(fitted.model).with_stack(stack)
     serving_pareto = ParetoNbdGammaGammaBaseline(random_seed=settings.seed).fit(fitted.features)
-    served, served_buyers = classical_totals(
+    served = classical_totals(
         fitted.features, spec.horizon_days, settings.seed, fitted.bgnbd, serving_pareto
     )
-    own = served_model.predict(fitted.features[served_model.feature_names_in_])
-    served["model"] = float(own["clv"].sum())
-    served_buyers["model"] = buyers(own["p_churn"])
-    level = choose_level(origins, with_blend(served))
-    churn_level = choose_level(buyer_origins, with_blend(served_buyers), what="buyers")
-    shift = (
-        churn_shift(own["p_churn"].to_numpy(), churn_level.served[churn_level.source])
-        if churn_level.source != "model"
-        else 0.0
+    served["model"] = float(
+        served_model.predict(fitted.features[served_model.feature_names_in_])["clv"].sum()
     )
+    level = choose_level(origins, with_blend(served))
     logger.info("%s", level.summary())
-    logger.info("%s; churn logits shifted by %+.4f", churn_level.summary("buyers"), shift)
-    return level, churn_level, shift, serving_pareto
+    return level, serving_pareto
 
 
 def restack(

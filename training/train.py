@@ -217,7 +217,6 @@ def run(config: TrainConfig) -> TrainResult:
         tracking.log_params(_plan_params(plan))
         tracking.set_tags({"family": trained.family})
         _log_level(trained.level)
-        _log_level(trained.churn_level, "churn_level")
         if trained.search is not None and trained.search.trials:
             found = trained.search
             print(
@@ -290,25 +289,22 @@ def run(config: TrainConfig) -> TrainResult:
     )
 
 
-def _log_level(level: Level, name: str = "level") -> None:
-    """A served level, why, and its track record (training.level) on the MLflow run.
-
-    ``name``: ``level`` (the value's total) or ``churn_level`` (the count of buyers).
-    """
-    tracking.log_params({f"{name}.source": level.source, f"{name}.factor": f"{level.factor:.6f}"})
-    tracking.set_tags({f"{name}_reason": level.reason})
-    tracking.log_dict(level.to_dict(), f"{name}.json")
+def _log_level(level: Level) -> None:
+    """The served level, why, and its track record (training.level) on the MLflow run."""
+    tracking.log_params({"level.source": level.source, "level.factor": f"{level.factor:.6f}"})
+    tracking.set_tags({"level_reason": level.reason})
+    tracking.log_dict(level.to_dict(), "level.json")
     band = level.band_pct()
     tracking.log_metrics(
         {
-            f"{name}.factor": level.factor,
-            f"{name}.origins": float(len(level.origins)),
-            f"{name}.error_low_pct": band[0] if band else float("nan"),
-            f"{name}.error_high_pct": band[1] if band else float("nan"),
+            "level.factor": level.factor,
+            "level.origins": float(len(level.origins)),
+            "level.error_low_pct": band[0] if band else float("nan"),
+            "level.error_high_pct": band[1] if band else float("nan"),
         }
     )
     if level.origins:
-        tracking.log_table(level.table().set_index("origin"), f"{name}_track_record")
+        tracking.log_table(level.table().set_index("origin"), "level_track_record")
 
 
 def _version_description(
@@ -469,12 +465,6 @@ def _print_report(
     if trained.level.origins:
         print("the served level's track record (total error at earlier origins, in %):")
         print(trained.level.table().to_string(index=False))
-    print(trained.churn_level.summary("buyers"))
-    if trained.churn_level.origins:
-        print(
-            "the churn rate's track record (error of the count of buyers at earlier origins, in %):"
-        )
-        print(trained.churn_level.table().to_string(index=False))
     print()
     print(f"registered {version.name} version {version.version} (alias candidate)")
     print(f"gate: {decision.outcome}: " + "; ".join(decision.reasons))

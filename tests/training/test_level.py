@@ -12,9 +12,7 @@ from training.level import (
     SWITCH_MARGIN,
     Level,
     OriginTotals,
-    buyers,
     choose_level,
-    churn_shift,
     track_scores,
     with_blend,
 )
@@ -95,33 +93,3 @@ def test_a_level_round_trips_and_tabulates() -> None:
     assert table.loc[0, "model_error_pct"] == pytest.approx(-10.0)
     assert table.loc[0, "bgnbd_error_pct"] == pytest.approx(50.0)
     assert np.isfinite(table.loc[0, "blend_error_pct"])
-
-
-def test_the_churn_shift_serves_the_chosen_count_of_buyers_and_keeps_the_order() -> None:
-    rng = np.random.default_rng(3)
-    p = rng.beta(2.0, 3.0, 500)
-    for target in (50.0, 180.0, 400.0):
-        shift = churn_shift(p, target)
-        logits = np.log(p / (1 - p)) + shift
-        served = 1.0 / (1.0 + np.exp(-logits))
-        assert buyers(served) == pytest.approx(target, rel=1e-9)
-        # One shift for everyone: the churn ranking is unchanged.
-        assert (np.argsort(served, kind="stable") == np.argsort(p, kind="stable")).all()
-    # Already met, unreachable or nobody to shift: no shift.
-    assert churn_shift(p, buyers(p)) == pytest.approx(0.0, abs=1e-8)
-    assert churn_shift(p, 0.0) == 0.0
-    assert churn_shift(p, 500.0) == 0.0
-    assert churn_shift(np.array([]), 1.0) == 0.0
-
-
-def test_the_level_of_the_buyers_reads_the_same_rule_and_says_what_it_counted() -> None:
-    # The count of customers who order is a total like the value's: the same rule chooses.
-    origins = (_origin("2020-07-01", 400.0, model=480.0, bgnbd=404.0, pareto_nbd=420.0),)
-    level = choose_level(
-        origins, with_blend({"model": 500.0, "bgnbd": 430.0, "pareto_nbd": 440.0}), what="buyers"
-    )
-    assert level.source == "bgnbd"
-    assert level.factor == pytest.approx(430.0 / 500.0)
-    assert "bgnbd's buyers missed by 1.0%" in level.reason
-    assert level.summary("buyers").startswith("level of the buyers: bgnbd (x0.860)")
-    assert "its buyers missed by +1.0% to +1.0%" in level.summary("buyers")
