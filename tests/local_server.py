@@ -52,6 +52,27 @@ class LocalServer:
     log_path: Path
 
 
+def store_server_env(
+    tracking_uri: str, model_uri: str, home: Path, store: str, api_key: str, **extra: str
+) -> dict[str, str]:
+    """A BentoML server's environment that answers every lookup from the lookup store ``store``.
+
+    No feature table is where the server looks, so a lookup the store cannot answer fails
+    instead of being answered from memory; ``extra`` adds or overrides variables.
+    """
+    return {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "CUSTOMER_VALUE_MODEL_URI": model_uri,
+        "CUSTOMER_VALUE_FEATURES": str(home / "no-table.parquet"),
+        "CUSTOMER_VALUE_STORE": store,
+        "CUSTOMER_VALUE_API_KEY": api_key,
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        **extra,
+    }
+
+
 def free_port() -> int:
     """A free TCP port on the loopback interface."""
     with socket.socket() as sock:

@@ -7,11 +7,10 @@ the fast path leaves to the API (inline history, bad bodies, bounds, the API key
 """
 
 import json
-import os
 
 import httpx
 import pytest
-from local_server import local_server
+from local_server import local_server, store_server_env
 from test_fast_path import bodies
 
 pytestmark = pytest.mark.server
@@ -22,18 +21,15 @@ VARYING = {"date", "x-bentoml-request-id"}
 
 
 def env(served_store, home, store: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": served_store.tracking_uri,
-        "CUSTOMER_VALUE_MODEL_URI": served_store.model_uri,
-        "CUSTOMER_VALUE_FEATURES": str(home / "no-table.parquet"),
-        "CUSTOMER_VALUE_STORE": store,
-        "CUSTOMER_VALUE_API_KEY": API_KEY,
-        "BENTOML_HOME": str(home),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "BENTOML_CONFIG_OPTIONS": "services.CustomerValue.workers=1",
+    return store_server_env(
+        served_store.tracking_uri,
+        served_store.model_uri,
+        home,
+        store,
+        API_KEY,
+        BENTOML_CONFIG_OPTIONS="services.CustomerValue.workers=1",
         **extra,
-    }
+    )
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import redis
-from local_server import local_server
+from local_server import local_server, store_server_env
 from test_store_service import UNKNOWN, run_frames, write_run_to_redis
 
 from serving.lookup_store import write_lookup_store
@@ -41,18 +41,9 @@ def in_process_parquet_answers(served_store, config, body) -> list[dict]:
 
 
 def server_env(served_store, home, store: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": served_store.tracking_uri,
-        "CUSTOMER_VALUE_MODEL_URI": served_store.model_uri,
-        # No feature table where the server looks: every lookup must come from the store.
-        "CUSTOMER_VALUE_FEATURES": str(home / "no-table.parquet"),
-        "CUSTOMER_VALUE_STORE": store,
-        "CUSTOMER_VALUE_API_KEY": API_KEY,
-        "BENTOML_HOME": str(home),
-        "BENTOML_DO_NOT_TRACK": "true",
-        **extra,
-    }
+    return store_server_env(
+        served_store.tracking_uri, served_store.model_uri, home, store, API_KEY, **extra
+    )
 
 
 def ask(url: str, body: dict) -> list[dict]:
