@@ -257,6 +257,7 @@ class ReadLane:
     def __init__(self) -> None:
         self._waiting: list[tuple[Template, list[str], asyncio.Future[Outcome]]] = []
         self._reading = False
+        self._task: asyncio.Task[None] | None = None
 
     async def answer(self, template: Template, ids: list[str], limiter: Any) -> bytes | None:
         """The body for ``ids`` (:meth:`Template.answer`), read with others waiting.
@@ -271,7 +272,8 @@ class ReadLane:
         self._waiting.append((template, ids, future))
         if not self._reading:
             self._reading = True
-            loop.create_task(self._read(limiter))
+            # Kept: the event loop holds only a weak reference to a task.
+            self._task = loop.create_task(self._read(limiter))
         outcome = await future
         if isinstance(outcome, StoreUnavailable):
             raise outcome
@@ -290,14 +292,26 @@ class ReadLane:
                     outcomes = await anyio.to_thread.run_sync(
                         build_answers, [(t, ids) for t, ids, _ in batch], limiter=limiter
                     )
-                except Exception as error:
+                except BaseException as error:
+                    # Cancelled too (the worker stops): no lookup waits on a read that ended.
                     for *_, future in batch:
                         if not future.done():
-                            future.set_exception(error)
+                            if isinstance(error, Exception):
+                                future.set_exception(error)
+                            else:
+                                future.cancel()
+                    if not isinstance(error, Exception):
+                        raise
                     continue
                 for (*_, future), outcome in zip(batch, outcomes, strict=True):
                     if not future.done():
                         future.set_result(outcome)
+        except BaseException:
+            for *_, future in self._waiting:
+                if not future.done():
+                    future.cancel()
+            self._waiting = []
+            raise
         finally:
             self._reading = False
 
@@ -322,9 +336,15 @@ class FastLookups:
 
         self.app = app
         self.route = route
-        self.enabled = (
-            OnlineConfig.from_env().fast_path and not BentoMLContainer.http.cors.enabled.get()
-        )
+        try:
+            fast = OnlineConfig.from_env().fast_path
+        except ValueError as error:
+            # The service reports a bad setting itself (its start-up gate answers 503
+            # "failed"); raising here, while Starlette builds the middleware stack, would
+            # turn every request into a bare 500 instead.
+            logger.warning("the /score fast path is off: %s", error)
+            fast = False
+        self.enabled = fast and not BentoMLContainer.http.cors.enabled.get()
         formats = BentoMLContainer.logging_formatting.get()
         self._server = (b"server", f"BentoML Service/{service_name}".encode())
         self._span_format = formats["span_id"]
@@ -374,28 +394,33 @@ class FastLookups:
                 template = self._template = Template.of(served)
             if template is None:
                 return False
+            unavailable = None
             if not isinstance(served.table, StoreView):
                 body = build_answer(template, ids)  # in memory: on the event loop, as the API
             else:
                 health = reloader.health
+                body = None
                 if (refused := health.refused()) is not None:
                     health.failed(refused)
-                    await self._respond(store_unavailable(refused), scope, receive, send)
-                    return True
-                try:
-                    body = await self._lane.answer(template, ids, instance._store_reader)
-                except StoreUnavailable as error:
-                    if not error.transient:
-                        return False  # replaced or retired: the API waits for the reload
-                    health.failed(error)
-                    await self._respond(store_unavailable(error), scope, receive, send)
-                    return True
-                health.recovered()
+                    unavailable = store_unavailable(refused)
+                else:
+                    try:
+                        body = await self._lane.answer(template, ids, instance._store_reader)
+                        health.recovered()
+                    except StoreUnavailable as error:
+                        if not error.transient:
+                            return False  # replaced or retired: the API waits for the reload
+                        health.failed(error)
+                        unavailable = store_unavailable(error)
         except Exception:
             if not self._logged:
                 self._logged = True
                 logger.exception("the /score fast path failed; the API answers instead")
             return False
+        if unavailable is not None:
+            # Sent outside the try: once an answer has started, the API must not start another.
+            await self._respond(unavailable, scope, receive, send)
+            return True
         if body is None:
             return False
         await send(

@@ -210,6 +210,20 @@ def test_the_middleware_can_be_turned_off(current, known, monkeypatch):
     assert api.bodies == [raw]
 
 
+def test_a_bad_setting_turns_the_fast_path_off_instead_of_failing_every_request(
+    current, known, monkeypatch
+):
+    # The service's start-up gate reports the bad setting (503 "failed"); the middleware,
+    # built when the first request arrives, must not raise in its place.
+    monkeypatch.setenv("CUSTOMER_VALUE_RELOAD_SECONDS", "soon")
+    api = Api()
+    app = FastLookups(api)
+    assert app.enabled is False
+    raw = json.dumps({"customers": [{"customer_id": known[0]}]}).encode()
+    assert asyncio.run(call(app, raw)) == (299, {}, b"api")
+    assert api.bodies == [raw]
+
+
 # The in-memory table has no store to fail or replace: these two run on the store only.
 @pytest.mark.parametrize("svc", ["store"], indirect=True)
 def test_a_store_that_cannot_answer_gets_the_api_503(current, known, monkeypatch):
