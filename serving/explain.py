@@ -206,6 +206,7 @@ def reason_texts(
     k = min(k, len(names))
     if n == 0 or k == 0:
         return pa.array([""] * n, type=pa.string())
+    contributions = same_facts_merged(contributions, values, names)
     key = _ranking(contributions, values, names, hidden, prefer)
     # argpartition then a small sort: O(n) per row instead of sorting every feature.
     top = np.argpartition(-key, k - 1, axis=1)[:, :k]
@@ -239,6 +240,53 @@ def reason_texts(
         # (Arrow's join with null_handling="skip" drops rows whose inputs are all null.)
         phrases.append(pc.if_else(pa.array(shown[:, rank]), phrase, ""))
     return pc.binary_join_element_wise(*phrases, "")
+
+
+#: Features that state one fact about a customer, each with the feature whose words say it.
+#: Equal printed days: the customer's first order and BG/NBD's first purchase (which may
+#: differ when the first order was cancelled: two facts then, both shown).
+_SAME_DAYS: tuple[tuple[str, str], ...] = (("days_since_first_order", "T"),)
+#: Missing together when a customer has one order: one fact, said by the first.
+_ONE_ORDER: tuple[str, ...] = (
+    "days_between_orders_mean",
+    "recency_gap_ratio",
+    "days_between_orders_std",
+)
+
+
+def same_facts_merged(
+    contributions: np.ndarray, values: np.ndarray, names: Sequence[str]
+) -> np.ndarray:
+    """Contributions with the features that say the same thing about a row added together.
+
+    "customer for 347 days" and "first purchase 347 days ago", or "only one order so far"
+    and "only one order so far (no usual gap)", are one fact: shown twice, they take two of
+    a row's reasons, and their arrows may even disagree. Contributions are additive, so the
+    group's is the sum of its members', given to the member whose words are shown; the others
+    get zero (no reason). A row where the members say different things keeps them apart.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``contributions`` itself when no row has such a pair, else a merged copy.
+    """
+    column = {name: j for j, name in enumerate(names)}
+    merges: list[tuple[int, int, np.ndarray]] = []
+    for words, twin in _SAME_DAYS:
+        if words in column and twin in column:
+            a, b = column[words], column[twin]
+            merges.append((a, b, _whole(values[:, a]) == _whole(values[:, b])))
+    present = [column[name] for name in _ONE_ORDER if name in column]
+    for b in present[1:]:
+        a = present[0]
+        merges.append((a, b, np.isnan(values[:, a]) & np.isnan(values[:, b])))
+    if not any(rows.any() for _, _, rows in merges):
+        return contributions
+    merged = np.array(contributions, dtype="float64")
+    for keep, drop, rows in merges:
+        merged[rows, keep] += merged[rows, drop]
+        merged[rows, drop] = 0.0
+    return merged
 
 
 def _ranking(

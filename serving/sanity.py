@@ -17,7 +17,9 @@ would read as wrong:
   raise it);
 - a value reason quoting a purchase-pattern value more than twice the served CLV (or under
   half of it);
-- a data gap as the top reason.
+- a data gap as the top reason;
+- two reasons of a row saying one fact ("customer for 347 days" beside "first purchase 347
+  days ago", "only one order so far" twice).
 
 Each check prints its count and one example row. The exit status is 1 when any count is not
 zero (``--allow`` names checks whose count is a documented exception), so a scheduler or CI
@@ -356,6 +358,35 @@ def _gap_as_top_reason(rows: RunRows) -> Finding:
     )
 
 
+#: Two reasons of one row saying one fact: the first order's days twice, one order twice, or
+#: the same words twice.
+_ONE_FACT_TWICE = re.compile(
+    r"customer for (\d+) days?\b.*first purchase \1 days? ago"
+    r"|first purchase (\d+) days? ago.*customer for \2 days?\b"
+    r"|only one order so far.*(?:only one order so far|fewer than three orders)"
+    r"|fewer than three orders.*only one order so far"
+    r"|(?:^|; )[↑↓] ([^;]+);(?:.*; )? ?[↑↓] \3(?:;|$)"
+)
+
+
+def _one_fact_twice(rows: RunRows) -> Finding:
+    s = rows.scores
+    wrong = np.zeros(len(s), dtype=bool)
+    applies = np.zeros(len(s), dtype=bool)
+    for column in ("reasons", "value_reasons"):
+        texts = s[column].fillna("")
+        applies |= texts.str.contains("; ", regex=False).to_numpy(dtype=bool)
+        wrong |= texts.str.contains(_ONE_FACT_TWICE).to_numpy(dtype=bool, na_value=False)
+    return _finding(
+        rows,
+        "one_fact_twice",
+        "churn or value reasons saying one fact twice",
+        wrong,
+        applies,
+        ("reasons", "value_reasons"),
+    )
+
+
 #: Every check, in the order printed.
 CHECKS: tuple[Callable[[RunRows], Finding], ...] = (
     _silent_one_timers,
@@ -370,6 +401,7 @@ CHECKS: tuple[Callable[[RunRows], Finding], ...] = (
     _reasons_against_risk,
     _value_reason_off,
     _gap_as_top_reason,
+    _one_fact_twice,
 )
 
 

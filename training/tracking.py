@@ -679,15 +679,40 @@ def version_info(model_uri: str) -> dict[str, str]:
     """Name and version behind a ``models:/name@alias`` or ``models:/name/version`` URI."""
     client = MlflowClient()
     rest = model_uri.removeprefix("models:/")
-    if "@" in rest:
-        name, alias = rest.split("@", 1)
-        mv = client.get_model_version_by_alias(name, alias)
-    elif "/" in rest:
-        name, number = rest.split("/", 1)
-        mv = client.get_model_version(name, number)
-    else:
-        return {"model_name": rest, "model_version": UNREGISTERED}
+    try:
+        if "@" in rest:
+            name, alias = rest.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        elif "/" in rest:
+            name, number = rest.split("/", 1)
+            mv = client.get_model_version(name, number)
+        else:
+            return {"model_name": rest, "model_version": UNREGISTERED}
+    except MlflowException as err:
+        if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+        # A user's mistake (a model trained under another name, an alias never set): one
+        # line naming what the store does hold, not MLflow's traceback.
+        raise ValueError(
+            f"{model_uri} is not in the model registry of {active_uri()} ({err.message}); "
+            f"{_registered_names(client)}; train one with `make train` or pass --model-uri"
+        ) from err
     return {"model_name": name, "model_version": str(mv.version)}
+
+
+def _registered_names(client: MlflowClient, most: int = 10) -> str:
+    """The registered models of the store and their aliases, in words, for an error message."""
+    try:
+        models = client.search_registered_models(max_results=most)
+    except MlflowException:
+        return "the registered models could not be listed"
+    if not models:
+        return "it holds no registered model"
+    named = [
+        f"{model.name} ({', '.join(f'@{a}' for a in sorted(model.aliases)) or 'no alias'})"
+        for model in models
+    ]
+    return "it holds " + ", ".join(named)
 
 
 def pinned_uri(model_uri: str, info: dict[str, str]) -> str:

@@ -6,7 +6,7 @@ import pytest
 
 from features import feature_names
 from features.spec import FeatureSpec
-from serving.explain import describe, reason_texts, top_reasons, unreadable
+from serving.explain import describe, reason_texts, same_facts_merged, top_reasons, unreadable
 from serving.segments import (
     ACTIONS,
     NEW_CUSTOMER_ACTIONS_REFUSED,
@@ -198,6 +198,45 @@ def test_a_data_gap_is_never_a_reason_but_a_fact_of_the_history_is():
     values = np.array([[np.nan, np.nan, 2.0]])
     texts = reason_texts(np.array([[3.0, 2.0, 1.0]]), values, names, k=3).to_pylist()
     assert texts == ["↑ only one order so far; ↑ 2 orders in the last 90 days"]
+
+
+@pytest.mark.parametrize("rows", [1, 100])  # row by row, and the Arrow path
+def test_one_fact_is_one_reason_with_the_sum_of_its_features(rows):
+    # Real event log: "↓ customer for 347 days; ↓ first purchase 347 days ago" took two of
+    # three reasons, and "only one order so far" came twice; their arrows could disagree.
+    names = ["days_since_first_order", "T", "days_between_orders_mean", "recency_gap_ratio"]
+    names += ["orders_90d"]
+    contributions = np.array(
+        [
+            [-0.3, -0.2, 0.0, 0.0, 0.4],  # same days: one reason of -0.5, ranked first
+            [0.3, -0.2, 0.0, 0.0, 0.2],  # same days: +0.1, now the smallest
+            [0.3, -0.2, 0.0, 0.0, 0.15],  # different days (first order cancelled): two facts
+            [0.0, 0.0, 0.25, 0.2, -0.3],  # one order so far: one reason of 0.45
+        ]
+    )
+    values = np.array(
+        [
+            [347.0, 347.0, 30.0, 1.5, 2.0],
+            [347.0, 347.2, 30.0, 1.5, 2.0],
+            [400.0, 380.0, 30.0, 1.5, 2.0],
+            [20.0, 20.0, np.nan, np.nan, 0.0],
+        ]
+    )
+    texts = reason_texts(
+        np.repeat(contributions, rows, axis=0), np.repeat(values, rows, axis=0), names, k=3
+    ).to_pylist()
+    assert texts[::rows] == [
+        "↓ customer for 347 days; ↑ 2 orders in the last 90 days",
+        "↑ 2 orders in the last 90 days; ↑ customer for 347 days",
+        "↑ customer for 400 days; ↓ first purchase 380 days ago; ↑ 2 orders in the last 90 days",
+        "↑ only one order so far; ↓ 0 orders in the last 90 days",
+    ]
+    assert len(set(texts)) == 4 and len(texts) == 4 * rows
+    # Contributions stay additive: what a group shows is what its features added up to.
+    merged = same_facts_merged(contributions, values, names)
+    np.testing.assert_allclose(merged.sum(axis=1), contributions.sum(axis=1))
+    apart = contributions[2:3]
+    assert same_facts_merged(apart, values[2:3], names) is apart  # nothing to merge: no copy
 
 
 def test_a_high_risk_customer_hears_first_what_makes_them_high_risk():

@@ -482,3 +482,15 @@ def test_the_logged_training_input_has_the_schema_of_every_row(store, monkeypatc
     }
     assert logged.dataset.digest == fingerprint["content_sha256"][:12]
     assert logged.dataset.name == "shop/orders.parquet"
+
+
+def test_a_model_the_registry_does_not_hold_is_one_line_naming_what_it_holds(logged, restore_uris):
+    # A model trained under another name (the default name follows the orders file) ended
+    # `python -m serving.batch` in MLflow's traceback.
+    tracking.configure(logged.uri)
+    for uri in ("models:/no-such-model@champion", f"models:/{NAME}@no-such-alias"):
+        with pytest.raises(ValueError, match=r"is not in the model registry of sqlite:") as err:
+            tracking.open_model(uri)
+        assert uri in str(err.value)
+        assert f"{NAME} (" in str(err.value)  # what the store does hold
+        assert "make train" in str(err.value)
