@@ -376,7 +376,9 @@ def _one_fact_twice(rows: RunRows) -> Finding:
     for column in ("reasons", "value_reasons"):
         texts = s[column].fillna("")
         applies |= texts.str.contains("; ", regex=False).to_numpy(dtype=bool)
-        wrong |= texts.str.contains(_ONE_FACT_TWICE).to_numpy(dtype=bool, na_value=False)
+        # (A search per row: the pattern's back-references need groups, which str.contains
+        # warns about.)
+        wrong |= np.array([_ONE_FACT_TWICE.search(text) is not None for text in texts], bool)
     return _finding(
         rows,
         "one_fact_twice",

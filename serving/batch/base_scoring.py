@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from features import build_features
+from features import FeatureSpec, build_features
 from features.database import is_database
 from features.history import format_cutoff
 from features.io import LoadResult
@@ -288,12 +289,10 @@ def run(config: BatchConfig) -> BatchSummary:
         keep_features = config.features_out is not None or config.store is not None
         clv_all = []
         seconds = {"features": 0.0, "predict": 0.0}
-        for i, (chunk_orders, chunk_events) in enumerate(
-            tqdm(chunks, desc="scoring", unit="chunk", total=len(chunks))
-        ):
-            tick = time.perf_counter()
-            features = build_features(chunk_orders, chunk_events, cutoff=cutoff, spec=model.spec)
-            seconds["features"] += time.perf_counter() - tick
+        progress = tqdm(total=len(chunks), desc="scoring", unit="chunk")
+        for i, (features, building) in enumerate(chunk_features(chunks, cutoff, model.spec)):
+            progress.update()
+            seconds["features"] += building
             if features.empty:  # every customer of this chunk starts after the cutoff
                 continue
             tick = time.perf_counter()
@@ -307,6 +306,7 @@ def run(config: BatchConfig) -> BatchSummary:
                 fpart = work / f"features-{i:05d}.parquet"
                 features.reset_index().to_parquet(fpart, index=False)
                 feature_parts.append(fpart)
+        progress.close()
         timings.update(seconds)
         scored_count = int(sum(len(c) for c in clv_all))
         if rejects.empty:
@@ -385,6 +385,33 @@ def run(config: BatchConfig) -> BatchSummary:
     summary.features_out = config.features_out
     summary.store = config.store
     return summary
+
+
+def chunk_features(
+    chunks: CustomerChunks, cutoff: pd.Timestamp, spec: FeatureSpec
+) -> Iterator[tuple[pd.DataFrame, float]]:
+    """Each chunk's features, in chunk order, with the seconds they took to build.
+
+    The next chunk's features are built in a worker thread while the caller scores this one:
+    building is pandas work, scoring mostly XGBoost and Arrow, which release the GIL, so on
+    two cores the two overlap (bench/RESULTS.md). The features are the same either way: each
+    chunk is built alone, from its own customers' rows.
+    """
+
+    def build(part: tuple[pd.DataFrame, pd.DataFrame | None]) -> tuple[pd.DataFrame, float]:
+        tick = time.perf_counter()
+        features = build_features(part[0], part[1], cutoff=cutoff, spec=spec)
+        return features, time.perf_counter() - tick
+
+    parts = iter(chunks)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-features") as pool:
+        first = next(parts, None)
+        ahead = pool.submit(build, first) if first is not None else None
+        while ahead is not None:
+            following = next(parts, None)
+            current = ahead
+            ahead = pool.submit(build, following) if following is not None else None
+            yield current.result()
 
 
 def _final_frames(
