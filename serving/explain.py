@@ -246,11 +246,16 @@ def reason_texts(
 #: Equal printed days: the customer's first order and BG/NBD's first purchase (which may
 #: differ when the first order was cancelled: two facts then, both shown).
 _SAME_DAYS: tuple[tuple[str, str], ...] = (("days_since_first_order", "T"),)
-#: Missing together when a customer has one order: one fact, said by the first.
-_ONE_ORDER: tuple[str, ...] = (
-    "days_between_orders_mean",
-    "recency_gap_ratio",
-    "days_between_orders_std",
+#: What a customer with one order has (no gap between orders, so the first is missing):
+#: each feature with the value that says "one order" (NaN: missing). One fact, said by the
+#: first: "only one order so far", not also "0 days between first and last purchase".
+_ONE_ORDER: tuple[tuple[str, float], ...] = (
+    ("days_between_orders_mean", np.nan),
+    ("recency_gap_ratio", np.nan),
+    ("days_between_orders_std", np.nan),
+    ("recency", 0.0),
+    ("frequency", 0.0),
+    ("orders_total", 1.0),
 )
 
 
@@ -260,7 +265,7 @@ def same_facts_merged(
     """Contributions with the features that say the same thing about a row added together.
 
     "customer for 347 days" and "first purchase 347 days ago", or "only one order so far"
-    and "only one order so far (no usual gap)", are one fact: shown twice, they take two of
+    and "0 days between first and last purchase", are one fact: shown twice, they take two of
     a row's reasons, and their arrows may even disagree. Contributions are additive, so the
     group's is the sum of its members', given to the member whose words are shown; the others
     get zero (no reason). A row where the members say different things keeps them apart.
@@ -276,10 +281,15 @@ def same_facts_merged(
         if words in column and twin in column:
             a, b = column[words], column[twin]
             merges.append((a, b, _whole(values[:, a]) == _whole(values[:, b])))
-    present = [column[name] for name in _ONE_ORDER if name in column]
-    for b in present[1:]:
-        a = present[0]
-        merges.append((a, b, np.isnan(values[:, a]) & np.isnan(values[:, b])))
+    says, *members = _ONE_ORDER
+    if says[0] in column:
+        a = column[says[0]]
+        one_order = np.isnan(values[:, a])
+        for name, value in members:
+            if name in column:
+                b = column[name]
+                same = np.isnan(values[:, b]) if np.isnan(value) else values[:, b] == value
+                merges.append((a, b, one_order & same))
     if not any(rows.any() for _, _, rows in merges):
         return contributions
     merged = np.array(contributions, dtype="float64")

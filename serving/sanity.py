@@ -19,7 +19,7 @@ would read as wrong:
   half of it);
 - a data gap as the top reason;
 - two reasons of a row saying one fact ("customer for 347 days" beside "first purchase 347
-  days ago", "only one order so far" twice).
+  days ago", "only one order so far" beside "0 days between first and last purchase").
 
 Each check prints its count and one example row. The exit status is 1 when any count is not
 zero (``--allow`` names checks whose count is a documented exception), so a scheduler or CI
@@ -358,15 +358,21 @@ def _gap_as_top_reason(rows: RunRows) -> Finding:
     )
 
 
-#: Two reasons of one row saying one fact: the first order's days twice, one order twice, or
-#: the same words twice.
-_ONE_FACT_TWICE = re.compile(
+#: Two reasons of one row saying the first order's days twice, or the same words twice.
+_SAME_DAYS_OR_WORDS = re.compile(
     r"customer for (\d+) days?\b.*first purchase \1 days? ago"
     r"|first purchase (\d+) days? ago.*customer for \2 days?\b"
-    r"|only one order so far.*(?:only one order so far|fewer than three orders)"
-    r"|fewer than three orders.*only one order so far"
     r"|(?:^|; )[↑↓] ([^;]+);(?:.*; )? ?[↑↓] \3(?:;|$)"
 )
+#: Reasons that each say "one order so far" (a customer with one order).
+_ONE_ORDER_REASON = re.compile(
+    r"[↑↓] (?:only one order so far|fewer than three orders|0 days between first and last "
+    r"purchase|bought on 0 repeat days|1 order in total)(?:;|$| \()"
+)
+
+
+def _says_one_fact_twice(text: str) -> bool:
+    return _SAME_DAYS_OR_WORDS.search(text) is not None or len(_ONE_ORDER_REASON.findall(text)) > 1
 
 
 def _one_fact_twice(rows: RunRows) -> Finding:
@@ -378,7 +384,7 @@ def _one_fact_twice(rows: RunRows) -> Finding:
         applies |= texts.str.contains("; ", regex=False).to_numpy(dtype=bool)
         # (A search per row: the pattern's back-references need groups, which str.contains
         # warns about.)
-        wrong |= np.array([_ONE_FACT_TWICE.search(text) is not None for text in texts], bool)
+        wrong |= np.array([_says_one_fact_twice(text) for text in texts], bool)
     return _finding(
         rows,
         "one_fact_twice",

@@ -165,3 +165,27 @@ def test_a_served_models_batch_scores_have_no_contradictions(latest_scores):
     findings = check_rows(load_run(config.out, config.features_out))
     assert {f.name: f.count for f in findings if f.count} == {}
     assert all(f.checked for f in findings if f.name != "value_reason_off")
+
+
+@pytest.mark.parametrize(
+    ("reasons", "twice"),
+    [
+        ("↓ customer for 347 days; ↓ first purchase 347 days ago", True),
+        ("↑ customer for 1 day; ↑ 5 orders in total; ↑ first purchase 1 day ago", True),
+        ("↑ customer for 400 days; ↓ first purchase 380 days ago", False),
+        ("↑ only one order so far; ↑ 0 days between first and last purchase", True),
+        ("↑ 1 order in total; ↓ only one order so far (no usual gap)", True),
+        ("↑ only one order so far; ↓ 0 orders in the last 90 days", False),
+        ("↑ 31 orders in total; ↑ only one order so far", False),
+        ("↑ last order 9 days ago; ↓ 5 orders in total; ↓ last order 9 days ago", True),
+    ],
+)
+def test_one_fact_twice_is_found_in_any_of_its_wordings(reasons, twice):
+    rows = planted_rows()
+    scores = pd.DataFrame([{**GOOD, "reasons": reasons}])
+    (finding,) = [
+        f
+        for f in check_rows(RunRows(scores, rows.history.iloc[:1], 0.8))
+        if f.name == "one_fact_twice"
+    ]
+    assert finding.count == int(twice)

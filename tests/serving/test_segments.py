@@ -202,36 +202,43 @@ def test_a_data_gap_is_never_a_reason_but_a_fact_of_the_history_is():
 
 @pytest.mark.parametrize("rows", [1, 100])  # row by row, and the Arrow path
 def test_one_fact_is_one_reason_with_the_sum_of_its_features(rows):
-    # Real event log: "↓ customer for 347 days; ↓ first purchase 347 days ago" took two of
-    # three reasons, and "only one order so far" came twice; their arrows could disagree.
+    # Real logs: "↓ customer for 347 days; ↓ first purchase 347 days ago" took two of three
+    # reasons, "only one order so far" came twice or beside "0 days between first and last
+    # purchase"; their arrows could disagree.
     names = ["days_since_first_order", "T", "days_between_orders_mean", "recency_gap_ratio"]
-    names += ["orders_90d"]
+    names += ["recency", "orders_total", "orders_90d"]
     contributions = np.array(
         [
-            [-0.3, -0.2, 0.0, 0.0, 0.4],  # same days: one reason of -0.5, ranked first
-            [0.3, -0.2, 0.0, 0.0, 0.2],  # same days: +0.1, now the smallest
-            [0.3, -0.2, 0.0, 0.0, 0.15],  # different days (first order cancelled): two facts
-            [0.0, 0.0, 0.25, 0.2, -0.3],  # one order so far: one reason of 0.45
+            [-0.3, -0.2, 0.0, 0.0, 0.05, 0.01, 0.4],  # same days: one reason of -0.5, first
+            [0.3, -0.2, 0.0, 0.0, 0.05, 0.01, 0.2],  # same days: +0.1, now below 0.2
+            [0.3, -0.2, 0.0, 0.0, 0.05, 0.01, 0.15],  # other days (a cancelled first order)
+            [0.0, 0.0, 0.25, 0.2, -0.15, 0.1, -0.3],  # one order: one reason of 0.4
+            [0.0, 0.0, 0.3, 0.0, -0.2, -0.1, 0.0],  # two orders: a gap of 0 days is a fact
         ]
     )
     values = np.array(
         [
-            [347.0, 347.0, 30.0, 1.5, 2.0],
-            [347.0, 347.2, 30.0, 1.5, 2.0],
-            [400.0, 380.0, 30.0, 1.5, 2.0],
-            [20.0, 20.0, np.nan, np.nan, 0.0],
+            [347.0, 347.0, 30.0, 1.5, 200.0, 5.0, 2.0],
+            [347.0, 347.2, 30.0, 1.5, 200.0, 5.0, 2.0],
+            [400.0, 380.0, 30.0, 1.5, 200.0, 5.0, 2.0],
+            [20.0, 20.0, np.nan, np.nan, 0.0, 1.0, 0.0],
+            [20.0, 20.0, 0.0, np.nan, 0.0, 2.0, 0.0],
         ]
     )
     texts = reason_texts(
         np.repeat(contributions, rows, axis=0), np.repeat(values, rows, axis=0), names, k=3
     ).to_pylist()
     assert texts[::rows] == [
-        "↓ customer for 347 days; ↑ 2 orders in the last 90 days",
-        "↑ 2 orders in the last 90 days; ↑ customer for 347 days",
+        "↓ customer for 347 days; ↑ 2 orders in the last 90 days; ↑ 200 days between first "
+        "and last purchase",
+        "↑ 2 orders in the last 90 days; ↑ customer for 347 days; ↑ 200 days between first "
+        "and last purchase",
         "↑ customer for 400 days; ↓ first purchase 380 days ago; ↑ 2 orders in the last 90 days",
         "↑ only one order so far; ↓ 0 orders in the last 90 days",
+        "↑ orders every 0 days on average; ↓ 0 days between first and last purchase; "
+        "↓ 2 orders in total",
     ]
-    assert len(set(texts)) == 4 and len(texts) == 4 * rows
+    assert len(texts) == 5 * rows and len(set(texts)) == 5
     # Contributions stay additive: what a group shows is what its features added up to.
     merged = same_facts_merged(contributions, values, names)
     np.testing.assert_allclose(merged.sum(axis=1), contributions.sum(axis=1))
