@@ -50,9 +50,9 @@ SWITCH_MARGIN = 0.05
 #: at most this (as a log ratio, about 10%) is served instead of the unvalidated one.
 TRUSTED_MISS = math.log(1.10)
 #: ... and where the better classical record misses by more than that but at most this (about
-#: 25%), neither level is validated and neither known to be bad: the blend (the mean of the
-#: model's and the two classical totals) hedges between them, as an equal-weight forecast
-#: combination does. A classical model that missed by more carries no information on the
+#: 25%), neither level is validated and neither known to be bad: the blend (the geometric
+#: mean of the model's and the two classical totals) hedges between them, as an equal-weight
+#: forecast combination does. A classical model that missed by more carries no information on the
 #: level (a left-censored file, where BG/NBD doubles the total), and the model's is kept.
 USABLE_MISS = math.log(1.25)
 
@@ -284,10 +284,16 @@ def classical_totals(
 
 
 def with_blend(totals: dict[str, float]) -> dict[str, float]:
-    """``totals`` plus ``blend``: the mean of the model's and the two classical totals."""
+    """``totals`` plus ``blend``: the geometric mean of the model's and the two classical totals.
+
+    Geometric, because every level is judged by its log miss (:func:`track_scores`): the
+    blend is the equal-weight combination in that same scale, so a total that doubles
+    (BG/NBD on a left-censored file) weighs as much as one that halves, not twice as much
+    (docs/experiments.md, entry 25).
+    """
     parts = [totals[name] for name in ("model", "bgnbd", "pareto_nbd") if name in totals]
-    if len(parts) == 3:
-        return {**totals, "blend": float(np.mean(parts))}
+    if len(parts) == 3 and min(parts) > 0:
+        return {**totals, "blend": float(np.exp(np.mean(np.log(parts))))}
     return dict(totals)
 
 

@@ -47,9 +47,9 @@ def test_the_model_keeps_its_level_unless_beaten_by_the_margin() -> None:
 
 
 def test_a_blend_wins_when_the_parts_miss_in_opposite_directions() -> None:
-    origins = (_origin("2020-07-01", 1000.0, model=750.0, bgnbd=1250.0, pareto_nbd=1000.0),)
+    origins = (_origin("2020-07-01", 1000.0, model=800.0, bgnbd=1250.0, pareto_nbd=1000.0),)
     scores = track_scores(origins)
-    assert scores["blend"] == pytest.approx(0.0)
+    assert scores["blend"] == pytest.approx(0.0)  # 800 x 1250 x 1000 = 1000^3
     level = choose_level(origins, with_blend({"model": 800.0, "bgnbd": 1200.0, "pareto_nbd": 1e3}))
     # Pareto/NBD and the blend are both exact; the tie goes to the first candidate listed.
     assert level.source in {"pareto_nbd", "blend"}
@@ -66,7 +66,7 @@ def test_without_a_replayed_model_only_a_trusted_classical_level_is_taken() -> N
     usable = (_origin("2020-07-01", 1000.0, bgnbd=1200.0, pareto_nbd=800.0),)
     level = choose_level(usable, served)
     assert level.source == "blend"
-    assert level.factor == pytest.approx(1000.0 / 800.0)
+    assert level.factor == pytest.approx((800.0 * 1000.0 * 1200.0) ** (1 / 3) / 800.0)
     assert "averaged" in level.reason
     # A classical model that missed by far says nothing on the level: the model's is kept.
     untrusted = (_origin("2020-07-01", 1000.0, bgnbd=1900.0, pareto_nbd=2000.0),)
@@ -93,3 +93,12 @@ def test_a_level_round_trips_and_tabulates() -> None:
     assert table.loc[0, "model_error_pct"] == pytest.approx(-10.0)
     assert table.loc[0, "bgnbd_error_pct"] == pytest.approx(50.0)
     assert np.isfinite(table.loc[0, "blend_error_pct"])
+
+
+def test_the_blend_is_the_mean_in_the_scale_the_levels_are_judged_in() -> None:
+    # A classical total that doubles and one that halves cancel (log misses), where an
+    # arithmetic mean would be pulled 25% up by the doubling (BG/NBD on a left-censored file).
+    blend = with_blend({"model": 1000.0, "bgnbd": 2000.0, "pareto_nbd": 500.0})["blend"]
+    assert blend == pytest.approx(1000.0)
+    # A total that is not positive has no log: no blend, rather than a NaN level.
+    assert "blend" not in with_blend({"model": 0.0, "bgnbd": 2000.0, "pareto_nbd": 500.0})
