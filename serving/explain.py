@@ -253,6 +253,7 @@ _ONE_ORDER: tuple[tuple[str, float], ...] = (
     ("days_between_orders_mean", np.nan),
     ("recency_gap_ratio", np.nan),
     ("days_between_orders_std", np.nan),
+    ("repeat_order_value_mean", np.nan),
     ("recency", 0.0),
     ("frequency", 0.0),
     ("orders_total", 1.0),

@@ -366,8 +366,8 @@ _SAME_DAYS_OR_WORDS = re.compile(
 )
 #: Reasons that each say "one order so far" (a customer with one order).
 _ONE_ORDER_REASON = re.compile(
-    r"[↑↓] (?:only one order so far|fewer than three orders|0 days between first and last "
-    r"purchase|bought on 0 repeat days|1 order in total)(?:;|$| \()"
+    r"[↑↓] (?:only one order so far|fewer than three orders|no repeat orders yet|0 days "
+    r"between first and last purchase|bought on 0 repeat days|1 order in total)(?:;|$| \()"
 )
 
 

@@ -175,6 +175,7 @@ def test_a_served_models_batch_scores_have_no_contradictions(latest_scores):
         ("↑ customer for 400 days; ↓ first purchase 380 days ago", False),
         ("↑ only one order so far; ↑ 0 days between first and last purchase", True),
         ("↑ 1 order in total; ↓ only one order so far (no usual gap)", True),
+        ("↓ only one order so far; ↓ no repeat orders yet; ↓ 17 spent in total", True),
         ("↑ only one order so far; ↓ 0 orders in the last 90 days", False),
         ("↑ 31 orders in total; ↑ only one order so far", False),
         ("↑ last order 9 days ago; ↓ 5 orders in total; ↓ last order 9 days ago", True),

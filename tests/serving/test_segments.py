@@ -206,23 +206,23 @@ def test_one_fact_is_one_reason_with_the_sum_of_its_features(rows):
     # reasons, "only one order so far" came twice or beside "0 days between first and last
     # purchase"; their arrows could disagree.
     names = ["days_since_first_order", "T", "days_between_orders_mean", "recency_gap_ratio"]
-    names += ["recency", "orders_total", "orders_90d"]
+    names += ["recency", "orders_total", "orders_90d", "repeat_order_value_mean"]
     contributions = np.array(
         [
-            [-0.3, -0.2, 0.0, 0.0, 0.05, 0.01, 0.4],  # same days: one reason of -0.5, first
-            [0.3, -0.2, 0.0, 0.0, 0.05, 0.01, 0.2],  # same days: +0.1, now below 0.2
-            [0.3, -0.2, 0.0, 0.0, 0.05, 0.01, 0.15],  # other days (a cancelled first order)
-            [0.0, 0.0, 0.25, 0.2, -0.15, 0.1, -0.3],  # one order: one reason of 0.4
-            [0.0, 0.0, 0.3, 0.0, -0.2, -0.1, 0.0],  # two orders: a gap of 0 days is a fact
+            [-0.3, -0.2, 0.0, 0.0, 0.05, 0.01, 0.4, 0.0],  # same days: one reason of -0.5
+            [0.3, -0.2, 0.0, 0.0, 0.05, 0.01, 0.2, 0.0],  # same days: +0.1, now below 0.2
+            [0.3, -0.2, 0.0, 0.0, 0.05, 0.01, 0.15, 0.0],  # other days (a cancelled 1st order)
+            [0.0, 0.0, 0.25, 0.2, -0.15, 0.1, -0.3, -0.05],  # one order: one reason of 0.35
+            [0.0, 0.0, 0.3, 0.0, -0.2, -0.1, 0.0, 0.0],  # two orders: a 0-day gap is a fact
         ]
     )
     values = np.array(
         [
-            [347.0, 347.0, 30.0, 1.5, 200.0, 5.0, 2.0],
-            [347.0, 347.2, 30.0, 1.5, 200.0, 5.0, 2.0],
-            [400.0, 380.0, 30.0, 1.5, 200.0, 5.0, 2.0],
-            [20.0, 20.0, np.nan, np.nan, 0.0, 1.0, 0.0],
-            [20.0, 20.0, 0.0, np.nan, 0.0, 2.0, 0.0],
+            [347.0, 347.0, 30.0, 1.5, 200.0, 5.0, 2.0, 40.0],
+            [347.0, 347.2, 30.0, 1.5, 200.0, 5.0, 2.0, 40.0],
+            [400.0, 380.0, 30.0, 1.5, 200.0, 5.0, 2.0, 40.0],
+            [20.0, 20.0, np.nan, np.nan, 0.0, 1.0, 0.0, np.nan],
+            [20.0, 20.0, 0.0, np.nan, 0.0, 2.0, 0.0, 40.0],
         ]
     )
     texts = reason_texts(
