@@ -131,10 +131,8 @@ LOADED_LINE = " customers at cutoff "
 _WORKERS_OPTION = re.compile(r"services\.CustomerValue\.workers=(\d+)")
 
 
-def _workers(workers: int | None, env: Mapping[str, str] | None) -> int:
-    """The worker count to wait for: given, set in the server's environment, or the service's."""
-    if workers is not None:
-        return workers
+def worker_count(env: Mapping[str, str] | None) -> int:
+    """The server's workers: as its environment sets them, or the service's count."""
     found = _WORKERS_OPTION.search(
         (env if env is not None else os.environ).get("BENTOML_CONFIG_OPTIONS", "")
     )
@@ -181,7 +179,6 @@ def local_server(
     log_path: Path,
     cwd: Path = PROJECT_ROOT,
     ready_timeout: float = 90.0,
-    workers: int | None = None,
 ) -> Iterator[LocalServer]:
     """``bentoml serve <target>`` on a free loopback port, ready on entry, stopped on exit.
 
@@ -198,13 +195,12 @@ def local_server(
         Its working directory (the project root by default).
     ready_timeout : float
         Seconds to wait for ``/readyz``.
-    workers : int, optional
-        Workers to wait for, each until it logged its loaded model and run: ``/readyz``
-        answers 200 once ONE has, and a request reaching a worker still loading waits for it
-        or gets 503 "loading" (a test that breaks the store right after start saw that). By
-        default the service's worker count (``BENTOML_CONFIG_OPTIONS`` in ``env`` if it sets
-        one). The wait ends at ``ready_timeout`` without failing: a test that needs every
-        worker asserts it.
+
+    On entry every worker has also logged its loaded model and run (:func:`worker_count` of
+    them): ``/readyz`` answers 200 once ONE has, and a request reaching a worker still
+    loading waits for it or gets 503 "loading" (a test that breaks the store right after
+    start saw that). That wait ends at ``ready_timeout`` without failing: a test that needs
+    every worker asserts it.
     """
     port = free_port()
     bentoml = Path(sys.executable).with_name("bentoml")
@@ -227,7 +223,7 @@ def local_server(
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-60:])
             raise ServerFailed(f"{error}; last lines of {log_path}:\n{tail}") from None
         with contextlib.suppress(ServerFailed):
-            wait_for_log(log_path, LOADED_LINE, _workers(workers, env), timeout=ready_timeout)
+            wait_for_log(log_path, LOADED_LINE, worker_count(env), timeout=ready_timeout)
         yield LocalServer(url=url, process=process, ready_seconds=ready, log_path=log_path)
     finally:
         stop(process)

@@ -52,8 +52,8 @@ TRUSTED_MISS = math.log(1.10)
 #: ... and where the better classical record misses by more than that but at most this (about
 #: 25%), neither level is validated and neither known to be bad: the blend (the geometric
 #: mean of the model's and the two classical totals) hedges between them, as an equal-weight
-#: forecast combination does. A classical model that missed by more carries no information on the
-#: level (a left-censored file, where BG/NBD doubles the total), and the model's is kept.
+#: forecast combination does. A classical model that missed by more carries no information on
+#: the level (a left-censored file, where BG/NBD doubles the total), and the model's is kept.
 USABLE_MISS = math.log(1.25)
 
 

@@ -14,12 +14,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import redis
-from local_server import local_server, store_server_env, wait_for_log
+from local_server import LOADED_LINE, local_server, store_server_env, wait_for_log, worker_count
 from test_store_service import UNKNOWN, run_frames, write_run_to_redis
 
 from serving.lookup_store import write_lookup_store
 from serving.online.schema import ScoreRequest
-from serving.online.service import WORKERS, CustomerValue
+from serving.online.service import CustomerValue
 from serving.run_files import RunStamp
 
 pytestmark = pytest.mark.server
@@ -159,9 +159,10 @@ def test_a_hung_or_restarted_redis_is_a_503_livez_stays_up_and_the_service_recov
         log = tmp_path / "server.log"
         with local_server(env=env, log_path=log, ready_timeout=90) as server:
             assert until_answered(server.url, one)["run_id"] == first.run_id
-            # /readyz is 200 once ONE worker has loaded: a worker still loading when Redis
-            # pauses answers 503 "loading", not "unreachable" (the CI run of ca836ca got that).
-            wait_for_log(log, " customers at cutoff ", WORKERS, timeout=90)
+            # Every worker must have loaded (local_server waits, but does not fail): a worker
+            # still loading when Redis pauses answers 503 "loading", not "unreachable" (the CI
+            # run of ca836ca got that).
+            wait_for_log(log, LOADED_LINE, worker_count(env), timeout=90)
             store.pause()
             try:
                 for _ in range(6):
