@@ -50,7 +50,7 @@ from training.stack import Stack, log_value, logit, service_stack_names
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 #: Columns the model derives from the features before the trees see them (see :meth:`derive`).
 RECENCY_GAP = "recency_gap_ratio"
@@ -565,6 +565,24 @@ class CustomerValueModel:
         # the served p_churn states (someone who orders places at least one order).
         return np.maximum(scale * season * p_order * per_buyer, p_order)
 
+    def _served_orders(
+        self, history: PurchaseHistory, p_churn: np.ndarray, scale: float
+    ) -> np.ndarray:
+        """Expected orders beside the served ``clv`` and ``p_churn``.
+
+        The served level scales the orders with the value: the level is how much the base will
+        buy, and a level applied to one and not the other would change the implied order
+        value (training.level). The orders follow the stack's own chance of an order before the
+        churn shift, which the value level already accounts for (applying both would count a
+        change in buyers twice), and never fall below the served chance of any order.
+        """
+        stack = self.require_stack()
+        own_churn = p_churn
+        if stack.churn_shift != 0.0:
+            own_churn = 1.0 / (1.0 + np.exp(stack.churn_shift - logit(p_churn)))
+        orders = self._expected_orders(history, own_churn, self.season_, scale * stack.level)
+        return np.maximum(orders, 1.0 - np.clip(p_churn, 0.0, 1.0))
+
     def profile(
         self,
         features: pd.DataFrame,
@@ -658,12 +676,7 @@ class CustomerValueModel:
         return {
             "historic_value": historic,
             "total_value": historic + clv,
-            # The served level scales the orders with the value: the level is how much the
-            # base will buy, and a level applied to one and not the other would change the
-            # implied order value (training.level).
-            "expected_orders": self._expected_orders(
-                history, p_churn, self.season_, scale * self.require_stack().level
-            ),
+            "expected_orders": self._served_orders(history, p_churn, scale),
             "p_active": activity.p_active,
             "next_order_days": np.where(wait < horizon, wait, np.nan),
             "avg_days_between_orders": gap,

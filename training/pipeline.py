@@ -38,7 +38,16 @@ from training.baselines import (
 from training.config import FitSettings
 from training.evaluate import holdout_metrics, profile_metrics
 from training.gate import GATE_METRICS, better
-from training.level import Level, choose_level, classical_totals, replay_origins, with_blend
+from training.level import (
+    BuyersLevel,
+    Level,
+    buyers,
+    buyers_blend,
+    choose_level,
+    classical_figures,
+    replay_origins,
+    with_blend,
+)
 from training.model import CustomerValueModel, ModelParams
 from training.profile import DEFAULT_LEVEL
 from training.purchase import PurchaseModel
@@ -209,6 +218,10 @@ class Trained:
     level : Level
         The serving model's level and its track record at earlier origins
         (:mod:`training.level`); the default Level (factor 1) when the twin is served.
+    churn_level : BuyersLevel
+        The served count of customers who order and the churn-logit shift that serves it
+        (:func:`training.level.buyers_blend`); shift 0 when the twin is served or no level is
+        measured.
     serving_pareto : ParetoNbdGammaGammaBaseline or None
         The Pareto/NBD fit on the features at the data end (seed ``settings.seed``), as the
         level's served totals fit it; None when no level was measured. With ``refit=False``,
@@ -231,6 +244,7 @@ class Trained:
     level: Level = field(default_factory=Level)
     serving_pareto: ParetoNbdGammaGammaBaseline | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    churn_level: BuyersLevel = field(default_factory=BuyersLevel)
 
 
 def train_models(
@@ -319,6 +333,7 @@ def train_models(
     evaluation = restack(twin.model, holdout, family=family)
     stack = served_stack(twin.model, holdout, family, orders, data_end=plan.data_end, spec=spec)
     level = Level()
+    churn_level = BuyersLevel()
     serving_pareto: ParetoNbdGammaGammaBaseline | None = pareto
     if refit:
         fitted = fit_cutoff(
@@ -334,7 +349,7 @@ def train_models(
         )
         seconds.update({f"serving.{phase}": s for phase, s in fitted.seconds.items()})
         with _timed(seconds, "level"):
-            level, serving_pareto = _validated_level(
+            level, churn_level, serving_pareto = _validated_level(
                 orders,
                 events,
                 (twin, fitted, pareto),
@@ -345,7 +360,9 @@ def train_models(
                 plan,
                 snapshots,
             )
-        serving = fitted.model.with_stack(replace(stack, level=level.factor))
+        serving = fitted.model.with_stack(
+            replace(stack, level=level.factor, churn_shift=churn_level.shift)
+        )
         serving_bgnbd = fitted.bgnbd
     else:
         serving, serving_bgnbd = evaluation, twin.bgnbd
@@ -365,6 +382,7 @@ def train_models(
         level,
         serving_pareto,
         seconds,
+        churn_level,
     )
 
 
@@ -402,16 +420,20 @@ def _validated_level(
     settings: FitSettings,
     plan: Plan,
     snapshots: SnapshotSource | None,
-) -> tuple[Level, ParetoNbdGammaGammaBaseline | None]:
+) -> tuple[Level, BuyersLevel, ParetoNbdGammaGammaBaseline | None]:
     """The serving model's level, chosen by the candidates' track record (training.level).
 
     ``fits``: the twin, the serving fit, and the Pareto/NBD already fit on the twin's features.
-    Also returns the Pareto/NBD fit on the serving fit's features (None when no level is
-    measured), for callers that score the data end with it (``training.backtest``).
+    Also returns the served churn rate (:func:`training.level.buyers_blend`, from the same
+    classical fits at the data end), and the Pareto/NBD fit on the serving fit's features
+    (None when no level is measured), for callers that score the data end with it
+    (``training.backtest``).
     """
     twin, fitted, pareto = fits
     if settings.level_origins <= 0:
-        return Level(reason="the track record is switched off (level_origins = 0)"), None
+        off = "the track record is switched off (level_origins = 0)"
+        own_rate = BuyersLevel(reason=f"{off}; the model's own churn rate is served")
+        return Level(reason=off), own_rate, None
     origins = replay_origins(
         orders,
         events,
@@ -425,15 +447,17 @@ def _validated_level(
     )
     served_model = copy.copy(fitted.model).with_stack(stack)
     serving_pareto = ParetoNbdGammaGammaBaseline(random_seed=settings.seed).fit(fitted.features)
-    served = classical_totals(
+    served, served_buyers = classical_figures(
         fitted.features, spec.horizon_days, settings.seed, fitted.bgnbd, serving_pareto
     )
-    served["model"] = float(
-        served_model.predict(fitted.features[served_model.feature_names_in_])["clv"].sum()
-    )
+    own = served_model.predict(fitted.features[served_model.feature_names_in_])
+    served["model"] = float(own["clv"].sum())
+    served_buyers["model"] = buyers(own["p_churn"])
     level = choose_level(origins, with_blend(served))
+    churn_level = buyers_blend(served_buyers, own["p_churn"].to_numpy())
     logger.info("%s", level.summary())
-    return level, serving_pareto
+    logger.info("%s", churn_level.summary())
+    return level, churn_level, serving_pareto
 
 
 def restack(

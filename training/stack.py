@@ -78,6 +78,10 @@ class Stack:
     ``level`` multiplies every ``clv``: the served level chosen by its track record at earlier
     origins (:mod:`training.level`); 1.0 for the twin. One factor for all customers, so it
     never reorders them.
+
+    ``churn_shift`` is added to every churn logit: the served count of customers who order,
+    chosen the same way (:func:`training.level.churn_shift`); 0.0 for the twin. One shift for
+    all customers, so it never reorders them either.
     """
 
     churn: tuple[float, float, float]
@@ -87,6 +91,7 @@ class Stack:
     profile: Profile | None = None
     service: dict[str, float] = field(default_factory=dict)
     level: float = 1.0
+    churn_shift: float = 0.0
 
     @classmethod
     def fit(
@@ -208,11 +213,15 @@ class Stack:
         Returns
         -------
         (numpy.ndarray, numpy.ndarray)
-            ``clv`` (times :attr:`level`) and ``p_churn``, float64.
+            ``clv`` (times :attr:`level`) and ``p_churn`` (its logit moved by
+            :attr:`churn_shift`), float64.
         """
         b0, b_purchase, b_boosted = self.churn
         churn_logit = (
-            b0 + b_purchase * logit(parts["purchase_churn"]) + b_boosted * logit(parts["churn"])
+            b0
+            + self.churn_shift
+            + b_purchase * logit(parts["purchase_churn"])
+            + b_boosted * logit(parts["churn"])
         )
         g0, g_purchase, g_boosted = self.value
         log_clv = (
@@ -240,6 +249,7 @@ class Stack:
             "profile": None if self.profile is None else self.profile.to_dict(),
             "service": dict(self.service),
             "level": self.level,
+            "churn_shift": self.churn_shift,
         }
 
     @classmethod
@@ -254,6 +264,7 @@ class Stack:
             None if profile is None else Profile.from_dict(profile),
             {str(k): float(v) for k, v in data["service"].items()},
             float(data["level"]),
+            float(data["churn_shift"]),
         )
 
 

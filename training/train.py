@@ -22,7 +22,7 @@ from training import tracking
 from training.config import DEMO_DIR, FitSettings, TrainConfig, parse_args, run_entrypoint
 from training.evaluate import decile_table, holdout_metrics, paired_standard_errors
 from training.gate import GateDecision, decide, report_table
-from training.level import Level
+from training.level import BuyersLevel, Level
 from training.model import CustomerValueModel
 from training.pipeline import FAMILIES, Plan, Trained, restack, train_models
 from training.plots import (
@@ -217,6 +217,7 @@ def run(config: TrainConfig) -> TrainResult:
         tracking.log_params(_plan_params(plan))
         tracking.set_tags({"family": trained.family})
         _log_level(trained.level)
+        _log_churn_level(trained.churn_level)
         if trained.search is not None and trained.search.trials:
             found = trained.search
             print(
@@ -305,6 +306,17 @@ def _log_level(level: Level) -> None:
     )
     if level.origins:
         tracking.log_table(level.table().set_index("origin"), "level_track_record")
+
+
+def _log_churn_level(level: BuyersLevel) -> None:
+    """The served churn rate (training.level.buyers_blend) on the MLflow run."""
+    tracking.log_params({"churn_level.shift": f"{level.shift:.6f}"})
+    tracking.set_tags({"churn_level_reason": level.reason})
+    tracking.log_dict(level.to_dict(), "churn_level.json")
+    tracking.log_metrics(
+        {"churn_level.shift": level.shift}
+        | {f"churn_level.buyers_{name}": count for name, count in level.counts.items()}
+    )
 
 
 def _version_description(
@@ -465,6 +477,7 @@ def _print_report(
     if trained.level.origins:
         print("the served level's track record (total error at earlier origins, in %):")
         print(trained.level.table().to_string(index=False))
+    print(trained.churn_level.summary())
     print()
     print(f"registered {version.name} version {version.version} (alias candidate)")
     print(f"gate: {decision.outcome}: " + "; ".join(decision.reasons))

@@ -12,7 +12,10 @@ from training.level import (
     SWITCH_MARGIN,
     Level,
     OriginTotals,
+    buyers,
+    buyers_blend,
     choose_level,
+    churn_shift,
     track_scores,
     with_blend,
 )
@@ -102,3 +105,46 @@ def test_the_blend_is_the_mean_in_the_scale_the_levels_are_judged_in() -> None:
     assert blend == pytest.approx(1000.0)
     # A total that is not positive has no log: no blend, rather than a NaN level.
     assert "blend" not in with_blend({"model": 0.0, "bgnbd": 2000.0, "pareto_nbd": 500.0})
+
+
+def test_the_churn_shift_serves_the_count_of_buyers_asked_for_and_keeps_the_order() -> None:
+    rng = np.random.default_rng(3)
+    p = rng.beta(2.0, 3.0, 500)
+    for target in (50.0, 180.0, 400.0):
+        shift = churn_shift(p, target)
+        served = 1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + shift)))
+        assert buyers(served) == pytest.approx(target, rel=1e-9)
+        # One shift for everyone: the churn ranking is unchanged.
+        assert (np.argsort(served, kind="stable") == np.argsort(p, kind="stable")).all()
+    assert churn_shift(p, buyers(p)) == pytest.approx(0.0, abs=1e-8)
+    for impossible in (0.0, 500.0, -1.0):
+        with pytest.raises(ValueError, match="between 0 and 500 customers"):
+            churn_shift(p, impossible)
+
+
+def test_the_served_churn_rate_is_the_geometric_mean_of_the_three_counts() -> None:
+    rng = np.random.default_rng(4)
+    p = rng.beta(3.0, 2.0, 1000)
+    own = buyers(p)
+    counts = {"model": own, "bgnbd": own * 0.5, "pareto_nbd": own * 2.0}
+    level = buyers_blend(counts, p)
+    # The halving and the doubling cancel in log terms: the model's own count is served.
+    assert level.counts["blend"] == pytest.approx(own)
+    assert level.shift == pytest.approx(0.0, abs=1e-8)
+    level = buyers_blend({**counts, "pareto_nbd": own * 0.5}, p)
+    assert level.counts["blend"] == pytest.approx(own * 0.5 ** (2 / 3))
+    served = 1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + level.shift)))
+    assert buyers(served) == pytest.approx(level.counts["blend"], rel=1e-9)
+    assert level.shift > 0  # fewer buyers: more churn
+    assert level.summary().startswith(f"churn level: blend (logit shift {level.shift:+.4f})")
+    assert f"model {own:,.0f}, bgnbd {own / 2:,.0f} (-50.0%)" in level.summary()
+    assert level.to_dict()["counts"]["blend"] == level.counts["blend"]
+
+
+def test_without_both_classical_counts_the_model_keeps_its_churn_rate() -> None:
+    p = np.full(10, 0.5)
+    for counts in ({"model": 5.0, "bgnbd": 4.0}, {"model": 5.0, "bgnbd": 0.0, "pareto_nbd": 4.0}):
+        level = buyers_blend(counts, p)
+        assert level.shift == 0.0
+        assert "blend" not in level.counts
+        assert "model's own churn rate" in level.summary()

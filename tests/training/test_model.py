@@ -1,5 +1,6 @@
 """The model's contract: fit, stack, predict, explain, save and load."""
 
+import copy
 import json
 from dataclasses import replace
 
@@ -162,12 +163,16 @@ def test_a_stack_keeps_the_purchase_model_it_was_learnt_on(data, tmp_path):
 
 
 def test_a_stack_round_trips_with_its_level_and_an_older_format_is_refused(data, tmp_path):
-    stack = replace(fitted(data).stack_, level=1.25, service={"returns_365d": -0.5})
+    stack = replace(
+        fitted(data).stack_, level=1.25, churn_shift=-0.3, service={"returns_365d": -0.5}
+    )
     assert Stack.from_dict(json.loads(json.dumps(stack.to_dict()))) == stack
     saved = fitted(data).save(tmp_path / "m")
     meta = json.loads((saved / "model.json").read_text())
     (saved / "model.json").write_text(json.dumps({**meta, "format_version": FORMAT_VERSION - 1}))
-    with pytest.raises(ValueError, match=r"model format 2 .* retrain with `make train`"):
+    with pytest.raises(
+        ValueError, match=rf"model format {FORMAT_VERSION - 1} .* retrain with `make train`"
+    ):
         CustomerValueModel.load(saved)
 
 
@@ -352,3 +357,28 @@ def test_a_time_budget_stops_the_trial_that_runs_past_it(data):
     )
     assert bounded.best_iterations_ == (TREES, TREES)
     assert bounded.clv_model_.get_params()["callbacks"] is None
+
+
+def test_a_churn_shift_moves_every_churn_logit_and_leaves_value_and_orders(data) -> None:
+    model = fitted(data)
+    X = data[0].iloc[:400]
+    before = model.profile(X)
+    shift = 0.7
+    shifted = copy.copy(model).with_stack(replace(model.stack_, churn_shift=shift))
+    after = shifted.profile(X)
+
+    def logit(p):
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return np.log(p / (1 - p))
+
+    np.testing.assert_allclose(
+        logit(after["p_churn"]), logit(before["p_churn"]) + shift, rtol=0, atol=1e-6
+    )
+    np.testing.assert_array_equal(after["clv"], before["clv"])
+    # The orders follow the value's level, not the shift (the value level already counts the
+    # base's buyers), and never fall below the served chance of any order.
+    floor = 1.0 - after["p_churn"]
+    np.testing.assert_allclose(
+        after["expected_orders"], np.maximum(before["expected_orders"], floor), rtol=1e-9
+    )
+    assert (after["expected_orders"] >= floor - 1e-12).all()
