@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 from features import FeatureSpec, build_features, build_labels, feature_names
-from features.season import seasonal_index
+from features.season import season_basis, seasonal_index
 from training.baselines import (
     BgNbdGammaGammaBaseline,
     ParetoNbdGammaGammaBaseline,
@@ -222,6 +222,9 @@ class Trained:
         The served count of customers who order and the churn-logit shift that serves it
         (:func:`training.level.buyers_blend`); shift 0 when the twin is served or no level is
         measured.
+    season : str
+        What the seasonal index at the data end measures: with the trend taken out (two years
+        of history) or season and growth together (:func:`features.season.season_basis`).
     serving_pareto : ParetoNbdGammaGammaBaseline or None
         The Pareto/NBD fit on the features at the data end (seed ``settings.seed``), as the
         level's served totals fit it; None when no level was measured. With ``refit=False``,
@@ -245,6 +248,7 @@ class Trained:
     serving_pareto: ParetoNbdGammaGammaBaseline | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     churn_level: BuyersLevel = field(default_factory=BuyersLevel)
+    season: str = ""
 
 
 def train_models(
@@ -383,6 +387,7 @@ def train_models(
         serving_pareto,
         seconds,
         churn_level,
+        season_basis(orders, cutoff=plan.data_end, horizon_days=spec.horizon_days),
     )
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from features.io import DataValidationError
 from features.run_inputs import add_input_arguments, data_end, given_events, load_run_inputs
-from features.season import seasonal_index
+from features.season import season_basis, seasonal_index
 from features.spec import is_paid, is_placed
 
 # The check judges the data against training's own plan, so the two cannot disagree.
@@ -569,7 +569,8 @@ def _seasonality(orders: pd.DataFrame, base: _Base, draft: _Draft) -> None:
         draft.facts["season_next_horizon_index"] = round(coming, 2)
         text += (
             f"; last year the {horizon} days after {base.end - pd.Timedelta(days=365):%Y-%m-%d} "
-            f"brought {coming:.2f}x the year's repeat revenue per day (features.season)"
+            f"brought {coming:.2f}x the year's repeat revenue per day (features.season; "
+            f"{season_basis(orders, cutoff=base.end, horizon_days=horizon)})"
         )
     draft.line("seasonality", text)
 

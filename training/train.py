@@ -218,6 +218,7 @@ def run(config: TrainConfig) -> TrainResult:
         tracking.set_tags({"family": trained.family})
         _log_level(trained.level)
         _log_churn_level(trained.churn_level)
+        tracking.set_tags({"season_basis": trained.season})
         if trained.search is not None and trained.search.trials:
             found = trained.search
             print(
@@ -478,6 +479,7 @@ def _print_report(
         print("the served level's track record (total error at earlier origins, in %):")
         print(trained.level.table().to_string(index=False))
     print(trained.churn_level.summary())
+    print(f"season: {trained.season}")
     print()
     print(f"registered {version.name} version {version.version} (alias candidate)")
     print(f"gate: {decision.outcome}: " + "; ".join(decision.reasons))
