@@ -36,7 +36,7 @@ from training.config import (
 )
 from training.evaluate import holdout_metrics, paired_standard_errors, profile_metrics
 from training.gate import CLASSICAL, GATE_METRICS, TOTAL_METRIC, gain
-from training.level import CANDIDATES, Level
+from training.level import CANDIDATES, Level, buyers
 from training.pipeline import train_models
 from training.plots import plot_calibration, plot_deciles
 from training.profile import DEFAULT_LEVEL
@@ -86,6 +86,11 @@ class CutoffResult:
     seconds: float
     profile: dict[str, float] = field(default_factory=dict)
     level: Level = field(default_factory=Level)
+    #: The served churn rate (training.level.buyers_blend): its logit shift, and the expected
+    #: buyers of the served model, of the model before the shift, of the classical models,
+    #: beside the customers who did order (``actual``).
+    churn_shift: float = 0.0
+    buyers: dict[str, float] = field(default_factory=dict)
     #: The model's metrics with each further seed (``--seeds``): what is noise.
     other_seeds: list[dict[str, float]] = field(default_factory=list)
 
@@ -172,6 +177,12 @@ def backtest_cutoff(
         time.perf_counter() - started,
         profile,
         trained.level,
+        trained.churn_level.shift,
+        {
+            "actual": buyers(actual["churned"]),
+            **{name: buyers(predictions[name]["p_churn"]) for name in ("model", *CLASSICAL)},
+            "own": trained.churn_level.counts.get("model", float("nan")),
+        },
     )
     return result, actual, predictions
 
@@ -246,7 +257,7 @@ def markdown(results: list[CutoffResult], config: BacktestConfig) -> str:
             + f". Bootstrap SE of the model's metrics: {se['model']}; of the difference to "
             f"BG/NBD: {se['bgnbd']}; to Pareto/NBD: {se['pareto_nbd']}"
         )
-    lines += ["", *profile_lines(results), "", *level_lines(results)]
+    lines += ["", *profile_lines(results), "", *level_lines(results), "", *churn_lines(results)]
     spread = seed_lines(results, config.settings.seed)
     if spread:
         lines += ["", *spread]
@@ -332,6 +343,41 @@ def level_lines(results: list[CutoffResult]) -> list[str]:
                 f"{record.actual:,.0f} | {cells} |"
             )
     return lines
+
+
+def churn_lines(results: list[CutoffResult]) -> list[str]:
+    """The served churn rate at each cutoff: expected buyers against those who ordered (Markdown).
+
+    The served count is the geometric mean of the model's own and the classical counts at the
+    data end (:func:`training.level.buyers_blend`); "model's own" is the count before the
+    shift, at the data end of the training (the cutoff's customers when the data ends there).
+    """
+    lines = [
+        "Customers who order in the horizon: expected by each model against those who did "
+        "(error in %), and the churn-logit shift served:",
+        "",
+        "| cutoff | ordered | served | model's own | BG/NBD | Pareto/NBD | shift |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        count = result.buyers
+        if not count:
+            continue
+        actual = count["actual"]
+        errors = [
+            _error_pct(count.get(name, float("nan")), actual)
+            for name in ("model", "own", "bgnbd", "pareto_nbd")
+        ]
+        lines.append(
+            f"| {result.cutoff.date()} | {actual:,.0f} | {' | '.join(errors)} | "
+            f"{result.churn_shift:+.3f} |"
+        )
+    return lines
+
+
+def _error_pct(value: float, actual: float) -> str:
+    """``value`` against ``actual`` in percent ("" when either is unknown or not positive)."""
+    return f"{100.0 * (value / actual - 1.0):+.1f}%" if actual > 0 and value > 0 else ""
 
 
 def profile_lines(results: list[CutoffResult]) -> list[str]:

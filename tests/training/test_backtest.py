@@ -8,7 +8,14 @@ from mlflow.tracking import MlflowClient
 from demo.generator import generate, write_tables
 from features import FeatureSpec
 from features.io import validate_events, validate_orders
-from training.backtest import CLASSICAL, backtest_cutoff, floor_verdicts, main, restrict_to_cohort
+from training.backtest import (
+    CLASSICAL,
+    backtest_cutoff,
+    churn_lines,
+    floor_verdicts,
+    main,
+    restrict_to_cohort,
+)
 from training.config import FitSettings
 
 pytestmark = pytest.mark.slow
@@ -58,6 +65,16 @@ def test_backtest_scores_every_customer_beside_the_baselines_and_ignores_the_fut
     assert first.actual > 0
     assert predictions["model"]["clv"].sum() == pytest.approx(level.served[level.source])
     assert level.factor == pytest.approx(level.served[level.source] / level.served["model"])
+
+    # The served churn rate: the geometric mean of the model's own count of buyers and the
+    # classical models' at the data end (the cutoff's customers), one logit shift for all.
+    count = result.buyers
+    blend = (count["own"] * count["bgnbd"] * count["pareto_nbd"]) ** (1 / 3)
+    assert count["model"] == pytest.approx(blend, rel=1e-6)
+    assert count["actual"] == pytest.approx((1 - actual["churned"]).sum())
+    assert (count["model"] > count["own"]) == (result.churn_shift < 0)
+    table = "\n".join(churn_lines([result]))
+    assert f"| {CUTOFF.date()} | {count['actual']:,.0f} | " in table
 
     # What happens after the horizon cannot change anything: the fit reads rows before the
     # cutoff only, the labels rows before cutoff + horizon.
