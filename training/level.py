@@ -12,10 +12,11 @@ before ``o``, with a stack learnt on the horizon that ended at ``o`` (the same p
 tree counts as the twin, so no search). Its base total over ``[o, o + horizon)`` is compared
 with what the customers then spent, and so are the totals of BG/NBD and Pareto/NBD fit at
 ``o``, and of their blend with the model. The candidate with the best track record (mean
-absolute log ratio of predicted to actual total) sets the served level; every customer's
-``clv`` is scaled by one factor, so the ranking is unchanged. The model keeps its own level
-unless another candidate is better by :data:`SWITCH_MARGIN`. Where the history is too short
-to replay the model even once, the classical models are still measured at the first origin:
+absolute log ratio of predicted to actual total, over the origins the model could be
+replayed at) sets the served level; every customer's ``clv`` is scaled by one factor, so the
+ranking is unchanged. The model keeps its own level unless another candidate is better by
+:data:`SWITCH_MARGIN`. Where the history is too short to replay the model even once, the
+classical models are still measured at the origins:
 a classical level whose record is within :data:`TRUSTED_MISS` is served (a validated level
 over an unvalidated one); one within :data:`USABLE_MISS` is averaged with the model's (the
 blend); a worse one is ignored.
@@ -218,7 +219,17 @@ def choose_level(origins: tuple[OriginTotals, ...], served: dict[str, float]) ->
     -------
     Level
     """
-    scores = {name: s for name, s in track_scores(origins).items() if name in served}
+    # The candidates are compared where the model has a record: the origins it could be
+    # replayed at (a short file may allow the latest origin and not the one before it).
+    replayed = tuple(record for record in origins if "model" in record.totals)
+    judged = replayed or origins
+    scores = {name: s for name, s in track_scores(judged).items() if name in served}
+    partly = (
+        f" (at the {len(replayed)} of {len(origins)} earlier origins the model could be "
+        "replayed at)"
+        if replayed and len(replayed) < len(origins)
+        else ""
+    )
     own = served["model"]
     chosen, reason = "model", ""
     if not scores:
@@ -229,32 +240,32 @@ def choose_level(origins: tuple[OriginTotals, ...], served: dict[str, float]) ->
             chosen = best
             reason = (
                 f"{best}'s total missed by {_pct(scores[best])} on average against the "
-                f"model's {_pct(scores['model'])}"
+                f"model's {_pct(scores['model'])}{partly}"
             )
         else:
             reason = (
-                f"the model's own total missed by {_pct(scores['model'])} on average; no "
-                f"other level was better by {_pct(SWITCH_MARGIN)}"
+                f"the model's own total missed by {_pct(scores['model'])} on average{partly}; "
+                f"no other level was better by {_pct(SWITCH_MARGIN)}"
             )
     else:
         best = min(scores, key=lambda name: scores[name])
         if scores[best] <= TRUSTED_MISS:
             chosen = best
             reason = (
-                f"the model could not be replayed before the data end; {best}'s total "
+                f"the model could not be replayed at any earlier origin; {best}'s total "
                 f"missed by {_pct(scores[best])} on average, within {_pct(TRUSTED_MISS)}"
             )
         elif scores[best] <= USABLE_MISS and "blend" in served:
             chosen = "blend"
             reason = (
-                "the model could not be replayed before the data end, so no level is "
+                "the model could not be replayed at any earlier origin, so no level is "
                 f"validated; {best}'s total missed by {_pct(scores[best])}, within "
                 f"{_pct(USABLE_MISS)}, so the model's and the classical totals are averaged "
                 "rather than one of them trusted"
             )
         else:
             reason = (
-                "the model could not be replayed before the data end and no classical "
+                "the model could not be replayed at any earlier origin and no classical "
                 f"level was within {_pct(USABLE_MISS)}; the model's own level is unvalidated"
             )
     factor = served[chosen] / own if own > 0 and served.get(chosen, 0) > 0 else 1.0

@@ -148,3 +148,19 @@ def test_without_both_classical_counts_the_model_keeps_its_churn_rate() -> None:
         assert level.shift == 0.0
         assert "blend" not in level.counts
         assert "model's own churn rate" in level.summary()
+
+
+def test_a_model_replayed_at_some_origins_is_judged_where_it_was() -> None:
+    # A short file: the model could be replayed at the latest origin, not at the one before.
+    origins = (
+        _origin("2020-07-01", 1000.0, model=810.0, bgnbd=1280.0, pareto_nbd=1340.0),
+        _origin("2020-01-01", 1000.0, bgnbd=200.0, pareto_nbd=830.0),
+    )
+    served = with_blend({"model": 800.0, "bgnbd": 1100.0, "pareto_nbd": 1200.0})
+    level = choose_level(origins, served)
+    # At the latest origin the blend missed by +11.8% against the model's -19%.
+    assert level.source == "blend"
+    assert level.factor == pytest.approx(served["blend"] / 800.0)
+    assert "at the 1 of 2 earlier origins the model could be replayed at" in level.reason
+    # Both origins stay in the record the run prints.
+    assert list(level.table()["origin"]) == ["2020-07-01", "2020-01-01"]
