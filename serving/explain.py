@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -246,6 +247,9 @@ def reason_texts(
 #: Equal printed days: the customer's first order and BG/NBD's first purchase (which may
 #: differ when the first order was cancelled: two facts then, both shown).
 _SAME_DAYS: tuple[tuple[str, str], ...] = (("days_since_first_order", "T"),)
+#: Quantities counted over nested windows (``orders_90d`` ... ``orders_total``): equal
+#: figures of two windows are one fact (:func:`same_facts_merged`).
+_NESTED_STEMS: tuple[str, ...] = ("orders", "revenue")
 #: What a customer with one order has (no gap between orders, so the first is missing):
 #: each feature with the value that says "one order" (NaN: missing). One fact, said by the
 #: first: "only one order so far", not also "0 days between first and last purchase".
@@ -260,6 +264,22 @@ _ONE_ORDER: tuple[tuple[str, float], ...] = (
 )
 
 
+def _nested_windows(names: Sequence[str]) -> list[list[str]]:
+    """Per counted quantity, its windows shortest first, then the whole history."""
+    chains = []
+    for stem in _NESTED_STEMS:
+        windows = sorted(
+            (int(m["w"]), name)
+            for name in names
+            if (m := _WINDOW.match(name)) and m["stem"] == stem
+        )
+        chain = [name for _, name in windows]
+        if f"{stem}_total" in names:
+            chain.append(f"{stem}_total")
+        chains.append(chain)
+    return chains
+
+
 def same_facts_merged(
     contributions: np.ndarray, values: np.ndarray, names: Sequence[str]
 ) -> np.ndarray:
@@ -267,7 +287,10 @@ def same_facts_merged(
 
     "customer for 347 days" and "first purchase 347 days ago", or "only one order so far"
     and "0 days between first and last purchase", are one fact: shown twice, they take two of
-    a row's reasons, and their arrows may even disagree. Contributions are additive, so the
+    a row's reasons, and their arrows may even disagree. So are two windows of one quantity
+    that print the same figure ("16 spent in the last 365 days" and "16 spent in total":
+    nothing was spent before), said by the longer window, and a one-order customer's
+    "average order value 16" beside "16 spent in total". Contributions are additive, so the
     group's is the sum of its members', given to the member whose words are shown; the others
     get zero (no reason). A row where the members say different things keeps them apart.
 
@@ -278,6 +301,16 @@ def same_facts_merged(
     """
     column = {name: j for j, name in enumerate(names)}
     merges: list[tuple[int, int, np.ndarray]] = []
+    # Windows first, shortest into the next: a run of equal figures ends in its longest
+    # window, which the one-order group below may then take in turn.
+    for chain in _nested_windows(names):
+        for shorter, longer in itertools.pairwise(chain):
+            a, b = column[longer], column[shorter]
+            merges.append((a, b, _whole(values[:, a]) == _whole(values[:, b])))
+    if {"avg_order_value", "revenue_total", "orders_total"} <= column.keys():
+        a, b = column["revenue_total"], column["avg_order_value"]
+        one = values[:, column["orders_total"]] == 1.0
+        merges.append((a, b, one & (_whole(values[:, a]) == _whole(values[:, b]))))
     for words, twin in _SAME_DAYS:
         if words in column and twin in column:
             a, b = column[words], column[twin]

@@ -371,8 +371,18 @@ _ONE_ORDER_REASON = re.compile(
 )
 
 
+#: A figure of spend or orders over a window or the whole history: two windows of one row
+#: printing the same figure say one fact (nothing happened in the longer one's remainder).
+_WINDOW_FIGURE = re.compile(
+    r"[↑↓] ([\d,.]+) (spent|orders?) in (?:the last \d+ days|total)(?=;|$| \()"
+)
+
+
 def _says_one_fact_twice(text: str) -> bool:
-    return _SAME_DAYS_OR_WORDS.search(text) is not None or len(_ONE_ORDER_REASON.findall(text)) > 1
+    if _SAME_DAYS_OR_WORDS.search(text) is not None or len(_ONE_ORDER_REASON.findall(text)) > 1:
+        return True
+    figures = [(figure, kind.rstrip("s")) for figure, kind in _WINDOW_FIGURE.findall(text)]
+    return len(figures) != len(set(figures))
 
 
 def _one_fact_twice(rows: RunRows) -> Finding:

@@ -156,9 +156,10 @@ class Level:
     def summary(self) -> str:
         """One line for the training report."""
         band = self.band_pct()
+        measured_at = sum(np.isfinite(r.error_pct(self.source)) for r in self.origins)
         measured = (
             f"its total missed by {band[0]:+.1f}% to {band[1]:+.1f}% at "
-            f"{len(self.origins)} earlier origin(s)"
+            f"{measured_at} earlier origin(s)"
             if band
             else "its total has no measured track record"
         )

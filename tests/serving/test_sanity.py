@@ -179,6 +179,10 @@ def test_a_served_models_batch_scores_have_no_contradictions(latest_scores):
         ("↑ only one order so far; ↓ 0 orders in the last 90 days", False),
         ("↑ 31 orders in total; ↑ only one order so far", False),
         ("↑ last order 9 days ago; ↓ 5 orders in total; ↓ last order 9 days ago", True),
+        ("↑ 16 spent in total; ↑ 0.1 orders expected; ↓ 16 spent in the last 365 days", True),
+        ("↓ 0 orders in the last 90 days; ↓ 0 orders in the last 365 days", True),
+        ("↓ 1,250 spent in the last 365 days; ↓ 1,300 spent in total", False),
+        ("↑ 2 orders in the last 90 days; ↑ 2 spent in total", False),
     ],
 )
 def test_one_fact_twice_is_found_in_any_of_its_wordings(reasons, twice):

@@ -333,3 +333,32 @@ def test_reason_texts_group_values_by_their_printed_figure(feature):
         for value in values
     ]
     assert texts == expected
+
+
+def test_two_windows_printing_the_same_figure_are_one_reason_said_by_the_longer():
+    names = ["revenue_90d", "revenue_365d", "revenue_total", "avg_order_value"]
+    names += ["orders_365d", "orders_total"]
+    contributions = np.array(
+        [
+            [0.3, -0.2, -0.4, -0.1, 0.05, -0.02],  # one order of 33 within 90 days
+            [-0.1, -0.2, 0.25, 0.05, -0.35, 0.1],  # nothing spent for a year, 50 before
+            [0.1, 0.2, 0.3, 0.05, 0.02, 0.04],  # figures that differ stay apart
+        ]
+    )
+    values = np.array(
+        [
+            [33.0, 33.0, 33.0, 33.0, 1.0, 1.0],
+            [0.0, 0.0, 50.0, 25.0, 0.0, 2.0],
+            [10.0, 20.0, 30.0, 15.0, 2.0, 3.0],
+        ]
+    )
+    texts = reason_texts(contributions, values, names, k=6).to_pylist()
+    # 0.3 - 0.2 - 0.4 - 0.1 = -0.4 for the one fact "33 spent in total".
+    assert texts[0] == "↓ 33 spent in total; ↑ 1 order in total"
+    assert texts[1] == "↓ 0 orders in the last 365 days; ↓ 0 spent in the last 365 days; " + (
+        "↑ 50 spent in total; ↑ 2 orders in total; ↑ average order value 25"
+    )
+    assert texts[2].count(";") == 5  # six reasons, each its own fact
+    merged = same_facts_merged(contributions, values, names)
+    np.testing.assert_allclose(merged.sum(axis=1), contributions.sum(axis=1))
+    np.testing.assert_allclose(merged[0], [0.0, 0.0, -0.4, 0.0, 0.0, 0.03])

@@ -162,5 +162,6 @@ def test_a_model_replayed_at_some_origins_is_judged_where_it_was() -> None:
     assert level.source == "blend"
     assert level.factor == pytest.approx(served["blend"] / 800.0)
     assert "at the 1 of 2 earlier origins the model could be replayed at" in level.reason
+    assert "missed by +11.6% to +11.6% at 1 earlier origin(s)" in level.summary()
     # Both origins stay in the record the run prints.
     assert list(level.table()["origin"]) == ["2020-07-01", "2020-01-01"]
