@@ -277,20 +277,6 @@ def _pct(log_ratio: float) -> str:
     return f"{100.0 * (math.exp(log_ratio) - 1.0):.1f}%"
 
 
-def classical_totals(
-    features: pd.DataFrame,
-    horizon_days: int,
-    seed: int,
-    bgnbd: BgNbdGammaGammaBaseline | None = None,
-    pareto: ParetoNbdGammaGammaBaseline | None = None,
-) -> dict[str, float]:
-    """Base totals of BG/NBD and Pareto/NBD (each with Gamma-Gamma) fit on ``features``.
-
-    ``bgnbd`` and ``pareto``: already fit on ``features`` (else they are fit here).
-    """
-    return classical_figures(features, horizon_days, seed, bgnbd, pareto)[0]
-
-
 def classical_figures(
     features: pd.DataFrame,
     horizon_days: int,
@@ -480,7 +466,7 @@ def replay_origins(
     for _ in range(settings.level_origins):
         origin = refit.cutoff
         actual = build_labels(orders, cutoff=origin, spec=spec).loc[refit.features.index]
-        totals = classical_totals(
+        totals, _ = classical_figures(
             refit.features, spec.horizon_days, settings.seed, refit.bgnbd, pareto
         )
         pareto = None
