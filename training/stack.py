@@ -79,9 +79,10 @@ class Stack:
     origins (:mod:`training.level`); 1.0 for the twin. One factor for all customers, so it
     never reorders them.
 
-    ``churn_shift`` is added to every churn logit: the served count of customers who order,
-    chosen the same way (:func:`training.level.churn_shift`); 0.0 for the twin. One shift for
-    all customers, so it never reorders them either.
+    ``churn_shift`` is added to every churn logit: it serves the count of customers who order
+    that :func:`training.level.buyers_blend` sets (the geometric mean of the model's and the
+    classical counts); 0.0 for the twin. One shift for all customers, so it never reorders
+    them either.
     """
 
     churn: tuple[float, float, float]
