@@ -402,14 +402,15 @@ def buyers_blend(counts: dict[str, float], p_churn: np.ndarray) -> BuyersLevel:
     average log miss, and is below it whenever they miss in opposite directions (entry 26).
     """
     parts = {name: counts.get(name, float("nan")) for name in ("model", "bgnbd", "pareto_nbd")}
-    values = np.array(list(parts.values()), dtype="float64")
-    if not np.all(np.isfinite(values)) or values.min() <= 0:
+    # The value's blend, applied to the counts (with_blend leaves it out unless all three
+    # are positive).
+    target = with_blend({name: c for name, c in parts.items() if np.isfinite(c)}).get("blend")
+    if target is None:
         return BuyersLevel(
             counts=dict(parts),
             reason="a classical count is missing or not positive; the model's own churn rate "
             "is served",
         )
-    target = float(np.exp(np.mean(np.log(values))))
     return BuyersLevel(
         shift=churn_shift(p_churn, target),
         counts={**parts, "blend": target},
