@@ -22,7 +22,7 @@ HORIZON_DAYS ?= 365
 NAME ?=
 NAME_FLAG = $(if $(NAME),--name $(NAME))
 
-.PHONY: help install lock data train check-data backtest promote ui score score-spark sanity impact report monitor nightly serve bento serve-bento test test-fast lint format bench bench-all bench-batch bench-spark bench-online soak soak-redis clean
+.PHONY: help install lock data train check-data backtest promote ui score score-spark sanity impact report monitor nightly serve bento serve-bento test test-fast test-served lint format bench bench-all bench-batch bench-spark bench-online soak soak-redis clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -186,9 +186,16 @@ test: $(STAMP) $(SPARK_STAMP) ## Run the whole test suite (fast tests + server/s
 	$(POSTGRES_NEEDED)
 	$(PY) -m pytest -q --durations=10
 
-# Two worker processes (pytest-xdist, TEST_WORKERS=2), a test file's tests on one worker
-# (--dist loadfile: a module's fixtures are built once); each worker has its own temporary
-# folders, MLflow store and small served model (tests/conftest.py).
+# The two quick tiers: each on two worker processes (pytest-xdist, TEST_WORKERS=2), a test
+# file's tests on one worker (--dist loadfile: a module's fixtures are built once); each worker
+# has its own temporary folders and MLflow store (tests/conftest.py).
+# - test-fast: what needs no registered model (features, training's parts, insight, the demo,
+#   each command's argument and input handling). It trains nothing.
+# - test-served: the tests that score with the small served model (batch, service, reload,
+#   impact, monitor; marked `served` by tests/conftest.py from their fixtures), fit in seconds
+#   once per worker.
+# Both leave out the slow/server/browser/spark/postgres suites that `make test` runs, and the
+# Spark folder is not even collected (importing PySpark costs each worker 2.4 s).
 # One OpenMP thread: each worker runs one test at a time, and on a small machine shared with
 # other work XGBoost's spinning thread pool made a 10-tree fit 40x slower (0.15 s -> 6.5 s).
 # Compiled bytecode kept in .venv/pycache even where PYTHONDONTWRITEBYTECODE is set (containers):
@@ -196,10 +203,15 @@ test: $(STAMP) $(SPARK_STAMP) ## Run the whole test suite (fast tests + server/s
 # 21 s of CPU -> 7 s, measured on 2 loaded cores).
 # The property tests run a few examples each (hypothesis profile "fast", tests/conftest.py).
 TEST_WORKERS ?= 2
-test-fast: $(STAMP) ## Run only the fast offline tests on TEST_WORKERS=2 processes (nothing trained beyond the small served model)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache \
+QUICK_TESTS = OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache \
 	  $(PY) -m pytest -q --durations=10 --hypothesis-profile=fast -n $(TEST_WORKERS) --dist loadfile \
-	  -m "not slow and not server and not browser and not spark and not postgres"
+	  --ignore=tests/spark
+QUICK_MARKERS = not slow and not server and not browser and not spark and not postgres
+test-fast: $(STAMP) ## Run the fast offline tests that need no registered model, on TEST_WORKERS=2 processes (trains nothing)
+	$(QUICK_TESTS) -m "$(QUICK_MARKERS) and not served"
+
+test-served: $(STAMP) ## Run the offline tests that score with the small served model, on TEST_WORKERS=2 processes
+	$(QUICK_TESTS) -m "$(QUICK_MARKERS) and served"
 
 lint: $(STAMP) ## ruff lint + format check + mypy type check + import contract (lint-imports; pyproject.toml)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/lint-imports

@@ -8,8 +8,11 @@ Two models, for two kinds of test:
   this takes seconds.
 * ``trained_store``: the whole training pipeline (``training.train.run``), for the tests of
   training itself; they are marked ``slow``. A test that asks for it (directly or through another
-  fixture) without one of the :data:`FULL_TRAINING_MARKERS` fails: the fast tier
-  (``make test-fast``) trains nothing beyond the small served model.
+  fixture) without one of the :data:`FULL_TRAINING_MARKERS` fails.
+
+The two quick tiers split on these fixtures: a test that uses a registered model (the served
+model, or the registry tests' own pair) is marked :data:`SERVED_MARKER` here and runs in
+``make test-served``; ``make test-fast`` runs the rest and so registers no model.
 
 Heavy modules are imported inside the fixtures, so collecting a fast test imports neither
 MLflow nor the training stack.
@@ -18,14 +21,15 @@ Every MLflow store of the session (the session's, :func:`own_tracking_store`'s) 
 one empty store MLflow created (:func:`empty_tracking_store`), kept between sessions in pytest's
 cache: creating MLflow's tables runs its schema migrations, each a commit synced to disk.
 
-``make test-fast`` runs on two pytest-xdist workers (``--dist loadfile``): each worker process
-builds its own session fixtures, in its own temporary folders (``tmp_path_factory``), with its
-own MLflow store, ``MLFLOW_TRACKING_URI`` and small served model; the one thing the workers
-share is the cached empty store, which they only copy (a worker that makes it renames it into
-place whole). No fast test starts a server or takes a fixed port (those are marked server).
+``make test-fast`` and ``make test-served`` run on two pytest-xdist workers
+(``--dist loadfile``): each worker process builds its own session fixtures, in its own
+temporary folders (``tmp_path_factory``), with its own MLflow store, ``MLFLOW_TRACKING_URI`` and
+small served model; the one thing the workers share is the cached empty store, which they only
+copy (a worker that makes it renames it into place whole). No quick test starts a server or
+takes a fixed port (those are marked server).
 
-The property tests (hypothesis) run each test's own number of examples; ``make test-fast``
-selects the :data:`FAST_PROFILE` profile, which caps them at :data:`FAST_EXAMPLES` (a test
+The property tests (hypothesis) run each test's own number of examples; the quick tiers
+select the :data:`FAST_PROFILE` profile, which caps them at :data:`FAST_EXAMPLES` (a test
 declares its count as ``min(n, settings.default.max_examples)``).
 """
 
@@ -46,11 +50,33 @@ from hypothesis import settings
 #: The markers ``make test-fast`` deselects; a test using ``trained_store`` must carry one.
 FULL_TRAINING_MARKERS = ("slow", "server", "browser", "spark")
 
+#: Given to every test that asks for a model fit and registered in MLflow for the session or
+#: the module (:data:`REGISTERED_MODEL_FIXTURES`), directly or through another fixture: the
+#: tests that score with a model from the registry (batch, service, reload, impact, monitor)
+#: and those of the registry itself. ``make test-served`` runs them, ``make test-fast`` leaves
+#: them out, so the fast tier registers no model. Set here from the fixtures, not by
+#: hand, so a new test on a registered model cannot be missed.
+SERVED_MARKER = "served"
+#: The fixtures that fit a model and register it: the small served model, and the registry
+#: tests' pair of models (tests/training/test_tracking.py).
+REGISTERED_MODEL_FIXTURES = ("served_store", "registered")
+
 #: The hypothesis profile of ``make test-fast`` (``--hypothesis-profile=fast``): a few examples
 #: per property test; ``make test`` runs the default profile, each test's full count.
 FAST_PROFILE = "fast"
 FAST_EXAMPLES = 5
 settings.register_profile(FAST_PROFILE, max_examples=FAST_EXAMPLES)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark :data:`SERVED_MARKER` on the tests that use a registered model, before ``-m`` selects.
+
+    ``tryfirst``: pytest's own selection by marker runs in this same hook.
+    """
+    for item in items:
+        if set(REGISTERED_MODEL_FIXTURES) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(SERVED_MARKER)
 
 
 @pytest.hookimpl(tryfirst=True)

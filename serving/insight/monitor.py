@@ -43,6 +43,7 @@ from features.database import is_database
 from features.history import format_cutoff
 from features.run_inputs import add_input_arguments, data_end, load_run_inputs
 from features.season import seasonal_index
+from serving.insight.figures import money_ticks, panel
 from serving.insight.run_archive import (
     DEFAULT_RUNS,
     NUMBER_COLUMNS,
@@ -536,8 +537,7 @@ def monitor(
 
 def track_record_figure(track: pd.DataFrame) -> Figure:
     """Predicted vs actual revenue of each judged run, so far (partly elapsed runs hollow)."""
-    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = panel(rotated_dates=True)
     dates = pd.to_datetime(track["cutoff"])
     complete = track["complete"].astype(bool).to_numpy()
     ax.plot(dates, track["actual_revenue"], color="#1d3f72", marker="s", label="actually spent")
@@ -554,6 +554,7 @@ def track_record_figure(track: pd.DataFrame) -> Figure:
     ax.set_xlabel("run (cutoff)")
     ax.set_ylabel("revenue of the run's customers")
     ax.set_ylim(bottom=0)
+    money_ticks(ax.yaxis)
     ax.set_title("Predicted vs actual revenue of earlier runs, so far")
     ax.legend()
     fig.autofmt_xdate()

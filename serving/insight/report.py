@@ -46,6 +46,7 @@ from features.history import format_cutoff
 from features.io import DataValidationError
 from features.run_inputs import add_input_arguments, given_events, load_run_inputs
 from serving.insight.budget import BudgetAssumptions, budget_table, cohort_budget
+from serving.insight.figures import figure_png, money_ticks, panel
 from serving.insight.impact import KIND_LABELS
 from serving.insight.impact import STATEMENT as IMPACT_STATEMENT
 from serving.insight.impact_truth import STATEMENT as TRUTH_STATEMENT
@@ -615,10 +616,10 @@ def left_out(what: str, path: Path | str, scores_path: Path, differences: Sequen
 
 def clv_histogram(clv: pd.Series, bins: int = 50, horizon_days: str = "") -> Figure:
     """Histogram of predicted CLV; the count axis is logarithmic, the value is skewed."""
-    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = panel()
     ax.hist(clv.astype("float64").dropna(), bins=bins, color="#3b6ea5")
     ax.set_yscale("log")
+    money_ticks(ax.xaxis)
     ahead = f"the next {horizon_days} days" if horizon_days else "the horizon"
     ax.set_xlabel(f"predicted value per customer over {ahead}")
     ax.set_ylabel("customers (log scale)")
@@ -633,11 +634,11 @@ def decile_figure(table: pd.DataFrame) -> Figure:
     its own: the run's figure puts every baseline on one shared axis, where the simple
     formula's largest decile flattens the model's line.
     """
-    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = panel()
     ax.plot(table["decile"], table["mean_predicted"], marker="o", label="predicted")
     ax.plot(table["decile"], table["mean_actual"], marker="s", label="actually spent")
     ax.set_xticks(table["decile"])
+    money_ticks(ax.yaxis)
     ax.set_xlabel("customers in ten groups by predicted value (1 = highest)")
     ax.set_ylabel("mean value per customer")
     ax.set_title("This model: predicted vs actual value by decile (holdout)")
@@ -702,13 +703,6 @@ def markdown_html(text: str) -> str:
 def png_data_uri(png: bytes) -> str:
     """A PNG as a ``data:`` URI, so the HTML needs no other file."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def figure_png(fig: Figure) -> bytes:
-    """A matplotlib figure as PNG bytes."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
 
 
 # --- the model's run -----------------------------------------------------------------------

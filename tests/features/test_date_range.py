@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import settings
 
 from features.history import as_cutoff, as_timestamp
 from features.io import (
@@ -131,6 +132,12 @@ def test_a_placeholder_beside_nanosecond_timestamps_is_still_out_of_range():
     assert result.quarantine["reason"].tolist() == ["ordered_at out of range"]
 
 
+def _share(full: int) -> int:
+    """``full`` random cases, or a share of them in ``make test-fast``'s profile (100 examples
+    is the default; tests/conftest.py)."""
+    return full * min(settings.default.max_examples, 100) // 100
+
+
 def test_parsing_never_raises_whatever_the_value():
     rng = np.random.default_rng(7)
     alphabet = list(string.printable + "éü\u2028\ufffd")
@@ -144,8 +151,8 @@ def test_parsing_never_raises_whatever_the_value():
         "-0001-01-01",
         "",
         None,
-        *("".join(rng.choice(alphabet, rng.integers(1, 25))) for _ in range(2000)),
-        *("".join(rng.choice(digits, rng.integers(1, 25))) for _ in range(5000)),
+        *("".join(rng.choice(alphabet, rng.integers(1, 25))) for _ in range(_share(2000))),
+        *("".join(rng.choice(digits, rng.integers(1, 25))) for _ in range(_share(5000))),
     ]
     for start in range(0, len(values), 101):
         for dtype in ("object", "str"):
@@ -173,7 +180,7 @@ def test_a_cutoff_may_be_the_end_of_the_range():
 def test_cutoff_text_only_ever_raises_value_error():
     rng = np.random.default_rng(11)
     alphabet = list(string.printable + "éü\ufffd")
-    for _ in range(3000):
+    for _ in range(_share(3000)):
         text = "".join(rng.choice(alphabet, rng.integers(0, 30)))
         try:
             as_cutoff(text)

@@ -18,7 +18,7 @@ from features.files import DataValidationError
 from features.spark_input import read_rows, validate_rows
 from serving.batch.base_scoring import BatchConfig
 from serving.batch.base_scoring import run as batch_run
-from serving.batch.spark import SparkConfig, load_spark_scores, main
+from serving.batch.spark import SparkConfig, load_spark_scores, main, parse_args
 from serving.batch.spark import run as spark_run
 
 pytestmark = pytest.mark.spark
@@ -153,3 +153,9 @@ def test_float_ids_beyond_int64_stay_apart_on_spark(spark, tmp_path):
     assert ids == ["10000000000000000000", "20000000000000000000", "30000000000000000000"]
     reasons = [r["__reason"] for r in validated.quarantine.collect()]
     assert reasons == ["non-finite customer_id"]
+
+
+def test_the_spark_command_passes_a_uri_through():
+    config = parse_args(["--orders", "s3a://lake/orders/", "--events", "s3a://lake/events/"])
+    assert config.orders == "s3a://lake/orders/"
+    assert config.events == "s3a://lake/events/"

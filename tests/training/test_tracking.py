@@ -78,7 +78,7 @@ def fit(orders, events, seed: int) -> tuple[CustomerValueModel, pd.DataFrame]:
 
 
 @pytest.fixture(scope="module")
-def logged(store):
+def registered(store):
     """Two small models (different seeds) logged and registered like `make train` does."""
     orders, events = generate(customers=400, seed=3, start="2023-01-01", end="2025-07-01")
     orders = validate_orders(orders, strict=True).frame
@@ -177,11 +177,11 @@ def test_read_only_refuses_a_file_that_is_not_an_mlflow_store(write, tmp_path, r
 
 
 def test_read_only_refuses_a_store_of_another_schema_without_migrating_it(
-    logged, tmp_path, restore_uris
+    registered, tmp_path, restore_uris
 ):
     # An older store: MLflow would create the tables it lacks and migrate it.
     database = tmp_path / "mlflow.db"
-    shutil.copyfile(logged.database, database)
+    shutil.copyfile(registered.database, database)
     with sqlite3.connect(database) as connection:
         connection.execute("UPDATE alembic_version SET version_num = '0123456789ab'")
     connection.close()
@@ -223,45 +223,45 @@ def test_read_only_passes_remote_stores_through(uri, restore_uris):
     assert mlflow.get_registry_uri() == uri
 
 
-def test_read_only_scoring_leaves_the_store_untouched(logged, restore_uris):
+def test_read_only_scoring_leaves_the_store_untouched(registered, restore_uris):
     # Loading a registered version in place would write a registered_model_meta file into the
     # store's artifacts; the database must not be migrated or written either.
-    before = logged.store_files()
-    tracking.configure(logged.uri, read_only=True)
+    before = registered.store_files()
+    tracking.configure(registered.uri, read_only=True)
     uri = f"models:/{NAME}@candidate"
     info = tracking.version_info(uri)
     tracking.load_model(tracking.pinned_uri(uri, info))
     tracking.load_model(uri, which=tracking.EVALUATION_DIR)
-    assert info["model_version"] == logged.version
-    assert logged.store_files() == before
+    assert info["model_version"] == registered.version
+    assert registered.store_files() == before
 
 
 # -- the model, logged as code -----------------------------------------------------------------
 
 
-def test_logged_model_loads_by_alias_with_identical_predictions(logged, restore_uris):
-    tracking.configure(logged.uri, read_only=True)
+def test_logged_model_loads_by_alias_with_identical_predictions(registered, restore_uris):
+    tracking.configure(registered.uri, read_only=True)
     path = list(sys.path)
     serving = tracking.load_model(f"models:/{NAME}@candidate")
     evaluation = tracking.load_model(f"models:/{NAME}@candidate", which="evaluation")
     assert isinstance(serving, CustomerValueModel) and isinstance(evaluation, CustomerValueModel)
     pd.testing.assert_frame_equal(
-        serving.predict(logged.features), logged.serving.predict(logged.features)
+        serving.predict(registered.features), registered.serving.predict(registered.features)
     )
     pd.testing.assert_frame_equal(
-        evaluation.predict(logged.features), logged.evaluation.predict(logged.features)
+        evaluation.predict(registered.features), registered.evaluation.predict(registered.features)
     )
     # The version's copy of the code does not stay in front of the project's.
     assert sys.path == path
-    pyfunc = mlflow.pyfunc.load_model(logged.model_uri)
+    pyfunc = mlflow.pyfunc.load_model(registered.model_uri)
     pd.testing.assert_frame_equal(
-        pyfunc.predict(logged.features), logged.serving.predict(logged.features)
+        pyfunc.predict(registered.features), registered.serving.predict(registered.features)
     )
 
 
-def test_logged_model_is_code_with_its_packages_not_a_pickle(logged, tmp_path, restore_uris):
-    tracking.configure(logged.uri, read_only=True)
-    uri = logged.model_uri
+def test_logged_model_is_code_with_its_packages_not_a_pickle(registered, tmp_path, restore_uris):
+    tracking.configure(registered.uri, read_only=True)
+    uri = registered.model_uri
     flavor = Model.load(uri).flavors["python_function"]
     assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model"
     assert Path(flavor["model_code_path"]).name == "pyfunc_model.py"
@@ -302,15 +302,15 @@ print(json.dumps({{"clv": out["clv"].tolist(), "training": sys.modules["training
 
 
 @pytest.mark.slow  # a fresh interpreter importing MLflow: 10 to 20 seconds
-def test_logged_model_loads_where_the_project_is_not_installed(logged, tmp_path):
+def test_logged_model_loads_where_the_project_is_not_installed(registered, tmp_path):
     # The version carries its own code: MLflow alone (a fresh interpreter with the third-party
     # requirements, no project) loads and runs it.
     dst = tmp_path / "model"
     dst.mkdir()
     script = ISOLATED.format(
         root=str(ROOT),
-        uri=logged.uri,
-        model_uri=logged.model_uri,
+        uri=registered.uri,
+        model_uri=registered.model_uri,
         dst=str(dst),
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -321,7 +321,7 @@ def test_logged_model_loads_where_the_project_is_not_installed(logged, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert Path(result["training"]).is_relative_to(dst / "code")
-    expected = logged.serving.predict(logged.features.head(5))["clv"].tolist()
+    expected = registered.serving.predict(registered.features.head(5))["clv"].tolist()
     assert result["clv"] == expected
 
 
@@ -398,12 +398,12 @@ def test_model_requirements_cover_the_model_code_imports():
 
 
 def test_a_locked_store_is_reported_as_locked_not_as_foreign(
-    logged, tmp_path, restore_uris, monkeypatch
+    registered, tmp_path, restore_uris, monkeypatch
 ):
     # sqlite3 models/mlflow.db 'BEGIN EXCLUSIVE' held by another process: was "not an MLflow
     # store ... run `make train` first".
     database = tmp_path / "mlflow.db"
-    shutil.copyfile(logged.database, database)
+    shutil.copyfile(registered.database, database)
     monkeypatch.setattr(tracking, "LOCK_WAIT_SECONDS", 0.0, raising=False)
     holder = sqlite3.connect(database, isolation_level=None)
     try:
@@ -417,9 +417,11 @@ def test_a_locked_store_is_reported_as_locked_not_as_foreign(
     tracking.configure(f"sqlite:///{database}", read_only=True)  # released: read as a store
 
 
-def test_a_read_only_tracking_store_is_one_line_naming_it(logged, tmp_path, restore_uris, capsys):
+def test_a_read_only_tracking_store_is_one_line_naming_it(
+    registered, tmp_path, restore_uris, capsys
+):
     database = tmp_path / "mlflow.db"
-    shutil.copyfile(logged.database, database)
+    shutil.copyfile(registered.database, database)
     # SQLite opened read-only: every write MLflow tries fails as on a read-only file.
     uri = f"sqlite:///file:{database}?mode=ro&uri=true"
     assert run_entrypoint(lambda: tracking.configure(uri, experiment="another")) == 1
@@ -484,10 +486,12 @@ def test_the_logged_training_input_has_the_schema_of_every_row(store, monkeypatc
     assert logged.dataset.name == "shop/orders.parquet"
 
 
-def test_a_model_the_registry_does_not_hold_is_one_line_naming_what_it_holds(logged, restore_uris):
+def test_a_model_the_registry_does_not_hold_is_one_line_naming_what_it_holds(
+    registered, restore_uris
+):
     # A model trained under another name (the default name follows the orders file) ended
     # `python -m serving.batch` in MLflow's traceback.
-    tracking.configure(logged.uri)
+    tracking.configure(registered.uri)
     for uri in ("models:/no-such-model@champion", f"models:/{NAME}@no-such-alias"):
         with pytest.raises(ValueError, match=r"is not in the model registry of sqlite:") as err:
             tracking.open_model(uri)
