@@ -190,10 +190,11 @@ test: $(STAMP) $(SPARK_STAMP) ## Run the whole test suite (fast tests + server/s
 # file's tests on one worker (--dist loadfile: a module's fixtures are built once); each worker
 # has its own temporary folders and MLflow store (tests/conftest.py).
 # - test-fast: what needs no registered model (features, training's parts, insight, the demo,
-#   each command's argument and input handling). It trains nothing.
+#   each command's argument and input handling). It registers no model and runs no training
+#   pipeline; the model tests fit models of a few trees.
 # - test-served: the tests that score with the small served model (batch, service, reload,
-#   impact, monitor; marked `served` by tests/conftest.py from their fixtures), fit in seconds
-#   once per worker.
+#   impact, monitor) or test the registry itself; marked `served` by tests/conftest.py from
+#   the fixtures they use. The served model is fit in seconds once per worker.
 # Both leave out the slow/server/browser/spark/postgres suites that `make test` runs, and the
 # Spark folder is not even collected (importing PySpark costs each worker 2.4 s).
 # One OpenMP thread: each worker runs one test at a time, and on a small machine shared with
@@ -207,10 +208,10 @@ QUICK_TESTS = OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} PYTHONDONTWRITEBYTECODE= PY
 	  $(PY) -m pytest -q --durations=10 --hypothesis-profile=fast -n $(TEST_WORKERS) --dist loadfile \
 	  --ignore=tests/spark
 QUICK_MARKERS = not slow and not server and not browser and not spark and not postgres
-test-fast: $(STAMP) ## Run the fast offline tests that need no registered model, on TEST_WORKERS=2 processes (trains nothing)
+test-fast: $(STAMP) ## Run the fast offline tests that need no registered model, on TEST_WORKERS=2 processes
 	$(QUICK_TESTS) -m "$(QUICK_MARKERS) and not served"
 
-test-served: $(STAMP) ## Run the offline tests that score with the small served model, on TEST_WORKERS=2 processes
+test-served: $(STAMP) ## Run the offline tests that use a registered model (the small served one, the registry tests), on TEST_WORKERS=2 processes
 	$(QUICK_TESTS) -m "$(QUICK_MARKERS) and served"
 
 lint: $(STAMP) ## ruff lint + format check + mypy type check + import contract (lint-imports; pyproject.toml)
