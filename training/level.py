@@ -19,7 +19,8 @@ ranking is unchanged. The model keeps its own level unless another candidate is 
 classical models are still measured at the origins:
 a classical level whose record is within :data:`TRUSTED_MISS` is served (a validated level
 over an unvalidated one); one within :data:`USABLE_MISS` is averaged with the model's (the
-blend); a worse one is ignored.
+blend); a worse one still tells on which side the spending fell, and bounds the model's level
+on that side by the nearer classical level.
 """
 
 from __future__ import annotations
@@ -265,12 +266,55 @@ def choose_level(origins: tuple[OriginTotals, ...], served: dict[str, float]) ->
                 "rather than one of them trusted"
             )
         else:
-            reason = (
-                "the model could not be replayed at any earlier origin and no classical "
-                f"level was within {_pct(USABLE_MISS)}; the model's own level is unvalidated"
-            )
+            chosen, reason = _bounded_by_classical(judged, served)
     factor = served[chosen] / own if own > 0 and served.get(chosen, 0) > 0 else 1.0
     return Level(float(factor), chosen, reason, dict(served), origins)
+
+
+def _bounded_by_classical(
+    origins: tuple[OriginTotals, ...], served: dict[str, float]
+) -> tuple[str, str]:
+    """The level where no candidate is validated and both classical models missed by far.
+
+    The classical record still says on which side the shop's spending fell: where BG/NBD and
+    Pareto/NBD both fell short at the earlier origins (a growing shop, or a file that keeps
+    only its best customers), a level below both of theirs has no support, and where both
+    overshot (a file that starts in the middle of its customers' lives), a level above both.
+    The model's own level is kept unless it lies on that far side; then the nearer classical
+    level is served, the smallest move the record asks for (docs/experiments.md, entry 28).
+
+    Returns
+    -------
+    (chosen, reason)
+    """
+    unvalidated = (
+        "the model could not be replayed at any earlier origin and no classical level was "
+        f"within {_pct(USABLE_MISS)}"
+    )
+    classical = [name for name in ("bgnbd", "pareto_nbd") if served.get(name, 0.0) > 0]
+    bias = {
+        name: float(np.mean([math.log(r.totals[name] / r.actual) for r in origins]))
+        for name in classical
+        if origins and all(r.totals.get(name, 0.0) > 0 and r.actual > 0 for r in origins)
+    }
+    own = served["model"]
+    if len(bias) == 2 and own > 0:
+        short = all(b < 0 for b in bias.values())
+        over = all(b > 0 for b in bias.values())
+        nearer = (
+            max(classical, key=served.__getitem__)
+            if over
+            else min(classical, key=served.__getitem__)
+        )
+        if (short and own < served[nearer]) or (over and own > served[nearer]):
+            missed, direction = ("fell short", "below") if short else ("overshot", "above")
+            misses = " and ".join(f"{100.0 * math.expm1(b):+.1f}%" for b in bias.values())
+            return nearer, (
+                f"{unvalidated}; both classical totals {missed} there ({misses}), and "
+                f"the model's total is {direction} both of theirs now, on the side the record "
+                f"does not support, so the nearer classical level ({nearer}'s) is served"
+            )
+    return "model", f"{unvalidated}; the model's own level is unvalidated"
 
 
 def _pct(log_ratio: float) -> str:
