@@ -359,6 +359,14 @@ def _ranking(
 _PROBABILITY_READINGS: dict[str, bool] = {"purchase_model_p_no_order": True, "p_alive": False}
 #: A purchase-model figure of value is quoted only within this factor of the served CLV.
 VALUE_AGREEMENT = 2.0
+#: How overdue the last order is, in the customer's own usual gaps ("last order 3.1x the usual
+#: gap between orders ago"), reads as a risk from :data:`OVERDUE_READS_LATE` on and as being
+#: on rhythm up to :data:`OVERDUE_READS_ON_TIME`. The trees weigh it against the base: where
+#: most customers are far more overdue (a venue whose customers come once a year), 3x lowers
+#: the risk against the average, and "↓ last order 3.1x the usual gap ago" reads as a reason
+#: to worry less. Between the two the figure reads either way and is shown as it is.
+OVERDUE_READS_LATE = 1.5
+OVERDUE_READS_ON_TIME = 0.5
 
 
 def unreadable(
@@ -380,6 +388,10 @@ def unreadable(
     - The purchase model's value over the horizon when the served ``clv`` differs from it by
       more than :data:`VALUE_AGREEMENT` times: the reason would quote a figure the answer
       does not agree with.
+    - How overdue the last order is (``recency_gap_ratio``) when its arrow contradicts the
+      figure: :data:`OVERDUE_READS_LATE` times the usual gap or more shown as lowering risk
+      (or raising value), :data:`OVERDUE_READS_ON_TIME` or less shown as raising risk (or
+      lowering value).
 
     Parameters
     ----------
@@ -412,6 +424,12 @@ def unreadable(
         hidden[:, j] |= risky != risk_up[:, j]
     if "p_alive" in column and "frequency" in column:
         hidden[:, column["p_alive"]] |= values[:, column["frequency"]] == 0
+    if "recency_gap_ratio" in column:
+        j = column["recency_gap_ratio"]
+        # As printed ("{v:.1f}x"): 1.46 reads as 1.5.
+        overdue = np.round(values[:, j], 1)
+        late, on_time = overdue >= OVERDUE_READS_LATE, overdue <= OVERDUE_READS_ON_TIME
+        hidden[:, j] |= (late & ~risk_up[:, j]) | (on_time & risk_up[:, j])
     if "purchase_model_value" in column:
         quoted = values[:, column["purchase_model_value"]]
         served = np.maximum(np.asarray(clv, dtype="float64"), 1e-9)

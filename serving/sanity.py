@@ -13,6 +13,9 @@ would read as wrong:
 - a ``next_order_date`` past the end of the horizon;
 - ``avg_days_between_orders`` under one day;
 - a reason "↓ N% chance of no order" with N >= 50;
+- a reason "last order Nx the usual gap between orders ago" whose arrow reads against the
+  figure: a long overdue order (1.5x or more) lowering risk or raising value, or one on
+  rhythm (0.5x or less) the other way;
 - a high-risk customer whose churn reasons all lower the risk (or a low-risk one whose all
   raise it);
 - a value reason quoting a purchase-pattern value more than twice the served CLV (or under
@@ -40,7 +43,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from serving.explain import DATA_GAP_PHRASES
+from serving.explain import DATA_GAP_PHRASES, OVERDUE_READS_LATE, OVERDUE_READS_ON_TIME
 from serving.run_files import DEFAULT_FEATURES_OUT, DEFAULT_OUT, RunStamp
 from serving.segments import NEW_CUSTOMER_ACTIONS_REFUSED, RISK_TIERS
 from training.profile import DEFAULT_LEVEL
@@ -53,6 +56,7 @@ HISTORY_COLUMNS: tuple[str, ...] = ("days_since_first_order", "days_since_last_o
 VALUE_RATIO = 2.0
 _ARROW_REASON = re.compile(r"(?:^|; )([↑↓]) ")
 _NO_ORDER_DOWN = re.compile(r"↓ (\d+)% chance of no order")
+_OVERDUE = re.compile(r"([↑↓]) last order ([\d.]+)x the usual gap between orders ago")
 _PATTERN_VALUE = re.compile(r"([↑↓]) ([\d,.]+) expected over the horizon \(purchase pattern\)")
 #: A relative slack for comparing figures that went through float32 and rounding.
 _TOLERANCE = 1e-6
@@ -297,6 +301,28 @@ def _no_order_lowering_risk(rows: RunRows) -> Finding:
     )
 
 
+def _overdue_against_reading(rows: RunRows) -> Finding:
+    s = rows.scores
+    wrong = np.zeros(len(s), dtype=bool)
+    quoted = np.zeros(len(s), dtype=bool)
+    # An arrow up is more risk in the churn reasons and more value in the value reasons.
+    for column, risk_arrow in (("reasons", "↑"), ("value_reasons", "↓")):
+        found = s[column].fillna("").str.extract(_OVERDUE)
+        ratio = pd.to_numeric(found[1], errors="coerce").to_numpy()
+        risk = (found[0] == risk_arrow).to_numpy()
+        late, on_time = ratio >= OVERDUE_READS_LATE, ratio <= OVERDUE_READS_ON_TIME
+        wrong |= (late & ~risk) | (on_time & risk)
+        quoted |= np.isfinite(ratio)
+    return _finding(
+        rows,
+        "overdue_against_reading",
+        "reason 'last order Nx the usual gap ago' whose arrow reads against N",
+        wrong,
+        quoted,
+        ("p_churn", "reasons", "value_reasons"),
+    )
+
+
 def _arrows(texts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Per row: whether every reason says ↑, and whether every one says ↓ (False if none)."""
     found = texts.fillna("").map(_ARROW_REASON.findall)
@@ -416,6 +442,7 @@ CHECKS: tuple[Callable[[RunRows], Finding], ...] = (
     _sub_day_gap,
     _orders_below_chance,
     _no_order_lowering_risk,
+    _overdue_against_reading,
     _reasons_against_risk,
     _value_reason_off,
     _gap_as_top_reason,

@@ -77,6 +77,12 @@ PLANTED: dict[str, tuple[dict[str, object], dict[str, float]]] = {
         },
         {},
     ),
+    # What the real event log's scores showed: the trees weigh 2.4x against a base where most
+    # customers are far more overdue.
+    "overdue_against_reading": (
+        {"reasons": "↓ 5 orders in total; ↓ last order 2.4x the usual gap between orders ago"},
+        {},
+    ),
     "reasons_against_risk": (
         {
             "p_churn": 0.9,

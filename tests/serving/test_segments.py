@@ -283,6 +283,35 @@ def test_purchase_model_probabilities_are_shown_only_when_their_arrow_reads_righ
     assert not mask[0, 2]
 
 
+@pytest.mark.parametrize(
+    ("target", "overdue", "arrow", "hidden"),
+    [
+        # 2.4x the usual gap shown as lowering risk reads as a reason to worry less: hidden.
+        ("churn", 2.4, -1.0, True),
+        ("churn", 2.4, 1.0, False),
+        # 1.46 prints as 1.5: read as printed.
+        ("churn", 1.46, -1.0, True),
+        # Between the two readings the figure is shown either way.
+        ("churn", 1.2, -1.0, False),
+        ("churn", 0.8, 1.0, False),
+        # On rhythm shown as raising risk reads wrong too.
+        ("churn", 0.3, 1.0, True),
+        ("churn", 0.3, -1.0, False),
+        # For value an arrow up is good news: long overdue raising value reads wrong.
+        ("clv", 3.0, 1.0, True),
+        ("clv", 3.0, -1.0, False),
+        # One order so far has no usual gap: no figure, nothing to contradict.
+        ("churn", np.nan, -1.0, False),
+    ],
+)
+def test_how_overdue_is_shown_only_when_its_arrow_reads_right(target, overdue, arrow, hidden):
+    names = ["recency_gap_ratio", "frequency"]
+    values = np.array([[overdue, 2.0]])
+    contributions = np.array([[arrow, 0.1]])
+    mask = unreadable(contributions, values, names, target=target, clv=np.array([10.0]))
+    assert mask[0].tolist() == [hidden, False]
+
+
 def test_bgnbd_p_alive_of_a_one_time_buyer_and_a_value_the_clv_disowns_are_hidden():
     names = ["p_alive", "frequency", "purchase_model_value"]
     values = np.array([[1.0, 0.0, 100.0], [0.9, 3.0, 100.0], [0.9, 3.0, 100.0]])
