@@ -20,7 +20,7 @@ classical models are still measured at the origins:
 a classical level whose record is within :data:`TRUSTED_MISS` is served (a validated level
 over an unvalidated one); one within :data:`USABLE_MISS` is averaged with the model's (the
 blend); a worse one still tells on which side the spending fell, and bounds the model's level
-on that side by the nearer classical level.
+on that side by the less extreme classical level (:func:`_bounded_by_classical`).
 """
 
 from __future__ import annotations
@@ -278,10 +278,13 @@ def _bounded_by_classical(
 
     The classical record still says on which side the shop's spending fell: where BG/NBD and
     Pareto/NBD both fell short at the earlier origins (a growing shop, or a file that keeps
-    only its best customers), a level below both of theirs has no support, and where both
-    overshot (a file that starts in the middle of its customers' lives), a level above both.
-    The model's own level is kept unless it lies on that far side; then the nearer classical
-    level is served, the smallest move the record asks for (docs/experiments.md, entry 28).
+    only its best customers), the record says each of their totals is too low, so a level
+    below either of them has no support; where both overshot (a file that starts in the
+    middle of its customers' lives), a level above either of them. The model's own level is
+    kept unless it lies on that side of the less extreme classical total (the higher after
+    both fell short, the lower after both overshot); then that classical level is served.
+    It is still one classical model's own total, never a level beyond both
+    (docs/experiments.md, entries 28 and 29).
 
     Returns
     -------
@@ -301,18 +304,22 @@ def _bounded_by_classical(
     if len(bias) == 2 and own > 0:
         short = all(b < 0 for b in bias.values())
         over = all(b > 0 for b in bias.values())
-        nearer = (
+        # The less extreme classical total on the side both missed on: the record calls
+        # the other one further off.
+        bound = (
             max(classical, key=served.__getitem__)
-            if over
+            if short
             else min(classical, key=served.__getitem__)
         )
-        if (short and own < served[nearer]) or (over and own > served[nearer]):
-            missed, direction = ("fell short", "below") if short else ("overshot", "above")
+        if (short and own < served[bound]) or (over and own > served[bound]):
+            missed, direction, which = (
+                ("fell short", "below", "higher") if short else ("overshot", "above", "lower")
+            )
             misses = " and ".join(f"{100.0 * math.expm1(b):+.1f}%" for b in bias.values())
-            return nearer, (
+            return bound, (
                 f"{unvalidated}; both classical totals {missed} there ({misses}), and "
-                f"the model's total is {direction} both of theirs now, on the side the record "
-                f"does not support, so the nearer classical level ({nearer}'s) is served"
+                f"the model's total is {direction} the {which} of theirs now, on the side the "
+                f"record does not support, so the {which} classical level ({bound}'s) is served"
             )
     return "model", f"{unvalidated}; the model's own level is unvalidated"
 

@@ -80,27 +80,34 @@ def test_without_a_replayed_model_only_a_trusted_classical_level_is_taken() -> N
 
 
 def test_without_a_replayed_model_the_classical_record_bounds_the_level_on_its_side() -> None:
-    # Both classical totals fell far short at the origin (a growing shop): a model total below
-    # both of theirs now is on the side the record does not support; the nearer one is served.
+    # Both classical totals fell far short at the origin (a growing shop): each of them is
+    # too low by the record, so a model total below the higher of them has no support, and
+    # the higher one is served, whether the model was below both or between them.
     short = (_origin("2020-07-01", 1000.0, bgnbd=700.0, pareto_nbd=680.0),)
     served = with_blend({"model": 600.0, "bgnbd": 850.0, "pareto_nbd": 920.0})
-    level = choose_level(short, served)
-    assert level.source == "bgnbd"
-    assert level.factor == pytest.approx(850.0 / 600.0)
-    assert "fell short there (-30.0% and -32.0%)" in level.reason
-    assert level.band_pct() == pytest.approx((-30.0, -30.0))  # the served level's own record
-    # Between or above the two, the model's level contradicts nothing: it stays, unvalidated.
-    for own in (880.0, 1500.0):
+    for own in (600.0, 880.0):
         level = choose_level(short, with_blend({**served, "model": own}))
-        assert (level.source, level.factor) == ("model", 1.0)
-        assert "unvalidated" in level.reason
-    # Both overshot (a file that starts mid-life): a model total above both is brought down to
-    # the nearer, the higher of the two.
+        assert level.source == "pareto_nbd"
+        assert level.factor == pytest.approx(920.0 / own)
+        assert "fell short there (-30.0% and -32.0%)" in level.reason
+        assert "the higher classical level (pareto_nbd's)" in level.reason
+        assert level.band_pct() == pytest.approx((-32.0, -32.0))  # the served level's record
+    # Above both, the model's level contradicts nothing: it stays, unvalidated.
+    level = choose_level(short, with_blend({**served, "model": 1500.0}))
+    assert (level.source, level.factor) == ("model", 1.0)
+    assert "unvalidated" in level.reason
+    # Both overshot (a file that starts mid-life): a model total above the lower of the two
+    # is brought down to it.
     over = (_origin("2020-07-01", 1000.0, bgnbd=1900.0, pareto_nbd=2000.0),)
-    level = choose_level(over, with_blend({"model": 1500.0, "bgnbd": 1000.0, "pareto_nbd": 1200.0}))
-    assert level.source == "pareto_nbd"
-    assert level.factor == pytest.approx(1200.0 / 1500.0)
-    assert "overshot there (+90.0% and +100.0%)" in level.reason
+    for own in (1500.0, 1100.0):
+        level = choose_level(
+            over, with_blend({"model": own, "bgnbd": 1000.0, "pareto_nbd": 1200.0})
+        )
+        assert level.source == "bgnbd"
+        assert level.factor == pytest.approx(1000.0 / own)
+        assert "overshot there (+90.0% and +100.0%)" in level.reason
+    level = choose_level(over, with_blend({"model": 900.0, "bgnbd": 1000.0, "pareto_nbd": 1200.0}))
+    assert (level.source, level.factor) == ("model", 1.0)
     # The two disagree on the side: no bound.
     mixed = (_origin("2020-07-01", 1000.0, bgnbd=600.0, pareto_nbd=1400.0),)
     assert choose_level(mixed, served).source == "model"
