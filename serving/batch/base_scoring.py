@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -37,7 +37,13 @@ from serving.batch.score_tables import (
     stage_score_table,
 )
 from serving.customer_chunks import CustomerChunks
-from serving.lookup_store import STORE_NAME, is_redis, stage_lookup_store, store_location
+from serving.lookup_store import (
+    STORE_NAME,
+    StagedStore,
+    is_redis,
+    stage_lookup_store,
+    store_location,
+)
 from serving.run_files import (
     DEFAULT_FEATURES_OUT,
     DEFAULT_OUT,
@@ -337,15 +343,32 @@ def run(config: BatchConfig) -> BatchSummary:
             interval=f"{settings.interval:g}",
             discount_rate=f"{settings.discount_rate:g}",
         )
+        store_stamp = replace(stamp, reasons=settings.reasons)
+        built: Future[tuple[StagedStore, float]] | None = None
+        if config.store is not None:
+            # The lookup store is built in a thread beside the scores and feature writes:
+            # its SQLite inserts and Arrow packing release the GIL, as the Parquet writes do
+            # (about 5 s of a 1M run's 60 off the wall clock; bench/RESULTS.md). Both read the
+            # same scored parts; neither changes them.
+            pool = stack.enter_context(
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookup-store")
+            )
+            built = pool.submit(
+                _build_store,
+                config.store,
+                _store_frames(parts, feature_parts, base, cutoff, model, info),
+                store_stamp,
+                model.feature_names_in_,
+            )
+            # Unwound first if the writes fail: waits for the store and discards it.
+            stack.callback(_discard_unclaimed, built)
         frames = _final_frames(parts, base, cutoff, model, info, summary)
         staged_scores = None
         if target is None:
             assert isinstance(config.out, Path)
-            write_scores(frames, config.out, replace(stamp, reasons=settings.reasons), files=files)
+            write_scores(frames, config.out, store_stamp, files=files)
         else:
-            staged_scores = stack.enter_context(
-                stage_score_table(target, replace(stamp, reasons=settings.reasons))
-            )
+            staged_scores = stack.enter_context(stage_score_table(target, store_stamp))
             staged_scores.write(frames)
         if config.features_out is not None:
             write_feature_table(
@@ -353,20 +376,11 @@ def run(config: BatchConfig) -> BatchSummary:
             )
         timings["write"] = time.perf_counter() - tick
         staged_store = None
-        if config.store is not None:
+        if built is not None:
             tick = time.perf_counter()
-            try:
-                staged_store = stack.enter_context(
-                    stage_lookup_store(
-                        config.store,
-                        _store_frames(parts, feature_parts, base, cutoff, model, info),
-                        replace(stamp, reasons=settings.reasons),
-                        model.feature_names_in_,
-                    )
-                )
-            except OSError as err:
-                raise with_path(err, store_location(config.store)) from err
-            timings["store"] = time.perf_counter() - tick
+            store_run, timings["store"] = built.result()
+            staged_store = stack.enter_context(store_run)
+            timings["store_wait"] = time.perf_counter() - tick
         if summary.scored + summary.rejected_total != input_customers:
             raise RuntimeError(
                 f"row accounting failed: {summary.scored} scored + {summary.rejected_total} "
@@ -412,6 +426,30 @@ def chunk_features(
             current = ahead
             ahead = pool.submit(build, following) if following is not None else None
             yield current.result()
+
+
+def _build_store(
+    store: str,
+    frames: Iterator[pd.DataFrame],
+    stamp: RunStamp,
+    feature_names: list[str],
+) -> tuple[StagedStore, float]:
+    """The staged lookup store and the seconds it took (run in the store's thread)."""
+    tick = time.perf_counter()
+    try:
+        staged = stage_lookup_store(store, frames, stamp, feature_names)
+    except OSError as err:
+        raise with_path(err, store_location(store)) from err
+    return staged, time.perf_counter() - tick
+
+
+def _discard_unclaimed(built: Future[tuple[StagedStore, float]]) -> None:
+    """At the run's end: wait for the store's thread; a store not published is discarded."""
+    try:
+        staged, _ = built.result()
+    except Exception:  # the run's own error is the one raised
+        return
+    staged.discard()  # a no-op once the run entered it and published or discarded it
 
 
 def _final_frames(

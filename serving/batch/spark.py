@@ -204,12 +204,12 @@ def run(config: SparkConfig, spark: SparkSession | None = None) -> SparkSummary:
     each other before anything is written, and are staged and published together at the end
     (:class:`serving.run_files.RunFiles`; the datasets are folders, renamed as a whole).
     """
-    from pyspark.sql import functions as F
-
     settings = config.score_settings()
     refuse_on_spark({"--orders": config.orders, "--events": config.events})
     refuse_presets_on_spark(config.columns)
     check_run_paths(*run_paths(config))
+    # After the checks: a bad path is refused as such also where the spark extra is missing.
+    from pyspark.sql import functions as F
     timings: dict[str, float] = {}
     tick = time.perf_counter()
     spark = spark or spark_session(config.master)
