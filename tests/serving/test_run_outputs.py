@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -278,6 +279,32 @@ def test_a_full_disk_while_writing_the_scores_names_the_file(
     err = capsys.readouterr().err
     assert f"error: No space left on device ({folder / 'scores.parquet'})" in err
     assert outputs(folder) == files
+
+
+def test_a_failed_write_discards_the_store_built_beside_it(
+    served_store, orders_csv, previous, monkeypatch, capsys
+):
+    # The lookup store is built in a thread while the scores and the feature table are
+    # written: when a write fails, the store staged meanwhile goes too, whole.
+    folder, files = previous
+    built = threading.Event()
+    real = batch._build_store
+
+    def build_then_signal(*args, **kwargs):
+        try:
+            return real(*args, **kwargs)
+        finally:
+            built.set()
+
+    def full_disk(*args, **kwargs):
+        assert built.wait(60)  # the store is complete before the write fails
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(batch, "_build_store", build_then_signal)
+    monkeypatch.setattr(batch, "write_feature_table", full_disk)
+    assert batch.main(run_argv(served_store, orders_csv, folder, "2024-10-01")) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert outputs(folder) == files  # nothing replaced, no staged store left behind
 
 
 KILLER = """
