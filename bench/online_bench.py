@@ -52,7 +52,9 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 # The local-server helper is test support, not part of the served package.
+# The project root first: tests/ holds folders named like the packages (tests/features).
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 from local_server import local_server, wait_ready  # noqa: E402
 
 WRK_SCRIPT = Path(__file__).resolve().with_name("wrk_score.lua")

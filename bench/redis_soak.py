@@ -51,8 +51,9 @@ import psutil
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# The project root first: tests/ holds folders named like the packages (tests/features).
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 from local_server import local_server  # noqa: E402
 from redis_server import redis_process  # noqa: E402
 

@@ -30,7 +30,9 @@ import pyarrow.parquet as pq
 from online_bench import ROOT, BenchConfig, run_wrk, server_env
 from online_bench import parse_args as bench_args
 
+# The project root first: tests/ holds folders named like the packages (tests/features).
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 from local_server import local_server, wait_ready
 
 
