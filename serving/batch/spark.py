@@ -210,6 +210,7 @@ def run(config: SparkConfig, spark: SparkSession | None = None) -> SparkSummary:
     check_run_paths(*run_paths(config))
     # After the checks: a bad path is refused as such also where the spark extra is missing.
     from pyspark.sql import functions as F
+
     timings: dict[str, float] = {}
     tick = time.perf_counter()
     spark = spark or spark_session(config.master)
