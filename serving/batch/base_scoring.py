@@ -348,7 +348,7 @@ def run(config: BatchConfig) -> BatchSummary:
         if config.store is not None:
             # The lookup store is built in a thread beside the scores and feature writes:
             # its SQLite inserts and Arrow packing release the GIL, as the Parquet writes do
-            # (3 s of a 1M run's 60 off the wall clock; bench/RESULTS.md). Both read the
+            # (2-3 s of a 1M run's 60 off the wall clock; bench/RESULTS.md). Both read the
             # same scored parts; neither changes them.
             pool = stack.enter_context(
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookup-store")
