@@ -11,6 +11,9 @@ import pandas as pd
 class CustomerChunks:
     """Orders and events cut into chunks of whole customers (``size`` customers each).
 
+    With ``min_chunks``, chunks are smaller where needed so there are at least that many (when
+    there are that many customers).
+
     Each customer's whole history lands in exactly one chunk, so features built per chunk are
     the same as features built on everything at once. Customers are numbered once (orders and
     events together, ids sorted), and each chunk is a boolean selection of the input frames:
@@ -18,15 +21,22 @@ class CustomerChunks:
     customers without orders cannot be scored and belong to no chunk.
     """
 
-    def __init__(self, orders: pd.DataFrame, events: pd.DataFrame | None, size: int) -> None:
+    def __init__(
+        self, orders: pd.DataFrame, events: pd.DataFrame | None, size: int, min_chunks: int = 1
+    ) -> None:
         if size <= 0:
             raise ValueError(f"chunk size must be > 0 customers; got {size}")
+        if min_chunks <= 0:
+            raise ValueError(f"min_chunks must be > 0; got {min_chunks}")
         ids = orders["customer_id"]
         if events is not None:
             ids = pd.concat([ids, events["customer_id"]], ignore_index=True)
         codes, uniques = pd.factorize(ids, sort=True)
         order_codes = codes[: len(orders)]
         has_orders = np.bincount(order_codes, minlength=len(uniques)) > 0
+        # Smaller chunks when asked for more of them (worker processes to keep busy); never
+        # larger than `size`, which bounds memory.
+        size = max(1, min(size, -(-int(has_orders.sum()) // min_chunks)))
         # Chunk of each customer: its rank among the customers with orders, by `size`.
         chunk_of = ((np.cumsum(has_orders) - 1) // size).astype("int32")
         chunk_of[~has_orders] = -1

@@ -908,9 +908,18 @@ class CustomerValueModel:
         model.clv_model_.load_model(directory / "clv.json")
         model.churn_model_ = xgb.XGBClassifier(n_jobs=n_jobs)
         model.churn_model_.load_model(directory / "churn.json")
-        for estimator in (model.clv_model_, model.churn_model_):
-            # A loaded booster otherwise uses every core OpenMP sees, slow for small predictions
-            # (see docs/lab-notes.md, "Threads of a loaded booster").
-            estimator.get_booster().set_param({"nthread": n_jobs})
+        model.use_threads(n_jobs)
         model.best_iterations_ = tuple(meta["best_iterations"])
         return model
+
+    def use_threads(self, n_jobs: int) -> None:
+        """Predict with ``n_jobs`` threads from now on (both boosters and their input matrix).
+
+        A loaded booster otherwise uses every core OpenMP sees, slow for small predictions
+        (see docs/lab-notes.md, "Threads of a loaded booster"); a batch worker process gets
+        its share of the cores (:mod:`serving.batch.chunk_workers`).
+        """
+        self.n_jobs = n_jobs
+        for estimator in (self.clv_model_, self.churn_model_):
+            estimator.set_params(n_jobs=n_jobs)
+            estimator.get_booster().set_param({"nthread": n_jobs})

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from features import FeatureSpec, build_features
 from features.database import is_database
 from features.history import format_cutoff
 from features.io import LoadResult
@@ -30,6 +29,7 @@ from serving.base_inputs import (
     chosen_model_uri,
     resolve_cutoff,
 )
+from serving.batch.chunk_workers import ChunkPaths, ChunkScorer, chosen_workers
 from serving.batch.score_tables import (
     ScoreTable,
     check_not_an_input,
@@ -62,7 +62,6 @@ from serving.scoring import (
     SEGMENT_COLUMNS,
     ScoreSettings,
     finish_scores,
-    score_frame,
 )
 from serving.segments import Base
 from training import tracking
@@ -96,6 +95,9 @@ class BatchConfig:
     store: str | None = None
     model_uri: str = DEFAULT_MODEL_URI
     chunk_customers: int = 200_000
+    #: Processes that build and score the chunks (None: every core for a base of
+    #: :data:`serving.batch.chunk_workers.PROCESS_MIN_CUSTOMERS` or more, else this one).
+    workers: int | None = None
     reasons: str = "approximate"
     interval: float = DEFAULT_LEVEL
     discount_rate: float = 0.0
@@ -237,6 +239,7 @@ def run(config: BatchConfig) -> BatchSummary:
         usable orders, a bad cutoff or setting.
     """
     settings = config.score_settings()
+    chosen_workers(config.workers, customers=0)  # a bad count is refused before any reading
     target: ScoreTable | None = None
     if not isinstance(config.out, Path):
         target = score_table(config.out)
@@ -274,12 +277,17 @@ def run(config: BatchConfig) -> BatchSummary:
     rejected = {str(k): int(v) for k, v in rejects["reason"].value_counts().items()}
     timings["load_data"] = time.perf_counter() - tick
 
-    chunks = CustomerChunks(orders, events, config.chunk_customers)
     # Counted apart from the scoring and the rejections, so the check at the end means
     # something: every id in the input is scored or rejected exactly once.
     input_customers = len(everyone)
-    timings["chunk"] = time.perf_counter() - tick - timings["load_data"]
+    workers = chosen_workers(config.workers, len(with_orders))
     with contextlib.ExitStack() as stack:
+        # Started before the chunks are cut: the workers start up meanwhile.
+        scorer = stack.enter_context(ChunkScorer(model, workers))
+        chunks = CustomerChunks(
+            orders, events, config.chunk_customers, min_chunks=scorer.min_chunks()
+        )
+        timings["chunk"] = time.perf_counter() - tick - timings["load_data"]
         work = stack.enter_context(work_folder(files_out.parent))
         files = stack.enter_context(RunFiles())
         for name, result in (("orders", orders_result), ("service_events", events_result)):
@@ -293,27 +301,34 @@ def run(config: BatchConfig) -> BatchSummary:
         parts: list[Path] = []
         feature_parts: list[Path] = []
         keep_features = config.features_out is not None or config.store is not None
+        places = [
+            ChunkPaths(
+                work / f"part-{i:05d}.parquet",
+                work / f"features-{i:05d}.parquet" if keep_features else None,
+            )
+            for i in range(len(chunks))
+        ]
         clv_all = []
+        # Summed over the chunks (with worker processes: over the workers, so they can add up
+        # to more than the wall clock); "scoring" is the wall clock of the whole pass.
         seconds = {"features": 0.0, "predict": 0.0}
+        tick = time.perf_counter()
         progress = tqdm(total=len(chunks), desc="scoring", unit="chunk")
-        for i, (features, building) in enumerate(chunk_features(chunks, cutoff, model.spec)):
+        for result, where in zip(
+            scorer.score(chunks, cutoff, settings, places), places, strict=True
+        ):
             progress.update()
-            seconds["features"] += building
-            if features.empty:  # every customer of this chunk starts after the cutoff
+            seconds["features"] += result.features_seconds
+            seconds["predict"] += result.predict_seconds
+            if not result.written:  # every customer of this chunk starts after the cutoff
                 continue
-            tick = time.perf_counter()
-            scored = score_frame(model, features, settings)
-            seconds["predict"] += time.perf_counter() - tick
-            clv_all.append(scored["clv"].to_numpy())
-            part = work / f"part-{i:05d}.parquet"
-            scored.reset_index().to_parquet(part, index=False)
-            parts.append(part)
-            if keep_features:
-                fpart = work / f"features-{i:05d}.parquet"
-                features.reset_index().to_parquet(fpart, index=False)
-                feature_parts.append(fpart)
+            clv_all.append(result.clv)
+            parts.append(where.scores)
+            if where.features is not None:
+                feature_parts.append(where.features)
         progress.close()
         timings.update(seconds)
+        timings["scoring"] = time.perf_counter() - tick
         scored_count = int(sum(len(c) for c in clv_all))
         if rejects.empty:
             files.drop(rejected_path(files_out))  # not this run's list
@@ -399,33 +414,6 @@ def run(config: BatchConfig) -> BatchSummary:
     summary.features_out = config.features_out
     summary.store = config.store
     return summary
-
-
-def chunk_features(
-    chunks: CustomerChunks, cutoff: pd.Timestamp, spec: FeatureSpec
-) -> Iterator[tuple[pd.DataFrame, float]]:
-    """Each chunk's features, in chunk order, with the seconds they took to build.
-
-    The next chunk's features are built in a worker thread while the caller scores this one:
-    building is pandas work, scoring mostly XGBoost and Arrow, which release the GIL, so on
-    two cores the two overlap (bench/RESULTS.md). The features are the same either way: each
-    chunk is built alone, from its own customers' rows.
-    """
-
-    def build(part: tuple[pd.DataFrame, pd.DataFrame | None]) -> tuple[pd.DataFrame, float]:
-        tick = time.perf_counter()
-        features = build_features(part[0], part[1], cutoff=cutoff, spec=spec)
-        return features, time.perf_counter() - tick
-
-    parts = iter(chunks)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-features") as pool:
-        first = next(parts, None)
-        ahead = pool.submit(build, first) if first is not None else None
-        while ahead is not None:
-            following = next(parts, None)
-            current = ahead
-            ahead = pool.submit(build, following) if following is not None else None
-            yield current.result()
 
 
 def _build_store(
@@ -532,6 +520,13 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
     )
     parser.add_argument("--chunk-customers", type=int, default=d.chunk_customers)
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes that build and score the chunks (default: every core for a base of "
+        "100,000 customers or more, else 1); the scores are the same for any number",
+    )
+    parser.add_argument(
         "--reasons",
         choices=REASON_MODES,
         default=d.reasons,
@@ -563,6 +558,7 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
         store=_store(args.store, features_out),
         model_uri=chosen_model_uri(args),
         chunk_customers=args.chunk_customers,
+        workers=args.workers,
         reasons=args.reasons,
         interval=args.interval,
         discount_rate=args.discount_rate,

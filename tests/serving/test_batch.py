@@ -10,6 +10,7 @@ import pytest
 
 from features import build_features
 from serving.batch.base_scoring import BatchConfig, main, parse_args, print_summary, run
+from serving.batch.chunk_workers import PROCESS_MIN_CUSTOMERS, available_cores, chosen_workers
 from serving.customer_chunks import CustomerChunks
 from serving.run_files import (
     DEFAULT_FEATURES_OUT,
@@ -182,6 +183,66 @@ def test_chunks_keep_each_customer_whole(served_store):
         assert set(events["customer_id"]) <= ids
     assert sum(len(s) for s in seen) == served_store.orders["customer_id"].nunique()
     assert len(chunks) == len(seen)
+
+
+def test_chunks_can_be_asked_to_be_more_never_larger(served_store):
+    customers = served_store.orders["customer_id"].nunique()
+    more = CustomerChunks(served_store.orders, served_store.events, size=500, min_chunks=7)
+    assert len(more) == 7
+    assert sum(orders["customer_id"].nunique() for orders, _ in more) == customers
+    # A size smaller than min_chunks asks for wins: chunks are never larger than `size`.
+    capped = CustomerChunks(served_store.orders, served_store.events, size=100, min_chunks=2)
+    assert len(capped) == -(-customers // 100)
+    with pytest.raises(ValueError, match="min_chunks must be > 0"):
+        CustomerChunks(served_store.orders, served_store.events, size=100, min_chunks=0)
+
+
+def test_worker_processes_give_the_same_outputs_as_one_process(served_store, scored, tmp_path):
+    config, summary = scored
+    out = tmp_path / "scores.parquet"
+    in_workers = dataclasses.replace(
+        config,
+        out=out,
+        features_out=tmp_path / "online_features.parquet",
+        store=str(tmp_path / "online_store.sqlite"),
+        workers=2,
+    )
+    again = run(in_workers)
+    assert again.scored == summary.scored and again.rejected == summary.rejected
+    # The same rows to the bit; only the total's sum runs over other parts.
+    assert again.total_clv == pytest.approx(summary.total_clv, rel=1e-12)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out), pd.read_parquet(config.out), check_exact=True
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(in_workers.features_out),
+        pd.read_parquet(config.features_out),
+        check_exact=True,
+    )
+    # Worker timings are summed over the chunks; the pass itself has its own wall clock.
+    assert {"features", "predict", "scoring"} <= set(again.seconds)
+    assert not list(tmp_path.glob(".scoring-*"))
+
+
+def test_worker_count_is_every_core_for_a_large_base_unless_given():
+    assert chosen_workers(3, customers=10) == 3
+    assert chosen_workers(None, customers=PROCESS_MIN_CUSTOMERS - 1) == 1
+    assert chosen_workers(None, customers=PROCESS_MIN_CUSTOMERS) == available_cores()
+
+
+def test_a_bad_worker_count_is_refused_before_anything_is_read(served_store, tmp_path):
+    config = BatchConfig(
+        orders=tmp_path / "missing.csv",
+        events=None,
+        out=tmp_path / "scores.parquet",
+        features_out=None,
+        model_uri=served_store.model_uri,
+        workers=0,
+    )
+    with pytest.raises(ValueError, match="--workers must be at least 1; got 0"):
+        run(config)
+    assert parse_args(["--workers", "3"]).workers == 3
+    assert parse_args([]).workers is None
 
 
 def test_summary_says_what_was_scored_and_where_the_rejected_are(scored, capsys):
