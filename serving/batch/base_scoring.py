@@ -314,15 +314,13 @@ def run(config: BatchConfig) -> BatchSummary:
         seconds = {"features": 0.0, "predict": 0.0}
         tick = time.perf_counter()
         progress = tqdm(total=len(chunks), desc="scoring", unit="chunk")
-        for result, where in zip(
-            scorer.score(chunks, cutoff, settings, places), places, strict=True
-        ):
+        for done, where in zip(scorer.score(chunks, cutoff, settings, places), places, strict=True):
             progress.update()
-            seconds["features"] += result.features_seconds
-            seconds["predict"] += result.predict_seconds
-            if not result.written:  # every customer of this chunk starts after the cutoff
+            seconds["features"] += done.features_seconds
+            seconds["predict"] += done.predict_seconds
+            if not done.written:  # every customer of this chunk starts after the cutoff
                 continue
-            clv_all.append(result.clv)
+            clv_all.append(done.clv)
             parts.append(where.scores)
             if where.features is not None:
                 feature_parts.append(where.features)
