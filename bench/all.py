@@ -8,7 +8,8 @@ table with the machine, the commit and the load average, for bench/RESULTS.md:
 2. training, timed by ``bench/train_bench.py`` (wall, peak RSS, CPU, search seconds), with
    ``--time-budget`` when given (then the search's seconds beside the budget);
 3. batch scoring of the whole base with reasons (``python -m serving.batch``) under
-   ``/usr/bin/time -v``: wall and peak RSS; it writes the lookup store the service reads;
+   ``/usr/bin/time -v``: wall, peak RSS of its largest process, and the peak of the RSS summed
+   over it and its worker processes; it writes the lookup store the service reads;
 4. ``bench/online_bench.py`` twice against that store: back to back (``/score`` beside
    BentoML's no-op ``/livez`` in the same run, the ratio) and as a storefront (100 ms think
    time: p50 and p99).
@@ -30,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[1]
 #: The registered model's name in the bench's own MLflow store.
 MODEL_NAME = "bench-all"
@@ -44,17 +47,40 @@ P50 = r"p50 ([\d.]+)"
 P99 = r"p99 ([\d.]+)"
 
 
-def _run(command: list[str], log: Path, env: dict[str, str]) -> tuple[str, float]:
-    """Run ``command`` from the project root, its output to ``log``; text and wall seconds."""
+def _run(
+    command: list[str], log: Path, env: dict[str, str], tree: list[int] | None = None
+) -> tuple[str, float]:
+    """Run ``command`` from the project root, its output to ``log``; text and wall seconds.
+
+    ``tree``: when given, the peak of the summed RSS of the command and all its descendants
+    (worker processes), sampled every 0.2 s, is appended to it in bytes.
+    """
     started = time.perf_counter()
     with log.open("w") as out:
-        done = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        peak = 0
+        while child.poll() is None:
+            if tree is not None:
+                peak = max(peak, _tree_rss(child.pid))
+            time.sleep(0.2)
+        done = child
+    if tree is not None:
+        tree.append(peak)
     seconds = time.perf_counter() - started
     text = log.read_text()
     if done.returncode != 0:
         tail = "\n".join(text.splitlines()[-15:])
         raise SystemExit(f"{' '.join(command[:4])} ... failed ({done.returncode}); {log}:\n{tail}")
     return text, seconds
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants now (0 once it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+    except psutil.Error:  # a process ended while it was read
+        return 0
 
 
 def _find(pattern: str, text: str, default: str = "?") -> str:
@@ -139,15 +165,21 @@ def main(argv: list[str] | None = None) -> int:
 
     model_uri = f"models:/{MODEL_NAME}@candidate"
     features, store = scores / "online_features.parquet", scores / "online_store.sqlite"
+    tree: list[int] = []
     batch, seconds = _run(
         ["/usr/bin/time", "-v", python, "-m", "serving.batch", "--orders", str(orders),
          "--events", str(events), "--model-uri", model_uri, "--out", str(scores / "scores.parquet"),
          "--features-out", str(features), "--store", str(store)],
         work / "batch.log",
         env,
+        tree,
     )  # fmt: skip
     rows.append(
-        ("batch scoring with reasons, whole base", f"{seconds:,.1f} s, peak RSS {_peak_gib(batch)}")
+        (
+            "batch scoring with reasons, whole base",
+            f"{seconds:,.1f} s, peak RSS {_peak_gib(batch)} (largest process), "
+            f"{tree[0] / 2**30:.2f} GiB summed over its processes",
+        )
     )
 
     online = [python, "bench/online_bench.py", "--model-uri", model_uri, "--features",

@@ -232,12 +232,12 @@ class ChunkScorer:
         settings: ScoreSettings,
         paths: list[ChunkPaths],
     ) -> Iterator[ChunkResult]:
-        # At most one chunk per worker waits in the queue beside those being scored: the
-        # parent's memory holds a few chunks' copies, not the whole base twice.
+        # One chunk waits beside those being scored, so a worker that finishes starts the
+        # next at once; the parent's memory holds a few chunks' copies, not the base twice.
         pending: deque[Future[ChunkResult]] = deque()
         for (orders, events), where in zip(chunks, paths, strict=True):
             pending.append(pool.submit(_score_in_worker, orders, events, cutoff, settings, where))
-            if len(pending) > 2 * self.workers:
+            if len(pending) > self.workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
