@@ -24,28 +24,52 @@ class CustomerChunks:
     def __init__(
         self, orders: pd.DataFrame, events: pd.DataFrame | None, size: int, min_chunks: int = 1
     ) -> None:
+        ids = orders["customer_id"]
+        if events is not None:
+            ids = pd.concat([ids, events["customer_id"]], ignore_index=True)
+        # The one hashing of the ids a run needs: the id sets and first orders below reuse it.
+        codes, uniques = pd.factorize(ids, sort=True)
+        self._order_codes = codes[: len(orders)]
+        self._event_codes = codes[len(orders) :] if events is not None else None
+        self._has_orders = np.bincount(self._order_codes, minlength=len(uniques)) > 0
+        #: Every customer id of the frames, orders and events (sorted).
+        self.ids = pd.Index(uniques, name="customer_id")
+        #: The customers with orders (sorted): the ones the chunks hold.
+        self.customers = pd.Index(uniques[self._has_orders], name="customer_id")
+        self.orders = orders
+        self.events = events
+        self.cut(size, min_chunks)
+
+    def cut(self, size: int, min_chunks: int = 1) -> None:
+        """Cut the customers into chunks of ``size``, smaller where needed for ``min_chunks``.
+
+        Raises
+        ------
+        ValueError
+            A size or count below 1.
+        """
         if size <= 0:
             raise ValueError(f"chunk size must be > 0 customers; got {size}")
         if min_chunks <= 0:
             raise ValueError(f"min_chunks must be > 0; got {min_chunks}")
-        ids = orders["customer_id"]
-        if events is not None:
-            ids = pd.concat([ids, events["customer_id"]], ignore_index=True)
-        codes, uniques = pd.factorize(ids, sort=True)
-        order_codes = codes[: len(orders)]
-        has_orders = np.bincount(order_codes, minlength=len(uniques)) > 0
         # Smaller chunks when asked for more of them (worker processes to keep busy); never
         # larger than `size`, which bounds memory.
-        size = max(1, min(size, -(-int(has_orders.sum()) // min_chunks)))
+        size = max(1, min(size, -(-len(self.customers) // min_chunks)))
         # Chunk of each customer: its rank among the customers with orders, by `size`.
-        chunk_of = ((np.cumsum(has_orders) - 1) // size).astype("int32")
-        chunk_of[~has_orders] = -1
-        self.customers = pd.Index(uniques[has_orders], name="customer_id")
-        self.orders = orders
-        self.order_chunk = chunk_of[order_codes]
-        self.events = events
-        self.event_chunk = chunk_of[codes[len(orders) :]] if events is not None else None
+        chunk_of = ((np.cumsum(self._has_orders) - 1) // size).astype("int32")
+        chunk_of[~self._has_orders] = -1
+        self.order_chunk = chunk_of[self._order_codes]
+        self.event_chunk = chunk_of[self._event_codes] if self._event_codes is not None else None
         self.size = size
+
+    def first_orders(self) -> pd.Series:
+        """Each customer's first ``ordered_at`` (index: :attr:`customers`)."""
+        first = (
+            pd.Series(self.orders["ordered_at"].to_numpy())
+            .groupby(self._order_codes, sort=True)
+            .min()
+        )
+        return pd.Series(first.to_numpy(), index=self.ids[first.index], name="ordered_at")
 
     def __len__(self) -> int:
         return -(-len(self.customers) // self.size)

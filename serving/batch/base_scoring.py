@@ -156,33 +156,32 @@ REJECT_NO_HISTORY = "no order before the cutoff"
 REJECT_NO_ORDERS = "service events but no orders"
 
 
-def _input_customers(orders: LoadResult, events: LoadResult | None) -> tuple[pd.Index, pd.Index]:
+def _input_customers(
+    chunks: CustomerChunks, orders: LoadResult, events: LoadResult | None
+) -> tuple[pd.Index, pd.Index]:
     """Every customer id in the input, and the ids that have usable orders.
 
     Ids are compared as the loader reads them (trimmed, ``7.0`` as ``"7"``), so a customer with
     one clean and one malformed row is one customer; rows without an id are counted as rows
-    (quarantine), not as customers.
+    (quarantine), not as customers. The usable rows' ids are the chunks' own (hashed once).
     """
-    with_orders = pd.Index(orders.frame["customer_id"].unique(), dtype="str")
-    everyone = with_orders.union(orders.quarantined_customers)
+    everyone = chunks.ids.union(orders.quarantined_customers)
     if events is not None:
-        everyone = everyone.union(pd.Index(events.frame["customer_id"].unique(), dtype="str"))
         everyone = everyone.union(events.quarantined_customers)
-    return everyone, with_orders
+    return everyone, chunks.customers
 
 
 def _rejected_customers(
     everyone: pd.Index,
     with_orders: pd.Index,
     orders_quarantined: pd.Index,
-    orders: pd.DataFrame,
+    first_order: pd.Series,
     cutoff: pd.Timestamp,
 ) -> pd.DataFrame:
     """Customers that cannot be scored, one row each with the reason."""
     lost = orders_quarantined.difference(with_orders)
     # Seen only in the service events (usable or not): nothing to score, but in the input.
     orderless = everyone.difference(with_orders).difference(lost)
-    first_order = orders.groupby("customer_id", sort=False)["ordered_at"].min()
     too_new = first_order.index[first_order.to_numpy() >= cutoff.to_datetime64()]
     return pd.DataFrame(
         {
@@ -270,9 +269,10 @@ def run(config: BatchConfig) -> BatchSummary:
     orders = orders_result.frame
     cutoff = resolve_cutoff(config.cutoff, orders)
     events = events_result.frame if events_result is not None else None
-    everyone, with_orders = _input_customers(orders_result, events_result)
+    chunks = CustomerChunks(orders, events, config.chunk_customers)
+    everyone, with_orders = _input_customers(chunks, orders_result, events_result)
     rejects = _rejected_customers(
-        everyone, with_orders, orders_result.quarantined_customers, orders, cutoff
+        everyone, with_orders, orders_result.quarantined_customers, chunks.first_orders(), cutoff
     )
     rejected = {str(k): int(v) for k, v in rejects["reason"].value_counts().items()}
     timings["load_data"] = time.perf_counter() - tick
@@ -284,9 +284,7 @@ def run(config: BatchConfig) -> BatchSummary:
     with contextlib.ExitStack() as stack:
         # Started before the chunks are cut: the workers start up meanwhile.
         scorer = stack.enter_context(ChunkScorer(model, workers))
-        chunks = CustomerChunks(
-            orders, events, config.chunk_customers, min_chunks=scorer.min_chunks()
-        )
+        chunks.cut(config.chunk_customers, min_chunks=scorer.min_chunks())
         timings["chunk"] = time.perf_counter() - tick - timings["load_data"]
         work = stack.enter_context(work_folder(files_out.parent))
         files = stack.enter_context(RunFiles())
