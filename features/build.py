@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import pandas as pd
 from tqdm.auto import tqdm
 
-from features.history import as_cutoff
+from features.history import PastOrders, as_cutoff
 from features.labels import build_labels
 from features.quality import quality_feature_names, quality_features
 from features.rfm import rfm_feature_names, rfm_features
@@ -43,8 +43,11 @@ def build_features(
     pandas.DataFrame
         Indexed by ``customer_id`` (sorted), float columns :func:`feature_names`.
     """
-    rfm = rfm_features(orders, events, cutoff=cutoff, spec=spec)
-    quality = quality_features(orders, events, cutoff=cutoff, spec=spec)
+    cutoff = as_cutoff(cutoff)
+    # The orders before the cutoff, their customers and statuses: built once for both.
+    history = PastOrders.at(orders, events, cutoff)
+    rfm = rfm_features(orders, events, cutoff=cutoff, spec=spec, history=history)
+    quality = quality_features(orders, events, cutoff=cutoff, spec=spec, history=history)
     # Both families index the same population (customers with an order before the cutoff).
     return pd.concat([rfm, quality], axis=1)[feature_names(spec)]
 

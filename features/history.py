@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -162,6 +163,41 @@ def status_at(past: pd.DataFrame, events: pd.DataFrame | None, cutoff: pd.Timest
     if not later.any():
         return status
     return status.mask(pd.Series(later, index=status.index), "completed")
+
+
+@dataclass(frozen=True)
+class PastOrders:
+    """The orders placed before a cutoff, numbered by customer, with their status then.
+
+    What both feature families start from (:func:`features.rfm.rfm_features`,
+    :func:`features.quality.quality_features`): built once per cutoff and shared, it is the
+    same whichever family builds it.
+
+    Attributes
+    ----------
+    rows : pandas.DataFrame
+        Orders with ``ordered_at < cutoff`` (:func:`rows_before`).
+    codes : numpy.ndarray
+        Each row's customer code, into ``index`` (:func:`customer_codes`).
+    index : pandas.Index
+        The customers, sorted.
+    status : pandas.Series
+        Each row's status as known at the cutoff (:func:`status_at`).
+    """
+
+    rows: pd.DataFrame
+    codes: np.ndarray
+    index: pd.Index
+    status: pd.Series
+
+    @classmethod
+    def at(
+        cls, orders: pd.DataFrame, events: pd.DataFrame | None, cutoff: pd.Timestamp
+    ) -> PastOrders:
+        """The past of validated ``orders`` (and their ``events``) at ``cutoff``."""
+        rows = rows_before(orders, "ordered_at", cutoff)
+        codes, index = customer_codes(rows["customer_id"])
+        return cls(rows, codes, index, status_at(rows, events, cutoff))
 
 
 def days_before(times: pd.Series, cutoff: pd.Timestamp) -> np.ndarray:

@@ -7,13 +7,12 @@ import pandas as pd
 
 from features.history import (
     DAY,
+    PastOrders,
     as_cutoff,
-    customer_codes,
     days_before,
     per_customer_sum,
     rows_before,
     safe_ratio,
-    status_at,
 )
 from features.spec import FeatureSpec, is_placed, is_returned
 
@@ -94,7 +93,12 @@ def _event_quality_names(spec: FeatureSpec) -> list[str]:
 
 
 def quality_features(
-    orders: pd.DataFrame, events: pd.DataFrame | None, *, cutoff: object, spec: FeatureSpec
+    orders: pd.DataFrame,
+    events: pd.DataFrame | None,
+    *,
+    cutoff: object,
+    spec: FeatureSpec,
+    history: PastOrders | None = None,
 ) -> pd.DataFrame:
     """Service-quality features for every customer with an order strictly before ``cutoff``.
 
@@ -112,6 +116,9 @@ def quality_features(
         The point in time.
     spec : FeatureSpec
         ``quality_days`` sets the look-back window.
+    history : PastOrders, optional
+        The orders before ``cutoff`` with their status, when the caller has built them
+        (:func:`features.build.build_features` shares them between the families).
 
     Returns
     -------
@@ -119,9 +126,9 @@ def quality_features(
         Indexed by ``customer_id``, columns :func:`quality_feature_names`.
     """
     cutoff = as_cutoff(cutoff)
-    past = rows_before(orders, "ordered_at", cutoff)
-    codes, index = customer_codes(past["customer_id"])
-    out = _order_quality(past, status_at(past, events, cutoff), codes, len(index), cutoff, spec)
+    history = history if history is not None else PastOrders.at(orders, events, cutoff)
+    past, codes, index = history.rows, history.codes, history.index
+    out = _order_quality(past, history.status, codes, len(index), cutoff, spec)
     out.update(_event_quality(events, index, cutoff, spec))
     return pd.DataFrame(out, index=index)[quality_feature_names(spec)]
 

@@ -7,13 +7,11 @@ import pandas as pd
 
 from features.history import (
     DAY,
+    PastOrders,
     as_cutoff,
-    customer_codes,
     days_before,
     per_customer_sum,
-    rows_before,
     safe_ratio,
-    status_at,
 )
 from features.spec import FeatureSpec, is_paid, is_placed
 
@@ -41,7 +39,12 @@ def rfm_feature_names(spec: FeatureSpec) -> list[str]:
 
 
 def rfm_features(
-    orders: pd.DataFrame, events: pd.DataFrame | None, *, cutoff: object, spec: FeatureSpec
+    orders: pd.DataFrame,
+    events: pd.DataFrame | None,
+    *,
+    cutoff: object,
+    spec: FeatureSpec,
+    history: PastOrders | None = None,
 ) -> pd.DataFrame:
     """RFM features for every customer with an order strictly before ``cutoff``.
 
@@ -55,6 +58,9 @@ def rfm_features(
         Only orders with ``ordered_at < cutoff`` are used.
     spec : FeatureSpec
         Windows and trend length.
+    history : PastOrders, optional
+        The orders before ``cutoff`` with their status, when the caller has built them
+        (:func:`features.build.build_features` shares them between the families).
 
     Returns
     -------
@@ -65,12 +71,11 @@ def rfm_features(
         (days from first purchase day to the cutoff) follow the BG/NBD convention.
     """
     cutoff = as_cutoff(cutoff)
-    past = rows_before(orders, "ordered_at", cutoff)
-    codes, index = customer_codes(past["customer_id"])
+    # Returns dated by the events (or the delivery): a later return is not known at the cutoff.
+    history = history if history is not None else PastOrders.at(orders, events, cutoff)
+    past, codes, index, status = history.rows, history.codes, history.index, history.status
     n = len(index)
     age = days_before(past["ordered_at"], cutoff)
-    # Returns dated by the events (or the delivery): a later return is not known at the cutoff.
-    status = status_at(past, events, cutoff)
     placed = is_placed(status)
     paid = is_paid(status)
     revenue = np.where(paid, past["amount"].to_numpy(dtype="float64"), 0.0)
