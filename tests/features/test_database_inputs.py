@@ -210,3 +210,14 @@ def test_each_table_of_a_database_is_its_own_model():
     query = model_name_for("postgresql://u@db/shop?sql=select+1")
     assert query.startswith("customer-value-shop-query-") and query != eu
     assert model_name_for("postgresql://u@db/shop?sql=select+1", "my-shop") == "my-shop"
+
+
+def test_the_orders_error_is_raised_when_both_inputs_are_bad(tmp_path):
+    # The events are read in a thread beside the orders; the orders' error still wins.
+    (tmp_path / "orders.csv").write_text("customer_id,amount\na,1\n")
+    (tmp_path / "events.csv").write_text("customer_id\na\n")
+    with pytest.raises(DataValidationError, match="orders file .* missing required column"):
+        load_run_inputs(tmp_path / "orders.csv", tmp_path / "events.csv")
+    (tmp_path / "orders.csv").write_text("customer_id,ordered_at,amount\na,2024-01-01,1\n")
+    with pytest.raises(DataValidationError, match="service events file .* missing required"):
+        load_run_inputs(tmp_path / "orders.csv", tmp_path / "events.csv")
