@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,9 +236,23 @@ class ChunkScorer:
         # One chunk waits beside those being scored, so a worker that finishes starts the
         # next at once; the parent's memory holds a few chunks' copies, not the base twice.
         pending: deque[Future[ChunkResult]] = deque()
-        for (orders, events), where in zip(chunks, paths, strict=True):
-            pending.append(pool.submit(_score_in_worker, orders, events, cutoff, settings, where))
-            if len(pending) > self.workers:
+        done = 0
+        try:
+            for (orders, events), where in zip(chunks, paths, strict=True):
+                pending.append(
+                    pool.submit(_score_in_worker, orders, events, cutoff, settings, where)
+                )
+                if len(pending) > self.workers:
+                    yield pending.popleft().result()
+                    done += 1
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+                done += 1
+        except BrokenProcessPool as err:
+            # A worker killed from outside (most often the kernel, out of memory): the
+            # pool's own message names no cause and no way out.
+            raise RuntimeError(
+                f"a batch worker process died while scoring chunk {done + 1} of {len(paths)} "
+                "(killed, most often for lack of memory); nothing was written. Rerun with "
+                "fewer --workers or a smaller --chunk-customers"
+            ) from err

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,13 @@ import pytest
 
 from features import build_features
 from serving.batch.base_scoring import BatchConfig, main, parse_args, print_summary, run
-from serving.batch.chunk_workers import PROCESS_MIN_CUSTOMERS, available_cores, chosen_workers
+from serving.batch.chunk_workers import (
+    PROCESS_MIN_CUSTOMERS,
+    ChunkPaths,
+    ChunkScorer,
+    available_cores,
+    chosen_workers,
+)
 from serving.customer_chunks import CustomerChunks
 from serving.run_files import (
     DEFAULT_FEATURES_OUT,
@@ -19,6 +26,7 @@ from serving.run_files import (
     rejected_path,
     store_label,
 )
+from serving.scoring import ScoreSettings
 from training import tracking
 
 
@@ -222,6 +230,19 @@ def test_worker_processes_give_the_same_outputs_as_one_process(served_store, sco
     # Worker timings are summed over the chunks; the pass itself has its own wall clock.
     assert {"features", "predict", "scoring"} <= set(again.seconds)
     assert not list(tmp_path.glob(".scoring-*"))
+
+
+def test_a_killed_worker_fails_the_run_with_a_way_out(served_store, tmp_path):
+    model = tracking.load_model(served_store.model_uri)
+    chunks = CustomerChunks(served_store.orders, served_store.events, size=500)
+    places = [ChunkPaths(tmp_path / f"part-{i}.parquet", None) for i in range(len(chunks))]
+    with ChunkScorer(model, workers=2) as scorer:
+        # As the kernel's out-of-memory killer would: SIGKILL, no chance to clean up.
+        assert scorer._pool is not None
+        for process in list(scorer._pool._processes.values()):
+            os.kill(process.pid, signal.SIGKILL)
+        with pytest.raises(RuntimeError, match=r"worker process died while scoring chunk 1 of"):
+            list(scorer.score(chunks, pd.Timestamp("2025-01-01"), ScoreSettings(), places))
 
 
 def test_worker_count_is_every_core_for_a_large_base_unless_given():
