@@ -277,8 +277,9 @@ def run(config: BatchConfig) -> BatchSummary:
     rejected = {str(k): int(v) for k, v in rejects["reason"].value_counts().items()}
     timings["load_data"] = time.perf_counter() - tick
 
-    # Counted apart from the scoring and the rejections, so the check at the end means
-    # something: every id in the input is scored or rejected exactly once.
+    # Counted from the ids' one numbering, apart from the chunks' iteration, the scoring and
+    # the rejections, so the check at the end means something: every id in the input is
+    # scored or rejected exactly once (a customer a chunk or the scoring lost fails the run).
     input_customers = len(everyone)
     workers = chosen_workers(config.workers, len(with_orders))
     with contextlib.ExitStack() as stack:
