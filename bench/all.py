@@ -63,14 +63,13 @@ def _run(
             if tree is not None:
                 peak = max(peak, _tree_rss(child.pid))
             time.sleep(0.2)
-        done = child
     if tree is not None:
         tree.append(peak)
     seconds = time.perf_counter() - started
     text = log.read_text()
-    if done.returncode != 0:
+    if child.returncode != 0:
         tail = "\n".join(text.splitlines()[-15:])
-        raise SystemExit(f"{' '.join(command[:4])} ... failed ({done.returncode}); {log}:\n{tail}")
+        raise SystemExit(f"{' '.join(command[:4])} ... failed ({child.returncode}); {log}:\n{tail}")
     return text, seconds
 
 

@@ -564,19 +564,17 @@ class _Checker:
         )
         self.out[name] = values.mask(bad).astype("str")
 
-    def unique(self, name: str, all_distinct: Future[bool] | None = None) -> None:
+    def unique(self, name: str, all_distinct: Future[bool]) -> None:
         """Quarantine the repeats of an id among the usable rows (the first one is kept).
 
         ``all_distinct``: whether every id of the column is distinct, computed meanwhile
         (:func:`_all_distinct`); then no usable row repeats one either.
         """
-        values = self.out[name]
-        if all_distinct is not None and all_distinct.result():
+        if all_distinct.result():
             return  # every id once: counting them is a third of the cost of marking repeats
+        values = self.out[name]
         # Only rows still usable compete for an id, so a bad row cannot shadow a good one.
         usable = self.reason.isna() & values.notna()
-        if all_distinct is None and values[usable].nunique() == int(usable.sum()):
-            return
         repeated = values.where(usable).duplicated(keep="first") & usable
         self._flag(
             repeated,
