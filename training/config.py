@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from features.arrow_memory import use_system_allocator
 from features.database import database_input, is_database
 from features.run_inputs import add_input_arguments, given_events
 from training.model import ModelParams
@@ -476,6 +477,7 @@ def run_entrypoint(work: Callable[[], object]) -> int:
     # MLflow logs every database error with its traceback, then raises it again: the error
     # still reaches the handler below (one line, or the traceback if it is not ours to name).
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    use_system_allocator()
     try:
         work()
     except Exception as err:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +30,7 @@ from serving.base_inputs import (
     resolve_cutoff,
 )
 from serving.batch.chunk_workers import ChunkPaths, ChunkScorer, chosen_workers
+from serving.batch.frame_handoff import FrameHandoff
 from serving.batch.score_tables import (
     ScoreTable,
     check_not_an_input,
@@ -324,6 +325,7 @@ def run(config: BatchConfig) -> BatchSummary:
             if where.features is not None:
                 feature_parts.append(where.features)
         progress.close()
+        scorer.close()  # the workers' memory is given back before the writes, not at the end
         timings.update(seconds)
         timings["scoring"] = time.perf_counter() - tick
         scored_count = int(sum(len(c) for c in clv_all))
@@ -357,24 +359,29 @@ def run(config: BatchConfig) -> BatchSummary:
         )
         store_stamp = replace(stamp, reasons=settings.reasons)
         built: Future[tuple[StagedStore, float]] | None = None
+        frames = _final_frames(parts, base, cutoff, model, info, summary)
         if config.store is not None:
             # The lookup store is built in a thread beside the scores and feature writes:
             # its SQLite inserts and Arrow packing release the GIL, as the Parquet writes do
-            # (2-3 s of a 1M run's 60 off the wall clock; bench/RESULTS.md). Both read the
-            # same scored parts; neither changes them.
+            # (2-3 s of a 1M run's 60 off the wall clock; bench/RESULTS.md). It takes each
+            # final frame as the score writes make it (computed once, not once per output).
+            handoff = FrameHandoff()
             pool = stack.enter_context(
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookup-store")
             )
             built = pool.submit(
                 _build_store,
                 config.store,
-                _store_frames(parts, feature_parts, base, cutoff, model, info),
+                _store_frames(handoff.frames(), feature_parts, model.feature_names_in_),
                 store_stamp,
                 model.feature_names_in_,
+                handoff.stop_consuming,
             )
-            # Unwound first if the writes fail: waits for the store and discards it.
+            # Unwound first if the writes fail: waits for the store and discards it; before
+            # that, a store still waiting for frames is told none will come.
             stack.callback(_discard_unclaimed, built)
-        frames = _final_frames(parts, base, cutoff, model, info, summary)
+            stack.callback(handoff.abort)
+            frames = handoff.passing(frames)
         staged_scores = None
         if target is None:
             assert isinstance(config.out, Path)
@@ -418,13 +425,19 @@ def _build_store(
     frames: Iterator[pd.DataFrame],
     stamp: RunStamp,
     feature_names: list[str],
+    done: Callable[[], None],
 ) -> tuple[StagedStore, float]:
-    """The staged lookup store and the seconds it took (run in the store's thread)."""
+    """The staged lookup store and the seconds it took (run in the store's thread).
+
+    ``done`` is called when the store stops taking frames, built or failed.
+    """
     tick = time.perf_counter()
     try:
         staged = stage_lookup_store(store, frames, stamp, feature_names)
     except OSError as err:
         raise with_path(err, store_location(store)) from err
+    finally:
+        done()
     return staged, time.perf_counter() - tick
 
 
@@ -463,18 +476,11 @@ def _final_frames(
 
 
 def _store_frames(
-    parts: list[Path],
-    feature_parts: list[Path],
-    base: Base,
-    cutoff: pd.Timestamp,
-    model: CustomerValueModel,
-    info: dict[str, str],
+    finals: Iterator[pd.DataFrame], feature_parts: list[Path], feature_names: list[str]
 ) -> Iterator[pd.DataFrame]:
     """The lookup store's frames: each part's final scores beside its customers' features."""
-    scratch = BatchSummary(cutoff, info["model_name"], info["model_version"], 0, 0)
-    finals = _final_frames(parts, base, cutoff, model, info, scratch)
     for frame, feature_part in zip(finals, feature_parts, strict=True):
-        features = pd.read_parquet(feature_part, columns=["customer_id", *model.feature_names_in_])
+        features = pd.read_parquet(feature_part, columns=["customer_id", *feature_names])
         ids = frame["customer_id"]
         if ids.is_unique and ids.reset_index(drop=True).equals(features["customer_id"]):
             # Both parts hold the chunk's customers in the same order (the scores are the

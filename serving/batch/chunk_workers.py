@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from features import FeatureSpec, build_features
+from features.arrow_memory import use_system_allocator
 from serving.customer_chunks import CustomerChunks
 from serving.scoring import ScoreSettings, score_frame
 from training.model import CustomerValueModel
@@ -120,15 +123,18 @@ def _timed_features(
 _WORKER_MODEL: CustomerValueModel | None = None
 
 
-def _start_worker(model: CustomerValueModel, threads: int) -> None:
-    """Pool initializer: keep the run's model, predicting with this worker's share of cores."""
+def _start_worker(model_file: str, threads: int) -> None:
+    """Pool initializer: load the run's model, predicting with this worker's share of cores."""
     global _WORKER_MODEL
+    use_system_allocator()  # as the parent's command does (training.config.run_entrypoint)
+    # The parent's own pickle of the model it loaded, in a file only this user can read.
+    model = pickle.loads(Path(model_file).read_bytes())
     model.use_threads(threads)
     _WORKER_MODEL = model
 
 
 def _worker_ready() -> None:
-    """A no-op: submitted once per worker so the pool starts while the parent loads the data."""
+    """A no-op: submitted once per worker so the pool starts while the parent cuts the chunks."""
 
 
 def _score_in_worker(
@@ -159,25 +165,41 @@ class ChunkScorer:
         self.model = model
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self._model_file: Path | None = None
 
     def __enter__(self) -> ChunkScorer:
         if self.workers > 1:
+            # The model goes to the workers as a file, not in the pool's start-up arguments:
+            # those are written down a pipe the parent blocks on until the child has imported
+            # its modules (about a second), so the workers would start one after the other
+            # while the parent waits. From a file they start side by side.
+            fd, name = tempfile.mkstemp(prefix="customer-value-model-", suffix=".pickle")
+            self._model_file = Path(name)
+            with os.fdopen(fd, "wb") as out:
+                pickle.dump(self.model, out, protocol=pickle.HIGHEST_PROTOCOL)
             # Spawned, not forked: the parent has threads (MLflow's, Arrow's) and OpenMP state
             # a forked child would inherit half-way.
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_worker,
-                initargs=(self.model, max(1, available_cores() // self.workers)),
+                initargs=(str(self._model_file), max(1, available_cores() // self.workers)),
             )
-            for _ in range(self.workers):
+            for _ in range(self.workers):  # the pool starts a process per submit
                 self._pool.submit(_worker_ready)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker processes (waiting for them); a no-op once closed or in-process."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._model_file is not None:
+            self._model_file.unlink(missing_ok=True)
+            self._model_file = None
 
     def min_chunks(self) -> int:
         """The fewest chunks that keep every worker busy to the end (1 in this process)."""

@@ -184,3 +184,17 @@ def test_features_alone_in_a_batch_and_in_any_chunking_are_the_same(store):
     _assert_same(everyone, chunked)
     for customer in everyone.index:
         _assert_same(everyone.loc[[customer]], _features_of(orders, events, [customer]))
+
+
+def test_return_events_match_orders_on_the_whole_pair_not_on_joined_text():
+    # ("a", "bc") and ("ab", "c") join to the same text; only the first pair has its event.
+    orders = [
+        _order("a", "bc", "2024-03-01", 40.0, "returned", "2024-03-03"),
+        _order("ab", "c", "2024-03-01", 40.0, "returned", "2024-03-03"),
+    ]
+    events = [
+        {"customer_id": "a", "occurred_at": "2024-03-20", "kind": "return", "order_id": "bc"},
+        {"customer_id": "ab", "occurred_at": "2024-03-20", "kind": "return", "order_id": "x"},
+    ]
+    status = status_at(_orders(orders), _events(events), CUTOFF)
+    assert status.tolist() == ["returned", "completed"]

@@ -110,6 +110,25 @@ def test_each_unusable_row_is_quarantined_with_its_reason(tmp_path, row, reason,
         load_orders(path, strict=True)
 
 
+def test_order_ids_that_repeat_once_trimmed_are_repeats_and_blanked_ones_are_not(tmp_path):
+    # " o1" is "o1" once trimmed. Blank ids become missing and repeat nothing; malformed ones
+    # are quarantined for that, and a row is quarantined for its first reason only.
+    path = write(
+        tmp_path,
+        'customer_id,ordered_at,amount,order_id\nc,2024-01-01,1,o1\nc,2024-01-02,1," o1"\n'
+        'c,2024-01-03,1,"  "\nc,2024-01-04,1,"  "\n'
+        'c,2024-01-05,1,"b\x01"\nc,2024-01-06,1,"b\x01"\n',
+    )
+    result = load_orders(path)
+    assert result.quarantine["reason"].tolist() == [
+        "duplicate order_id",
+        "malformed order_id",
+        "malformed order_id",
+    ]
+    assert result.quarantine["source_row"].tolist() == [1, 4, 5]
+    assert result.rows_loaded == 3 and result.frame["order_id"].isna().sum() == 2
+
+
 def test_unknown_status_is_quarantined_and_named(tmp_path):
     path = write(
         tmp_path,

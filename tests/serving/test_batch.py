@@ -243,6 +243,10 @@ def test_a_killed_worker_fails_the_run_with_a_way_out(served_store, tmp_path):
             os.kill(process.pid, signal.SIGKILL)
         with pytest.raises(RuntimeError, match=r"worker process died while scoring chunk 1 of"):
             list(scorer.score(chunks, pd.Timestamp("2025-01-01"), ScoreSettings(), places))
+        model_file = scorer._model_file
+        assert model_file is not None and model_file.exists()
+    # The model's copy for the workers goes with them, a failed run's too.
+    assert not model_file.exists()
 
 
 def test_worker_count_is_every_core_for_a_large_base_unless_given():
