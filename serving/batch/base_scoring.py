@@ -325,7 +325,7 @@ def run(config: BatchConfig) -> BatchSummary:
             if where.features is not None:
                 feature_parts.append(where.features)
         progress.close()
-        scorer.close()  # the workers' memory is given back before the writes, not at the end
+        scorer.release()  # the workers exit (and give their memory back) during the writes
         timings.update(seconds)
         timings["scoring"] = time.perf_counter() - tick
         scored_count = int(sum(len(c) for c in clv_all))
