@@ -601,7 +601,8 @@ class _Checker:
                 f"{int(bad.sum())} of {len(self.raw)} rows are unusable:\n  "
                 + "\n  ".join(self.problems)
             )
-        frame = pd.DataFrame(self.out, index=self.raw.index)
+        # Not consolidated: stacking the date columns into one block copied them (0.7 s at 9M rows).
+        frame = pd.DataFrame(self.out, index=self.raw.index, copy=False)
         if bad.any():  # (a copy of every column only when rows go)
             frame = frame[~bad].copy()
         quarantine = self.raw[bad].copy()
