@@ -15,6 +15,8 @@ from serving.batch.chunk_workers import (
     PROCESS_MIN_CUSTOMERS,
     ChunkPaths,
     ChunkScorer,
+    _hand_over,
+    _taken,
     available_cores,
     chosen_workers,
 )
@@ -230,6 +232,22 @@ def test_worker_processes_give_the_same_outputs_as_one_process(served_store, sco
     # Worker timings are summed over the chunks; the pass itself has its own wall clock.
     assert {"features", "predict", "scoring"} <= set(again.seconds)
     assert not list(tmp_path.glob(".scoring-*"))
+
+
+def test_a_chunk_handed_to_a_worker_arrives_as_the_same_frame_and_its_file_goes(
+    served_store, tmp_path
+):
+    chunks = CustomerChunks(served_store.orders, served_store.events, size=500)
+    orders, events = next(iter(chunks))
+    assert events is not None
+    where = ChunkPaths(tmp_path / "part-00003.parquet", None)
+    for frame, name in ((orders, "orders"), (events, "events")):
+        # A chunk's rows keep their labels in the whole input: the index must travel too.
+        assert not frame.index.equals(pd.RangeIndex(len(frame)))
+        handed = _hand_over(frame, where.handed(name))
+        assert handed == tmp_path / f"part-00003.{name}.arrow"
+        pd.testing.assert_frame_equal(_taken(handed), frame, check_exact=True)
+        assert not handed.exists()
 
 
 def test_a_killed_worker_fails_the_run_with_a_way_out(served_store, tmp_path):
