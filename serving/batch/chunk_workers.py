@@ -32,6 +32,7 @@ from pyarrow import feather
 from features import FeatureSpec, build_features
 from features.arrow_memory import use_system_allocator
 from serving.customer_chunks import CustomerChunks
+from serving.run_files import with_path
 from serving.scoring import ScoreSettings, score_frame
 from training.model import CustomerValueModel
 
@@ -150,7 +151,10 @@ def _hand_over(frame: pd.DataFrame, path: Path) -> Path:
     worker waited 0.3-0.6 s for each chunk of a 1M run. Read from the page cache, it waits
     about 0.1 s. The index and column types travel with the rows (exactly the same frame).
     """
-    feather.write_feather(frame, path, compression="uncompressed")
+    try:
+        feather.write_feather(frame, path, compression="uncompressed")
+    except OSError as err:  # a full disk, named with the file (pyarrow names neither)
+        raise with_path(err, path) from err
     return path
 
 

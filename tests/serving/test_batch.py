@@ -1,6 +1,7 @@
 """Batch scoring: every customer scored or rejected with a reason, atomic output, both formats."""
 
 import dataclasses
+import errno
 import os
 import signal
 from pathlib import Path
@@ -10,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features import build_features
+from serving.batch import chunk_workers
 from serving.batch.base_scoring import BatchConfig, main, parse_args, print_summary, run
 from serving.batch.chunk_workers import (
     PROCESS_MIN_CUSTOMERS,
@@ -248,6 +250,18 @@ def test_a_chunk_handed_to_a_worker_arrives_as_the_same_frame_and_its_file_goes(
         assert handed == tmp_path / f"part-00003.{name}.arrow"
         pd.testing.assert_frame_equal(_taken(handed), frame, check_exact=True)
         assert not handed.exists()
+
+
+def test_a_full_disk_while_handing_a_chunk_over_names_the_file(monkeypatch, tmp_path):
+    def full(*args, **kwargs):
+        # How pyarrow reports it: no errno, no file name, the errno in the text.
+        raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    monkeypatch.setattr(chunk_workers.feather, "write_feather", full)
+    where = tmp_path / "part-00000.orders.arrow"
+    with pytest.raises(OSError) as raised:
+        _hand_over(pd.DataFrame({"customer_id": ["c1"]}), where)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(where)
 
 
 def test_a_killed_worker_fails_the_run_with_a_way_out(served_store, tmp_path):
