@@ -507,7 +507,7 @@ def replay_origins(
     tuple of OriginTotals
     """
     # Imported here: the pipeline imports this module.
-    from training.pipeline import fit_cutoff, served_stack
+    from training.pipeline import fit_cutoff, in_own_terms, served_stack
 
     names = feature_names(spec)
     horizon = pd.Timedelta(days=spec.horizon_days)
@@ -541,7 +541,9 @@ def replay_origins(
             )
             rows = earlier.features.join(build_labels(orders, cutoff=before, spec=spec))
             stack = served_stack(earlier.model, rows, family, orders, data_end=origin, spec=spec)
-            replayed = _with_stack(refit.model, stack)
+            replayed = _with_stack(
+                refit.model, in_own_terms(stack, refit.model, refit.features, spec)
+            )
             totals["model"] = float(replayed.predict(refit.features[names])["clv"].sum())
         records.append(
             OriginTotals(

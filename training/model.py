@@ -436,6 +436,10 @@ class CustomerValueModel:
         index = {name: i for i, name in enumerate(self.feature_names_in_)}
         return PurchaseHistory.from_columns({c: X[:, index[c]] for c in PURCHASE_COLUMNS})
 
+    def purchase_history(self, features: pd.DataFrame) -> PurchaseHistory:
+        """The purchase model's inputs (repeat orders, ages, spend) of these customers."""
+        return self._history(self._matrix(features))
+
     def derive(self, X: np.ndarray) -> np.ndarray:
         """Append the derived columns to a feature matrix (rows x features, model order).
 

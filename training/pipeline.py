@@ -352,6 +352,7 @@ def train_models(
             snapshots=snapshots,
         )
         seconds.update({f"serving.{phase}": s for phase, s in fitted.seconds.items()})
+        stack = in_own_terms(stack, fitted.model, fitted.features, spec)
         with _timed(seconds, "level"):
             level, churn_level, serving_pareto = _validated_level(
                 orders,
@@ -413,6 +414,18 @@ def served_stack(
         window_start=data_end - pd.Timedelta(days=spec.horizon_days),
     )
     return restack(model, rows, family=family, season=season).require_stack()
+
+
+def in_own_terms(
+    stack: Stack, model: CustomerValueModel, features: pd.DataFrame, spec: FeatureSpec
+) -> Stack:
+    """``stack`` fed by ``model``'s own purchase model, restated in the scale it was learnt on.
+
+    ``features``: the customers at ``model``'s cutoff, over which the two purchase models'
+    figures are matched (:meth:`training.stack.Stack.restated`).
+    """
+    history = model.purchase_history(features[model.feature_names_in_])
+    return stack.restated(model.purchase_, history, float(spec.horizon_days))
 
 
 def _validated_level(

@@ -14,7 +14,7 @@ weight on the boosted part this *is* the purchase model, calibrated.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression, PoissonRegressor
 
 from features.spec import FeatureSpec
 from training.profile import Profile
-from training.purchase import PurchaseModel
+from training.purchase import PurchaseHistory, PurchaseModel
 
 #: Model families and the stack terms each uses (0: purchase model, 1: boosted parts).
 STACK_TERMS: dict[str, list[int]] = {"hybrid": [0, 1], "classical": [0], "boosted": [1]}
@@ -189,6 +189,47 @@ class Stack:
         reference = (float(churn_terms[:, 0].mean()), float(value_terms[:, 0].mean()))
         return cls(churn, value, reference, purchase, service=service)
 
+    def restated(
+        self, purchase: PurchaseModel, history: PurchaseHistory, horizon_days: float
+    ) -> Stack:
+        """The same stack, fed by ``purchase``'s figures restated in the scale it was learnt on.
+
+        The stack calibrates the figures of the purchase model it was learnt on (the twin's,
+        fit a horizon before the data end; docs/experiments.md, entry 17). A purchase model
+        refit on the whole history ranks the customers better (on a young file by far), but
+        its figures have another level and spread. Here the refit's logit of P(no order) and
+        log value are mapped onto the twin's by matching their mean and standard deviation
+        over ``history`` (the customers at the data end; no labels are used), and the map
+        is folded into the stack's intercepts and purchase weights: the level and spread the
+        stack calibrates are kept, the order is the refit's (entry 33).
+
+        Returns
+        -------
+        Stack
+            With ``purchase`` as its purchase model; ``self`` when either figure does not
+            vary over ``history`` (nothing to match).
+        """
+        churn_map = _matched(
+            logit(purchase.p_no_order(history, horizon_days)),
+            logit(self.purchase.p_no_order(history, horizon_days)),
+        )
+        value_map = _matched(
+            log_value(purchase.expected_value(history, horizon_days)),
+            log_value(self.purchase.expected_value(history, horizon_days)),
+        )
+        if churn_map is None or value_map is None:
+            return self
+        (c, d), (a, b) = churn_map, value_map
+        b0, b_purchase, b_boosted = self.churn
+        g0, g_purchase, g_boosted = self.value
+        return replace(
+            self,
+            churn=(b0 + b_purchase * c, b_purchase * d, b_boosted),
+            value=(g0 + g_purchase * a, g_purchase * b, g_boosted),
+            reference=((self.reference[0] - c) / d, (self.reference[1] - a) / b),
+            purchase=purchase,
+        )
+
     def service_terms(self, failures: np.ndarray) -> np.ndarray:
         """Weight x count of each service term in log value (rows x ``len(service)``).
 
@@ -267,6 +308,19 @@ class Stack:
             float(data["level"]),
             float(data["churn_shift"]),
         )
+
+
+def _matched(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
+    """``(a, b)`` with ``a + b x`` of the mean and standard deviation of ``y`` (b > 0).
+
+    None when either does not vary. Matching the moments, not regressing ``y`` on ``x``: a
+    regression would shrink the spread by the two's correlation.
+    """
+    sd_x, sd_y = float(np.std(x)), float(np.std(y))
+    if not (sd_x > 1e-12 and sd_y > 1e-12):
+        return None
+    b = sd_y / sd_x
+    return float(np.mean(y)) - b * float(np.mean(x)), b
 
 
 def _signed_glm(
