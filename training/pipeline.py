@@ -12,9 +12,9 @@ For data ending at ``end`` and a horizon ``H``:
   them (by a hash of the id) fit the twin's stack; the other half judge the twin, the model
   families and the baselines: nothing fit on that half, strict by construction;
 * the **serving model** is fit the same way on the history before ``end`` and takes the
-  stack the twin learnt on the whole holdout, with the twin's purchase model for the stack's
-  purchase terms: the stack calibrates that model's figures, not a refit's (the serving
-  model's own purchase model feeds its trees and profile).
+  stack the twin learnt on the whole holdout. The stack calibrates the twin's purchase
+  figures, so the serving model feeds it its own refit purchase model's figures restated in
+  the twin's scale (:func:`in_own_terms`): the twin's level and spread, the refit's order.
 """
 
 from __future__ import annotations

@@ -62,10 +62,12 @@ class Stack:
     ``reference`` holds the training means of the purchase-model terms, the zero point of their
     contribution in the reasons.
 
-    ``purchase`` is the purchase model the stack was learnt on. A stack is a calibration of
-    that model's figures: the serving model, which takes its twin's stack, computes the stack's
-    purchase terms with it; its own refit purchase model feeds the trees and the profile
-    (docs/experiments.md, entry 17).
+    ``purchase`` is the purchase model whose figures feed the stack's purchase terms. A
+    stack is learnt on, and calibrates, its fit's own purchase model (docs/experiments.md,
+    entry 17). The serving model takes its twin's stack :meth:`restated` in its own refit
+    purchase model: the refit's figures, mapped onto the twin's level and spread, so that
+    the stack calibrates what it learnt and the customers are ordered by the model that saw
+    the whole history (entry 34).
 
     ``profile`` is fit on the same holdout rows (:class:`training.profile.Profile`); None when
     the stack was fit without the horizon's order counts.
@@ -201,7 +203,7 @@ class Stack:
         log value are mapped onto the twin's by matching their mean and standard deviation
         over ``history`` (the customers at the data end; no labels are used), and the map
         is folded into the stack's intercepts and purchase weights: the level and spread the
-        stack calibrates are kept, the order is the refit's (entry 33).
+        stack calibrates are kept, the order is the refit's (entry 34).
 
         Returns
         -------

@@ -162,6 +162,46 @@ def test_a_stack_keeps_the_purchase_model_it_was_learnt_on(data, tmp_path):
     assert restacked.stack_.purchase == refit
 
 
+def test_a_stack_restated_in_another_purchase_model_keeps_its_scale_and_takes_its_order(data):
+    X, value, churned = data
+    model = fitted(data, family="classical")
+    history = model.purchase_history(X)
+    stack = model.stack_
+    # The same purchase model: nothing to restate.
+    same = stack.restated(PURCHASE, history, 180.0)
+    np.testing.assert_allclose(same.value, stack.value, rtol=1e-12)
+    np.testing.assert_allclose(same.churn, stack.churn, rtol=1e-12)
+    # A refit with other parameters: the classical family's value is the purchase model's,
+    # so the restated stack ranks exactly as the refit does and keeps the mean and spread of
+    # the log value the stack was learnt to give.
+    refit = PurchaseModel(r=1.1, alpha=40.0, a=0.3, b=3.0, p=3.0, q=6.0, v=30.0)
+    restated = stack.restated(refit, history, 180.0)
+    assert restated.purchase == refit
+    before = copy.copy(model).with_stack(stack).predict(X)
+    after = copy.copy(model).with_stack(restated).predict(X)
+    refit_value = refit.expected_value(history, 180.0)
+    # (to rounding: customers a cent apart may swap)
+    assert pd.Series(after["clv"].to_numpy()).corr(pd.Series(refit_value), method="spearman") > (
+        1 - 1e-5
+    )
+    assert np.log(after["clv"]).mean() == pytest.approx(np.log(before["clv"]).mean(), rel=1e-9)
+    assert np.log(after["clv"]).std() == pytest.approx(np.log(before["clv"]).std(), rel=1e-9)
+    # The reasons' zero point moves with the map: a customer at the old reference contributes
+    # what they did before.
+    g_before, g_after = stack.value[1], restated.value[1]
+    floored = np.log(np.maximum(refit_value, 1e-2))
+    assert g_after * (floored - restated.reference[1]) == pytest.approx(
+        g_before * (restated_term(stack, refit, history) - stack.reference[1]), rel=1e-9
+    )
+
+
+def restated_term(stack, refit, history):
+    """The refit's log value mapped onto the stack's own purchase model's scale."""
+    own = np.log(np.maximum(stack.purchase.expected_value(history, 180.0), 1e-2))
+    new = np.log(np.maximum(refit.expected_value(history, 180.0), 1e-2))
+    return own.mean() + own.std() / new.std() * (new - new.mean())
+
+
 def test_a_stack_round_trips_with_its_level_and_an_older_format_is_refused(data, tmp_path):
     stack = replace(
         fitted(data).stack_, level=1.25, churn_shift=-0.3, service={"returns_365d": -0.5}
