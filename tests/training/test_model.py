@@ -129,9 +129,10 @@ def test_same_seed_same_model_and_save_load_round_trip(data, tmp_path):
 
 
 def test_a_stack_keeps_the_purchase_model_it_was_learnt_on(data, tmp_path):
-    # The serving model is refit (another purchase model) and takes its twin's stack: the
-    # stack's purchase terms still come from the twin's purchase model, which the stack
-    # calibrates; the refit one feeds the trees and the profile.
+    # A model given another fit's stack computes the stack's purchase terms with the stack's
+    # purchase model, which the stack calibrates; its own feeds the trees and the profile.
+    # (Training restates the twin's stack in the serving model's own purchase model first:
+    # Stack.restated, tests/training/test_serving_pareto.py.)
     X, value, churned = data
     twin = fitted(data)
     assert twin.stack_.purchase == PURCHASE
