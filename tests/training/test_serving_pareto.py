@@ -51,20 +51,23 @@ def test_the_carried_serving_pareto_is_the_fit_at_the_data_end(history):
     assert {"twin.window_rows", "serving.window_rows", "level"} <= set(trained.seconds)
 
 
-def test_without_a_level_no_serving_pareto_is_fit(history):
+@pytest.fixture(scope="module")
+def trained_without_level(history):
+    """One training without the level's replay, shared by the tests that need no more."""
     orders, events = history
     settings = FitSettings(max_cutoffs=4, seed=3, level_origins=0)
-
-    trained = train_models(orders, events, spec=SPEC, settings=settings)
-
-    assert trained.serving_pareto is None
+    return train_models(orders, events, spec=SPEC, settings=settings)
 
 
-def test_the_serving_stack_is_the_twins_restated_in_its_own_purchase_model(history):
+def test_without_a_level_no_serving_pareto_is_fit(trained_without_level):
+    assert trained_without_level.serving_pareto is None
+
+
+def test_the_serving_stack_is_the_twins_restated_in_its_own_purchase_model(
+    history, trained_without_level
+):
     orders, events = history
-    trained = train_models(
-        orders, events, spec=SPEC, settings=FitSettings(max_cutoffs=4, seed=3, level_origins=0)
-    )
+    trained = trained_without_level
     serving, twin, plan = trained.serving, trained.evaluation, trained.plan
     assert serving.stack_.purchase == serving.purchase_ != twin.purchase_
     # The stack the twin learnt for the serving model, restated over the base at the data end.
