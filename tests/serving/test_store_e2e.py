@@ -108,13 +108,15 @@ def test_the_store_answers_over_http_as_the_parquet_table_and_follows_new_runs(
             write_run_to_redis(store, early_run)
         one = {"customers": [ids[5]]}
         deadline = time.monotonic() + 60
-        seen: list[str] = []
         answers: list[dict] = []
-        while time.monotonic() < deadline and seen[-6:] != ["2025-01-01"] * 6:
+
+        def last_cutoffs() -> list[str]:
+            return [answer["cutoff"] for answer in answers[-6:]]
+
+        while time.monotonic() < deadline and last_cutoffs() != ["2025-01-01"] * 6:
             answers.append(ask(server.url, one)[0])
-            seen.append(answers[-1]["cutoff"])
             time.sleep(0.1)
-        assert seen[-6:] == ["2025-01-01"] * 6, seen
+        assert last_cutoffs() == ["2025-01-01"] * 6, [a["cutoff"] for a in answers]
         # An answer that says it is from the new run. Each worker switches on its own reload:
         # one more request may still reach a worker a moment behind, whose answer says so
         # (its own cutoff), so a later ask would prove nothing about the new run.
