@@ -11,16 +11,17 @@ whole procedure is replayed as if the data ended at ``o``: the parts are fit on 
 before ``o``, with a stack learnt on the horizon that ended at ``o`` (the same parameters and
 tree counts as the twin, so no search). Its base total over ``[o, o + horizon)`` is compared
 with what the customers then spent, and so are the totals of BG/NBD and Pareto/NBD fit at
-``o``, and of their blend with the model. The candidate with the best track record (mean
-absolute log ratio of predicted to actual total, over the origins the model could be
-replayed at) sets the served level; every customer's ``clv`` is scaled by one factor, so the
-ranking is unchanged. The model keeps its own level unless another candidate is better by
-:data:`SWITCH_MARGIN`. Where the history is too short to replay the model even once, the
-classical models are still measured at the origins:
-a classical level whose record is within :data:`TRUSTED_MISS` is served (a validated level
-over an unvalidated one); one within :data:`USABLE_MISS` is averaged with the model's (the
-blend); a worse one still tells on which side the spending fell, and bounds the model's level
-on that side by the less extreme classical level (:func:`_bounded_by_classical`).
+``o``, of the two together (the **classical mean**) and of their blend with the model. The
+candidate with the best track record (mean absolute log ratio of predicted to actual total,
+over the origins the model could be replayed at) sets the served level; every customer's
+``clv`` is scaled by one factor, so the ranking is unchanged. The model keeps its own level
+unless another candidate is better by :data:`SWITCH_MARGIN`. Where the history is too short
+to replay the model even once, the classical models are still measured at the origins:
+a classical level (either model, or their mean) whose record is within :data:`TRUSTED_MISS`
+is served (a validated level over an unvalidated one); one within :data:`USABLE_MISS` is
+averaged with the model's (the blend); a worse one still tells on which side the spending
+fell, and bounds the model's level on that side by the less extreme classical level
+(:func:`_bounded_by_classical`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ from training.split import window_cutoffs
 logger = logging.getLogger(__name__)
 
 #: The candidates for the served level, by name.
-CANDIDATES: tuple[str, ...] = ("model", "bgnbd", "pareto_nbd", "blend")
+CANDIDATES: tuple[str, ...] = ("model", "bgnbd", "pareto_nbd", "classical_mean", "blend")
+#: The two classical models, whose totals :func:`with_blend` combines into ``classical_mean``.
+CLASSICAL: tuple[str, ...] = ("bgnbd", "pareto_nbd")
 #: Another candidate replaces the model's level only when its mean absolute log error over
 #: the origins is lower by at least this much (about 5 points of total): with one or two
 #: origins a smaller difference is noise, and the model's own level needs no rescaling.
@@ -294,7 +297,7 @@ def _bounded_by_classical(
         "the model could not be replayed at any earlier origin and no classical level was "
         f"within {_pct(USABLE_MISS)}"
     )
-    classical = [name for name in ("bgnbd", "pareto_nbd") if served.get(name, 0.0) > 0]
+    classical = [name for name in CLASSICAL if served.get(name, 0.0) > 0]
     bias = {
         name: float(np.mean([math.log(r.totals[name] / r.actual) for r in origins]))
         for name in classical
@@ -351,17 +354,27 @@ def classical_figures(
 
 
 def with_blend(totals: dict[str, float]) -> dict[str, float]:
-    """``totals`` plus ``blend``: the geometric mean of the model's and the two classical totals.
+    """``totals`` plus the combined candidates: ``classical_mean`` and ``blend``.
 
-    Geometric, because every level is judged by its log miss (:func:`track_scores`): the
-    blend is the equal-weight combination in that same scale, so a total that doubles
-    (BG/NBD on a left-censored file) weighs as much as one that halves, not twice as much
+    ``classical_mean`` is the geometric mean of the two classical totals, ``blend`` that of
+    the model's and the two classical totals; each is added when all its parts are there and
+    positive. Geometric, because every level is judged by its log miss (:func:`track_scores`):
+    each is the equal-weight combination in that same scale, so a total that doubles (BG/NBD
+    on a left-censored file) weighs as much as one that halves, not twice as much
     (docs/experiments.md, entry 25).
+
+    The classical mean is a candidate of its own because BG/NBD and Pareto/NBD are two
+    versions of one idea (a buying rate and a dropout per customer, no season, no trend): on
+    one or two origins their records mostly differ by noise, and taking the one that happened
+    to miss less serves that noise (entry 37). Their mean is the hedge the record then
+    supports; where one of them is clearly better, its own record wins.
     """
-    parts = [totals[name] for name in ("model", "bgnbd", "pareto_nbd") if name in totals]
-    if len(parts) == 3 and min(parts) > 0:
-        return {**totals, "blend": float(np.exp(np.mean(np.log(parts))))}
-    return dict(totals)
+    combined = dict(totals)
+    for name, names in (("classical_mean", CLASSICAL), ("blend", ("model", *CLASSICAL))):
+        parts = [totals[part] for part in names if part in totals]
+        if len(parts) == len(names) and min(parts) > 0:
+            combined[name] = float(np.exp(np.mean(np.log(parts))))
+    return combined
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,7 @@ LEVEL_LABELS: dict[str, str] = {
     "model": "the model",
     "bgnbd": "BG/NBD",
     "pareto_nbd": "Pareto/NBD",
+    "classical_mean": "the mean of BG/NBD and Pareto/NBD",
     "blend": "a blend of the model and the classical models",
 }
 

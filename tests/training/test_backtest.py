@@ -61,7 +61,7 @@ def test_backtest_scores_every_customer_beside_the_baselines_and_ignores_the_fut
     assert level.origins, level.reason
     first = level.origins[0]
     assert first.origin == CUTOFF - pd.Timedelta(days=SPEC.horizon_days)
-    assert set(first.totals) == {"model", "bgnbd", "pareto_nbd", "blend"}
+    assert set(first.totals) == {"model", "bgnbd", "pareto_nbd", "classical_mean", "blend"}
     assert first.actual > 0
     assert predictions["model"]["clv"].sum() == pytest.approx(level.served[level.source])
     assert level.factor == pytest.approx(level.served[level.source] / level.served["model"])

@@ -66,7 +66,7 @@ def test_without_a_replayed_model_only_a_trusted_classical_level_is_taken() -> N
     assert level.source == "bgnbd"
     assert level.factor == pytest.approx(1.25)
     # Neither validated nor known to be bad: the blend hedges between the levels.
-    usable = (_origin("2020-07-01", 1000.0, bgnbd=1200.0, pareto_nbd=800.0),)
+    usable = (_origin("2020-07-01", 1000.0, bgnbd=1200.0, pareto_nbd=1180.0),)
     level = choose_level(usable, served)
     assert level.source == "blend"
     assert level.factor == pytest.approx((800.0 * 1000.0 * 1200.0) ** (1 / 3) / 800.0)
@@ -77,6 +77,28 @@ def test_without_a_replayed_model_only_a_trusted_classical_level_is_taken() -> N
     assert level.source == "model"
     assert level.factor == 1.0
     assert "unvalidated" in level.reason
+
+
+def test_two_classical_records_that_differ_by_noise_serve_their_mean() -> None:
+    # One origin, BG/NBD 6.3% short and Pareto/NBD 3.5% over (entry 35's young store): picking
+    # Pareto/NBD would serve a 3-point difference of luck. Their geometric mean missed by
+    # about 1.5% there, so the mean of their totals now is served.
+    close = (_origin("2020-07-01", 1000.0, bgnbd=937.0, pareto_nbd=1035.0),)
+    served = with_blend({"model": 400.0, "bgnbd": 1167.0, "pareto_nbd": 1254.0})
+    assert served["classical_mean"] == pytest.approx(math.sqrt(1167.0 * 1254.0))
+    level = choose_level(close, served)
+    assert level.source == "classical_mean"
+    assert level.factor == pytest.approx(math.sqrt(1167.0 * 1254.0) / 400.0)
+    assert level.band_pct() == pytest.approx((-1.52, -1.52), abs=0.01)
+    # Where one is clearly the better (the other missed by 22%), its own record wins.
+    apart = (_origin("2020-07-01", 1000.0, bgnbd=1022.0, pareto_nbd=1223.0),)
+    assert choose_level(apart, served).source == "bgnbd"
+    # With the model replayed, the mean is one more candidate and must beat the model's own
+    # record by the margin like any other.
+    replayed = (_origin("2020-07-01", 1000.0, model=1040.0, bgnbd=937.0, pareto_nbd=1035.0),)
+    assert choose_level(replayed, served).source == "model"
+    worse = (_origin("2020-07-01", 1000.0, model=1300.0, bgnbd=900.0, pareto_nbd=1110.0),)
+    assert choose_level(worse, served).source == "classical_mean"
 
 
 def test_without_a_replayed_model_the_classical_record_bounds_the_level_on_its_side() -> None:
@@ -108,8 +130,8 @@ def test_without_a_replayed_model_the_classical_record_bounds_the_level_on_its_s
         assert "overshot there (+90.0% and +100.0%)" in level.reason
     level = choose_level(over, with_blend({"model": 900.0, "bgnbd": 1000.0, "pareto_nbd": 1200.0}))
     assert (level.source, level.factor) == ("model", 1.0)
-    # The two disagree on the side: no bound.
-    mixed = (_origin("2020-07-01", 1000.0, bgnbd=600.0, pareto_nbd=1400.0),)
+    # The two disagree on the side (and their mean missed by 28%): no bound.
+    mixed = (_origin("2020-07-01", 1000.0, bgnbd=400.0, pareto_nbd=1300.0),)
     assert choose_level(mixed, served).source == "model"
 
 
@@ -130,6 +152,9 @@ def test_a_level_round_trips_and_tabulates() -> None:
     assert table.loc[0, "model_error_pct"] == pytest.approx(-10.0)
     assert table.loc[0, "bgnbd_error_pct"] == pytest.approx(50.0)
     assert np.isfinite(table.loc[0, "blend_error_pct"])
+    assert table.loc[0, "classical_mean_error_pct"] == pytest.approx(
+        100.0 * (math.sqrt(1500.0 * 1400.0) / 1000.0 - 1.0), abs=0.05
+    )
 
 
 def test_the_blend_is_the_mean_in_the_scale_the_levels_are_judged_in() -> None:
