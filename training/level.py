@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 CANDIDATES: tuple[str, ...] = ("model", "bgnbd", "pareto_nbd", "classical_mean", "blend")
 #: The two classical models, whose totals :func:`with_blend` combines into ``classical_mean``.
 CLASSICAL: tuple[str, ...] = ("bgnbd", "pareto_nbd")
+#: The figures the blend combines, of the value's totals and of the churn's counts alike.
+BLEND_PARTS: tuple[str, ...] = ("model", *CLASSICAL)
 #: Another candidate replaces the model's level only when its mean absolute log error over
 #: the origins is lower by at least this much (about 5 points of total): with one or two
 #: origins a smaller difference is noise, and the model's own level needs no rescaling.
@@ -370,7 +372,7 @@ def with_blend(totals: dict[str, float]) -> dict[str, float]:
     supports; where one of them is clearly better, its own record wins.
     """
     combined = dict(totals)
-    for name, names in (("classical_mean", CLASSICAL), ("blend", ("model", *CLASSICAL))):
+    for name, names in (("classical_mean", CLASSICAL), ("blend", BLEND_PARTS)):
         parts = [totals[part] for part in names if part in totals]
         if len(parts) == len(names) and min(parts) > 0:
             combined[name] = float(np.exp(np.mean(np.log(parts))))
@@ -407,7 +409,7 @@ class BuyersLevel:
         own = self.counts["model"]
         parts = ", ".join(
             f"{name} {self.counts[name]:,.0f} ({100.0 * (self.counts[name] / own - 1.0):+.1f}%)"
-            for name in ("bgnbd", "pareto_nbd", "blend")
+            for name in (*CLASSICAL, "blend")
         )
         return (
             f"churn level: blend (logit shift {self.shift:+.4f}); expected buyers: model "
@@ -465,7 +467,7 @@ def buyers_blend(counts: dict[str, float], p_churn: np.ndarray) -> BuyersLevel:
     combination of the three is the least risky: its log miss is never above the three's
     average log miss, and is below it whenever they miss in opposite directions (entry 26).
     """
-    parts = {name: counts.get(name, float("nan")) for name in ("model", "bgnbd", "pareto_nbd")}
+    parts = {name: counts.get(name, float("nan")) for name in BLEND_PARTS}
     # The value's blend, applied to the counts (with_blend leaves it out unless all three
     # are positive).
     target = with_blend({name: c for name, c in parts.items() if np.isfinite(c)}).get("blend")
