@@ -21,12 +21,12 @@ Every MLflow store of the session (the session's, :func:`own_tracking_store`'s) 
 one empty store MLflow created (:func:`empty_tracking_store`), kept between sessions in pytest's
 cache: creating MLflow's tables runs its schema migrations, each a commit synced to disk.
 
-``make test-fast`` and ``make test-served`` run on two pytest-xdist workers
+``make test``, ``make test-fast`` and ``make test-served`` run on two pytest-xdist workers
 (``--dist loadfile``): each worker process builds its own session fixtures, in its own
 temporary folders (``tmp_path_factory``), with its own MLflow store, ``MLFLOW_TRACKING_URI`` and
 small served model; the one thing the workers share is the cached empty store, which they only
-copy (a worker that makes it renames it into place whole). No quick test starts a server or
-takes a fixed port (those are marked server).
+copy (a worker that makes it renames it into place whole). No test takes a fixed port: every
+server, Redis and PostgreSQL a test starts listens on a free one (tests/local_server.py).
 
 The property tests (hypothesis) run each test's own number of examples; the quick tiers
 select the :data:`FAST_PROFILE` profile, which caps them at :data:`FAST_EXAMPLES` (a test
