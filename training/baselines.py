@@ -17,7 +17,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, gammaln, hyp2f1
 from sklearn.exceptions import NotFittedError
 
-from training.purchase import PurchaseHistory, PurchaseModel
+from training.purchase import PurchaseHistory, PurchaseModel, gamma_gamma_spend
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,12 @@ BGNBD_COLUMNS: tuple[str, ...] = (
 
 #: Gamma-Gamma needs a population of repeat buyers to estimate the spread of spend.
 MIN_SPEND_CUSTOMERS = 10
+#: A Gamma-Gamma fit whose ``q`` (the shape of the customers' spend scale) is above this has
+#: found no spread in the customers' mean spend (its coefficient of variation is
+#: ``1 / sqrt(q)``, here under 0.1%): the fit has run off towards a point mass (see
+#: :func:`_anchored_spend`). Fits on shops with real amounts stay far below it (q of 3 to 13
+#: on the development logs).
+POINT_MASS_Q = 1e6
 
 #: Upper end of the flat priors on the Pareto/NBD shapes r and s (see ParetoNbdGammaGammaBaseline).
 PARETO_NBD_MAX_SHAPE = 10.0
@@ -307,6 +313,37 @@ def _spend_mask(summary: pd.DataFrame) -> np.ndarray:
     return (summary["frequency"].to_numpy() > 0) & np.isfinite(monetary) & (monetary > 0)
 
 
+def _anchored_spend(params: dict[str, float], repeat: pd.DataFrame) -> dict[str, float]:
+    """Gamma-Gamma's parameters, with the mean spend set where the fit cannot find it.
+
+    Where the customers' mean spends show no spread, the likelihood's maximum lies at an
+    infinite ``q`` (and an infinite ``p`` too when every order has the same amount, as in a
+    log of orders without revenue, every amount 1). The optimiser then stops somewhere on the
+    way, and the population's mean spend ``p v / (q - 1)`` is whatever ratio it stopped at:
+    amounts of 1 gave 0.09, 0.84 and 0.99 at neighbouring cutoffs of one counts-only cohort
+    (docs/experiments.md, entry 39). In that limit the maximum-likelihood mean spend is the
+    repeat orders' own mean, ``sum(x m) / sum(x)``, so ``v`` is set to give it, with ``p``
+    and ``q`` kept. That is done when every repeat customer's mean spend is the same (then
+    every customer's expected spend is exactly that amount, whatever ``p`` and ``q``) or when
+    ``q`` is above :data:`POINT_MASS_Q`; any other fit is returned as it is.
+    """
+    p, q = params["p"], params["q"]
+    x = repeat["frequency"].to_numpy(dtype=float)
+    m = repeat["monetary_value"].to_numpy(dtype=float)
+    mean = float(np.sum(x * m) / np.sum(x))
+    constant = float(np.ptp(m)) <= 1e-9 * mean
+    if q <= POINT_MASS_Q and not constant:
+        return params
+    logger.info(
+        "Gamma-Gamma fit: %s (q=%.3g); its mean spend %.6g is set to the repeat orders' mean %.6g",
+        "every repeat customer's mean spend is the same" if constant else "no spread in mean spend",
+        q,
+        p * params["v"] / (q - 1.0),
+        mean,
+    )
+    return {**params, "v": mean * (q - 1.0) / p}
+
+
 def _check_fittable(summary: pd.DataFrame, counts_name: str) -> None:
     """Refuse data neither model can learn from, before spending time on a fit."""
     if not (summary["frequency"] > 0).any():
@@ -500,6 +537,7 @@ class _CountsGammaGammaBaseline:
                 f"Gamma-Gamma fit failed: parameters {params} on {len(repeat)} customers; "
                 "expected finite p, v > 0 and q > 1 (a finite mean spend)"
             )
+        params = _anchored_spend(params, repeat)
         logger.info(
             "Gamma-Gamma fit on %d repeat customers in %.1fs: %s",
             len(repeat),
@@ -584,15 +622,21 @@ class _CountsGammaGammaBaseline:
         raise NotImplementedError
 
     def _expected_spend(self, summary: pd.DataFrame) -> np.ndarray:
-        """Gamma-Gamma expected spend per purchase; the population mean without repeat spend."""
-        spend = np.full(len(summary), self.population_spend_)
-        mask = _spend_mask(summary)
-        if mask.any():
-            repeat = summary.loc[mask, ["customer_id", "frequency", "monetary_value"]]
-            with _quiet_pymc():
-                conditional = self.gamma_gamma_model_.expected_customer_spend(repeat)
-            spend[mask] = _point(conditional, repeat["customer_id"].to_numpy())
-        return spend
+        """Gamma-Gamma expected spend per purchase; the population mean without repeat spend.
+
+        The closed form on :attr:`gamma_gamma_params_` (the library's own expectation, pinned
+        to it in tests/training/test_purchase.py), so that an anchored fit
+        (:func:`_anchored_spend`) is the one that predicts.
+        """
+        p, q, v = (self.gamma_gamma_params_[k] for k in ("p", "q", "v"))
+        return gamma_gamma_spend(
+            p,
+            q,
+            v,
+            summary["frequency"].to_numpy(dtype=float),
+            summary["monetary_value"].to_numpy(dtype=float),
+            _spend_mask(summary),
+        )
 
 
 # --------------------------------------------------------------------------- BG/NBD + Gamma-Gamma

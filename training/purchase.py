@@ -104,6 +104,34 @@ class Activity:
 _LIMIT_FROM = 1e9
 
 
+def gamma_gamma_spend(
+    p: float, q: float, v: float, x: np.ndarray, m: np.ndarray, known: np.ndarray
+) -> np.ndarray:
+    """Gamma-Gamma expected spend per purchase: ``p (v + x m) / (p x + q - 1)`` where ``known``.
+
+    Parameters
+    ----------
+    p, q, v : float
+        Fitted Gamma-Gamma parameters (``q > 1``).
+    x : numpy.ndarray
+        Repeat purchases per customer.
+    m : numpy.ndarray
+        Mean spend of those purchases.
+    known : numpy.ndarray of bool
+        Customers with repeat spend to condition on; the others get the population mean
+        ``p v / (q - 1)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Expected spend per purchase, float64.
+    """
+    x = np.where(known, x, 0.0)
+    m = np.where(known, m, 0.0)
+    conditional = p * (v + x * m) / (p * x + q - 1.0)
+    return np.where(known, conditional, p * v / (q - 1.0))
+
+
 @dataclass(frozen=True)
 class PurchaseModel:
     """Fitted BG/NBD (``r, alpha, a, b``) and Gamma-Gamma (``p, q, v``) parameters, in days."""
@@ -238,10 +266,7 @@ class PurchaseModel:
     def expected_spend(self, h: PurchaseHistory) -> np.ndarray:
         """Gamma-Gamma expected spend per purchase; the population mean without repeat spend."""
         known = (h.x > 0) & np.isfinite(h.spend) & (h.spend > 0)
-        x = np.where(known, h.x, 0.0)
-        m = np.where(known, h.spend, 0.0)
-        conditional = self.p * (self.v + x * m) / (self.p * x + self.q - 1.0)
-        return np.where(known, conditional, self.p * self.v / (self.q - 1.0))
+        return gamma_gamma_spend(self.p, self.q, self.v, h.x, h.spend, known)
 
     def expected_value(self, h: PurchaseHistory, days: float) -> np.ndarray:
         """Expected revenue in ``[cutoff, cutoff + days)``: expected orders x expected spend."""

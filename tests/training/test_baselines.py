@@ -13,7 +13,9 @@ from training.baselines import (
     BgNbdGammaGammaBaseline,
     ParetoNbdGammaGammaBaseline,
     SimpleFormulaBaseline,
+    _anchored_spend,
 )
+from training.purchase import gamma_gamma_spend
 
 HORIZON = 90.0
 # BG/NBD (days) and Gamma-Gamma parameters the simulated customers are drawn from.
@@ -226,6 +228,44 @@ def test_pareto_nbd_fits_on_a_smaller_subsample_by_default():
     assert ParetoNbdGammaGammaBaseline().max_fit_customers == 10_000
     assert BgNbdGammaGammaBaseline().max_fit_customers == 200_000
     assert ParetoNbdGammaGammaBaseline(max_fit_customers=None).max_fit_customers is None
+
+
+@pytest.mark.parametrize("estimator", [BgNbdGammaGammaBaseline, ParetoNbdGammaGammaBaseline])
+def test_a_log_without_revenue_expects_its_one_amount_per_order(estimator):
+    # Every amount 1 (a shop that logs orders, not revenue). Gamma-Gamma's likelihood then
+    # rises without end, and its optimiser stopped where the mean spend was 0.994 on this
+    # sample (0.09 on a counts-only cohort, docs/experiments.md entry 39): every value was
+    # off by that factor. The spend is the one amount there is.
+    features = simulate(1500, seed=2)
+    features["repeat_order_value_mean"] = np.where(features["frequency"] > 0, 1.0, np.nan)
+
+    model = estimator(random_seed=0).fit(features)
+
+    parts = model.predict_components(features, HORIZON)
+    assert model.population_spend_ == pytest.approx(1.0, rel=1e-9)
+    np.testing.assert_allclose(parts["spend"], 1.0, rtol=1e-9)
+    clv = model.predict(features, HORIZON)["clv"]
+    np.testing.assert_allclose(clv, parts["purchases"], rtol=1e-9)
+    # The registered model's purchase model reads the same parameters.
+    x = features["frequency"].to_numpy()
+    known = x > 0
+    served = gamma_gamma_spend(**model.gamma_gamma_params_, x=x, m=np.ones(len(x)), known=known)
+    np.testing.assert_allclose(served, 1.0, rtol=1e-9)
+
+
+def test_a_gamma_gamma_fit_run_off_to_a_point_mass_gets_the_orders_mean_spend():
+    repeat = pd.DataFrame({"frequency": [1.0, 3.0, 2.0], "monetary_value": [10.0, 20.0, 14.0]})
+    # Parameters a fit stopped at on a counts-only cohort: a mean spend of 0.09.
+    run_off = {"p": 7.183e28, "q": 2.483e45, "v": 3.124e15}
+
+    anchored = _anchored_spend(run_off, repeat)
+
+    assert (anchored["p"], anchored["q"]) == (run_off["p"], run_off["q"])
+    mean = anchored["p"] * anchored["v"] / (anchored["q"] - 1.0)
+    assert mean == pytest.approx((10.0 + 3 * 20.0 + 2 * 14.0) / 6.0, rel=1e-12)
+    # An ordinary fit, with a spread in mean spend, is left as it is.
+    ordinary = {"p": 6.0, "q": 4.0, "v": 15.0}
+    assert _anchored_spend(ordinary, repeat) == ordinary
 
 
 # --------------------------------------------------------------------------- BG/NBD + Gamma-Gamma
