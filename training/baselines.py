@@ -313,6 +313,69 @@ def _spend_mask(summary: pd.DataFrame) -> np.ndarray:
     return (summary["frequency"].to_numpy() > 0) & np.isfinite(monetary) & (monetary > 0)
 
 
+def _gamma_gamma_nll(p: float, q: float, v: float, x: np.ndarray, m: np.ndarray) -> float:
+    """Gamma-Gamma's negative log-likelihood of the mean spends ``m`` of ``x`` orders, per customer.
+
+    Fader, Hardie & Lee (2005), "RFM and CLV: using iso-value curves", equation (3), as
+    pymc-marketing's ``GammaGammaModel`` maximises it (the same optimum on the same data).
+    """
+    px = p * x
+    return -float(
+        np.mean(
+            gammaln(px + q)
+            - gammaln(px)
+            - gammaln(q)
+            + q * np.log(v)
+            + (px - 1.0) * np.log(m)
+            + px * np.log(x)
+            - (px + q) * np.log(x * m + v)
+        )
+    )
+
+
+def _finite_mean_fit(params: dict[str, float], repeat: pd.DataFrame) -> dict[str, float]:
+    """Gamma-Gamma refit with its population mean spend held at the customers' own mean.
+
+    Where the customers' mean spends have a heavier tail than Gamma-Gamma's prior allows (a
+    few customers spending a hundred times the median, as at a wholesaler), the maximum of
+    the likelihood has ``q <= 1``: a population whose mean spend is infinite, so a customer
+    without repeat spend has no expected spend at all, and training stopped there (a
+    synthetic wholesaler with log-normal spends of sigma 1.4: ``q = 0.90``;
+    docs/experiments.md, entry 40). The refit maximises the same likelihood with the
+    population mean ``p v / (q - 1)`` held at the repeat customers' mean of their mean
+    spends, which estimates it without assuming the prior's shape: ``p`` and ``q > 1`` are
+    fit, and ``v`` follows.
+
+    Raises RuntimeError when the refit does not give finite parameters.
+    """
+    x = repeat["frequency"].to_numpy(dtype=float)
+    m = repeat["monetary_value"].to_numpy(dtype=float)
+    mean = float(np.mean(m))
+
+    def nll(theta: np.ndarray) -> float:
+        p, q_minus_one = np.exp(theta)
+        return _gamma_gamma_nll(p, 1.0 + q_minus_one, mean * q_minus_one / p, x, m)
+
+    start = np.log([params["p"], 1.0])
+    result = minimize(nll, start, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10})
+    p, q_minus_one = (float(t) for t in np.exp(result.x))
+    refit = {"p": p, "q": 1.0 + q_minus_one, "v": mean * q_minus_one / p}
+    if not (result.success and all(np.isfinite(t) and t > 0 for t in refit.values())):
+        raise RuntimeError(
+            f"Gamma-Gamma fit failed: its maximum {params} on {len(repeat)} customers has "
+            f"q <= 1 (no finite mean spend), and the refit at their mean spend {mean:.4g} "
+            f"gave {refit} ({result.message})"
+        )
+    logger.info(
+        "Gamma-Gamma fit: q=%.3g <= 1 (the customers' mean spends have too heavy a tail for a "
+        "finite mean); refit with the population's mean spend held at theirs, %.4g: %s",
+        params["q"],
+        mean,
+        ", ".join(f"{k}={v:.4g}" for k, v in refit.items()),
+    )
+    return refit
+
+
 def _anchored_spend(params: dict[str, float], repeat: pd.DataFrame) -> dict[str, float]:
     """Gamma-Gamma's parameters, with the mean spend set where the fit cannot find it.
 
@@ -532,11 +595,13 @@ class _CountsGammaGammaBaseline:
         except Exception as err:  # re-raised: pymc reports optimiser failures with many types
             raise RuntimeError(f"Gamma-Gamma fit failed on {len(repeat)} customers: {err}") from err
         params = _scalar_params(model, ("p", "q", "v"))
-        if not all(np.isfinite(v) and v > 0 for v in params.values()) or params["q"] <= 1.0:
+        if not all(np.isfinite(v) and v > 0 for v in params.values()):
             raise RuntimeError(
                 f"Gamma-Gamma fit failed: parameters {params} on {len(repeat)} customers; "
-                "expected finite p, v > 0 and q > 1 (a finite mean spend)"
+                "expected finite p, q, v > 0"
             )
+        if params["q"] <= 1.0:
+            params = _finite_mean_fit(params, repeat)
         params = _anchored_spend(params, repeat)
         logger.info(
             "Gamma-Gamma fit on %d repeat customers in %.1fs: %s",

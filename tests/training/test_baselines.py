@@ -14,6 +14,7 @@ from training.baselines import (
     ParetoNbdGammaGammaBaseline,
     SimpleFormulaBaseline,
     _anchored_spend,
+    _gamma_gamma_nll,
 )
 from training.purchase import gamma_gamma_spend
 
@@ -251,6 +252,40 @@ def test_a_log_without_revenue_expects_its_one_amount_per_order(estimator):
     known = x > 0
     served = gamma_gamma_spend(**model.gamma_gamma_params_, x=x, m=np.ones(len(x)), known=known)
     np.testing.assert_allclose(served, 1.0, rtol=1e-9)
+
+
+@pytest.mark.parametrize("estimator", [BgNbdGammaGammaBaseline, ParetoNbdGammaGammaBaseline])
+def test_heavy_tailed_spend_gets_a_finite_mean_spend_instead_of_a_failed_fit(estimator):
+    # Customers' mean spends log-normal with sigma 1.5 (a wholesaler's few large accounts):
+    # Gamma-Gamma's maximum has q = 0.79 here, a population without a finite mean spend, and
+    # training stopped with an error. The refit holds the mean at the customers' own.
+    features = simulate(1500, seed=1)
+    spend = np.exp(np.random.default_rng(1).normal(np.log(400.0), 1.5, len(features)))
+    features["repeat_order_value_mean"] = np.where(features["frequency"] > 0, spend, np.nan)
+
+    model = estimator(random_seed=0).fit(features)
+
+    assert model.gamma_gamma_params_["q"] > 1.0
+    own = features["repeat_order_value_mean"].dropna()
+    assert model.population_spend_ == pytest.approx(own.mean(), rel=1e-9)
+    parts = model.predict_components(features, HORIZON)
+    assert np.isfinite(parts["spend"]).all() and (parts["spend"] > 0).all()
+    # Among customers with as many repeat orders, a larger mean spend still expects more.
+    once = (features["frequency"] == 1).to_numpy()
+    order = np.argsort(features["repeat_order_value_mean"].to_numpy()[once])
+    assert (np.diff(parts["spend"].to_numpy()[once][order]) > 0).all()
+
+
+def test_the_gamma_gamma_likelihood_is_the_one_the_library_maximises(bgnbd, simulated):
+    repeat = simulated[simulated["frequency"] > 0]
+    x = repeat["frequency"].to_numpy()
+    m = repeat["repeat_order_value_mean"].to_numpy()
+    fitted = bgnbd.gamma_gamma_params_
+    at_fit = _gamma_gamma_nll(fitted["p"], fitted["q"], fitted["v"], x, m)
+    for name in ("p", "q", "v"):
+        for step in (0.97, 1.03):
+            moved = {**fitted, name: fitted[name] * step}
+            assert _gamma_gamma_nll(moved["p"], moved["q"], moved["v"], x, m) > at_fit, moved
 
 
 def test_a_gamma_gamma_fit_run_off_to_a_point_mass_gets_the_orders_mean_spend():
