@@ -719,7 +719,10 @@ class BgNbdGammaGammaBaseline(_CountsGammaGammaBaseline):
       with ``frequency > 0`` and a positive ``repeat_order_value_mean``; the expected spend
       per purchase is its conditional expectation for them and the population mean
       ``p v / (q - 1)`` for everyone else (one-time buyers, repeat orders without revenue).
-      Spend per order stands in for spend per purchase day.
+      Spend per order stands in for spend per purchase day. Two kinds of data have no
+      finite maximum, and are handled rather than fit blindly: spends without spread (a
+      log without revenue, every amount 1; :func:`_anchored_spend`) and spends too
+      heavy-tailed for a finite mean (``q <= 1``; :func:`_finite_mean_fit`).
     * **CLV** over the horizon = ``expected_purchases(future_t=horizon_days)`` x expected
       spend; undiscounted, like the ``future_value`` label.
     * **p_churn** = P(no purchase in the horizon). For repeat buyers this is the library's
