@@ -689,9 +689,10 @@ class _CountsGammaGammaBaseline:
     def _expected_spend(self, summary: pd.DataFrame) -> np.ndarray:
         """Gamma-Gamma expected spend per purchase; the population mean without repeat spend.
 
-        The closed form on :attr:`gamma_gamma_params_` (the library's own expectation, pinned
-        to it in tests/training/test_purchase.py), so that an anchored fit
-        (:func:`_anchored_spend`) is the one that predicts.
+        The closed form on :attr:`gamma_gamma_params_`, so that an anchored or refit fit
+        (:func:`_anchored_spend`, :func:`_finite_mean_fit`) is the one that predicts. It is
+        pinned to the library's own expectation on the library's fit
+        (``gamma_gamma_model_``) in tests/training/test_purchase.py.
         """
         p, q, v = (self.gamma_gamma_params_[k] for k in ("p", "q", "v"))
         return gamma_gamma_spend(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from test_baselines import simulate  # tests/training is on sys.path (pytest prepend mode)
 
-from training.baselines import BgNbdGammaGammaBaseline, _bgnbd_summary, _point
+from training.baselines import BgNbdGammaGammaBaseline, _bgnbd_summary, _point, _spend_mask
 from training.purchase import PURCHASE_COLUMNS, PurchaseHistory, PurchaseModel
 
 PARAMS = {"r": 0.6, "alpha": 80.0, "a": 0.7, "b": 2.0, "p": 5.0, "q": 4.0, "v": 20.0}
@@ -37,6 +37,14 @@ def test_closed_forms_equal_pymc_marketing(fitted):
     )
     np.testing.assert_allclose(
         model.p_alive(h), _point(alive, summary["customer_id"].to_numpy()), rtol=1e-8
+    )
+    # The baselines predict spend with the same closed form, so it is pinned to the library's
+    # own conditional expectation here, on the library's fit.
+    known = _spend_mask(summary)
+    repeat = summary.loc[known, ["customer_id", "frequency", "monetary_value"]]
+    own = baseline.gamma_gamma_model_.expected_customer_spend(repeat)
+    np.testing.assert_allclose(
+        model.expected_spend(h)[known], _point(own, repeat["customer_id"].to_numpy()), rtol=1e-8
     )
 
 
