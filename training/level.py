@@ -37,8 +37,10 @@ import pandas as pd
 from scipy.optimize import brentq
 
 from features import FeatureSpec, build_labels, feature_names
+from features.season import repeat_growth, seasonal_index
 from training.baselines import BgNbdGammaGammaBaseline, ParetoNbdGammaGammaBaseline
 from training.config import FitSettings
+from training.purchase import PurchaseHistory, PurchaseModel
 from training.snapshots import SnapshotSource
 from training.split import window_cutoffs
 
@@ -380,20 +382,98 @@ def with_blend(totals: dict[str, float]) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class HorizonSeason:
+    """The served horizon's season against the one the churn stack was learnt on.
+
+    The stack learns the chance of an order on the twin's horizon, ``[data_end - H,
+    data_end)``, and serves it for ``[data_end, data_end + H)``. A horizon that covers a peak
+    holds more buyers than an off-peak one, so the model's count of buyers is for the wrong
+    season (retail 2007-10-01: the model's own count -54%, docs/experiments.md, entry 41).
+    BG/NBD and Pareto/NBD have no season at all. Both indices are
+    :func:`features.season.seasonal_index` (repeat revenue per day against the year's, the
+    trend taken out), the first as forecast from a year before, the second measured once the
+    horizon has happened, as the value's stack is fit with it (``training.pipeline.served_stack``).
+
+    Attributes
+    ----------
+    served : float
+        Seasonal index of the served horizon.
+    learnt : float
+        Seasonal index of the horizon the stack learnt churn on.
+    """
+
+    served: float
+    learnt: float
+
+    @classmethod
+    def measure(
+        cls, orders: pd.DataFrame, *, data_end: pd.Timestamp, horizon_days: int
+    ) -> HorizonSeason | None:
+        """Both indices, or None where the season is not measured apart from the trend.
+
+        None with a horizon of a year or longer (every season is in it) and with less than
+        two years of history: the index then holds the shop's growth as well as its season
+        (entries 11, 12 and 21), and the count of buyers, which has no track record to catch a
+        wrong index (entry 23), keeps the models' own counts.
+        """
+        if horizon_days >= 365 or repeat_growth(orders, cutoff=data_end) is None:
+            return None
+        learnt = seasonal_index(
+            orders,
+            cutoff=data_end,
+            horizon_days=horizon_days,
+            window_start=data_end - pd.Timedelta(days=horizon_days),
+        )
+        served = seasonal_index(orders, cutoff=data_end, horizon_days=horizon_days)
+        return cls(float(served), float(learnt))
+
+    def factors(
+        self, purchase: PurchaseModel, history: PurchaseHistory, horizon_days: float
+    ) -> dict[str, float]:
+        """By how much each count of buyers moves to the served horizon's season.
+
+        A season multiplies every active customer's buying rate, which for the chance of an
+        order is the same as stretching the horizon: ``horizon x index`` days of an average
+        rate. The purchase model turns that into buyers, customers who have dropped out
+        buying in no season: ``model`` is its count over ``horizon x served`` against over
+        ``horizon x learnt`` (the stack's count was learnt in the latter), ``classical`` its
+        count over ``horizon x served`` against over ``horizon`` (BG/NBD's and Pareto/NBD's
+        rates are their history's average). The factors are ratios of one model's counts, so
+        its own level cancels.
+        """
+
+        def count(days: float) -> float:
+            return buyers(purchase.p_no_order(history, days))
+
+        plain = count(horizon_days)
+        served = count(horizon_days * self.served)
+        learnt = count(horizon_days * self.learnt)
+        if min(plain, served, learnt) <= 0:
+            return {"model": 1.0, "classical": 1.0}
+        return {"model": served / learnt, "classical": served / plain}
+
+
+@dataclass(frozen=True)
 class BuyersLevel:
     """The served count of customers who order in the horizon, and the churn shift that serves it.
 
     The count is ``sum(1 - p_churn)`` over the base at the data end. The model's own count,
-    BG/NBD's and Pareto/NBD's are combined as the value's blend is, by their geometric mean
-    (:func:`buyers_blend`), and every churn logit is moved by one :attr:`shift` so that the
-    served count is that mean: one shift for all customers never reorders them.
+    BG/NBD's and Pareto/NBD's, each moved to the served horizon's season where two years of
+    history measure it (:class:`HorizonSeason`), are combined as the value's blend is, by
+    their geometric mean (:func:`buyers_blend`), and every churn logit is moved by one
+    :attr:`shift` so that the served count is that mean: one shift for all customers never
+    reorders them.
 
     Attributes
     ----------
     shift : float
         Added to every churn logit (0.0: the model's own churn rate).
     counts : dict
-        ``model``, ``bgnbd``, ``pareto_nbd`` and ``blend`` -> expected buyers at the data end.
+        ``model``, ``bgnbd``, ``pareto_nbd`` -> each model's own expected buyers at the data
+        end, and ``blend`` -> the served count.
+    season : dict
+        Empty, or ``served`` and ``learnt`` (the two seasonal indices) and the factors the
+        counts were multiplied by before the blend (``model``, ``classical``).
     reason : str
         One sentence: why.
     """
@@ -401,6 +481,7 @@ class BuyersLevel:
     shift: float = 0.0
     counts: dict[str, float] = field(default_factory=dict)
     reason: str = "no classical count was measured; the model's own churn rate is served"
+    season: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line for the training report."""
@@ -411,14 +492,26 @@ class BuyersLevel:
             f"{name} {self.counts[name]:,.0f} ({100.0 * (self.counts[name] / own - 1.0):+.1f}%)"
             for name in (*CLASSICAL, "blend")
         )
+        season = (
+            f"; in the horizon's season (index {self.season['served']:.3f}, learnt in "
+            f"{self.season['learnt']:.3f}) the model's count x{self.season['model']:.3f}, "
+            f"the classical counts x{self.season['classical']:.3f}"
+            if self.season
+            else ""
+        )
         return (
             f"churn level: blend (logit shift {self.shift:+.4f}); expected buyers: model "
-            f"{own:,.0f}, {parts}; {self.reason}"
+            f"{own:,.0f}, {parts}{season}; {self.reason}"
         )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
-        return {"shift": self.shift, "counts": dict(self.counts), "reason": self.reason}
+        return {
+            "shift": self.shift,
+            "counts": dict(self.counts),
+            "season": dict(self.season),
+            "reason": self.reason,
+        }
 
 
 def buyers(p_churn: np.ndarray | pd.Series) -> float:
@@ -443,15 +536,20 @@ def churn_shift(p_churn: np.ndarray, target: float) -> float:
     return float(brentq(excess, -30.0, 30.0, xtol=1e-10))
 
 
-def buyers_blend(counts: dict[str, float], p_churn: np.ndarray) -> BuyersLevel:
+def buyers_blend(
+    counts: dict[str, float], p_churn: np.ndarray, season: dict[str, float] | None = None
+) -> BuyersLevel:
     """The served churn rate: the geometric mean of the model's and the classical counts.
 
     Parameters
     ----------
     counts : dict
-        ``model``, ``bgnbd`` and ``pareto_nbd`` -> expected buyers at the data end.
+        ``model``, ``bgnbd`` and ``pareto_nbd`` -> each model's expected buyers at the data end.
     p_churn : numpy.ndarray
         The model's own churn probabilities at the data end (the shift is solved on them).
+    season : dict, optional
+        :class:`HorizonSeason`'s indices (``served``, ``learnt``) and factors (``model``,
+        ``classical``): each count is moved to the served horizon's season before the mean.
 
     Returns
     -------
@@ -466,23 +564,36 @@ def buyers_blend(counts: dict[str, float], p_churn: np.ndarray) -> BuyersLevel:
     the record would pick between noises. With no validated count, the equal-weight
     combination of the three is the least risky: its log miss is never above the three's
     average log miss, and is below it whenever they miss in opposite directions (entry 26).
+    Entry 23 also found where the misses come from, the season of the horizon, which is why
+    the counts are put in the served season first (entry 41).
     """
     parts = {name: counts.get(name, float("nan")) for name in BLEND_PARTS}
+    season = dict(season or {})
+    in_season = {
+        name: count * season.get("model" if name == "model" else "classical", 1.0)
+        for name, count in parts.items()
+    }
     # The value's blend, applied to the counts (with_blend leaves it out unless all three
     # are positive).
-    target = with_blend({name: c for name, c in parts.items() if np.isfinite(c)}).get("blend")
+    target = with_blend({name: c for name, c in in_season.items() if np.isfinite(c)}).get("blend")
     if target is None:
         return BuyersLevel(
             counts=dict(parts),
             reason="a classical count is missing or not positive; the model's own churn rate "
             "is served",
         )
+    in_what = (
+        "each in the served horizon's season, "
+        if season
+        else "with no season (under two years of history, or a horizon of a year), "
+    )
     return BuyersLevel(
         shift=churn_shift(p_churn, target),
         counts={**parts, "blend": target},
-        reason="the geometric mean of the model's, BG/NBD's and Pareto/NBD's counts, one "
-        "shift of every churn logit (no count has a track record that predicts the next "
-        "horizon's; docs/experiments.md, entries 23 and 26)",
+        reason=f"the geometric mean of the model's, BG/NBD's and Pareto/NBD's counts, "
+        f"{in_what}one shift of every churn logit (no count has a track record that predicts "
+        "the next horizon's; docs/experiments.md, entries 23, 26 and 41)",
+        season=season,
     )
 
 

@@ -40,6 +40,7 @@ from training.evaluate import holdout_metrics, profile_metrics
 from training.gate import GATE_METRICS, better
 from training.level import (
     BuyersLevel,
+    HorizonSeason,
     Level,
     buyers,
     buyers_blend,
@@ -472,7 +473,16 @@ def _validated_level(
     served["model"] = float(own["clv"].sum())
     served_buyers["model"] = buyers(own["p_churn"])
     level = choose_level(origins, with_blend(served))
-    churn_level = buyers_blend(served_buyers, own["p_churn"].to_numpy())
+    season = HorizonSeason.measure(orders, data_end=plan.data_end, horizon_days=spec.horizon_days)
+    in_season: dict[str, float] = {}
+    if season is not None:
+        history = fitted.model.purchase_history(fitted.features[fitted.model.feature_names_in_])
+        in_season = {
+            "served": season.served,
+            "learnt": season.learnt,
+            **season.factors(fitted.model.purchase_, history, float(spec.horizon_days)),
+        }
+    churn_level = buyers_blend(served_buyers, own["p_churn"].to_numpy(), in_season)
     logger.info("%s", level.summary())
     logger.info("%s", churn_level.summary())
     return level, churn_level, serving_pareto

@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.io import validate_orders
 from training.level import (
     SWITCH_MARGIN,
+    HorizonSeason,
     Level,
     OriginTotals,
     buyers,
@@ -19,6 +21,7 @@ from training.level import (
     track_scores,
     with_blend,
 )
+from training.purchase import PurchaseHistory, PurchaseModel
 
 
 def _origin(day: str, actual: float, **totals: float) -> OriginTotals:
@@ -198,6 +201,79 @@ def test_the_served_churn_rate_is_the_geometric_mean_of_the_three_counts() -> No
     assert level.summary().startswith(f"churn level: blend (logit shift {level.shift:+.4f})")
     assert f"model {own:,.0f}, bgnbd {own / 2:,.0f} (-50.0%)" in level.summary()
     assert level.to_dict()["counts"]["blend"] == level.counts["blend"]
+
+
+def _busy_shop(start: str, end: str, busy_months: tuple[int, ...]) -> pd.DataFrame:
+    """Two customers ordering every day, twice as much in the busy months (no growth)."""
+    days = pd.date_range(start, end, freq="D")
+    amount = np.where(days.month.isin(busy_months), 20.0, 10.0)
+    raw = pd.DataFrame(
+        {
+            "customer_id": np.repeat(["c1", "c2"], len(days)),
+            "ordered_at": np.tile(days, 2),
+            "amount": np.tile(amount, 2),
+        }
+    )
+    return validate_orders(raw, strict=True).frame
+
+
+def test_the_horizon_season_is_measured_only_where_two_years_tell_it_from_growth() -> None:
+    # Busy from July to December: the served half (July on) holds the peak, the half the
+    # stack learnt on (January to June) does not.
+    shop = _busy_shop("2022-01-01", "2024-06-30", busy_months=(7, 8, 9, 10, 11, 12))
+    end = pd.Timestamp("2024-07-01")
+    season = HorizonSeason.measure(shop, data_end=end, horizon_days=182)
+    assert season is not None
+    # Revenue per day in each half against the year's: 20 and 10 against 15.
+    assert season.served == pytest.approx(4 / 3, rel=0.02)
+    assert season.learnt == pytest.approx(2 / 3, rel=0.02)
+    # Under two years the index mixes season and growth, and a year-long horizon has every
+    # season: the counts keep no season then.
+    short = shop[shop["ordered_at"] >= pd.Timestamp("2023-03-01")]
+    assert HorizonSeason.measure(short, data_end=end, horizon_days=182) is None
+    assert HorizonSeason.measure(shop, data_end=end, horizon_days=365) is None
+
+
+def test_a_busier_horizon_raises_each_count_as_the_purchase_model_stretches_its_time() -> None:
+    model = PurchaseModel(r=0.6, alpha=80.0, a=0.7, b=2.0, p=5.0, q=4.0, v=20.0)
+    rng = np.random.default_rng(5)
+    ages = rng.uniform(100.0, 700.0, 400)
+    x = rng.integers(0, 6, 400).astype("float64")
+    history = PurchaseHistory(x, np.where(x > 0, ages * rng.uniform(0.1, 1.0, 400), 0.0), ages, x)
+    factors = HorizonSeason(served=1.5, learnt=0.75).factors(model, history, 182.0)
+
+    def count(days: float) -> float:
+        return buyers(model.p_no_order(history, days))
+
+    assert factors["model"] == pytest.approx(count(273.0) / count(136.5))
+    assert factors["classical"] == pytest.approx(count(273.0) / count(182.0))
+    # Customers who have dropped out buy in no season, so the count rises less than the
+    # buying rate: 1 < factor < ratio of the indices.
+    assert 1.0 < factors["classical"] < factors["model"] < 2.0
+    assert HorizonSeason(1.0, 1.0).factors(model, history, 182.0) == pytest.approx(
+        {"model": 1.0, "classical": 1.0}
+    )
+
+
+def test_the_counts_are_put_in_the_served_season_before_their_mean() -> None:
+    rng = np.random.default_rng(6)
+    p = rng.beta(3.0, 2.0, 1000)
+    own = buyers(p)
+    counts = {"model": own, "bgnbd": own * 1.2, "pareto_nbd": own * 0.9}
+    season = {"served": 1.4, "learnt": 0.7, "model": 1.5, "classical": 1.2}
+    level = buyers_blend(counts, p, season)
+    expected = (own * 1.5 * own * 1.2 * 1.2 * own * 0.9 * 1.2) ** (1 / 3)
+    assert level.counts["blend"] == pytest.approx(expected)
+    # The counts stay each model's own; the season is stated beside them.
+    assert level.counts["model"] == own
+    assert level.season == season
+    assert level.to_dict()["season"] == season
+    assert "model's count x1.500, the classical counts x1.200" in level.summary()
+    assert "in the served horizon's season" in level.reason
+    plain = buyers_blend(counts, p)
+    assert plain.season == {}
+    assert "with no season" in plain.reason
+    assert level.shift < plain.shift  # more buyers: less churn
 
 
 def test_without_both_classical_counts_the_model_keeps_its_churn_rate() -> None:
