@@ -91,6 +91,9 @@ class CutoffResult:
     #: beside the customers who did order (``actual``).
     churn_shift: float = 0.0
     buyers: dict[str, float] = field(default_factory=dict)
+    #: The served horizon's season the counts were put in (training.level.HorizonSeason):
+    #: its indices and factors; empty where it was not measured.
+    churn_season: dict[str, float] = field(default_factory=dict)
     #: The model's metrics with each further seed (``--seeds``): what is noise.
     other_seeds: list[dict[str, float]] = field(default_factory=list)
 
@@ -183,6 +186,7 @@ def backtest_cutoff(
             **{name: buyers(predictions[name]["p_churn"]) for name in ("model", *CLASSICAL)},
             "own": trained.churn_level.counts.get("model", float("nan")),
         },
+        trained.churn_level.season,
     )
     return result, actual, predictions
 
@@ -349,15 +353,18 @@ def churn_lines(results: list[CutoffResult]) -> list[str]:
     """The served churn rate at each cutoff: expected buyers against those who ordered (Markdown).
 
     The served count is the geometric mean of the model's own and the classical counts at the
-    data end (:func:`training.level.buyers_blend`); "model's own" is the count before the
-    shift, at the data end of the training (the cutoff's customers when the data ends there).
+    data end, each first put in the served horizon's season where two years of history
+    measure it (:func:`training.level.buyers_blend`); "model's own" is the count before the
+    season and the shift, at the data end of the training (the cutoff's customers when the
+    data ends there).
     """
     lines = [
         "Customers who order in the horizon: expected by each model against those who did "
-        "(error in %), and the churn-logit shift served:",
+        "(error in %), the factors that put the counts in the horizon's season (the model's / "
+        "the classical models'), and the churn-logit shift served:",
         "",
-        "| cutoff | ordered | served | model's own | BG/NBD | Pareto/NBD | shift |",
-        "|---|---|---|---|---|---|---|",
+        "| cutoff | ordered | served | model's own | BG/NBD | Pareto/NBD | season | shift |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         count = result.buyers
@@ -368,8 +375,15 @@ def churn_lines(results: list[CutoffResult]) -> list[str]:
             _error_pct(count.get(name, float("nan")), actual)
             for name in ("model", "own", "bgnbd", "pareto_nbd")
         ]
+        season = result.churn_season
+        factors = (
+            f"x{season['model']:.3f} / x{season['classical']:.3f} (index {season['served']:.3f}, "
+            f"learnt in {season['learnt']:.3f})"
+            if season
+            else "none"
+        )
         lines.append(
-            f"| {result.cutoff.date()} | {actual:,.0f} | {' | '.join(errors)} | "
+            f"| {result.cutoff.date()} | {actual:,.0f} | {' | '.join(errors)} | {factors} | "
             f"{result.churn_shift:+.3f} |"
         )
     return lines

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from demo.generator import generate, write_tables
+from demo.generator import SynthParams, generate, write_tables
 from features import FeatureSpec
 from features.io import validate_events, validate_orders
 from training.backtest import (
@@ -73,8 +73,11 @@ def test_backtest_scores_every_customer_beside_the_baselines_and_ignores_the_fut
     assert count["model"] == pytest.approx(blend, rel=1e-6)
     assert count["actual"] == pytest.approx((1 - actual["churned"]).sum())
     assert (count["model"] > count["own"]) == (result.churn_shift < 0)
+    # Under two years of history the season is not measured apart from growth: no season.
+    assert result.churn_season == {}
     table = "\n".join(churn_lines([result]))
     assert f"| {CUTOFF.date()} | {count['actual']:,.0f} | " in table
+    assert "| none | " in table
 
     # What happens after the horizon cannot change anything: the fit reads rows before the
     # cutoff only, the labels rows before cutoff + horizon.
@@ -170,3 +173,34 @@ def test_the_spread_over_seeds_is_stated_only_when_more_seeds_ran():
     assert row.startswith("| 2025-01-01 | 7, 8 |")
     assert "0.500 / 0.520 (spread 0.020)" in row
     assert "-2.000 / 3.000 (spread 5.000)" in row
+
+
+def test_with_two_years_each_count_of_buyers_is_put_in_the_horizons_season() -> None:
+    # A peak in the served horizon (October to December, 2.5 times as busy) and none in the
+    # one before it, the stack's; two and a half years of history.
+    params = SynthParams(peak_months=(10, 11, 12), peak_multiplier=2.5)
+    orders, _ = generate(
+        customers=1200, seed=22, start="2022-04-01", end="2025-04-01", params=params
+    )
+    orders = validate_orders(orders, strict=True).frame
+    cutoff = pd.Timestamp("2024-10-01")
+    result, _, _ = backtest_cutoff(
+        orders, None, cutoff=cutoff, spec=FeatureSpec(horizon_days=91), settings=SETTINGS
+    )
+    season = result.churn_season
+    assert set(season) == {"served", "learnt", "model", "classical"}
+    assert season["served"] > 1.0 > season["learnt"]
+    # More buyers in a busier horizon, the model's count moved most (it was learnt off-peak).
+    assert season["model"] > season["classical"] > 1.0
+    count = result.buyers
+    in_season = (
+        count["own"]
+        * season["model"]
+        * count["bgnbd"]
+        * season["classical"]
+        * count["pareto_nbd"]
+        * season["classical"]
+    ) ** (1 / 3)
+    assert count["model"] == pytest.approx(in_season, rel=1e-6)
+    table = "\n".join(churn_lines([result]))
+    assert f"x{season['model']:.3f} / x{season['classical']:.3f} (index " in table
