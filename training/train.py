@@ -317,6 +317,7 @@ def _log_churn_level(level: BuyersLevel) -> None:
     tracking.log_metrics(
         {"churn_level.shift": level.shift}
         | {f"churn_level.buyers_{name}": count for name, count in level.counts.items()}
+        | {f"churn_level.season_{name}": value for name, value in level.season.items()}
     )
 
 

@@ -25,6 +25,12 @@ def test_run_is_tracked_registered_and_aliased(trained_store):
         assert f"holdout.{name}.churn_roc_auc" in run.data.metrics
     for metric in ("clv_gini", "clv_spearman", "clv_rmse", "churn_roc_auc"):
         assert run.data.metrics[f"holdout.se.{metric}"] > 0
+    # Two and a half years of history: the counts of buyers are put in the horizon's season,
+    # and the factors are logged beside the counts.
+    churn_level = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/churn_level.json")
+    assert set(churn_level["season"]) == {"served", "learnt", "model", "classical"}
+    for name, value in churn_level["season"].items():
+        assert run.data.metrics[f"churn_level.season_{name}"] == pytest.approx(value)
     assert run.data.tags["git_commit"]
     assert run.data.tags["family"] == result.family in ("hybrid", "classical", "boosted")
     assert run.data.tags["gate"] in ("promoted", "not promoted")
