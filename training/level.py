@@ -11,7 +11,9 @@ whole procedure is replayed as if the data ended at ``o``: the parts are fit on 
 before ``o``, with a stack learnt on the horizon that ended at ``o`` (the same parameters and
 tree counts as the twin, so no search). Its base total over ``[o, o + horizon)`` is compared
 with what the customers then spent, and so are the totals of BG/NBD and Pareto/NBD fit at
-``o``, of the two together (the **classical mean**) and of their blend with the model. The
+``o``, of the two together (the **classical mean**), of their blend with the model and, where
+two years of history measure the season at the data end, of the classical mean in the
+horizon's season (``classical_season``, :func:`classical_figures`). The
 candidate with the best track record (mean absolute log ratio of predicted to actual total,
 over the origins the model could be replayed at) sets the served level; every customer's
 ``clv`` is scaled by one factor, so the ranking is unchanged. The model keeps its own level
@@ -46,8 +48,18 @@ from training.split import window_cutoffs
 
 logger = logging.getLogger(__name__)
 
-#: The candidates for the served level, by name.
-CANDIDATES: tuple[str, ...] = ("model", "bgnbd", "pareto_nbd", "classical_mean", "blend")
+#: The candidates for the served level, by name. ``classical_season`` is measured only where
+#: two years of history tell the season from growth at the data end (:func:`season_index`).
+#: On a tie the earlier name wins: where no origin had two years its record is the classical
+#: mean's, and the plain mean is served rather than a season nothing has validated.
+CANDIDATES: tuple[str, ...] = (
+    "model",
+    "bgnbd",
+    "pareto_nbd",
+    "classical_mean",
+    "blend",
+    "classical_season",
+)
 #: The two classical models, whose totals :func:`with_blend` combines into ``classical_mean``.
 CLASSICAL: tuple[str, ...] = ("bgnbd", "pareto_nbd")
 #: The figures the blend combines, of the value's totals and of the churn's counts alike.
@@ -341,20 +353,45 @@ def classical_figures(
     seed: int,
     bgnbd: BgNbdGammaGammaBaseline | None = None,
     pareto: ParetoNbdGammaGammaBaseline | None = None,
+    season: float | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Base totals and expected buyers (:func:`buyers`) of BG/NBD and Pareto/NBD on ``features``.
 
-    ``bgnbd`` and ``pareto``: already fit on ``features`` (else they are fit here).
+    ``bgnbd`` and ``pareto``: already fit on ``features`` (else they are fit here). With a
+    ``season`` (the horizon's seasonal index, :func:`season_index`), the totals also hold
+    ``classical_season``: the geometric mean of the two models' totals over ``horizon x
+    season`` days at their average rate, the classical level in the horizon's season. A
+    season multiplies every active customer's buying rate, which for these models is the same
+    as a longer horizon (:meth:`HorizonSeason.factors` does the same for the counts). Under
+    Pareto/NBD the dropout clock is stretched too, a small approximation over one horizon.
     """
     bgnbd = bgnbd or BgNbdGammaGammaBaseline(random_seed=seed).fit(features)
     pareto = pareto or ParetoNbdGammaGammaBaseline(random_seed=seed).fit(features)
     totals: dict[str, float] = {}
     counts: dict[str, float] = {}
+    in_season: list[float] = []
     for name, fitted in (("bgnbd", bgnbd), ("pareto_nbd", pareto)):
         predicted = fitted.predict(features, horizon_days)
         totals[name] = float(predicted["clv"].sum())
         counts[name] = buyers(predicted["p_churn"])
+        if season is not None:
+            in_season.append(float(fitted.predict(features, horizon_days * season)["clv"].sum()))
+    if in_season and min(in_season) > 0:
+        totals["classical_season"] = float(np.exp(np.mean(np.log(in_season))))
     return totals, counts
+
+
+def season_index(orders: pd.DataFrame, *, cutoff: pd.Timestamp, horizon_days: int) -> float:
+    """The horizon's seasonal index where two years of history measure it, else 1.0.
+
+    With less than two years before ``cutoff`` the index holds the shop's growth as well as
+    its season (docs/experiments.md, entries 11, 12 and 21), so the classical level is taken
+    as it is there: ``classical_season`` is then the classical mean, and it is judged as the
+    procedure it is ("in season where the season is known").
+    """
+    if horizon_days >= 365 or repeat_growth(orders, cutoff=cutoff) is None:
+        return 1.0
+    return float(seasonal_index(orders, cutoff=cutoff, horizon_days=horizon_days))
 
 
 def with_blend(totals: dict[str, float]) -> dict[str, float]:
@@ -608,6 +645,7 @@ def replay_origins(
     data_start: pd.Timestamp,
     snapshots: SnapshotSource | None = None,
     pareto: ParetoNbdGammaGammaBaseline | None = None,
+    seasonal: bool = False,
 ) -> tuple[OriginTotals, ...]:
     """The track record at up to ``settings.level_origins`` origins, latest first.
 
@@ -627,6 +665,9 @@ def replay_origins(
         Builds the window rows elsewhere, as for the training's own fits.
     pareto : ParetoNbdGammaGammaBaseline, optional
         Pareto/NBD already fit on ``latest``'s features (its fit is the slow one).
+    seasonal : bool
+        Also measure ``classical_season`` at each origin, in the season measured there
+        (:func:`season_index`); training asks for it where the data end has two years.
 
     Returns
     -------
@@ -644,8 +685,13 @@ def replay_origins(
     for _ in range(settings.level_origins):
         origin = refit.cutoff
         actual = build_labels(orders, cutoff=origin, spec=spec).loc[refit.features.index]
+        season = (
+            season_index(orders, cutoff=origin, horizon_days=spec.horizon_days)
+            if seasonal
+            else None
+        )
         totals, _ = classical_figures(
-            refit.features, spec.horizon_days, settings.seed, refit.bgnbd, pareto
+            refit.features, spec.horizon_days, settings.seed, refit.bgnbd, pareto, season
         )
         pareto = None
         before = origin - horizon

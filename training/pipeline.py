@@ -453,6 +453,9 @@ def _validated_level(
         off = "the track record is switched off (level_origins = 0)"
         own_rate = BuyersLevel(reason=f"{off}; the model's own churn rate is served")
         return Level(reason=off), own_rate, None
+    # Where two years of history measure the season at the data end, the classical level in
+    # that season is a candidate too (training.level.classical_figures).
+    season = HorizonSeason.measure(orders, data_end=plan.data_end, horizon_days=spec.horizon_days)
     origins = replay_origins(
         orders,
         events,
@@ -463,17 +466,22 @@ def _validated_level(
         data_start=plan.data_start,
         snapshots=snapshots,
         pareto=pareto,
+        seasonal=season is not None,
     )
     served_model = copy.copy(fitted.model).with_stack(stack)
     serving_pareto = ParetoNbdGammaGammaBaseline(random_seed=settings.seed).fit(fitted.features)
     served, served_buyers = classical_figures(
-        fitted.features, spec.horizon_days, settings.seed, fitted.bgnbd, serving_pareto
+        fitted.features,
+        spec.horizon_days,
+        settings.seed,
+        fitted.bgnbd,
+        serving_pareto,
+        None if season is None else season.served,
     )
     own = served_model.predict(fitted.features[served_model.feature_names_in_])
     served["model"] = float(own["clv"].sum())
     served_buyers["model"] = buyers(own["p_churn"])
     level = choose_level(origins, with_blend(served))
-    season = HorizonSeason.measure(orders, data_end=plan.data_end, horizon_days=spec.horizon_days)
     in_season: dict[str, float] = {}
     if season is not None:
         history = fitted.model.purchase_history(fitted.features[fitted.model.feature_names_in_])

@@ -109,6 +109,7 @@ LEVEL_LABELS: dict[str, str] = {
     "pareto_nbd": "Pareto/NBD",
     "classical_mean": "the mean of BG/NBD and Pareto/NBD",
     "blend": "a blend of the model and the classical models",
+    "classical_season": "the mean of BG/NBD and Pareto/NBD in the horizon's season",
 }
 
 #: What a marketer reads instead of a metric's identifier, and which way is better.

@@ -61,6 +61,7 @@ def test_backtest_scores_every_customer_beside_the_baselines_and_ignores_the_fut
     assert level.origins, level.reason
     first = level.origins[0]
     assert first.origin == CUTOFF - pd.Timedelta(days=SPEC.horizon_days)
+    # Under two years of history no classical level in season is measured.
     assert set(first.totals) == {"model", "bgnbd", "pareto_nbd", "classical_mean", "blend"}
     assert first.actual > 0
     assert predictions["model"]["clv"].sum() == pytest.approx(level.served[level.source])
@@ -204,3 +205,11 @@ def test_with_two_years_each_count_of_buyers_is_put_in_the_horizons_season() -> 
     assert count["model"] == pytest.approx(in_season, rel=1e-6)
     table = "\n".join(churn_lines([result]))
     assert f"x{season['model']:.3f} / x{season['classical']:.3f} (index " in table
+    # The classical level in the horizon's season is a candidate: measured at the data end
+    # and at every origin, and judged like the others.
+    level = result.level
+    assert level.served["classical_season"] > 0
+    assert level.origins
+    for record in level.origins:
+        assert record.totals["classical_season"] > 0
+    assert "classical_season" in level.table().columns.str.replace("_error_pct", "").tolist()

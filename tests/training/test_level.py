@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from features.io import validate_orders
+from training.baselines import BgNbdGammaGammaBaseline, ParetoNbdGammaGammaBaseline
 from training.level import (
     SWITCH_MARGIN,
     HorizonSeason,
@@ -18,6 +19,8 @@ from training.level import (
     buyers_blend,
     choose_level,
     churn_shift,
+    classical_figures,
+    season_index,
     track_scores,
     with_blend,
 )
@@ -300,3 +303,67 @@ def test_a_model_replayed_at_some_origins_is_judged_where_it_was() -> None:
     assert "missed by +11.6% to +11.6% at 1 earlier origin(s)" in level.summary()
     # Both origins stay in the record the run prints.
     assert list(level.table()["origin"]) == ["2020-07-01", "2020-01-01"]
+
+
+@pytest.mark.slow
+def test_the_classical_level_in_season_is_both_models_over_a_stretched_horizon() -> None:
+    from test_baselines import simulate  # tests/training is on sys.path (pytest prepend mode)
+
+    features = simulate(800, seed=8)
+    bgnbd = BgNbdGammaGammaBaseline(random_seed=1).fit(features)
+    pareto = ParetoNbdGammaGammaBaseline(random_seed=1).fit(features)
+    plain, counts = classical_figures(features, 182, 1, bgnbd, pareto)
+    assert "classical_season" not in plain
+    busy, busy_counts = classical_figures(features, 182, 1, bgnbd, pareto, season=1.5)
+    assert busy_counts == counts  # the counts of buyers are put in season elsewhere
+    stretched = [m.predict(features, 273.0)["clv"].sum() for m in (bgnbd, pareto)]
+    assert busy["classical_season"] == pytest.approx(math.sqrt(stretched[0] * stretched[1]))
+    # A busier horizon holds more, though less than in proportion (dropout goes on).
+    mean = with_blend(plain)["classical_mean"]
+    assert mean < busy["classical_season"] < 1.5 * mean
+    # An index of one is the classical mean itself.
+    flat, _ = classical_figures(features, 182, 1, bgnbd, pareto, season=1.0)
+    assert flat["classical_season"] == pytest.approx(mean)
+
+
+def test_the_season_of_the_classical_level_needs_two_years_and_a_short_horizon() -> None:
+    shop = _busy_shop("2022-01-01", "2024-06-30", busy_months=(7, 8, 9, 10, 11, 12))
+    end = pd.Timestamp("2024-07-01")
+    assert season_index(shop, cutoff=end, horizon_days=182) == pytest.approx(4 / 3, rel=0.02)
+    # Under two years (growth and season cannot be told apart) and over a year's horizon
+    # (every season is in it), the classical level is taken as it is.
+    short = shop[shop["ordered_at"] >= pd.Timestamp("2023-03-01")]
+    assert season_index(short, cutoff=end, horizon_days=182) == 1.0
+    assert season_index(shop, cutoff=end, horizon_days=365) == 1.0
+
+
+def test_a_season_no_origin_could_measure_loses_a_tie_to_the_plain_classical_mean() -> None:
+    # Both origins under two years: the classical level in season was the plain mean there,
+    # so its record is the mean's; the season it would add at the data end is unvalidated.
+    def origin(day: str, actual: float, **totals: float) -> OriginTotals:
+        combined = with_blend(totals)
+        return OriginTotals(
+            pd.Timestamp(day),
+            100,
+            actual,
+            {**combined, "classical_season": combined["classical_mean"]},
+        )
+
+    origins = (
+        origin("2020-07-01", 1000.0, model=600.0, bgnbd=950.0, pareto_nbd=1050.0),
+        origin("2020-01-01", 1000.0, model=1500.0, bgnbd=1050.0, pareto_nbd=950.0),
+    )
+    served = with_blend({"model": 700.0, "bgnbd": 900.0, "pareto_nbd": 1000.0})
+    level = choose_level(origins, {**served, "classical_season": 1300.0})
+    assert level.source == "classical_mean"
+    assert level.factor == pytest.approx(served["classical_mean"] / 700.0)
+    # Where an origin measured it and it missed least, the season is served.
+    measured = (
+        OriginTotals(
+            origins[0].origin, 100, 1000.0, {**origins[0].totals, "classical_season": 1000.5}
+        ),
+        origins[1],
+    )
+    assert (
+        choose_level(measured, {**served, "classical_season": 1300.0}).source == "classical_season"
+    )
