@@ -389,9 +389,14 @@ def season_index(orders: pd.DataFrame, *, cutoff: pd.Timestamp, horizon_days: in
     as it is there: ``classical_season`` is then the classical mean, and it is judged as the
     procedure it is ("in season where the season is known").
     """
-    if horizon_days >= 365 or repeat_growth(orders, cutoff=cutoff) is None:
+    if not _season_measured(orders, cutoff, horizon_days):
         return 1.0
     return float(seasonal_index(orders, cutoff=cutoff, horizon_days=horizon_days))
+
+
+def _season_measured(orders: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int) -> bool:
+    """A horizon shorter than a year, and two years of history to take the trend out."""
+    return horizon_days < 365 and repeat_growth(orders, cutoff=cutoff) is not None
 
 
 def with_blend(totals: dict[str, float]) -> dict[str, float]:
@@ -453,7 +458,7 @@ class HorizonSeason:
         (entries 11, 12 and 21), and the count of buyers, which has no track record to catch a
         wrong index (entry 23), keeps the models' own counts.
         """
-        if horizon_days >= 365 or repeat_growth(orders, cutoff=data_end) is None:
+        if not _season_measured(orders, data_end, horizon_days):
             return None
         learnt = seasonal_index(
             orders,
@@ -461,8 +466,8 @@ class HorizonSeason:
             horizon_days=horizon_days,
             window_start=data_end - pd.Timedelta(days=horizon_days),
         )
-        served = seasonal_index(orders, cutoff=data_end, horizon_days=horizon_days)
-        return cls(float(served), float(learnt))
+        served = season_index(orders, cutoff=data_end, horizon_days=horizon_days)
+        return cls(served, float(learnt))
 
     def factors(
         self, purchase: PurchaseModel, history: PurchaseHistory, horizon_days: float
