@@ -25,6 +25,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from filelock import FileLock
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.exceptions import MlflowException
@@ -120,13 +121,29 @@ def configure(
     mlflow.set_registry_uri(uri)
     if read_only:
         return uri
-    if mlflow.get_experiment_by_name(experiment) is None:
-        location = None
-        if database is not None:
-            location = (database.parent / "mlartifacts").resolve().as_uri()
-        mlflow.create_experiment(experiment, artifact_location=location)
+    # The first process to open a new SQLite store creates its tables; two doing so at once
+    # (`make train` beside `make backtest` on a fresh clone) both try, and all but one fail
+    # with "table metrics already exists". A lock file beside the database lets one process at
+    # a time open it and create the experiment; the others then find both. (A server-backed
+    # store creates its schema itself; only the experiment can race there, handled below.)
+    with FileLock(f"{database}.lock") if database is not None else nullcontext():
+        _ensure_experiment(experiment, database)
     mlflow.set_experiment(experiment)
     return uri
+
+
+def _ensure_experiment(experiment: str, database: Path | None) -> None:
+    """Create ``experiment`` unless it exists (another process may create it meanwhile)."""
+    if mlflow.get_experiment_by_name(experiment) is not None:
+        return
+    location = None
+    if database is not None:
+        location = (database.parent / "mlartifacts").resolve().as_uri()
+    try:
+        mlflow.create_experiment(experiment, artifact_location=location)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
 
 
 #: What to do about a store a read-only process cannot use (the end of every such message).

@@ -418,8 +418,11 @@ def test_a_locked_store_is_reported_as_locked_not_as_foreign(
 
 
 def test_a_read_only_tracking_store_is_one_line_naming_it(
-    registered, tmp_path, restore_uris, capsys
+    registered, tmp_path, restore_uris, capsys, monkeypatch
 ):
+    # MLflow makes a folder named after the URI ("file:/tmp/...") in the working directory:
+    # in the test's own, not in the project's.
+    monkeypatch.chdir(tmp_path)
     database = tmp_path / "mlflow.db"
     shutil.copyfile(registered.database, database)
     # SQLite opened read-only: every write MLflow tries fails as on a read-only file.
@@ -498,3 +501,49 @@ def test_a_model_the_registry_does_not_hold_is_one_line_naming_what_it_holds(
         assert uri in str(err.value)
         assert f"{NAME} (" in str(err.value)  # what the store does hold
         assert "make train" in str(err.value)
+
+
+#: A process that opens the store at ``argv[1]`` for writing once ``argv[2]`` exists, after
+#: writing ``argv[3]`` to say it is ready: so that every process opens it at the same moment.
+_OPEN_AT_ONCE = """
+import pathlib, sys, time
+from training import tracking
+pathlib.Path(sys.argv[3]).touch()
+while not pathlib.Path(sys.argv[2]).exists():
+    time.sleep(0.001)
+tracking.configure(sys.argv[1])
+"""
+
+
+@pytest.mark.slow  # four fresh interpreters importing MLflow: 10 to 30 seconds
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
+    # `make train` beside `make backtest` on a fresh clone: each created the SQLite store's
+    # tables and all but one failed with "table metrics already exists" (10 of 12 processes
+    # in three rounds of four before the lock).
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    go = tmp_path / "go"
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_AT_ONCE, uri, str(go), str(tmp_path / f"ready{k}")],
+            env=environment,
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(4)
+    ]
+    try:
+        while not all((tmp_path / f"ready{k}").exists() for k in range(4)):
+            assert all(p.poll() is None for p in processes), "a process ended before the start"
+        go.touch()
+        errors = [p.communicate(timeout=300)[1] for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    failed = [e for p, e in zip(processes, errors, strict=True) if p.returncode != 0]
+    assert not failed, failed[0][-2000:]
+    mlflow_client = mlflow.MlflowClient(uri)
+    experiments = [e.name for e in mlflow_client.search_experiments()]
+    assert experiments.count(tracking.EXPERIMENT) == 1
