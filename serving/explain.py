@@ -164,6 +164,7 @@ def reason_texts(
     k: int = 3,
     hidden: np.ndarray | None = None,
     prefer: np.ndarray | None = None,
+    target: str | None = None,
 ) -> pa.StringArray:
     """The ``k`` largest contributions of each row, described in words and joined by ``"; "``.
 
@@ -192,6 +193,10 @@ def reason_texts(
         Per row +1, -1 or 0: the contributions that push the prediction up (+1) or down (-1)
         come first, largest first, then the others; 0 ranks by size alone. A high-risk
         customer's churn reasons then say first what makes them high risk.
+    target : {"churn", "clv"}, optional
+        Which prediction the contributions explain. Given, a recent quantity of the customer's
+        own buying quoted on the risky side reads as a shortfall: "↑ only 50 spent in the last
+        365 days" (:func:`shortfalls`).
 
     Returns
     -------
@@ -209,6 +214,12 @@ def reason_texts(
         return pa.array([""] * n, type=pa.string())
     contributions = same_facts_merged(contributions, values, names)
     key = _ranking(contributions, values, names, hidden, prefer)
+    # After the merge: a merged fact's arrow is the sum of its windows' contributions.
+    only = (
+        shortfalls(contributions, values, names, target=target)
+        if target is not None
+        else np.zeros(contributions.shape, dtype=bool)
+    )
     # argpartition then a small sort: O(n) per row instead of sorting every feature.
     top = np.argpartition(-key, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(key, top, axis=1), axis=1, kind="stable")
@@ -220,6 +231,7 @@ def reason_texts(
             [
                 "; ".join(
                     ("↑ " if contributions[row, j] >= 0 else "↓ ")
+                    + ("only " if only[row, j] else "")
                     + describe(names[j], values[row, j])
                     for rank, j in enumerate(top[row].tolist())
                     if shown[row, rank]
@@ -233,7 +245,7 @@ def reason_texts(
     for rank in range(k):
         idx = top[:, rank]
         up = contributions[rows, idx] >= 0
-        phrase = _phrases(idx, values[rows, idx], up, names)
+        phrase = _phrases(idx, values[rows, idx], up, names, only[rows, idx])
         if rank:
             phrase = pc.binary_join_element_wise("; ", phrase, "")
         # Not a reason (nothing moved, a data gap, hidden): empty. What is no reason ranks
@@ -441,8 +453,58 @@ def unreadable(
     return hidden
 
 
-def _phrases(idx: np.ndarray, values: np.ndarray, up: np.ndarray, names: Sequence[str]) -> pa.Array:
+#: Recent quantities of the customer's own buying, which the trees may read one way only (more
+#: of them is less risk and more value: ``training.model.monotone_directions``). Shown on the
+#: risky side (raising the churn risk, lowering the value), the bare figure reads backwards to
+#: a marketer: "↑ 50 spent in the last 365 days" as if spending raised the risk. It means the
+#: figure is short of what keeps a customer, and the words say so: "↑ only 50 spent ...".
+_SHORT_OF = re.compile(r"^(?:orders|revenue|expected_orders)_\d+d$")
+
+
+def shortfalls(
+    contributions: np.ndarray, values: np.ndarray, names: Sequence[str], *, target: str
+) -> np.ndarray:
+    """Reasons that quote a recent quantity of buying as too little: to read "only <figure>".
+
+    An order count, a spend or the purchase model's expected orders over a recent window
+    (:data:`_SHORT_OF`) whose contribution raises the churn risk (``target="churn"``) or lowers
+    the value (``target="clv"``), where the figure as printed is above zero ("0 spent" needs
+    no "only").
+
+    Parameters
+    ----------
+    contributions, values : numpy.ndarray
+        rows x features, as for :func:`reason_texts`.
+    names : sequence of str
+        The feature names of the columns.
+    target : {"churn", "clv"}
+        Which prediction the contributions explain.
+
+    Returns
+    -------
+    numpy.ndarray
+        rows x features booleans.
+    """
+    if target not in ("churn", "clv"):
+        raise ValueError(f"target must be 'churn' or 'clv'; got {target!r}")
+    short = np.zeros(contributions.shape, dtype=bool)
+    risky = contributions > 0 if target == "churn" else contributions < 0
+    for j, name in enumerate(names):
+        if _SHORT_OF.match(name) is None:
+            continue
+        match = _FIXED.search(_template(name)[0] or "")
+        digits = int(match["digits"]) if match is not None and match["digits"] else 0
+        with np.errstate(invalid="ignore"):
+            short[:, j] = risky[:, j] & (np.round(values[:, j], digits) > 0)
+    return short
+
+
+def _phrases(
+    idx: np.ndarray, values: np.ndarray, up: np.ndarray, names: Sequence[str], only: np.ndarray
+) -> pa.Array:
     """``"↑ <description>"`` per row for the (feature ``idx``, value) pairs.
+
+    ``only``: the rows whose description reads as a shortfall (``"↑ only <description>"``).
 
     Rows are grouped by feature (one sort) and by distinct value, each distinct pair is
     described once, and the rows take their description from that vocabulary by code.
@@ -472,6 +534,10 @@ def _phrases(idx: np.ndarray, values: np.ndarray, up: np.ndarray, names: Sequenc
         codes[rows] = len(vocabulary) + inverse.ravel()
         vocabulary.extend(_describe_many(name, distinct))
     described = pc.take(pa.array(vocabulary, type=pa.string()), pa.array(codes))
+    if only.any():
+        described = pc.if_else(
+            pa.array(only), pc.binary_join_element_wise("only", described, " "), described
+        )
     arrows = pc.if_else(pa.array(up), "↑", "↓")
     return pc.binary_join_element_wise(arrows, described, " ")
 

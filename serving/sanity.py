@@ -400,7 +400,7 @@ _ONE_ORDER_REASON = re.compile(
 #: A figure of spend or orders over a window or the whole history: two windows of one row
 #: printing the same figure say one fact (nothing happened in the longer one's remainder).
 _WINDOW_FIGURE = re.compile(
-    r"[↑↓] ([\d,.]+) (spent|orders?) in (?:the last \d+ days|total)(?=;|$| \()"
+    r"[↑↓] (?:only )?([\d,.]+) (spent|orders?) in (?:the last \d+ days|total)(?=;|$| \()"
 )
 
 

@@ -132,9 +132,14 @@ def score_matrix(
             names,
             hidden=unreadable(churn, values, names, target="churn", clv=clv),
             prefer=risk_direction(p_churn),
+            target="churn",
         )
         value_reasons = reason_texts(
-            value, values, names, hidden=unreadable(value, values, names, target="clv", clv=clv)
+            value,
+            values,
+            names,
+            hidden=unreadable(value, values, names, target="clv", clv=clv),
+            target="clv",
         )
     # The profile reads the customer's values as given (revenue, days between orders).
     profile = model.profile_matrix(

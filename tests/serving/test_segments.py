@@ -391,3 +391,35 @@ def test_two_windows_printing_the_same_figure_are_one_reason_said_by_the_longer(
     merged = same_facts_merged(contributions, values, names)
     np.testing.assert_allclose(merged.sum(axis=1), contributions.sum(axis=1))
     np.testing.assert_allclose(merged[0], [0.0, 0.0, -0.4, 0.0, 0.0, 0.03])
+
+
+@pytest.mark.parametrize("rows", [2, 70])  # the row-by-row path and the vectorised one
+def test_a_recent_quantity_on_the_risky_side_reads_as_a_shortfall(rows):
+    # "↑ 50 spent in the last 365 days" in a churn reason read as if spending raised the risk
+    # (a retail customer's row, read as a marketer would): it is too little spend, and says so.
+    names = ["revenue_365d", "orders_90d", "expected_orders_90d", "revenue_total"]
+    contributions = np.array(
+        [[0.4, 0.3, 0.2, 0.1], [-0.4, -0.3, -0.2, -0.1], [0.4, 0.3, 0.2, 0.1]] * rows
+    )[:rows]
+    values = np.array([[50.0, 1.0, 0.2, 70.0], [900.0, 4.0, 1.5, 2000.0], [0.0, 0.0, 0.04, 35.0]])
+    values = np.tile(values, (rows, 1))[:rows]
+    churn = reason_texts(contributions, values, names, k=4, target="churn").to_pylist()
+    value = reason_texts(-contributions, values, names, k=4, target="clv").to_pylist()
+    # The customer's total is not a recent quantity the trees read one way: no "only".
+    assert churn[0] == (
+        "↑ only 50 spent in the last 365 days; ↑ only 1 order in the last 90 days; "
+        "↑ only 0.2 orders expected in the next 90 days (purchase pattern); ↑ 70 spent in total"
+    )
+    assert value[0] == churn[0].replace("↑", "↓")
+    # On the side that keeps a customer, the figure reads right as it is.
+    assert churn[1] == (
+        "↓ 900 spent in the last 365 days; ↓ 4 orders in the last 90 days; "
+        "↓ 1.5 orders expected in the next 90 days (purchase pattern); ↓ 2,000 spent in total"
+    )
+    assert value[1] == churn[1].replace("↓", "↑")
+    if rows > 2:
+        # A figure printed as zero is no "only 0".
+        assert churn[2].startswith("↑ 0 spent in the last 365 days; ↑ 0 orders in the last 90")
+        assert "only" not in churn[2]
+    # Without a target (an analysis call) the words are the plain ones.
+    assert "only" not in reason_texts(contributions, values, names, k=4).to_pylist()[0]
