@@ -421,12 +421,9 @@ def unreadable(
     numpy.ndarray
         rows x features booleans, True where the reason is not to be shown.
     """
-    if target not in ("churn", "clv"):
-        raise ValueError(f"target must be 'churn' or 'clv'; got {target!r}")
+    risk_up = _risky(contributions, target)
     hidden = np.zeros(contributions.shape, dtype=bool)
     column = {name: j for j, name in enumerate(names)}
-    # An arrow up means more risk for churn and more value for CLV: a risk reads up for churn.
-    risk_up = contributions > 0 if target == "churn" else contributions < 0
     for name, high_is_risk in _PROBABILITY_READINGS.items():
         if name not in column:
             continue
@@ -485,10 +482,8 @@ def shortfalls(
     numpy.ndarray
         rows x features booleans.
     """
-    if target not in ("churn", "clv"):
-        raise ValueError(f"target must be 'churn' or 'clv'; got {target!r}")
+    risky = _risky(contributions, target)
     short = np.zeros(contributions.shape, dtype=bool)
-    risky = contributions > 0 if target == "churn" else contributions < 0
     for j, name in enumerate(names):
         if _SHORT_OF.match(name) is None:
             continue
@@ -497,6 +492,14 @@ def shortfalls(
         with np.errstate(invalid="ignore"):
             short[:, j] = risky[:, j] & (np.round(values[:, j], digits) > 0)
     return short
+
+
+def _risky(contributions: np.ndarray, target: str) -> np.ndarray:
+    """Where a contribution reads as a risk: up for churn, down for the value."""
+    if target not in ("churn", "clv"):
+        raise ValueError(f"target must be 'churn' or 'clv'; got {target!r}")
+    # An arrow up means more risk for churn and more value for CLV.
+    return contributions > 0 if target == "churn" else contributions < 0
 
 
 def _phrases(
