@@ -297,10 +297,11 @@ def same_facts_merged(
 ) -> np.ndarray:
     """Contributions with the features that say the same thing about a row added together.
 
-    "customer for 347 days" and "first purchase 347 days ago", or "only one order so far"
-    and "0 days between first and last purchase", are one fact: shown twice, they take two of
-    a row's reasons, and their arrows may even disagree. So are two windows of one quantity
-    that print the same figure ("16 spent in the last 365 days" and "16 spent in total":
+    "customer for 347 days" and "first purchase 347 days ago", "only one order so far" and
+    "0 days between first and last purchase", or, where every order fell on one day, "bought
+    on 0 repeat days" and "orders every 0 days on average", are one fact: shown twice, they
+    take two of a row's reasons, and their arrows may even disagree. So are two windows of one
+    quantity that print the same figure ("16 spent in the last 365 days" and "16 spent in total":
     nothing was spent before), said by the longer window, and a one-order customer's
     "average order value 16" beside "16 spent in total". Contributions are additive, so the
     group's is the sum of its members', given to the member whose words are shown; the others
@@ -336,6 +337,22 @@ def same_facts_merged(
                 b = column[name]
                 same = np.isnan(values[:, b]) if np.isnan(value) else values[:, b] == value
                 merges.append((a, b, one_order & same))
+    # Several orders, every one on the first day: "bought on 0 repeat days", "0 days between
+    # first and last purchase" and "orders every 0 days on average" are one fact too, said by
+    # the first. So are the rhythm's spread ("varies by 0 days", or "fewer than three orders"
+    # where it is missing) and how overdue the last order is: with no second purchase day
+    # there is no rhythm, and "last order 3.0x the usual gap ago" of a customer whose two
+    # orders came three days ago, the same day, measures a "gap" of the one-day floor.
+    if {"frequency", "days_between_orders_mean"} <= column.keys():
+        a = column["frequency"]
+        one_day = (values[:, a] == 0.0) & ~np.isnan(values[:, column["days_between_orders_mean"]])
+        for name in ("recency", "days_between_orders_mean", "days_between_orders_std"):
+            if name in column:
+                b = column[name]
+                zero = (_whole(values[:, b]) == 0.0) | np.isnan(values[:, b])
+                merges.append((a, b, one_day & zero))
+        if "recency_gap_ratio" in column:
+            merges.append((a, column["recency_gap_ratio"], one_day))
     if not any(rows.any() for _, _, rows in merges):
         return contributions
     merged = np.array(contributions, dtype="float64")

@@ -423,3 +423,38 @@ def test_a_recent_quantity_on_the_risky_side_reads_as_a_shortfall(rows):
         assert "only" not in churn[2]
     # Without a target (an analysis call) the words are the plain ones.
     assert "only" not in reason_texts(contributions, values, names, k=4).to_pylist()[0]
+
+
+@pytest.mark.parametrize("rows", [1, 100])  # row by row, and the Arrow path
+def test_orders_all_on_one_day_are_one_reason(rows):
+    # A real log: a customer with two orders on one day read "↑ bought on 0 repeat days; ↑ 0
+    # days between first and last purchase; ↑ orders every 0 days on average" (serving.sanity
+    # counted 5 such rows of 134,982): three reasons for one fact.
+    names = ["frequency", "recency", "days_between_orders_mean", "days_between_orders_std"]
+    names += ["revenue_total", "recency_gap_ratio"]
+    contributions = np.array(
+        [
+            [0.2, 0.15, 0.1, 0.05, -0.3, 0.25],  # two orders hours apart: one reason of 0.75
+            [0.2, 0.15, 0.1, 0.05, -0.3, 0.25],  # one order: the one-order group says it
+            [0.2, 0.15, 0.1, 0.05, -0.3, 0.25],  # two purchase days: five facts
+        ]
+    )
+    values = np.array(
+        [
+            [0.0, 0.0, 0.2, np.nan, 182.0, 3.0],
+            [0.0, 0.0, np.nan, np.nan, 91.0, np.nan],
+            [1.0, 40.0, 20.0, np.nan, 182.0, 2.0],
+        ]
+    )
+    texts = reason_texts(
+        np.repeat(contributions, rows, axis=0), np.repeat(values, rows, axis=0), names, k=3
+    ).to_pylist()
+    assert texts[::rows] == [
+        "↑ bought on 0 repeat days; ↓ 182 spent in total",
+        "↑ only one order so far; ↓ 91 spent in total",
+        "↓ 182 spent in total; ↑ last order 2.0x the usual gap between orders ago; "
+        "↑ bought on 1 repeat day",
+    ]
+    merged = same_facts_merged(contributions, values, names)
+    np.testing.assert_allclose(merged.sum(axis=1), contributions.sum(axis=1))
+    np.testing.assert_allclose(merged[0], [0.75, 0.0, 0.0, 0.0, -0.3, 0.0])
