@@ -17,7 +17,8 @@ horizon's season (``classical_season``, :func:`classical_figures`). The
 candidate with the best track record (mean absolute log ratio of predicted to actual total,
 over the origins the model could be replayed at) sets the served level; every customer's
 ``clv`` is scaled by one factor, so the ranking is unchanged. The model keeps its own level
-unless another candidate is better by :data:`SWITCH_MARGIN`. Where the history is too short
+unless another candidate is better by :data:`SWITCH_MARGIN`, and either classical model
+replaces the classical mean only when better than it by as much. Where the history is too short
 to replay the model even once, the classical models are still measured at the origins:
 a classical level (either model, or their mean) whose record is within :data:`TRUSTED_MISS`
 is served (a validated level over an unvalidated one); one within :data:`USABLE_MISS` is
@@ -263,6 +264,7 @@ def choose_level(origins: tuple[OriginTotals, ...], served: dict[str, float]) ->
                 f"{best}'s total missed by {_pct(scores[best])} on average against the "
                 f"model's {_pct(scores['model'])}{partly}"
             )
+            chosen, reason = _classical_hedged(chosen, reason, scores, served, float("inf"))
         else:
             reason = (
                 f"the model's own total missed by {_pct(scores['model'])} on average{partly}; "
@@ -276,6 +278,7 @@ def choose_level(origins: tuple[OriginTotals, ...], served: dict[str, float]) ->
                 f"the model could not be replayed at any earlier origin; {best}'s total "
                 f"missed by {_pct(scores[best])} on average, within {_pct(TRUSTED_MISS)}"
             )
+            chosen, reason = _classical_hedged(chosen, reason, scores, served, TRUSTED_MISS)
         elif scores[best] <= USABLE_MISS and "blend" in served:
             chosen = "blend"
             reason = (
@@ -288,6 +291,32 @@ def choose_level(origins: tuple[OriginTotals, ...], served: dict[str, float]) ->
             chosen, reason = _bounded_by_classical(judged, served)
     factor = served[chosen] / own if own > 0 and served.get(chosen, 0) > 0 else 1.0
     return Level(float(factor), chosen, reason, dict(served), origins)
+
+
+def _classical_hedged(
+    chosen: str,
+    reason: str,
+    scores: dict[str, float],
+    served: dict[str, float],
+    trusted: float,
+) -> tuple[str, str]:
+    """The classical mean in place of one classical model that won the record by noise.
+
+    BG/NBD and Pareto/NBD are two versions of one idea; over one or two origins their
+    records differ mostly by noise (docs/experiments.md, entries 37 and 47). One of them
+    replaces their mean only when its record is better by :data:`SWITCH_MARGIN`, the margin
+    by which any level replaces the model's, and the mean is served only where its own record
+    passes the same test as the winner's (``trusted``).
+    """
+    mean = "classical_mean"
+    if chosen not in CLASSICAL or mean not in scores or mean not in served:
+        return chosen, reason
+    if scores[mean] > trusted or scores[mean] >= scores[chosen] + SWITCH_MARGIN:
+        return chosen, reason
+    return mean, (
+        f"{reason}; {chosen} was not better than the classical mean ({_pct(scores[mean])}) "
+        f"by {_pct(SWITCH_MARGIN)}, so the two classical models' mean is served"
+    )
 
 
 def _bounded_by_classical(
