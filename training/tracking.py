@@ -124,8 +124,10 @@ def configure(
     # The first process to open a new SQLite store creates its tables; two doing so at once
     # (`make train` beside `make backtest` on a fresh clone) both try, and all but one fail
     # with "table metrics already exists". A lock file beside the database lets one process at
-    # a time open it and create the experiment; the others then find both. (A server-backed
-    # store creates its schema itself; only the experiment can race there, handled below.)
+    # a time open it and create the experiment; the others then find both. Other stores get
+    # no lock file: a tracking server (http) sets up its own database, and a database URL
+    # may be shared by several machines, which a local file cannot serialise; for them only
+    # the experiment's creation is made safe to race (_ensure_experiment).
     with FileLock(f"{database}.lock") if database is not None else nullcontext():
         _ensure_experiment(experiment, database)
     mlflow.set_experiment(experiment)
