@@ -487,12 +487,8 @@ def shortfalls(
 
     Parameters
     ----------
-    contributions, values : numpy.ndarray
-        rows x features, as for :func:`reason_texts`.
-    names : sequence of str
-        The feature names of the columns.
-    target : {"churn", "clv"}
-        Which prediction the contributions explain.
+    contributions, values, names, target
+        As for :func:`unreadable`.
 
     Returns
     -------
