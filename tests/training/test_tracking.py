@@ -1,6 +1,5 @@
 """Logging the model as code, loading it back, and read-only scoring that never writes a store."""
 
-import ast
 import json
 import os
 import pickle
@@ -15,6 +14,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from import_closure import third_party
 from mlflow.models import Model
 
 from demo.generator import generate
@@ -27,7 +27,6 @@ from training.pipeline import window_snapshots
 from training.purchase import PurchaseModel
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT_PACKAGES = ("features", "training", "serving")
 
 
 #: The module's own registered model, in the session's store: the aliases of customer-value,
@@ -351,45 +350,13 @@ def test_a_model_that_is_not_this_projects_is_refused_by_name(tmp_path, restore_
         tracking.load_model(str(path))
 
 
-def imported_modules(module: str) -> set[str]:
-    """Top-level names imported, at any depth, by a project module and the project code it uses."""
-    seen: set[Path] = set()
-    found: set[str] = set()
-    pending = [module]
-    while pending:
-        name = pending.pop()
-        parts = name.split(".")
-        # Importing a.b.c runs a/__init__.py and a/b/__init__.py first.
-        candidates = [ROOT.joinpath(*parts[:i], "__init__.py") for i in range(1, len(parts) + 1)]
-        candidates.append(ROOT.joinpath(*parts).with_suffix(".py"))
-        for path in candidates:
-            if not path.is_file() or path in seen:
-                continue
-            seen.add(path)
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.Import):
-                    targets = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-                else:
-                    continue
-                for target in targets:
-                    top = target.split(".")[0]
-                    if top in PROJECT_PACKAGES:
-                        pending.append(target)
-                    else:
-                        found.add(top)
-    return found
-
-
 def test_model_requirements_cover_the_model_code_imports():
-    imported = imported_modules("training.pyfunc_model")
-    third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
-    assert {"xgboost", "mlflow", "pandas"} <= third_party
+    imported = third_party("training.pyfunc_model")
+    assert {"xgboost", "mlflow", "pandas"} <= imported
     distributions = metadata.packages_distributions()
     unpinned = {
         name: distributions.get(name, [])
-        for name in third_party
+        for name in imported
         if not set(distributions.get(name, [])) & set(tracking.MODEL_REQUIREMENTS)
     }
     assert not unpinned, (
