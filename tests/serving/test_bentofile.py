@@ -48,9 +48,10 @@ def _installed_with(names: set[str]) -> set[str]:
 
 def test_the_bento_installs_every_package_the_service_imports():
     # bentofile.yaml lists the service's packages by hand, and the built Bento's environment
-    # has only those (and BentoML's own): orjson (the /score fast path, imported when the
-    # service starts), filelock (training.tracking) and redis (the Redis lookup store) were
-    # missing, and a Bento served from its own environment could not start.
+    # has only those (and BentoML's own). orjson (the /score fast path) and filelock
+    # (training.tracking) were missing, both imported when the service starts, so a Bento
+    # served from its own environment could not start; redis (the Redis lookup store) was
+    # missing too.
     listed = set(pins((ROOT / "bentofile.yaml").read_text())) | {"bentoml"}
     installed = _installed_with(listed)
     distributions = metadata.packages_distributions()
