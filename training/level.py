@@ -404,7 +404,12 @@ def classical_figures(
         totals[name] = float(predicted["clv"].sum())
         counts[name] = buyers(predicted["p_churn"])
         if season is not None:
-            in_season.append(float(fitted.predict(features, horizon_days * season)["clv"].sum()))
+            # An index of 1.0 (an origin without two years) is the horizon itself: no second
+            # prediction.
+            stretched = (
+                predicted if season == 1.0 else fitted.predict(features, horizon_days * season)
+            )
+            in_season.append(float(stretched["clv"].sum()))
     if in_season and min(in_season) > 0:
         totals["classical_season"] = float(np.exp(np.mean(np.log(in_season))))
     return totals, counts
@@ -495,8 +500,9 @@ class HorizonSeason:
             horizon_days=horizon_days,
             window_start=data_end - pd.Timedelta(days=horizon_days),
         )
-        served = season_index(orders, cutoff=data_end, horizon_days=horizon_days)
-        return cls(served, float(learnt))
+        # Measured (checked above): the index itself, without season_index's second check.
+        served = seasonal_index(orders, cutoff=data_end, horizon_days=horizon_days)
+        return cls(float(served), float(learnt))
 
     def factors(
         self, purchase: PurchaseModel, history: PurchaseHistory, horizon_days: float
