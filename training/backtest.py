@@ -34,7 +34,12 @@ from training.config import (
     positive_int,
     run_entrypoint,
 )
-from training.evaluate import holdout_metrics, paired_standard_errors, profile_metrics
+from training.evaluate import (
+    holdout_metrics,
+    likely_coverage_text,
+    paired_standard_errors,
+    profile_metrics,
+)
 from training.gate import CLASSICAL, GATE_METRICS, TOTAL_METRIC, gain
 from training.level import CANDIDATES, Level, buyers
 from training.pipeline import train_models
@@ -398,7 +403,8 @@ def profile_lines(results: list[CutoffResult]) -> list[str]:
     """The profile's figures against the outcomes, one Markdown table row per cutoff."""
     lines = [
         "| cutoff | orders total error (purchase model alone) | orders MAE (purchase model) "
-        "| interval coverage (nominal) | next-order error, days: MAE / median (customers) |",
+        "| interval coverage (nominal; p_churn < .5) "
+        "| next-order error, days: MAE / median (customers) |",
         "|---|---|---|---|---|",
     ]
     for result in results:
@@ -407,7 +413,8 @@ def profile_lines(results: list[CutoffResult]) -> list[str]:
             f"| {result.cutoff.date()} | {p['orders_total_error_pct']:+.1f}% "
             f"({p['purchase_orders_total_error_pct']:+.1f}%) | {p['orders_mae']:.2f} "
             f"({p['purchase_orders_mae']:.2f}) | {p['interval_coverage']:.1%} "
-            f"({p['interval_level']:.0%}) | {p['next_order_mae_days']:.0f} / "
+            f"({p['interval_level']:.0%}; {likely_coverage_text(p)}) "
+            f"| {p['next_order_mae_days']:.0f} / "
             f"{p['next_order_median_error_days']:+.0f} ({p['next_order_customers']:,.0f}) |"
         )
     return lines

@@ -502,7 +502,8 @@ def profile_metrics(
         (:func:`features.build_labels`).
     profile : pandas.DataFrame
         ``expected_orders``, ``clv_low``, ``clv_high`` and ``next_order_days``, aligned with
-        ``holdout`` (:meth:`training.model.CustomerValueModel.profile_matrix`).
+        ``holdout`` (:meth:`training.model.CustomerValueModel.profile_matrix`), and
+        ``p_churn`` where known (:meth:`training.model.CustomerValueModel.profile`).
     level : float
         The interval's nominal level.
     purchase_orders : array-like, optional
@@ -512,7 +513,10 @@ def profile_metrics(
     -------
     dict of str to float
         ``orders_total_error_pct`` (expected over actual total, minus one, in percent),
-        ``orders_mae``, ``interval_coverage`` and ``interval_level``, and for the customers
+        ``orders_mae``, ``interval_coverage`` and ``interval_level``; with ``p_churn``, the
+        coverage among the customers likelier to order than not, ``interval_coverage_likely``
+        (NaN where there are none), since the many likely churners' ``[0, clv]`` can hide
+        ranges too narrow for the customers a marketer acts on; and for the customers
         who did order and have a predicted date, ``next_order_customers``,
         ``next_order_mae_days`` and ``next_order_median_error_days`` (predicted minus actual).
         With ``purchase_orders``, ``purchase_orders_total_error_pct`` and
@@ -534,6 +538,7 @@ def profile_metrics(
         "orders_mae": mae(orders, expected),
         "interval_coverage": float(inside.mean()),
         "interval_level": float(level),
+        "interval_coverage_likely": _likely_buyers_share(inside, profile),
         "next_order_customers": float(dated.sum()),
         "next_order_mae_days": float(np.abs(error).mean()) if dated.any() else math.nan,
         "next_order_median_error_days": float(np.median(error)) if dated.any() else math.nan,
@@ -543,6 +548,20 @@ def profile_metrics(
         metrics["purchase_orders_total_error_pct"] = total_value_error_pct(orders, reference)
         metrics["purchase_orders_mae"] = mae(orders, reference)
     return metrics
+
+
+def likely_coverage_text(profile: dict[str, float]) -> str:
+    """``interval_coverage_likely`` of :func:`profile_metrics` as a percentage, or "n/a"."""
+    value = profile.get("interval_coverage_likely", math.nan)
+    return "n/a" if not math.isfinite(value) else f"{value:.1%}"
+
+
+def _likely_buyers_share(inside: np.ndarray, profile: pd.DataFrame) -> float:
+    """Share of the customers with ``p_churn`` under 1/2 inside their ranges (NaN: none)."""
+    if "p_churn" not in profile:
+        return math.nan
+    likely = profile["p_churn"].to_numpy(dtype="float64") < 0.5
+    return float(inside[likely].mean()) if likely.any() else math.nan
 
 
 def paired_standard_errors(

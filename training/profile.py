@@ -28,10 +28,16 @@ the profile cannot contradict the CLV and churn probability it sits beside:
   the holdout's buyers, in bins of the predicted mean (:class:`Profile`). A customer's own
   range is a central one at a per-customer level, widened to reach ``clv`` where the mean
   lies outside it (a likely non-buyer's range is then ``[0, clv]``); when the zero outcome
-  alone holds more than the lower tail it starts at zero. So that the share of customers
-  inside their range is the chosen level and not more, the per-customer level is set, on
-  the holdout, to the one whose ranges held that share of customers (marginal coverage, as
-  split conformal prediction calibrates it).
+  alone holds more than the lower tail it starts at zero. The per-customer level is
+  calibrated on the holdout within **risk groups** (quantile bins of ``p_churn``, as
+  group-conditional or "Mondrian" conformal prediction does): in each group it is the one
+  whose ranges held the chosen share of that group's customers. A calibration over the whole
+  base alone lets the many likely non-buyers, whose ``[0, clv]`` holds them anyway, pay for
+  ranges too narrow for the customers likely to buy: on CDNOW's holdout (1997-12-31) the
+  whole base was 84% inside its 80% ranges, but customers with ``p_churn`` under .5 only 72%,
+  and their ranges' top sat at the estimate itself. Where a group's zero outcome alone
+  holds more than the share (a group of likely non-buyers), its customers are inside more
+  often than asked; so the whole base is at or above the chosen share.
 * ``clv_discounted``: the CLV with each part of the horizon discounted at a yearly rate, the
   value spread over the horizon as the purchase model expects the orders to come.
 """
@@ -52,6 +58,11 @@ VALUE_BINS = 5
 MIN_BUYERS_PER_BIN = 200
 #: Per-customer levels at which the holdout's share of customers inside is measured.
 LEVEL_GRID = np.linspace(0.01, 0.99, 99)
+#: Risk groups (quantile bins of ``p_churn``) whose customers' share inside is calibrated on
+#: its own, and the fewest holdout customers in each: at 500 a group's share is measured
+#: within about 2 points (one standard error at 80%).
+RISK_GROUPS = 5
+MIN_CUSTOMERS_PER_GROUP = 500
 #: Interval level when none is asked for.
 DEFAULT_LEVEL = 0.8
 #: Steps of the horizon for discounting (monthly for a year).
@@ -101,15 +112,19 @@ class Profile:
     residuals : tuple of tuple of float
         Per bin, quantiles of ``log(actual / predicted buyers' mean)`` among buyers at
         :data:`QUANTILE_GRID`.
-    coverage : tuple of float
-        Share of the holdout's customers inside their ranges at each per-customer level of
-        :data:`LEVEL_GRID` (non-decreasing); maps a wanted share back to that level.
+    coverage : tuple of tuple of float
+        Per risk group, the share of the holdout's customers of that group inside their ranges
+        at each per-customer level of :data:`LEVEL_GRID` (non-decreasing); maps a wanted share
+        back to that group's level. Empty: no calibration (the level itself).
+    risk_edges : tuple of float
+        Inner edges of the risk groups, in ``p_churn`` (empty: one group, the whole base).
     """
 
     orders_scale: float
     edges: tuple[float, ...]
     residuals: tuple[tuple[float, ...], ...]
-    coverage: tuple[float, ...] = ()
+    coverage: tuple[tuple[float, ...], ...] = ()
+    risk_edges: tuple[float, ...] = ()
 
     @classmethod
     def fit(
@@ -149,33 +164,46 @@ class Profile:
             for b in range(bins)
         )
         uncalibrated = cls(float(scale), tuple(float(e) for e in edges), residuals)
-        coverage = []
-        for level in LEVEL_GRID:
+        risk = np.clip(np.asarray(p_churn, dtype="float64"), 0.0, 1.0)
+        groups = int(np.clip(len(risk) // MIN_CUSTOMERS_PER_GROUP, 1, RISK_GROUPS))
+        # Ties (a base of many equal p_churn) can merge two edges: then one group fewer.
+        risk_edges = np.unique(np.quantile(risk, np.linspace(0.0, 1.0, groups + 1)[1:-1]))
+        group = np.searchsorted(risk_edges, risk, side="right")
+        members = [group == g for g in range(len(risk_edges) + 1)]
+        coverage = np.empty((len(members), len(LEVEL_GRID)))
+        for j, level in enumerate(LEVEL_GRID):
             low, high = uncalibrated.ranges(clv, p_churn, float(level))
             # A cent of slack: the bounds are floats, the actuals sums of cents.
             inside = (actual_value >= low - 0.01) & (actual_value <= high + 0.01)
-            coverage.append(float(inside.mean()))
-        monotone = np.maximum.accumulate(np.asarray(coverage))
-        return cls(uncalibrated.orders_scale, uncalibrated.edges, residuals, tuple(monotone))
+            coverage[:, j] = [float(inside[rows].mean()) if rows.any() else 1.0 for rows in members]
+        monotone = np.maximum.accumulate(coverage, axis=1)
+        return cls(
+            uncalibrated.orders_scale,
+            uncalibrated.edges,
+            residuals,
+            tuple(tuple(float(c) for c in row) for row in monotone),
+            tuple(float(e) for e in risk_edges),
+        )
 
-    def customer_level(self, level: float) -> float:
-        """The per-customer level whose ranges held ``level`` of the holdout's customers.
+    def customer_levels(self, p_churn: np.ndarray, level: float) -> np.ndarray:
+        """Each customer's level: the one whose ranges held ``level`` of their risk group.
 
         Without a calibration (:attr:`coverage` empty) the level itself. A share below what
-        the lowest per-customer level reached (a base where most customers churn: their
-        ``[0, 0]`` alone holds more) gives the lowest level, and the share inside is higher
-        than asked.
+        the lowest per-customer level reached (a group of likely churners: their ``[0, 0]``
+        or ``[0, clv]`` alone holds more) gives the lowest level, and the group's share
+        inside is higher than asked.
         """
+        p = np.clip(np.asarray(p_churn, dtype="float64"), 0.0, 1.0)
         if not self.coverage:
-            return level
-        coverage = np.asarray(self.coverage)
+            return np.full(p.shape, float(level))
         # The highest grid level still at or under the wanted share, then linear between.
-        return float(np.interp(level, coverage, LEVEL_GRID))
+        by_group = np.array([np.interp(level, row, LEVEL_GRID) for row in self.coverage])
+        return by_group[np.searchsorted(np.asarray(self.risk_edges), p, side="right")]
 
     def interval(
         self, clv: np.ndarray, p_churn: np.ndarray, level: float = DEFAULT_LEVEL
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Each customer's range such that ``level`` of customers fall inside theirs.
+        """Each customer's range such that ``level`` of each risk group fall inside theirs.
 
         Returns
         -------
@@ -183,12 +211,15 @@ class Profile:
             ``clv_low``, ``clv_high`` (>= 0).
         """
         check_level(level)
-        return self.ranges(clv, p_churn, self.customer_level(level))
+        return self.ranges(clv, p_churn, self.customer_levels(p_churn, level))
 
     def ranges(
-        self, clv: np.ndarray, p_churn: np.ndarray, level: float
+        self, clv: np.ndarray, p_churn: np.ndarray, level: float | np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Central ranges at a per-customer ``level`` (before the calibration of the share)."""
+        """Central ranges at a per-customer ``level`` (before the calibration of the share).
+
+        ``level`` is one level for every customer or one per customer.
+        """
         p = np.clip(np.asarray(p_churn, dtype="float64"), 0.0, 1.0)
         mean = _buyers_mean(np.asarray(clv, dtype="float64"), p)
         tail = (1.0 - level) / 2.0
@@ -221,7 +252,8 @@ class Profile:
             "orders_scale": self.orders_scale,
             "edges": list(self.edges),
             "residuals": [list(r) for r in self.residuals],
-            "coverage": list(self.coverage),
+            "coverage": [list(row) for row in self.coverage],
+            "risk_edges": list(self.risk_edges),
         }
 
     @classmethod
@@ -231,8 +263,17 @@ class Profile:
             float(data["orders_scale"]),
             tuple(float(e) for e in data["edges"]),
             tuple(tuple(float(q) for q in r) for r in data["residuals"]),
-            tuple(float(c) for c in data.get("coverage", ())),
+            _coverage_rows(data.get("coverage", ())),
+            tuple(float(e) for e in data.get("risk_edges", ())),
         )
+
+
+def _coverage_rows(stored: list[Any]) -> tuple[tuple[float, ...], ...]:
+    """Stored coverage as rows per risk group; a model saved before the groups has one flat row."""
+    if not stored:
+        return ()
+    rows = stored if isinstance(stored[0], list | tuple) else [stored]
+    return tuple(tuple(float(c) for c in row) for row in rows)
 
 
 def _buyers_mean(clv: np.ndarray, p_churn: np.ndarray) -> np.ndarray:

@@ -20,7 +20,12 @@ from features.labels import LABEL_COLUMNS
 from features.run_inputs import NoUsableOrders, load_run_inputs, no_usable_orders
 from training import tracking
 from training.config import DEMO_DIR, FitSettings, TrainConfig, parse_args, run_entrypoint
-from training.evaluate import decile_table, holdout_metrics, paired_standard_errors
+from training.evaluate import (
+    decile_table,
+    holdout_metrics,
+    likely_coverage_text,
+    paired_standard_errors,
+)
 from training.gate import GateDecision, decide, report_table
 from training.level import BuyersLevel, Level
 from training.model import CustomerValueModel
@@ -440,7 +445,8 @@ def profile_summary(profile: dict[str, float]) -> str:
         f"(purchase model alone {profile['purchase_orders_total_error_pct']:+.1f}%), MAE "
         f"{profile['orders_mae']:.2f} ({profile['purchase_orders_mae']:.2f}); "
         f"{profile['interval_level']:.0%} range covers {profile['interval_coverage']:.1%} of "
-        f"customers; next-order date off by {profile['next_order_mae_days']:.0f} days on "
+        f"customers ({likely_coverage_text(profile)} of those with p_churn under .5); next-order "
+        f"date off by {profile['next_order_mae_days']:.0f} days on "
         f"average (median {profile['next_order_median_error_days']:+.0f}) for the "
         f"{profile['next_order_customers']:,.0f} customers who ordered and had a date"
     )

@@ -541,7 +541,7 @@ def parse_args(argv: list[str] | None = None) -> BatchConfig:
         type=float,
         default=d.interval,
         help="level of the clv_low-clv_high range (default 0.8: the customer's value over the "
-        "horizon falls inside it for about 80%% of customers)",
+        "horizon falls inside it for about 80%% of the customers at the same risk)",
     )
     parser.add_argument(
         "--discount-rate",

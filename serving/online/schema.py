@@ -173,7 +173,7 @@ class CustomerResult(BaseModel):
     clv: float | None = Field(description="predicted revenue over the horizon")
     clv_low: float | None = Field(
         description="low end of the range the revenue falls in for the run's share of "
-        "customers (the batch run's --interval, 80% by default)"
+        "customers at the same risk (the batch run's --interval, 80% by default)"
     )
     clv_high: float | None = Field(description="high end of that range")
     clv_discounted: float | None = Field(

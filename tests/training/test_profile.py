@@ -11,7 +11,14 @@ from synthetic_rows import customer_rows
 from features import FeatureSpec, feature_names
 from training.evaluate import profile_metrics
 from training.model import CustomerValueModel, ModelParams
-from training.profile import Profile, check_level, discount_factor, orders_scale
+from training.profile import (
+    LEVEL_GRID,
+    RISK_GROUPS,
+    Profile,
+    check_level,
+    discount_factor,
+    orders_scale,
+)
 from training.purchase import PurchaseHistory, PurchaseModel
 
 SPEC = FeatureSpec(horizon_days=180)
@@ -30,7 +37,7 @@ def zero_inflated(rng, n):
 
 
 @pytest.mark.parametrize("level", [0.5, 0.8, 0.9])
-def test_interval_covers_its_level_on_new_customers_of_the_same_kind(level):
+def test_each_risk_group_is_inside_its_ranges_at_the_level(level):
     rng = np.random.default_rng(3)
     p, clv, value, orders = zero_inflated(rng, 20_000)
     profile = Profile.fit(clv, p, np.full(len(p), 1.0), value, orders)
@@ -38,11 +45,21 @@ def test_interval_covers_its_level_on_new_customers_of_the_same_kind(level):
     low, high = profile.interval(clv2, p2, level)
     assert (low <= high).all() and (low >= 0).all()
     covered = (value2 >= low) & (value2 <= high)
-    # The share of customers inside their ranges is the level (marginal coverage), although
-    # a customer likelier to churn than the per-customer level gets [0, 0] and is covered more.
-    assert covered.mean() == pytest.approx(level, abs=0.015)
-    tau = profile.customer_level(level)
-    assert tau < level
+    assert len(profile.risk_edges) == RISK_GROUPS - 1
+    group = np.searchsorted(profile.risk_edges, p2, side="right")
+    tau = profile.customer_levels(p2, level)
+    for g in range(RISK_GROUPS):
+        rows = group == g
+        # One level per group.
+        assert np.unique(tau[rows]).size == 1
+        share = covered[rows].mean()
+        if tau[rows][0] > LEVEL_GRID[0]:
+            # Calibrated on its own: likely buyers are not traded for likely churners.
+            assert share == pytest.approx(level, abs=0.025), g
+        else:
+            # Even the narrowest ranges hold more: the zero outcome alone is heavier.
+            assert share >= level - 0.025, g
+    assert covered.mean() >= level - 0.015
     # Uncalibrated, the same ranges hold at least the mean of max(level, p): more than asked
     # (more still where a range is widened to reach the expected value).
     raw_low, raw_high = profile.ranges(clv2, p2, level)
@@ -53,6 +70,54 @@ def test_interval_covers_its_level_on_new_customers_of_the_same_kind(level):
     # Every range holds the expected value it stands beside; none is [0, 0] beside a CLV.
     assert ((low <= clv2) & (clv2 <= high)).all()
     assert not ((high == 0) & (clv2 > 0)).any()
+
+
+def test_likely_buyers_get_ranges_a_whole_base_calibration_would_make_too_narrow():
+    # A base of mostly lapsed customers beside a few likely buyers, as a real shop's is.
+    rng = np.random.default_rng(11)
+
+    def mostly_lapsed(n):
+        p = np.where(rng.random(n) < 0.75, rng.uniform(0.75, 0.97, n), rng.uniform(0.05, 0.5, n))
+        mean = rng.gamma(2.0, 50.0, n)
+        buys = rng.random(n) >= p
+        value = np.where(buys, mean * np.exp(rng.normal(-0.18, 0.6, n)), 0.0)
+        return p, mean * (1 - p), value, np.where(buys, 1 + rng.poisson(1.5, n), 0)
+
+    p, clv, value, orders = mostly_lapsed(20_000)
+    p2, clv2, value2, _ = mostly_lapsed(20_000)
+    grouped = Profile.fit(clv, p, np.ones(len(p)), value, orders)
+    # The same residuals calibrated over the whole base as one group.
+    whole = replace(grouped, coverage=(), risk_edges=())
+    whole_level = float(np.interp(0.8, _base_coverage(whole, clv, p, value), LEVEL_GRID))
+    likely = p2 < np.quantile(p2, 0.2)
+
+    def share(low, high):
+        return ((value2 >= low) & (value2 <= high))[likely].mean()
+
+    assert share(*whole.ranges(clv2, p2, whole_level)) < 0.75
+    assert share(*grouped.interval(clv2, p2, 0.8)) == pytest.approx(0.8, abs=0.025)
+
+
+def _base_coverage(profile, clv, p, value):
+    return np.maximum.accumulate(
+        [
+            ((value >= low - 0.01) & (value <= high + 0.01)).mean()
+            for low, high in (profile.ranges(clv, p, float(t)) for t in LEVEL_GRID)
+        ]
+    )
+
+
+def test_a_model_saved_before_the_risk_groups_keeps_its_one_calibration():
+    rng = np.random.default_rng(4)
+    p, clv, value, orders = zero_inflated(rng, 5000)
+    profile = Profile.fit(clv, p, np.ones(5000), value, orders)
+    stored = profile.to_dict()
+    assert Profile.from_dict(stored) == profile
+    old = {**stored, "coverage": stored["coverage"][0]}
+    del old["risk_edges"]
+    restored = Profile.from_dict(old)
+    assert restored.risk_edges == () and restored.coverage == (profile.coverage[0],)
+    assert np.unique(restored.customer_levels(p, 0.8)).size == 1
 
 
 def test_a_share_a_churning_base_cannot_reach_is_exceeded_not_missed():
@@ -167,6 +232,15 @@ def test_profile_metrics_against_the_rows_it_was_fit_on(model_and_rows):
     # The order scale is fit on these rows: the total matches by construction.
     assert metrics["orders_total_error_pct"] == pytest.approx(0.0, abs=1e-6)
     assert 0.7 <= metrics["interval_coverage"] <= 1.0
+    # The likely buyers' share is theirs alone, and is absent without p_churn.
+    likely = frame["p_churn"].to_numpy() < 0.5
+    assert likely.any() and not likely.all()
+    inside = (actual["future_value"] >= frame["clv_low"] - 0.01) & (
+        actual["future_value"] <= frame["clv_high"] + 0.01
+    )
+    assert metrics["interval_coverage_likely"] == pytest.approx(inside[likely].mean())
+    no_risk = profile_metrics(actual, frame.drop(columns="p_churn"), 0.8)
+    assert np.isnan(no_risk["interval_coverage_likely"])
     assert metrics["next_order_customers"] > 0
     assert {"purchase_orders_total_error_pct", "purchase_orders_mae"} <= set(metrics)
 
