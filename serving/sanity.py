@@ -10,6 +10,8 @@ would read as wrong:
 - a customer in their first horizon told to be won back, reactivated or let go;
 - ``clv`` outside its own range ``[clv_low, clv_high]``;
 - a range ``[0, 0]`` although the chance of no order is under the range's level;
+- a likely buyer (``p_churn`` under 1/2) whose range tops out at the ``clv`` itself: a
+  buyer's spend is skewed upwards, so such a range cannot hold the level of them;
 - a ``next_order_date`` past the end of the horizon;
 - ``avg_days_between_orders`` under one day;
 - a reason "↓ N% chance of no order" with N >= 50;
@@ -245,6 +247,22 @@ def _empty_range(rows: RunRows) -> Finding:
     )
 
 
+def _range_tops_at_clv(rows: RunRows) -> Finding:
+    s = rows.scores
+    clv, high = (s[c].to_numpy(dtype="float64") for c in ("clv", "clv_high"))
+    slack = _TOLERANCE * np.maximum(np.abs(clv), 1.0)
+    applies = np.isfinite(high) & (s["p_churn"].to_numpy() < 0.5) & (clv > 0)
+    return _finding(
+        rows,
+        "range_tops_at_clv",
+        "likely buyer (p_churn < .5) whose range tops out at the clv itself",
+        # Exactly at it (a range widened to reach it); above it is the check before.
+        np.abs(high - clv) <= slack,
+        applies,
+        ("clv", "clv_low", "clv_high", "p_churn"),
+    )
+
+
 def _date_past_horizon(rows: RunRows) -> Finding:
     s = rows.scores
     dates = pd.to_datetime(s["next_order_date"], errors="coerce")
@@ -438,6 +456,7 @@ CHECKS: tuple[Callable[[RunRows], Finding], ...] = (
     _new_told_win_back,
     _clv_outside_range,
     _empty_range,
+    _range_tops_at_clv,
     _date_past_horizon,
     _sub_day_gap,
     _orders_below_chance,

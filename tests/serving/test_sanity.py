@@ -65,6 +65,9 @@ PLANTED: dict[str, tuple[dict[str, object], dict[str, float]]] = {
     ),
     "clv_outside_range": ({"clv": 478.8, "clv_low": 0.0, "clv_high": 300.0}, {}),
     "zero_range": ({"clv": 0.0, "clv_low": 0.0, "clv_high": 0.0, "p_churn": 0.48}, {}),
+    # What CDNOW's and the retailer's scores showed before the range was calibrated per risk
+    # group: a likely buyer's range [79, 100] beside a CLV of 100.
+    "range_tops_at_clv": ({"clv_low": 79.0, "clv_high": 100.0}, {}),
     "date_past_horizon": ({"next_order_date": "2027-01-01"}, {}),
     "sub_day_gap": ({"avg_days_between_orders": 0.0}, {}),
     "orders_below_chance": ({"expected_orders": 0.5}, {}),
