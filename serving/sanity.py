@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 from serving.explain import DATA_GAP_PHRASES, OVERDUE_READS_LATE, OVERDUE_READS_ON_TIME
 from serving.run_files import DEFAULT_FEATURES_OUT, DEFAULT_OUT, RunStamp
 from serving.segments import NEW_CUSTOMER_ACTIONS_REFUSED, RISK_TIERS
-from training.profile import DEFAULT_LEVEL
+from training.profile import DEFAULT_LEVEL, LIKELY_BUYER_CHURN
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def _range_tops_at_clv(rows: RunRows) -> Finding:
     s = rows.scores
     clv, high = (s[c].to_numpy(dtype="float64") for c in ("clv", "clv_high"))
     slack = _TOLERANCE * np.maximum(np.abs(clv), 1.0)
-    applies = np.isfinite(high) & (s["p_churn"].to_numpy() < 0.5) & (clv > 0)
+    applies = np.isfinite(high) & (s["p_churn"].to_numpy() < LIKELY_BUYER_CHURN) & (clv > 0)
     return _finding(
         rows,
         "range_tops_at_clv",

@@ -33,6 +33,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from training.gate import GATE_METRICS
+from training.profile import LIKELY_BUYER_CHURN
 
 N_DECILES = 10
 
@@ -557,10 +558,10 @@ def likely_coverage_text(profile: dict[str, float]) -> str:
 
 
 def _likely_buyers_share(inside: np.ndarray, profile: pd.DataFrame) -> float:
-    """Share of the customers with ``p_churn`` under 1/2 inside their ranges (NaN: none)."""
+    """Share of the likely buyers inside their ranges (NaN: none); :data:`LIKELY_BUYER_CHURN`."""
     if "p_churn" not in profile:
         return math.nan
-    likely = profile["p_churn"].to_numpy(dtype="float64") < 0.5
+    likely = profile["p_churn"].to_numpy(dtype="float64") < LIKELY_BUYER_CHURN
     return float(inside[likely].mean()) if likely.any() else math.nan
 
 

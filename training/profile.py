@@ -65,6 +65,9 @@ RISK_GROUPS = 5
 MIN_CUSTOMERS_PER_GROUP = 500
 #: Interval level when none is asked for.
 DEFAULT_LEVEL = 0.8
+#: A customer with ``p_churn`` under this is likelier to order than not: the customers whose
+#: range a marketer acts on, whose share inside is reported and checked on its own.
+LIKELY_BUYER_CHURN = 0.5
 #: Steps of the horizon for discounting (monthly for a year).
 DISCOUNT_STEPS = 12
 _EPS = 1e-9
