@@ -340,13 +340,19 @@ def same_facts_merged(
     # Several orders, every one on the first day: "bought on 0 repeat days", "0 days between
     # first and last purchase" and "orders every 0 days on average" are one fact too, said by
     # the first. So are the rhythm's spread ("varies by 0 days", or "fewer than three orders"
-    # where it is missing) and how overdue the last order is: with no second purchase day
+    # where it is missing), the repeat orders' value where none of the later orders was paid
+    # ("no repeat orders yet") and how overdue the last order is: with no second purchase day
     # there is no rhythm, and "last order 3.0x the usual gap ago" of a customer whose two
     # orders came three days ago, the same day, measures a "gap" of the one-day floor.
     if {"frequency", "days_between_orders_mean"} <= column.keys():
         a = column["frequency"]
         one_day = (values[:, a] == 0.0) & ~np.isnan(values[:, column["days_between_orders_mean"]])
-        for name in ("recency", "days_between_orders_mean", "days_between_orders_std"):
+        for name in (
+            "recency",
+            "days_between_orders_mean",
+            "days_between_orders_std",
+            "repeat_order_value_mean",
+        ):
             if name in column:
                 b = column[name]
                 zero = (_whole(values[:, b]) == 0.0) | np.isnan(values[:, b])

@@ -10,8 +10,10 @@ would read as wrong:
 - a customer in their first horizon told to be won back, reactivated or let go;
 - ``clv`` outside its own range ``[clv_low, clv_high]``;
 - a range ``[0, 0]`` although the chance of no order is under the range's level;
-- a likely buyer (``p_churn`` under 1/2) whose range tops out at the ``clv`` itself: a
-  buyer's spend is skewed upwards, so such a range cannot hold the level of them;
+- a likely buyer (``p_churn`` under 1/2) whose range starts above zero yet tops out at the
+  ``clv`` itself: a range that rules out no order says the customer buys, and a buyer's
+  spend is skewed upwards, so its top lies above the mean (a range ``[0, clv]`` can be right:
+  the zero and the buyers under the mean together can hold the level);
 - a ``next_order_date`` past the end of the horizon;
 - ``avg_days_between_orders`` under one day;
 - a reason "↓ N% chance of no order" with N >= 50;
@@ -249,15 +251,15 @@ def _empty_range(rows: RunRows) -> Finding:
 
 def _range_tops_at_clv(rows: RunRows) -> Finding:
     s = rows.scores
-    clv, high = (s[c].to_numpy(dtype="float64") for c in ("clv", "clv_high"))
+    clv, low, high = (s[c].to_numpy(dtype="float64") for c in ("clv", "clv_low", "clv_high"))
     slack = _TOLERANCE * np.maximum(np.abs(clv), 1.0)
     applies = np.isfinite(high) & (s["p_churn"].to_numpy() < LIKELY_BUYER_CHURN) & (clv > 0)
     return _finding(
         rows,
         "range_tops_at_clv",
-        "likely buyer (p_churn < .5) whose range tops out at the clv itself",
+        "likely buyer (p_churn < .5) whose range is [above 0, clv itself]",
         # Exactly at it (a range widened to reach it); above it is the check before.
-        np.abs(high - clv) <= slack,
+        (low > 0) & (np.abs(high - clv) <= slack),
         applies,
         ("clv", "clv_low", "clv_high", "p_churn"),
     )

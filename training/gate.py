@@ -127,7 +127,8 @@ def decide(
         False when the champion cannot be judged on this holdout (another horizon).
     champion_outdated : bool
         True when the champion was saved without parts this code gives every answer (the
-        customer profile): a candidate that ties it then replaces it.
+        customer profile, its range calibrated by risk group): a candidate that ties it then
+        replaces it.
 
     Returns
     -------

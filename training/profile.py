@@ -119,15 +119,17 @@ class Profile:
         Per risk group, the share of the holdout's customers of that group inside their ranges
         at each per-customer level of :data:`LEVEL_GRID` (non-decreasing); maps a wanted share
         back to that group's level. Empty: no calibration (the level itself).
-    risk_edges : tuple of float
+    risk_edges : tuple of float or None
         Inner edges of the risk groups, in ``p_churn`` (empty: one group, the whole base).
+        None for a profile saved before the risk groups, calibrated over the whole base
+        only: such a model is outdated (:func:`training.gate.decide`).
     """
 
     orders_scale: float
     edges: tuple[float, ...]
     residuals: tuple[tuple[float, ...], ...]
     coverage: tuple[tuple[float, ...], ...] = ()
-    risk_edges: tuple[float, ...] = ()
+    risk_edges: tuple[float, ...] | None = None
 
     @classmethod
     def fit(
@@ -201,7 +203,8 @@ class Profile:
             return np.full(p.shape, float(level))
         # The highest grid level still at or under the wanted share, then linear between.
         by_group = np.array([np.interp(level, row, LEVEL_GRID) for row in self.coverage])
-        return by_group[np.searchsorted(np.asarray(self.risk_edges), p, side="right")]
+        edges = np.asarray(self.risk_edges or (), dtype="float64")
+        return by_group[np.searchsorted(edges, p, side="right")]
 
     def interval(
         self, clv: np.ndarray, p_churn: np.ndarray, level: float = DEFAULT_LEVEL
@@ -256,7 +259,7 @@ class Profile:
             "edges": list(self.edges),
             "residuals": [list(r) for r in self.residuals],
             "coverage": [list(row) for row in self.coverage],
-            "risk_edges": list(self.risk_edges),
+            "risk_edges": None if self.risk_edges is None else list(self.risk_edges),
         }
 
     @classmethod
@@ -267,8 +270,13 @@ class Profile:
             tuple(float(e) for e in data["edges"]),
             tuple(tuple(float(q) for q in r) for r in data["residuals"]),
             _coverage_rows(data.get("coverage", ())),
-            tuple(float(e) for e in data.get("risk_edges", ())),
+            _risk_edges(data.get("risk_edges")),
         )
+
+
+def _risk_edges(stored: list[float] | None) -> tuple[float, ...] | None:
+    """Stored risk edges; None (a model saved before the groups) stays None."""
+    return None if stored is None else tuple(float(e) for e in stored)
 
 
 def _coverage_rows(stored: list[Any]) -> tuple[tuple[float, ...], ...]:

@@ -65,9 +65,10 @@ PLANTED: dict[str, tuple[dict[str, object], dict[str, float]]] = {
     ),
     "clv_outside_range": ({"clv": 478.8, "clv_low": 0.0, "clv_high": 300.0}, {}),
     "zero_range": ({"clv": 0.0, "clv_low": 0.0, "clv_high": 0.0, "p_churn": 0.48}, {}),
-    # What CDNOW's and the retailer's scores showed before the range was calibrated per risk
-    # group: a likely buyer's range [79, 100] beside a CLV of 100.
-    "range_tops_at_clv": ({"clv_low": 79.0, "clv_high": 100.0}, {}),
+    # What the retailer's scores showed before the range was calibrated per risk group: a
+    # likely buyer's range [68, 100] beside a CLV of 100. ([0, 100] is no finding: the zero
+    # and the buyers under the mean can hold the level together.)
+    "range_tops_at_clv": ({"clv_low": 68.0, "clv_high": 100.0}, {}),
     "date_past_horizon": ({"next_order_date": "2027-01-01"}, {}),
     "sub_day_gap": ({"avg_days_between_orders": 0.0}, {}),
     "orders_below_chance": ({"expected_orders": 0.5}, {}),
@@ -203,3 +204,12 @@ def test_one_fact_twice_is_found_in_any_of_its_wordings(reasons, twice):
         if f.name == "one_fact_twice"
     ]
     assert finding.count == int(twice)
+
+
+def test_a_likely_buyers_range_from_zero_to_the_clv_is_no_finding():
+    # On the demo store 2,934 customers with p_churn .31-.50 get [0, clv], calibrated: the
+    # zero and the buyers under their mean hold 80% of their risk group.
+    row = {**GOOD, "clv": 84.0, "clv_low": 0.0, "clv_high": 84.0, "p_churn": 0.36}
+    rows = RunRows(pd.DataFrame([row]), pd.DataFrame([HISTORY]), 0.8)
+    finding = {f.name: f for f in check_rows(rows)}["range_tops_at_clv"]
+    assert (finding.count, finding.checked) == (0, 1)

@@ -429,21 +429,22 @@ def test_a_recent_quantity_on_the_risky_side_reads_as_a_shortfall(rows):
 def test_orders_all_on_one_day_are_one_reason(rows):
     # A real log: a customer with two orders on one day read "↑ bought on 0 repeat days; ↑ 0
     # days between first and last purchase; ↑ orders every 0 days on average" (serving.sanity
-    # counted 5 such rows of 134,982): three reasons for one fact.
+    # counted 5 such rows of 134,982): three reasons for one fact. The demo store's scores then
+    # showed "bought on 0 repeat days" beside "no repeat orders yet" (2 of 50,000 rows).
     names = ["frequency", "recency", "days_between_orders_mean", "days_between_orders_std"]
-    names += ["revenue_total", "recency_gap_ratio"]
+    names += ["revenue_total", "recency_gap_ratio", "repeat_order_value_mean"]
     contributions = np.array(
         [
-            [0.2, 0.15, 0.1, 0.05, -0.3, 0.25],  # two orders hours apart: one reason of 0.75
-            [0.2, 0.15, 0.1, 0.05, -0.3, 0.25],  # one order: the one-order group says it
-            [0.2, 0.15, 0.1, 0.05, -0.3, 0.25],  # two purchase days: five facts
+            [0.2, 0.15, 0.1, 0.05, -0.3, 0.25, 0.05],  # two orders hours apart: one of 0.8
+            [0.2, 0.15, 0.1, 0.05, -0.3, 0.25, 0.05],  # one order: the one-order group says it
+            [0.2, 0.15, 0.1, 0.05, -0.3, 0.25, 0.05],  # two purchase days: six facts
         ]
     )
     values = np.array(
         [
-            [0.0, 0.0, 0.2, np.nan, 182.0, 3.0],
-            [0.0, 0.0, np.nan, np.nan, 91.0, np.nan],
-            [1.0, 40.0, 20.0, np.nan, 182.0, 2.0],
+            [0.0, 0.0, 0.2, np.nan, 182.0, 3.0, np.nan],
+            [0.0, 0.0, np.nan, np.nan, 91.0, np.nan, np.nan],
+            [1.0, 40.0, 20.0, np.nan, 182.0, 2.0, 91.0],
         ]
     )
     texts = reason_texts(
@@ -457,4 +458,4 @@ def test_orders_all_on_one_day_are_one_reason(rows):
     ]
     merged = same_facts_merged(contributions, values, names)
     np.testing.assert_allclose(merged.sum(axis=1), contributions.sum(axis=1))
-    np.testing.assert_allclose(merged[0], [0.75, 0.0, 0.0, 0.0, -0.3, 0.0])
+    np.testing.assert_allclose(merged[0], [0.8, 0.0, 0.0, 0.0, -0.3, 0.0, 0.0])

@@ -116,8 +116,10 @@ def test_a_model_saved_before_the_risk_groups_keeps_its_one_calibration():
     old = {**stored, "coverage": stored["coverage"][0]}
     del old["risk_edges"]
     restored = Profile.from_dict(old)
-    assert restored.risk_edges == () and restored.coverage == (profile.coverage[0],)
+    # Marked as saved before the groups (the gate takes it as outdated), and served as it was.
+    assert restored.risk_edges is None and restored.coverage == (profile.coverage[0],)
     assert np.unique(restored.customer_levels(p, 0.8)).size == 1
+    assert Profile.from_dict(restored.to_dict()) == restored
 
 
 def test_a_share_a_churning_base_cannot_reach_is_exceeded_not_missed():
