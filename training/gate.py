@@ -173,8 +173,9 @@ def decide(
             if champion_outdated:
                 reasons.append(
                     "candidate ties the champion on every gate metric; the champion was saved "
-                    "without the customer profile (an older version of this code), so the "
-                    "candidate replaces it"
+                    "by an older version of this code (without the customer profile, or with "
+                    "its range calibrated over the whole base only), so the candidate replaces "
+                    "it"
                 )
             else:
                 promote = False

@@ -52,7 +52,7 @@ def test_champion_must_not_be_lost_to_and_must_be_beaten_somewhere():
     # A champion saved without the customer profile gives way to a candidate that ties it,
     # but not to one that loses to it.
     replaced = decide(GOOD, BASE, dict(GOOD), champion_outdated=True)
-    assert replaced.promote and "without the customer profile" in replaced.reasons[0]
+    assert replaced.promote and "older version of this code" in replaced.reasons[0]
     assert not decide(
         GOOD, BASE, {**GOOD, "clv_gini": 0.71, "churn_roc_auc": 0.5}, champion_outdated=True
     ).promote
