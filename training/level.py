@@ -448,26 +448,12 @@ def with_blend(totals: dict[str, float]) -> dict[str, float]:
     one or two origins their records mostly differ by noise, and taking the one that happened
     to miss less serves that noise (entry 37). Their mean is the hedge the record then
     supports; where one of them is clearly better, its own record wins.
-
-    Where ``totals`` holds ``classical_season`` (two years of history measure the horizon's
-    season), the blend's classical parts are the totals in that season: the model's own total
-    already carries the season, and a blend of one forecast in season with two out of it
-    mixes two horizons (docs/experiments.md, entry 49).
     """
     combined = dict(totals)
     for name, names in (("classical_mean", CLASSICAL), ("blend", BLEND_PARTS)):
         parts = [totals[part] for part in names if part in totals]
         if len(parts) == len(names) and min(parts) > 0:
             combined[name] = float(np.exp(np.mean(np.log(parts))))
-    # The blend combines the three forecasts of the same horizon: where the season is measured
-    # (``classical_season`` is there), the model's total carries it, so the two classical
-    # totals enter in it too, as their counts do in the churn's blend (entry 49). Their
-    # geometric mean in season is ``classical_season``, which so weighs two parts of three.
-    seasonal = totals.get("classical_season")
-    if "blend" in combined and seasonal is not None and seasonal > 0:
-        combined["blend"] = float(
-            np.exp((math.log(totals["model"]) + 2.0 * math.log(seasonal)) / 3.0)
-        )
     return combined
 
 
