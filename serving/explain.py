@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -165,6 +165,7 @@ def reason_texts(
     hidden: np.ndarray | None = None,
     prefer: np.ndarray | None = None,
     target: str | None = None,
+    usual: Mapping[str, float] | None = None,
 ) -> pa.StringArray:
     """The ``k`` largest contributions of each row, described in words and joined by ``"; "``.
 
@@ -197,6 +198,11 @@ def reason_texts(
         Which prediction the contributions explain. Given, a recent quantity of the customer's
         own buying quoted on the risky side reads as a shortfall: "↑ only 50 spent in the last
         365 days" (:func:`shortfalls`).
+    usual : mapping, optional
+        The model's usual values (``CustomerValueModel.usual_``), with ``target``: a
+        whole-history quantity whose arrow says the opposite of where it stands against the
+        usual one is not shown (:func:`against_usual`), and one under it on the risky side
+        reads as a shortfall ("↑ only 38 spent in total").
 
     Returns
     -------
@@ -213,10 +219,13 @@ def reason_texts(
     if n == 0 or k == 0:
         return pa.array([""] * n, type=pa.string())
     contributions = same_facts_merged(contributions, values, names)
+    if target is not None and usual:
+        wrong_way = against_usual(contributions, values, names, target=target, usual=usual)
+        hidden = wrong_way if hidden is None else hidden | wrong_way
     key = _ranking(contributions, values, names, hidden, prefer)
     # After the merge: a merged fact's arrow is the sum of its windows' contributions.
     only = (
-        shortfalls(contributions, values, names, target=target)
+        shortfalls(contributions, values, names, target=target, usual=usual)
         if target is not None
         else np.zeros(contributions.shape, dtype=bool)
     )
@@ -402,6 +411,42 @@ VALUE_AGREEMENT = 2.0
 #: to worry less. Between the two the figure reads either way and is shown as it is.
 OVERDUE_READS_LATE = 1.5
 OVERDUE_READS_ON_TIME = 0.5
+#: Whole-history quantities of the customer's buying that a marketer reads as "more is a
+#: better customer", per target. The trees may read them either way (a long history with
+#: little of it lately), so whether "↓ 360 spent in total" says too little or, against sense,
+#: too much depends on the shop's usual customer: the model's ``usual_`` values
+#: (``training.model.USUAL_FEATURES``). Amounts per order tell value, not loyalty, so for the
+#: churn risk only the counts and the total spend are read this way.
+MORE_IS_BETTER: dict[str, tuple[str, ...]] = {
+    "churn": ("orders_total", "revenue_total", "frequency"),
+    "clv": (
+        "orders_total",
+        "revenue_total",
+        "frequency",
+        "avg_order_value",
+        "repeat_order_value_mean",
+    ),
+}
+
+
+def _against_usual(
+    values: np.ndarray, names: Sequence[str], target: str, usual: Mapping[str, float] | None
+) -> list[tuple[int, np.ndarray, float]]:
+    """``(column, figure as printed, usual value printed so)`` per :data:`MORE_IS_BETTER` feature.
+
+    Only the features ``usual`` has a value for. Both are rounded as the reason prints them,
+    so that "329" against a usual 329.2 is neither above nor below it: what the reader sees.
+    """
+    if not usual:
+        return []
+    found = []
+    for j, name in enumerate(names):
+        if name not in MORE_IS_BETTER.get(target, ()) or name not in usual:
+            continue
+        match = _FIXED.search(_template(name)[0] or "")
+        digits = int(match["digits"]) if match is not None and match["digits"] else 0
+        found.append((j, np.round(values[:, j], digits), round(float(usual[name]), digits)))
+    return found
 
 
 def unreadable(
@@ -427,6 +472,9 @@ def unreadable(
       figure: :data:`OVERDUE_READS_LATE` times the usual gap or more shown as lowering risk
       (or raising value), :data:`OVERDUE_READS_ON_TIME` or less shown as raising risk (or
       lowering value).
+
+    A whole-history quantity read against the shop's usual customer is left to
+    :func:`against_usual`, which :func:`reason_texts` applies after merging the facts.
 
     Parameters
     ----------
@@ -473,27 +521,75 @@ def unreadable(
     return hidden
 
 
+def against_usual(
+    contributions: np.ndarray,
+    values: np.ndarray,
+    names: Sequence[str],
+    *,
+    target: str,
+    usual: Mapping[str, float],
+) -> np.ndarray:
+    """Whole-history reasons whose arrow says the opposite of the figure: not to be shown.
+
+    A quantity of buying over the whole history (:data:`MORE_IS_BETTER`) more than the shop's
+    usual customer's shown as raising the risk (or lowering the value), or less than it shown
+    as lowering the risk (or raising the value). "↓ 360 spent in total" beside a usual 329
+    reads as if spending lowered the value; the trees may mean "much once, little lately",
+    which the recent windows' reasons say in words that read right.
+
+    Parameters
+    ----------
+    contributions, values, names, target
+        As for :func:`unreadable` (``contributions`` after :func:`same_facts_merged`: the
+        arrow that is shown).
+    usual : mapping
+        Feature -> the usual value the model was trained on (``CustomerValueModel.usual_``).
+
+    Returns
+    -------
+    numpy.ndarray
+        rows x features booleans, True where the reason is not to be shown.
+    """
+    risk_up = _risky(contributions, target)
+    hidden = np.zeros(contributions.shape, dtype=bool)
+    for j, printed, typical in _against_usual(values, names, target, usual):
+        with np.errstate(invalid="ignore"):
+            above, below = printed > typical, printed < typical
+        hidden[:, j] = (above & risk_up[:, j]) | (below & ~risk_up[:, j])
+    return hidden
+
+
 #: Recent quantities of the customer's own buying, which the trees may read one way only (more
 #: of them is less risk and more value: ``training.model.monotone_directions``). Shown on the
 #: risky side (raising the churn risk, lowering the value), the bare figure reads backwards to
 #: a marketer: "↑ 50 spent in the last 365 days" as if spending raised the risk. It means the
 #: figure is short of what keeps a customer, and the words say so: "↑ only 50 spent ...".
 _SHORT_OF = re.compile(r"^(?:orders|revenue|expected_orders)_\d+d$")
+#: The whole-history quantities whose words take an "only" ("only 38 spent in total", "only
+#: bought on 2 repeat days"); the amounts per order ("average order value 30") do not read so.
+_SHORT_TOTALS = frozenset({"orders_total", "revenue_total", "frequency"})
 
 
 def shortfalls(
-    contributions: np.ndarray, values: np.ndarray, names: Sequence[str], *, target: str
+    contributions: np.ndarray,
+    values: np.ndarray,
+    names: Sequence[str],
+    *,
+    target: str,
+    usual: Mapping[str, float] | None = None,
 ) -> np.ndarray:
-    """Reasons that quote a recent quantity of buying as too little: to read "only <figure>".
+    """Reasons that quote a quantity of buying as too little: to read "only <figure>".
 
     An order count, a spend or the purchase model's expected orders over a recent window
     (:data:`_SHORT_OF`) whose contribution raises the churn risk (``target="churn"``) or lowers
     the value (``target="clv"``), where the figure as printed is above zero ("0 spent" needs
-    no "only").
+    no "only"). A count or total over the whole history (:data:`_SHORT_TOTALS`) on that side
+    reads so where it is under the shop's usual one ("↑ only 38 spent in total"); over it,
+    such a reason is not shown at all (:func:`against_usual`).
 
     Parameters
     ----------
-    contributions, values, names, target
+    contributions, values, names, target, usual
         As for :func:`unreadable`.
 
     Returns
@@ -510,6 +606,11 @@ def shortfalls(
         digits = int(match["digits"]) if match is not None and match["digits"] else 0
         with np.errstate(invalid="ignore"):
             short[:, j] = risky[:, j] & (np.round(values[:, j], digits) > 0)
+    for j, printed, typical in _against_usual(values, names, target, usual):
+        if names[j] not in _SHORT_TOTALS:
+            continue
+        with np.errstate(invalid="ignore"):
+            short[:, j] = risky[:, j] & (printed < typical) & (printed > 0)
     return short
 
 

@@ -20,6 +20,9 @@ would read as wrong:
 - a reason "last order Nx the usual gap between orders ago" whose arrow reads against the
   figure: a long overdue order (1.5x or more) lowering risk or raising value, or one on
   rhythm (0.5x or less) the other way;
+- a whole-history figure (spent in total, orders in total, repeat days, and for the value
+  the order values) shown as a risk while another row's lower figure is shown as none: more
+  buying read as a risk in one row and less of it as no risk in the next;
 - a high-risk customer whose churn reasons all lower the risk (or a low-risk one whose all
   raise it);
 - a value reason quoting a purchase-pattern value more than twice the served CLV (or under
@@ -343,6 +346,54 @@ def _overdue_against_reading(rows: RunRows) -> Finding:
     )
 
 
+#: Whole-history figures that a reader takes as "more is a better customer"
+#: (``serving.explain.MORE_IS_BETTER``), by the reasons column that quotes them: the figure is
+#: the first group after the arrow.
+_HISTORY_FIGURES: dict[str, tuple[str, ...]] = {
+    "reasons": (
+        r"([↑↓]) (?:only )?([\d,]+) spent in total",
+        r"([↑↓]) (?:only )?([\d,]+) orders? in total",
+        r"([↑↓]) (?:only )?bought on ([\d,]+) repeat days?",
+    ),
+    "value_reasons": (
+        r"([↑↓]) (?:only )?([\d,]+) spent in total",
+        r"([↑↓]) (?:only )?([\d,]+) orders? in total",
+        r"([↑↓]) (?:only )?bought on ([\d,]+) repeat days?",
+        r"([↑↓]) average order value ([\d,]+)",
+        r"([↑↓]) repeat orders average ([\d,]+)",
+    ),
+}
+
+
+def _history_read_both_ways(rows: RunRows) -> Finding:
+    s = rows.scores
+    wrong = np.zeros(len(s), dtype=bool)
+    quoted = np.zeros(len(s), dtype=bool)
+    # An arrow up is more risk in the churn reasons and more value in the value reasons.
+    for column, risk_arrow in (("reasons", "↑"), ("value_reasons", "↓")):
+        texts = s[column].fillna("")
+        for pattern in _HISTORY_FIGURES[column]:
+            found = texts.str.extract(r"(?:^|; )" + pattern + r"(?=;|$)")
+            figure = pd.to_numeric(found[1].str.replace(",", ""), errors="coerce").to_numpy()
+            shown = np.isfinite(figure)
+            risk = shown & (found[0] == risk_arrow).to_numpy()
+            none = shown & ~risk
+            quoted |= shown
+            if risk.any() and none.any():
+                # A figure shown as a risk above another row's shown as none: the two arrows
+                # cannot both be read as "more is better". Every such pair has its risky row
+                # counted, so one side is enough (and counts the rows that read wrong).
+                wrong |= risk & (figure > figure[none].min())
+    return _finding(
+        rows,
+        "history_read_both_ways",
+        "whole-history figure shown as a risk above another row's shown as none",
+        wrong,
+        quoted,
+        ("reasons", "value_reasons"),
+    )
+
+
 def _arrows(texts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Per row: whether every reason says ↑, and whether every one says ↓ (False if none)."""
     found = texts.fillna("").map(_ARROW_REASON.findall)
@@ -464,6 +515,7 @@ CHECKS: tuple[Callable[[RunRows], Finding], ...] = (
     _orders_below_chance,
     _no_order_lowering_risk,
     _overdue_against_reading,
+    _history_read_both_ways,
     _reasons_against_risk,
     _value_reason_off,
     _gap_as_top_reason,

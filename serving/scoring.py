@@ -125,6 +125,7 @@ def score_matrix(
         # purchase model's figures).
         values[:, : X.shape[1]] = np.asarray(X, dtype="float64")
         names = model.explanation_names_
+        usual = model.usual_
         churn, value = contributions["churn"][:, :-1], contributions["clv"][:, :-1]
         reasons = reason_texts(
             churn,
@@ -133,6 +134,7 @@ def score_matrix(
             hidden=unreadable(churn, values, names, target="churn", clv=clv),
             prefer=risk_direction(p_churn),
             target="churn",
+            usual=usual,
         )
         value_reasons = reason_texts(
             value,
@@ -140,6 +142,7 @@ def score_matrix(
             names,
             hidden=unreadable(value, values, names, target="clv", clv=clv),
             target="clv",
+            usual=usual,
         )
     # The profile reads the customer's values as given (revenue, days between orders).
     profile = model.profile_matrix(

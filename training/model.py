@@ -60,6 +60,50 @@ PURCHASE_CHURN = "purchase_model_p_no_order"
 PURCHASE_VALUE = "purchase_model_value"
 
 
+#: Whole-history quantities of a customer's buying that the trees may read either way (unlike
+#: the recent windows, :func:`monotone_directions`): a long history with little of it lately
+#: can lower the value its total would suggest. A marketer reads more of them as a better
+#: customer, but whether a figure is a lot is known only against the shop's usual customer,
+#: so the model keeps their medians over its training rows (:attr:`CustomerValueModel.usual_`)
+#: and the reasons are read against them (``serving.explain``).
+USUAL_FEATURES: tuple[str, ...] = (
+    "orders_total",
+    "revenue_total",
+    "frequency",
+    "avg_order_value",
+    "repeat_order_value_mean",
+)
+#: The usual value is the median of at most this many training rows (every k-th row): a
+#: median needs no more to be exact to well under a printed digit, and a million customers'
+#: window rows would otherwise be sorted at every search trial.
+_USUAL_ROWS = 200_000
+
+
+def usual_values(features: pd.DataFrame) -> dict[str, float]:
+    """The median of each of :data:`USUAL_FEATURES` in ``features`` (missing values skipped).
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        The training rows.
+
+    Returns
+    -------
+    dict
+        Feature name -> median, for the features present with at least one value.
+    """
+    step = max(1, -(-len(features) // _USUAL_ROWS))
+    usual: dict[str, float] = {}
+    for name in USUAL_FEATURES:
+        if name not in features.columns:
+            continue
+        column = features[name].to_numpy(dtype="float64")[::step]
+        column = column[np.isfinite(column)]
+        if len(column):
+            usual[name] = float(np.median(column))
+    return usual
+
+
 def expected_orders_name(window_days: int) -> str:
     """Name of the derived feature "purchase model's expected orders in the window"."""
     return f"expected_orders_{window_days}d"
@@ -171,6 +215,13 @@ class CustomerValueModel:
         Random seed (same data + seed => same model).
     n_jobs : int
         Threads for XGBoost.
+
+    Attributes
+    ----------
+    usual_ : dict
+        After :meth:`fit`: the usual value (median over the training rows) of each of
+        :data:`USUAL_FEATURES`, which the reasons are read against; empty for a model saved
+        before they were kept.
     """
 
     def __init__(
@@ -180,6 +231,7 @@ class CustomerValueModel:
         self.params = params
         self.seed = seed
         self.n_jobs = n_jobs
+        self.usual_: dict[str, float] = {}
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(
@@ -236,6 +288,7 @@ class CustomerValueModel:
         self.purchase_ = purchase
         self.window_days_ = int(window_days)
         self.season_ = float(season)
+        self.usual_ = usual_values(features)
         self.stack_: Stack | None = None
         names = self.derived_names_
         directions = monotone_directions(self.spec, self.window_days_)
@@ -883,6 +936,7 @@ class CustomerValueModel:
             "window_days": self.window_days_,
             "season": self.season_,
             "stack": stack.to_dict(),
+            "usual": self.usual_,
         }
         (directory / "model.json").write_text(json.dumps(meta, indent=2))
         return directory
@@ -908,6 +962,8 @@ class CustomerValueModel:
         model.window_days_ = int(meta["window_days"])
         model.season_ = float(meta["season"])
         model.stack_ = Stack.from_dict(meta["stack"])
+        # A model saved before the usual values were kept reads its reasons as it did.
+        model.usual_ = {str(k): float(v) for k, v in meta.get("usual", {}).items()}
         model.clv_model_ = xgb.XGBRegressor(n_jobs=n_jobs)
         model.clv_model_.load_model(directory / "clv.json")
         model.churn_model_ = xgb.XGBClassifier(n_jobs=n_jobs)

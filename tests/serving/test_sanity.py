@@ -87,6 +87,9 @@ PLANTED: dict[str, tuple[dict[str, object], dict[str, float]]] = {
         {"reasons": "↓ 5 orders in total; ↓ last order 2.4x the usual gap between orders ago"},
         {},
     ),
+    # What the demo store's scores showed before the reasons were read against the usual
+    # customer: 12 orders in total as a risk, where the other rows' 5 are none.
+    "history_read_both_ways": ({"reasons": "↓ last order 10 days ago; ↑ 12 orders in total"}, {}),
     "reasons_against_risk": (
         {
             "p_churn": 0.9,
@@ -213,3 +216,27 @@ def test_a_likely_buyers_range_from_zero_to_the_clv_is_no_finding():
     rows = RunRows(pd.DataFrame([row]), pd.DataFrame([HISTORY]), 0.8)
     finding = {f.name: f for f in check_rows(rows)}["range_tops_at_clv"]
     assert (finding.count, finding.checked) == (0, 1)
+
+
+def test_a_whole_history_figure_is_read_against_the_other_rows_on_either_side():
+    # Churn: "↑" is the risky side; value: "↓". A risky figure at or under every figure shown
+    # as none reads right ("only 300 spent" is less than the 329 others are praised for).
+    rows = [
+        {"reasons": "↑ only 300 spent in total", "value_reasons": "↓ average order value 30"},
+        {"reasons": "↓ 329 spent in total", "value_reasons": "↑ average order value 30"},
+        {"reasons": "↑ 2 orders in total", "value_reasons": "↓ only bought on 1 repeat day"},
+        {"reasons": "↓ 7 orders in total", "value_reasons": "↑ bought on 3 repeat days"},
+    ]
+    frame = pd.DataFrame([{**GOOD, "customer_id": str(i), **row} for i, row in enumerate(rows)])
+
+    def count(scores: pd.DataFrame) -> int:
+        findings = check_rows(RunRows(scores, None, 0.8))
+        return next(f.count for f in findings if f.name == "history_read_both_ways")
+
+    assert count(frame) == 0
+    # More shown as a risk than another row's shown as none, in either column.
+    worse = frame.copy()
+    worse.loc[2, "reasons"] = "↑ 9 orders in total"
+    worse.loc[3, "value_reasons"] = "↓ bought on 4 repeat days; ↑ 1,000 spent in total"
+    worse.loc[0, "value_reasons"] = "↑ bought on 3 repeat days"
+    assert count(worse) == 2

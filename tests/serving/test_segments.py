@@ -6,7 +6,14 @@ import pytest
 
 from features import feature_names
 from features.spec import FeatureSpec
-from serving.explain import describe, reason_texts, same_facts_merged, top_reasons, unreadable
+from serving.explain import (
+    against_usual,
+    describe,
+    reason_texts,
+    same_facts_merged,
+    top_reasons,
+    unreadable,
+)
 from serving.segments import (
     ACTIONS,
     NEW_CUSTOMER_ACTIONS_REFUSED,
@@ -459,3 +466,54 @@ def test_orders_all_on_one_day_are_one_reason(rows):
     merged = same_facts_merged(contributions, values, names)
     np.testing.assert_allclose(merged.sum(axis=1), contributions.sum(axis=1))
     np.testing.assert_allclose(merged[0], [0.8, 0.0, 0.0, 0.0, -0.3, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("rows", [2, 70])  # the row-by-row path and the vectorised one
+def test_a_whole_history_figure_is_read_against_the_usual_customer(rows):
+    # What the demo store's scores showed: "↓ 360 spent in total" in a value reason beside a
+    # usual 329 (as if spending lowered the value) and "↑ 13 orders in total" in a churn reason
+    # beside a usual 7. Against the model's usual customer, such a reason is not shown; one
+    # under the usual on the risky side says "only".
+    names = ["revenue_total", "orders_total", "avg_order_value", "days_since_last_order"]
+    usual = {"revenue_total": 329.2, "orders_total": 7.0, "avg_order_value": 51.3}
+    contributions = np.array([[-0.4, -0.3, -0.2, -0.1], [-0.4, 0.3, 0.2, -0.1]] * rows)[:rows]
+    values = np.tile(np.array([[360.0, 13.0, 60.0, 20.0], [38.0, 2.0, 19.0, 20.0]]), (rows, 1))
+    values = values[:rows]
+    value = reason_texts(contributions, values, names, k=4, target="clv", usual=usual)
+    # Row 0: every figure above the usual, shown as lowering the value: only the recency stays.
+    assert value.to_pylist()[0] == "↓ last order 20 days ago"
+    # Row 1: under the usual; the total reads as a shortfall, the order value as it is, and
+    # the two that would say less buying raised the value are not shown.
+    assert value.to_pylist()[1] == "↓ only 38 spent in total; ↓ last order 20 days ago"
+    churn = reason_texts(-contributions, values, names, k=4, target="churn", usual=usual)
+    # For the churn risk the order value is not read against the usual (it says nothing sure
+    # about loyalty), the counts and the total spend are.
+    assert churn.to_pylist()[0] == "↑ average order value 60; ↑ last order 20 days ago"
+    assert (
+        churn.to_pylist()[1]
+        == "↑ only 38 spent in total; ↓ average order value 19; ↑ last order 20 days ago"
+    )
+    # Without the usual values (a model saved before they were kept) the words are as before.
+    assert (
+        "only" not in reason_texts(contributions, values, names, k=4, target="clv").to_pylist()[1]
+    )
+
+
+def test_the_usual_is_compared_as_printed_and_after_the_facts_are_merged():
+    names = ["revenue_365d", "revenue_total"]
+    usual = {"revenue_total": 329.4}
+    # 329.3 prints as the usual's 329: neither more nor less, so it is shown either way.
+    hidden = against_usual(
+        np.array([[0.0, -0.2], [0.0, 0.2]]),
+        np.array([[329.3, 329.3], [329.3, 329.3]]),
+        names,
+        target="clv",
+        usual=usual,
+    )
+    assert not hidden.any()
+    # "400 spent in the last 365 days" and "400 spent in total" are one fact, said by the
+    # total with both arrows added: +0.5 - 0.2 raises the value, as 400 over a usual 329 should.
+    texts = reason_texts(
+        np.array([[0.5, -0.2]]), np.array([[400.0, 400.0]]), names, target="clv", usual=usual
+    )
+    assert texts.to_pylist() == ["↑ 400 spent in total"]

@@ -17,8 +17,10 @@ from training.model import (
     PURCHASE_VALUE,
     CustomerValueModel,
     ModelParams,
+    USUAL_FEATURES,
     TimeBudgetSpent,
     monotone_directions,
+    usual_values,
 )
 from training.purchase import PurchaseModel
 from training.stack import Stack
@@ -126,6 +128,34 @@ def test_same_seed_same_model_and_save_load_round_trip(data, tmp_path):
     pd.testing.assert_frame_equal(a.predict(data[0]), loaded.predict(data[0]))
     assert loaded.spec == SPEC and loaded.feature_names_in_ == NAMES
     assert loaded.purchase_ == PURCHASE and loaded.stack_ == a.stack_
+
+
+def test_the_usual_customer_is_kept_with_the_model_and_an_older_model_has_none(data, tmp_path):
+    # The reasons read a whole-history figure against the training rows' median
+    # (serving.explain.against_usual): the model carries it, saved and loaded.
+    model = fitted(data)
+    X = data[0][:2000]
+    assert set(model.usual_) == set(USUAL_FEATURES) & set(X.columns)
+    for name, usual in model.usual_.items():
+        assert usual == pytest.approx(float(X[name].median()))
+    saved = model.save(tmp_path / "m")
+    assert CustomerValueModel.load(saved).usual_ == model.usual_
+    # A model saved before the usual values were kept loads, and reads its reasons as before.
+    meta = json.loads((saved / "model.json").read_text())
+    del meta["usual"]
+    (saved / "model.json").write_text(json.dumps(meta))
+    assert CustomerValueModel.load(saved).usual_ == {}
+
+
+def test_the_usual_value_skips_missing_figures_and_reads_every_kth_row_of_many():
+    rows = pd.DataFrame(
+        {"revenue_total": [10.0, np.nan, 30.0, 50.0], "repeat_order_value_mean": np.nan}
+    )
+    # A missing figure (no repeat order yet) is no figure; a column with none has no usual.
+    assert usual_values(rows) == {"revenue_total": 30.0}
+    many = pd.DataFrame({"orders_total": np.arange(1_000_001, dtype="float64")})
+    # Every 6th of a million rows: the median to within a few rows of the whole column's.
+    assert usual_values(many)["orders_total"] == pytest.approx(500_000.0, abs=6.0)
 
 
 def test_a_stack_keeps_the_purchase_model_it_was_learnt_on(data, tmp_path):
