@@ -403,6 +403,10 @@ def _ranking(
 _PROBABILITY_READINGS: dict[str, bool] = {"purchase_model_p_no_order": True, "p_alive": False}
 #: A purchase-model figure of value is quoted only within this factor of the served CLV.
 VALUE_AGREEMENT = 2.0
+#: ... and its chance of no order only within this many points of the served ``p_churn``: a
+#: quarter apart reads as another answer ("22% chance of no order" beside a served 59%), where
+#: a few points are the stack's calibration of the same figure.
+PROBABILITY_AGREEMENT = 0.25
 #: How overdue the last order is, in the customer's own usual gaps ("last order 3.1x the usual
 #: gap between orders ago"), reads as a risk from :data:`OVERDUE_READS_LATE` on and as being
 #: on rhythm up to :data:`OVERDUE_READS_ON_TIME`. The trees weigh it against the base: where
@@ -456,6 +460,7 @@ def unreadable(
     *,
     target: str,
     clv: np.ndarray,
+    p_churn: np.ndarray | None = None,
 ) -> np.ndarray:
     """Reasons that would read wrong beside the served figures: not to be shown.
 
@@ -467,7 +472,8 @@ def unreadable(
       out before a repeat purchase), so it says nothing about this customer.
     - The purchase model's value over the horizon when the served ``clv`` differs from it by
       more than :data:`VALUE_AGREEMENT` times: the reason would quote a figure the answer
-      does not agree with.
+      does not agree with. So is its chance of no order when the served ``p_churn`` (given)
+      is more than :data:`PROBABILITY_AGREEMENT` away from it.
     - How overdue the last order is (``recency_gap_ratio``) when its arrow contradicts the
       figure: :data:`OVERDUE_READS_LATE` times the usual gap or more shown as lowering risk
       (or raising value), :data:`OVERDUE_READS_ON_TIME` or less shown as raising risk (or
@@ -486,6 +492,8 @@ def unreadable(
         Which prediction the contributions explain (an arrow up is more risk, or more value).
     clv : numpy.ndarray
         The served CLV per row.
+    p_churn : numpy.ndarray, optional
+        The served chance of no order per row.
 
     Returns
     -------
@@ -518,6 +526,13 @@ def unreadable(
         hidden[:, column["purchase_model_value"]] |= (ratio > VALUE_AGREEMENT) | (
             ratio < 1.0 / VALUE_AGREEMENT
         )
+    if p_churn is not None and "purchase_model_p_no_order" in column:
+        j = column["purchase_model_p_no_order"]
+        # As printed ("{v:.0%}"), against the served figure.
+        quoted = np.round(values[:, j] * 100.0) / 100.0
+        with np.errstate(invalid="ignore"):
+            apart = np.abs(quoted - np.asarray(p_churn, dtype="float64")) > PROBABILITY_AGREEMENT
+        hidden[:, j] |= apart
     return hidden
 
 

@@ -26,7 +26,8 @@ would read as wrong:
 - a high-risk customer whose churn reasons all lower the risk (or a low-risk one whose all
   raise it);
 - a value reason quoting a purchase-pattern value more than twice the served CLV (or under
-  half of it);
+  half of it), or a reason quoting a purchase-pattern chance of no order more than a quarter
+  away from the served ``p_churn``;
 - a data gap as the top reason;
 - two reasons of a row saying one fact ("customer for 347 days" beside "first purchase 347
   days ago", "only one order so far" beside "0 days between first and last purchase").
@@ -50,7 +51,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from serving.explain import DATA_GAP_PHRASES, OVERDUE_READS_LATE, OVERDUE_READS_ON_TIME
+from serving.explain import (
+    DATA_GAP_PHRASES,
+    OVERDUE_READS_LATE,
+    OVERDUE_READS_ON_TIME,
+    PROBABILITY_AGREEMENT,
+)
 from serving.run_files import DEFAULT_FEATURES_OUT, DEFAULT_OUT, RunStamp
 from serving.segments import NEW_CUSTOMER_ACTIONS_REFUSED, RISK_TIERS
 from training.profile import DEFAULT_LEVEL, LIKELY_BUYER_CHURN
@@ -65,6 +71,7 @@ _ARROW_REASON = re.compile(r"(?:^|; )([↑↓]) ")
 _NO_ORDER_DOWN = re.compile(r"↓ (\d+)% chance of no order")
 _OVERDUE = re.compile(r"([↑↓]) last order ([\d.]+)x the usual gap between orders ago")
 _PATTERN_VALUE = re.compile(r"([↑↓]) ([\d,.]+) expected over the horizon \(purchase pattern\)")
+_PATTERN_CHANCE = re.compile(r"[↑↓] (\d+)% chance of no order in the horizon \(purchase pattern\)")
 #: A relative slack for comparing figures that went through float32 and rounding.
 _TOLERANCE = 1e-6
 
@@ -436,6 +443,29 @@ def _value_reason_off(rows: RunRows) -> Finding:
     )
 
 
+def _chance_reason_off(rows: RunRows) -> Finding:
+    s = rows.scores
+    p_churn = s["p_churn"].to_numpy(dtype="float64")
+    wrong = np.zeros(len(s), dtype=bool)
+    applies = np.zeros(len(s), dtype=bool)
+    for column in ("reasons", "value_reasons"):
+        found = s[column].fillna("").str.extract(_PATTERN_CHANCE)[0]
+        quoted = pd.to_numeric(found, errors="coerce").to_numpy() / 100.0
+        applies |= np.isfinite(quoted)
+        # The text shows whole percents: the figure behind "22%" lies in [21.5%, 22.5%).
+        with np.errstate(invalid="ignore"):
+            wrong |= np.abs(quoted - p_churn) > PROBABILITY_AGREEMENT + 0.005
+    return _finding(
+        rows,
+        "chance_reason_off",
+        f"reason quoting a purchase-pattern chance of no order over "
+        f"{PROBABILITY_AGREEMENT:.0%} from p_churn",
+        wrong,
+        applies,
+        ("p_churn", "reasons", "value_reasons"),
+    )
+
+
 def _gap_as_top_reason(rows: RunRows) -> Finding:
     s = rows.scores
     gap = re.compile("|".join(DATA_GAP_PHRASES))
@@ -518,6 +548,7 @@ CHECKS: tuple[Callable[[RunRows], Finding], ...] = (
     _history_read_both_ways,
     _reasons_against_risk,
     _value_reason_off,
+    _chance_reason_off,
     _gap_as_top_reason,
     _one_fact_twice,
 )

@@ -131,7 +131,7 @@ def score_matrix(
             churn,
             values,
             names,
-            hidden=unreadable(churn, values, names, target="churn", clv=clv),
+            hidden=unreadable(churn, values, names, target="churn", clv=clv, p_churn=p_churn),
             prefer=risk_direction(p_churn),
             target="churn",
             usual=usual,
@@ -140,7 +140,7 @@ def score_matrix(
             value,
             values,
             names,
-            hidden=unreadable(value, values, names, target="clv", clv=clv),
+            hidden=unreadable(value, values, names, target="clv", clv=clv, p_churn=p_churn),
             target="clv",
             usual=usual,
         )

@@ -105,6 +105,15 @@ PLANTED: dict[str, tuple[dict[str, object], dict[str, float]]] = {
         {"value_reasons": "↑ 950 expected over the horizon (purchase pattern)"},
         {},
     ),
+    # What the demo store's scores showed: BG/NBD's chance beside the stack's served one.
+    "chance_reason_off": (
+        {
+            "p_churn": 0.59,
+            "risk_segment": "medium",
+            "reasons": "↓ 22% chance of no order in the horizon (purchase pattern)",
+        },
+        {},
+    ),
     "data_gap_reason": (
         {"reasons": "↓ returns unknown (no order statuses in the last 365 days)"},
         {},

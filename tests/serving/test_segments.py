@@ -333,6 +333,23 @@ def test_bgnbd_p_alive_of_a_one_time_buyer_and_a_value_the_clv_disowns_are_hidde
         unreadable(contributions, values, names, target="value", clv=clv)
 
 
+def test_a_chance_of_no_order_the_served_churn_disowns_is_hidden():
+    # What the demo store's scores showed: "↓ 22% chance of no order (purchase pattern)"
+    # beside a served p_churn of .59, two answers to one question.
+    names = ["purchase_model_p_no_order", "days_since_last_order"]
+    values = np.array([[0.22, 160.0], [0.22, 160.0], [0.345, 160.0]])
+    contributions = np.array([[-0.5, 0.2]] * 3)
+    clv = np.full(3, 50.0)
+    p_churn = np.array([0.59, 0.40, 0.59])
+    mask = unreadable(contributions, values, names, target="churn", clv=clv, p_churn=p_churn)
+    # 37 points apart is hidden; 18 is the stack's calibration of the same figure; 34.5%
+    # prints as 34% (round half to even), 25 points from .59: shown.
+    assert mask[:, 0].tolist() == [True, False, False]
+    assert not mask[:, 1].any()
+    # Without the served figure (an analysis call) it is shown as before.
+    assert not unreadable(contributions, values, names, target="churn", clv=clv)[:, 0].any()
+
+
 def test_a_wait_inside_the_horizon_is_a_date_inside_it():
     from serving.scoring import next_order_dates
 
