@@ -127,8 +127,8 @@ def decide(
         False when the champion cannot be judged on this holdout (another horizon).
     champion_outdated : bool
         True when the champion was saved without parts this code gives every answer (the
-        customer profile, its range calibrated by risk group): a candidate that ties it then
-        replaces it.
+        customer profile, its range calibrated by risk group, the usual customer its reasons
+        are read against): a candidate that ties it then replaces it.
 
     Returns
     -------
@@ -173,9 +173,9 @@ def decide(
             if champion_outdated:
                 reasons.append(
                     "candidate ties the champion on every gate metric; the champion was saved "
-                    "by an older version of this code (without the customer profile, or with "
-                    "its range calibrated over the whole base only), so the candidate replaces "
-                    "it"
+                    "by an older version of this code (without the customer profile, with "
+                    "its range calibrated over the whole base only, or without the usual "
+                    "customer its reasons are read against), so the candidate replaces it"
                 )
             else:
                 promote = False

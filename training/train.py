@@ -361,7 +361,7 @@ def _champion_predictions(
     of sample on the same rows. The restack is this code's: what is judged is the champion's
     parts, under the stack the candidate also gets. Returns the predictions, whether they are
     comparable (a champion of another horizon is not: None, False) and whether the champion
-    is outdated (saved without the customer profile or its risk groups).
+    is outdated (saved without the customer profile, its risk groups or its usual customer).
     """
     # The champion of this shop's model only: a model of other data is never the judge.
     champion = tracking.alias_version(tracking.CHAMPION, name)
@@ -381,11 +381,12 @@ def _champion_predictions(
             f"run {spec.horizon_days}; not comparable"
         )
         return None, False, False
-    # Saved without the customer profile, or with its range calibrated over the whole base
-    # only (before the risk groups, docs/experiments.md entry 48): a tying candidate replaces
-    # it, so that retraining after an upgrade serves what this code answers.
+    # Saved without the customer profile, with its range calibrated over the whole base only
+    # (before the risk groups, docs/experiments.md entry 48), or without the usual customer
+    # its reasons are read against (training.model.USUAL_FEATURES): a tying candidate
+    # replaces it, so that retraining after an upgrade serves what this code answers.
     profile = twin.require_stack().profile
-    outdated = profile is None or profile.risk_edges is None
+    outdated = profile is None or profile.risk_edges is None or not twin.usual_
     if twin.spec == spec:
         # Same spec: the holdout rows already hold exactly the features the twin needs.
         features = judged
