@@ -73,8 +73,8 @@ USUAL_FEATURES: tuple[str, ...] = (
     "avg_order_value",
     "repeat_order_value_mean",
 )
-#: The usual value is the median of at most this many training rows (every k-th row): a
-#: median needs no more to be exact to well under a printed digit, and a million customers'
+#: The usual value is the median of at most this many training rows (every k-th row): the
+#: reasons need it as a reference point, not to the last unit, and a million customers'
 #: window rows would otherwise be sorted at every search trial.
 _USUAL_ROWS = 200_000
 
