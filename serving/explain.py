@@ -548,7 +548,7 @@ def against_usual(
 
     A quantity of buying over the whole history (:data:`MORE_IS_BETTER`) more than the shop's
     usual customer's shown as raising the risk (or lowering the value), or less than it shown
-    as lowering the risk (or raising the value). "↓ 360 spent in total" beside a usual 329
+    as lowering the risk (or raising the value). "↓ 360 spent in total" beside a usual 317
     reads as if spending lowered the value; the trees may mean "much once, little lately",
     which the recent windows' reasons say in words that read right.
 
