@@ -447,8 +447,7 @@ def _against_usual(
     for j, name in enumerate(names):
         if name not in MORE_IS_BETTER.get(target, ()) or name not in usual:
             continue
-        match = _FIXED.search(_template(name)[0] or "")
-        digits = int(match["digits"]) if match is not None and match["digits"] else 0
+        digits = _decimals(name)
         found.append((j, np.round(values[:, j], digits), round(float(usual[name]), digits)))
     return found
 
@@ -617,10 +616,8 @@ def shortfalls(
     for j, name in enumerate(names):
         if _SHORT_OF.match(name) is None:
             continue
-        match = _FIXED.search(_template(name)[0] or "")
-        digits = int(match["digits"]) if match is not None and match["digits"] else 0
         with np.errstate(invalid="ignore"):
-            short[:, j] = risky[:, j] & (np.round(values[:, j], digits) > 0)
+            short[:, j] = risky[:, j] & (np.round(values[:, j], _decimals(name)) > 0)
     for j, printed, typical in _against_usual(values, names, target, usual):
         if names[j] not in _SHORT_TOTALS:
             continue
@@ -682,6 +679,12 @@ def _phrases(
 
 #: A template printing the value with a fixed number of decimals, or as a whole percentage.
 _FIXED = re.compile(r"\{v:\+?,?\.(?P<digits>\d)f\}|\{v:\+?,?\.0%\}")
+
+
+def _decimals(feature: str) -> int:
+    """Decimals the feature's words print its value with (0 for whole numbers and percents)."""
+    match = _FIXED.search(_template(feature)[0] or "")
+    return int(match["digits"]) if match is not None and match["digits"] else 0
 
 
 def _printed(template: str, values: np.ndarray) -> np.ndarray | None:
