@@ -356,16 +356,15 @@ def _overdue_against_reading(rows: RunRows) -> Finding:
 #: Whole-history figures that a reader takes as "more is a better customer"
 #: (``serving.explain.MORE_IS_BETTER``), by the reasons column that quotes them: the figure is
 #: the first group after the arrow.
+_HISTORY_TOTALS: tuple[str, ...] = (
+    r"([↑↓]) (?:only )?([\d,]+) spent in total",
+    r"([↑↓]) (?:only )?([\d,]+) orders? in total",
+    r"([↑↓]) (?:only )?bought on ([\d,]+) repeat days?",
+)
 _HISTORY_FIGURES: dict[str, tuple[str, ...]] = {
-    "reasons": (
-        r"([↑↓]) (?:only )?([\d,]+) spent in total",
-        r"([↑↓]) (?:only )?([\d,]+) orders? in total",
-        r"([↑↓]) (?:only )?bought on ([\d,]+) repeat days?",
-    ),
+    "reasons": _HISTORY_TOTALS,
     "value_reasons": (
-        r"([↑↓]) (?:only )?([\d,]+) spent in total",
-        r"([↑↓]) (?:only )?([\d,]+) orders? in total",
-        r"([↑↓]) (?:only )?bought on ([\d,]+) repeat days?",
+        *_HISTORY_TOTALS,
         r"([↑↓]) average order value ([\d,]+)",
         r"([↑↓]) repeat orders average ([\d,]+)",
     ),
